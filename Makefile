@@ -1,0 +1,32 @@
+# Steward's two everyday commands:
+#   make run    build and serve on the embedded defaults (SQLite and artifacts under var/)
+#   make test   fmt, clippy, then the whole suite on SQLite and again on PostgreSQL
+# Both first install missing Debian packages (scripts/install-deps).
+
+SHELL := /bin/bash
+PG_TEST_URL := postgres://steward:steward@127.0.0.1:5432/postgres
+
+.PHONY: run test deps lint test-sqlite test-postgres build
+
+run: deps
+	cargo run --release -- serve
+
+test: deps lint test-sqlite test-postgres
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	cargo build --release
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+test-sqlite:
+	cargo test
+
+# The integration suite again, each test on a fresh database of a real PostgreSQL 15.
+test-postgres:
+	scripts/postgres-up
+	TEST_DATABASE_URL=$(PG_TEST_URL) cargo test --test api

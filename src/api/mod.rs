@@ -1,0 +1,38 @@
+//! The JSON API under `/api/v1`, and the open probes (`/health`, `/ready`, `/metrics`).
+//! The route table is this one function; one module per resource, handlers named `verb_noun`.
+
+mod audit;
+mod overview;
+pub mod probes;
+mod tokens;
+mod users;
+
+use actix_web::web;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(probes::get_health))
+        .route("/ready", web::get().to(probes::get_ready))
+        .route("/metrics", web::get().to(probes::get_metrics))
+        .service(
+            web::scope("/api/v1")
+                .route("/overview", web::get().to(overview::get_overview))
+                .route("/settings", web::get().to(overview::get_settings))
+                .route("/me", web::get().to(users::get_me))
+                .route("/users", web::get().to(users::list_users))
+                .route("/users", web::post().to(users::create_user))
+                .route(
+                    "/users/{username}/disable",
+                    web::post().to(users::disable_user),
+                )
+                .route("/tokens", web::get().to(tokens::list_tokens))
+                .route("/tokens", web::post().to(tokens::create_token))
+                .route("/tokens/{id}", web::delete().to(tokens::revoke_token))
+                .route("/audit", web::get().to(audit::list_audit))
+                .route("/audit/verify", web::get().to(audit::verify_audit))
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(crate::error::AppError::NotFound(
+                        "no such API route".into(),
+                    ))
+                })),
+        );
+}

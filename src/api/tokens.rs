@@ -1,0 +1,71 @@
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::tokens::{self, ApiToken};
+use crate::auth::{Identity, Role, accounts};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// A viewer sees their own tokens; an admin sees everyone's.
+pub async fn list_tokens(
+    state: web::Data<AppState>,
+    identity: Identity,
+) -> Result<HttpResponse, AppError> {
+    let user = identity.require(Role::Viewer)?.clone();
+    let tokens = state
+        .db
+        .run(move |conn| {
+            let owner = (user.role < Role::Admin).then_some(user.id.as_str());
+            tokens::list(conn, owner)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(tokens))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+}
+
+/// The only response that ever carries the token itself.
+#[derive(Serialize)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub token: ApiToken,
+    pub secret: String,
+}
+
+pub async fn create_token(
+    state: web::Data<AppState>,
+    identity: Identity,
+    body: web::Json<NewToken>,
+) -> Result<HttpResponse, AppError> {
+    let owner = identity.require(Role::Viewer)?.clone();
+    let actor = identity.actor();
+    let name = body.into_inner().name;
+    let (token, secret) = state
+        .db
+        .run(move |conn| accounts::create_token(conn, &actor, &owner, &name))
+        .await?;
+    Ok(HttpResponse::Created().json(CreatedToken { token, secret }))
+}
+
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let user = identity.require(Role::Viewer)?.clone();
+    let actor = identity.actor();
+    let id = path.into_inner();
+    let token = state
+        .db
+        .run(move |conn| {
+            accounts::revoke_token(conn, &actor, &id, |t| {
+                t.user_id == user.id || user.role == Role::Admin
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(token))
+}

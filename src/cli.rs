@@ -1,0 +1,287 @@
+//! The `steward` command line. `serve` runs the server; the other commands work on the store
+//! directly, so they need no running server, and record their changes in the audit log as
+//! `cli:<os user>`.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::audit;
+use crate::auth::{Role, accounts, tokens, users};
+use crate::config::Settings;
+use crate::db::{self, Db, PooledDb};
+use crate::startup::{Application, shutdown_signal};
+
+#[derive(Parser)]
+#[command(
+    name = "steward",
+    version,
+    about = "Keeps a tabular classifier healthy in production: data, training, registry, \
+             serving, drift monitoring, remediation and an audit log, in one binary.",
+    after_help = "Configuration: built-in defaults (config/default.toml), then \
+                  config/$STEWARD_ENV.toml, then --config FILE, then STEWARD__SECTION__KEY \
+                  variables, then PORT and DATABASE_URL."
+)]
+pub struct Cli {
+    /// An extra TOML file layered over the defaults and the STEWARD_ENV overlay.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Folder holding the <STEWARD_ENV>.toml overlays.
+    #[arg(
+        long,
+        global = true,
+        env = "STEWARD_CONFIG_DIR",
+        default_value = "config",
+        value_name = "DIR"
+    )]
+    config_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: JSON API, dashboard, /health, /ready, /metrics and the scheduler.
+    Serve,
+    /// Apply pending database migrations and list what the store has applied.
+    Migrate,
+    /// Print the effective configuration, secrets masked, after checking it.
+    Config,
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+    /// Read and check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user. The password is read from standard input when it is not a terminal,
+    /// otherwise one is generated and printed once.
+    Add {
+        username: String,
+        /// viewer (reads), approver (also approves and promotes) or admin (everything).
+        #[arg(long, default_value = "viewer")]
+        role: Role,
+    },
+    /// List users.
+    List,
+    /// Disable a user and end their sessions (the last active admin can't be disabled).
+    Disable { username: String },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Create an API token for a user and print it once.
+    Create(CreateToken),
+    /// List tokens (never the secrets).
+    List {
+        /// Only this user's tokens.
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token by its id.
+    Revoke { id: String },
+}
+
+#[derive(Args)]
+struct CreateToken {
+    /// The user the token acts as.
+    #[arg(long)]
+    user: String,
+    /// A label to tell tokens apart, e.g. "ci".
+    #[arg(long)]
+    name: String,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exits 1 and names the first broken event when it does not hold.
+    Verify,
+    /// Show the newest events.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&cli.config_dir, cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init_logging(&settings.log);
+    match run(cli.command, settings) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve => serve(settings),
+        Command::Config => {
+            println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let mut conn = open_store(&settings)?;
+            for version in db::applied_migrations(&mut conn)? {
+                println!("applied {version}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Users(cmd) => users_command(cmd, &settings),
+        Command::Tokens(cmd) => tokens_command(cmd, &settings),
+        Command::Audit(cmd) => audit_command(cmd, &settings),
+    }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings).await?;
+        app.run_until_stopped(shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Connects and migrates, as `serve` would, so every command sees the current schema.
+fn open_store(settings: &Settings) -> anyhow::Result<PooledDb> {
+    let db = Db::connect(&settings.database)?;
+    let mut conn = db.get()?;
+    db::run_migrations(&mut conn)?;
+    Ok(conn)
+}
+
+fn cli_actor() -> String {
+    let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli:{who}")
+}
+
+fn users_command(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut conn = open_store(settings)?;
+    match cmd {
+        UsersCommand::Add { username, role } => {
+            let stdin = std::io::stdin();
+            let (password, generated) = if stdin.is_terminal() {
+                (crate::auth::secrets::random_string(20), true)
+            } else {
+                let mut line = String::new();
+                stdin
+                    .lock()
+                    .read_line(&mut line)
+                    .context("reading the password from standard input")?;
+                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+            };
+            let user = accounts::create_user(&mut conn, &cli_actor(), &username, &password, role)?;
+            println!("created {} ({})", user.username, user.role);
+            if generated {
+                println!("password (shown once): {password}");
+            }
+        }
+        UsersCommand::List => {
+            println!("{:<24} {:<9} {:<9} created", "user", "role", "status");
+            for u in users::list(&mut conn)? {
+                let status = if u.disabled { "disabled" } else { "active" };
+                println!(
+                    "{:<24} {:<9} {:<9} {}",
+                    u.username, u.role, status, u.created_at
+                );
+            }
+        }
+        UsersCommand::Disable { username } => {
+            accounts::disable_user(&mut conn, &cli_actor(), &username)?;
+            println!("disabled {username}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tokens_command(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut conn = open_store(settings)?;
+    match cmd {
+        TokensCommand::Create(CreateToken { user, name }) => {
+            let owner = users::find_by_username(&mut conn, &user)?
+                .ok_or_else(|| anyhow::anyhow!("no user `{user}`"))?;
+            let owner = users::User::try_from(owner)?;
+            let (token, secret) = accounts::create_token(&mut conn, &cli_actor(), &owner, &name)?;
+            println!(
+                "created token {} ({}) for {}",
+                token.id, token.name, owner.username
+            );
+            println!("token (shown once): {secret}");
+        }
+        TokensCommand::List { user } => {
+            let owner_id = match user {
+                Some(name) => Some(
+                    users::find_by_username(&mut conn, &name)?
+                        .ok_or_else(|| anyhow::anyhow!("no user `{name}`"))?
+                        .id,
+                ),
+                None => None,
+            };
+            println!("{:<36} {:<20} {:<11} status", "id", "name", "prefix");
+            for t in tokens::list(&mut conn, owner_id.as_deref())? {
+                let status = if t.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!("{:<36} {:<20} {:<11} {status}", t.id, t.name, t.prefix);
+            }
+        }
+        TokensCommand::Revoke { id } => {
+            accounts::revoke_token(&mut conn, &cli_actor(), &id, |_| true)?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_command(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut conn = open_store(settings)?;
+    match cmd {
+        AuditCommand::Verify => {
+            let report = audit::verify(&mut conn)?;
+            match report.first_break {
+                None => {
+                    println!(
+                        "audit chain intact: {} events verified",
+                        report.events_checked
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(b) => {
+                    println!(
+                        "audit chain BROKEN at event {}: {} ({} events before it verified)",
+                        b.seq, b.reason, report.events_checked
+                    );
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        AuditCommand::List { limit } => {
+            for e in audit::list(&mut conn, limit, None)? {
+                println!(
+                    "{:>6}  {}  {:<20} {:<22} {}",
+                    e.seq, e.created_at, e.actor, e.action, e.subject
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The store: one Diesel connection type over SQLite or PostgreSQL, its pool, and the embedded
+//! migrations.
+//!
+//! The backend is chosen from the URL scheme, and an unknown scheme is an error, so a typo can't
+//! quietly create an empty SQLite file. All Diesel calls are blocking: handlers reach the store
+//! through [`Db::run`], which moves the work onto tokio's blocking pool.
+
+pub mod schema;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use secrecy::ExposeSecret;
+
+use crate::config::{DatabaseSettings, redact_url};
+use crate::error::AppError;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// One connection to whichever backend the URL named.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+/// A database URL whose scheme has been checked.
+#[derive(Debug, Clone)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("unsupported database URL scheme `{0}`: use sqlite://PATH or postgres://…")]
+    UnknownScheme(String),
+    #[error("the database URL has no scheme: use sqlite://PATH or postgres://…")]
+    NoScheme,
+    #[error("sqlite:// URL has no file path")]
+    EmptyPath,
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, UrlError> {
+        let (scheme, rest) = raw.split_once("://").ok_or(UrlError::NoScheme)?;
+        match scheme {
+            "sqlite" => {
+                if rest.is_empty() {
+                    return Err(UrlError::EmptyPath);
+                }
+                Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)))
+            }
+            "postgres" | "postgresql" => Ok(DatabaseUrl::Postgres(raw.to_owned())),
+            other => Err(UrlError::UnknownScheme(other.to_owned())),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+            DatabaseUrl::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// r2d2 manager that opens the variant the URL named, with our per-connection settings.
+#[derive(Debug)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+    connect_timeout: Duration,
+}
+
+impl ConnectionManager {
+    fn open(&self) -> Result<DbConnection, r2d2::Error> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let path = path.to_str().ok_or_else(|| {
+                    r2d2::Error::ConnectionError(ConnectionError::InvalidConnectionUrl(
+                        "SQLite path is not UTF-8".into(),
+                    ))
+                })?;
+                let mut conn =
+                    SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
+                // WAL lets readers run beside the one writer; busy_timeout makes writers queue
+                // instead of failing at once.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                )
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => {
+                let url = with_connect_timeout(url, self.connect_timeout);
+                let conn = PgConnection::establish(&url).map_err(r2d2::Error::ConnectionError)?;
+                Ok(DbConnection::Postgres(conn))
+            }
+        }
+    }
+}
+
+/// libpq waits forever for an unreachable host unless told otherwise.
+fn with_connect_timeout(url: &str, timeout: Duration) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}connect_timeout={}", timeout.as_secs().max(1))
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        self.open()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        r2d2::R2D2Connection::ping(conn).map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        r2d2::R2D2Connection::is_broken(conn)
+    }
+}
+
+pub type DbPool = Pool<ConnectionManager>;
+pub type PooledDb = PooledConnection<ConnectionManager>;
+
+/// The shared handle to the store.
+#[derive(Clone)]
+pub struct Db {
+    pool: DbPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Opens the pool. One connection is made first, directly, so that a bad password or an
+    /// unreachable host is reported as such rather than as a pool time-out.
+    pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let raw = settings.url.expose_secret();
+        let shown = redact_url(raw);
+        let url = DatabaseUrl::parse(raw).with_context(|| format!("database URL {shown}"))?;
+        if let DatabaseUrl::Sqlite(path) = &url {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("cannot create the SQLite folder {}", parent.display())
+                })?;
+            }
+        }
+        let backend = url.backend();
+        let timeout = Duration::from_secs(settings.connect_timeout_secs);
+        let manager = ConnectionManager {
+            url,
+            connect_timeout: timeout,
+        };
+        let first = manager
+            .connect()
+            .map_err(|e| anyhow::anyhow!("cannot connect to the database {shown}: {e}"))?;
+        let pool = Pool::builder()
+            .max_size(settings.pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(timeout)
+            .build_unchecked(manager);
+        // Hand the checked connection to the pool's users by dropping it: r2d2 will open its own.
+        drop(first);
+        Ok(Db { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A connection for blocking code that is already off the async workers (CLI, jobs).
+    pub fn get(&self) -> Result<PooledDb, AppError> {
+        self.pool
+            .get()
+            .map_err(|e| AppError::Unavailable(format!("database connection: {e}")))
+    }
+
+    /// Runs blocking store work on tokio's blocking pool, keeping the caller's tracing span.
+    /// A panic inside becomes an internal error instead of tearing down the worker.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
+    {
+        let db = self.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn = db.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("store task failed: {e}")))?
+    }
+}
+
+/// Applies every pending migration; returns the versions applied.
+pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
+    let applied = match conn {
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+        DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+    }
+    .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+    Ok(applied.iter().map(ToString::to_string).collect())
+}
+
+/// Reverts every applied migration, newest first (used by `steward db reset` and the tests).
+pub fn revert_all_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
+    let reverted = match conn {
+        DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS),
+        DbConnection::Postgres(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS),
+    }
+    .map_err(|e| anyhow::anyhow!("reverting migrations: {e}"))?;
+    Ok(reverted.iter().map(ToString::to_string).collect())
+}
+
+/// Migrations embedded in this binary that the store has not applied yet.
+pub fn pending_migrations(conn: &mut DbConnection) -> anyhow::Result<usize> {
+    let pending = match conn {
+        DbConnection::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|p| p.len()),
+        DbConnection::Postgres(c) => c.pending_migrations(POSTGRES_MIGRATIONS).map(|p| p.len()),
+    }
+    .map_err(|e| anyhow::anyhow!("listing migrations: {e}"))?;
+    Ok(pending)
+}
+
+/// Versions the store has applied, oldest first.
+pub fn applied_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
+    let applied = match conn {
+        DbConnection::Sqlite(c) => MigrationHarness::applied_migrations(c),
+        DbConnection::Postgres(c) => MigrationHarness::applied_migrations(c),
+    }
+    .map_err(|e| anyhow::anyhow!("listing migrations: {e}"))?;
+    Ok(applied.iter().map(ToString::to_string).collect())
+}
+
+/// The current time as stored: UTC, truncated to microseconds so both backends keep it exactly.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::SubsecRound;
+    chrono::Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+/// Table names of the store, for the schema comparison in the migration tests.
+pub fn table_names(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let sql = match conn {
+        DbConnection::Sqlite(_) => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' AND name != '__diesel_schema_migrations' ORDER BY name"
+        }
+        DbConnection::Postgres(_) => {
+            "SELECT table_name AS name FROM information_schema.tables \
+             WHERE table_schema = 'public' AND table_name != '__diesel_schema_migrations' \
+             ORDER BY table_name"
+        }
+    };
+    let rows: Vec<Name> = diesel::sql_query(sql).load(conn)?;
+    Ok(rows.into_iter().map(|r| r.name).collect())
+}

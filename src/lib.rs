@@ -1,0 +1,24 @@
+//! Steward: one binary that keeps a tabular classifier healthy in production.
+//!
+//! The modules, one per capability (see DESIGN.md for the map):
+//! - [`config`]: settings and their validation;
+//! - [`db`]: the Diesel store over SQLite or PostgreSQL, and migrations;
+//! - [`auth`]: users, roles, tokens, sessions, the request identity;
+//! - [`audit`]: the hash-chained audit log;
+//! - [`api`]: the JSON API and the probes; [`web`]: the HTMX dashboard;
+//! - [`telemetry`]: metrics and logs; [`scheduler`]: background jobs;
+//! - [`startup`]: building and running the process; [`cli`]: the command line.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod overview;
+pub mod scheduler;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod web;

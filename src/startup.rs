@@ -1,0 +1,239 @@
+//! Building and running the one process: store, state, HTTP server and scheduler.
+//!
+//! `Application::build` binds its listener before anything serves, so port 0 works and tests
+//! can ask which port they got. `run_until_stopped` drives the server and the jobs until a
+//! shutdown signal, then drains in-flight requests and stops the jobs.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::{Compress, from_fn};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{self, NewEvent};
+use crate::auth::accounts;
+use crate::auth::sessions;
+use crate::auth::throttle::LoginThrottle;
+use crate::config::Settings;
+use crate::db::{self, Db};
+use crate::error;
+use crate::scheduler::Scheduler;
+use crate::state::AppState;
+use crate::telemetry::{self, Telemetry};
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    state: AppState,
+    scheduler: Scheduler,
+}
+
+/// What preparing the store found, for the start-up log.
+struct Prepared {
+    db: Db,
+    migrations_applied: Vec<String>,
+    generated_admin_password: Option<String>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let telemetry = Telemetry::install()?;
+        std::fs::create_dir_all(&settings.storage.dir).with_context(|| {
+            format!(
+                "cannot create storage.dir {}",
+                settings.storage.dir.display()
+            )
+        })?;
+        let settings = Arc::new(settings);
+        let prepared = {
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || prepare_store(&settings)).await??
+        };
+        for version in &prepared.migrations_applied {
+            tracing::info!(%version, "applied migration");
+        }
+        if let Some(password) = &prepared.generated_admin_password {
+            // Printed once, straight to the terminal and never to the log.
+            eprintln!(
+                "\n  Created the first user `{}` with the generated password:\n\n      {password}\n\n  \
+                 It is shown only now. Set STEWARD_ADMIN_PASSWORD to choose it instead.\n",
+                accounts::BOOTSTRAP_ADMIN
+            );
+        }
+
+        let state = AppState {
+            login_throttle: Arc::new(LoginThrottle::new(settings.auth.login_attempts_per_minute)),
+            settings: settings.clone(),
+            db: prepared.db,
+            telemetry,
+            started_at: chrono::Utc::now(),
+        };
+
+        let address = (settings.server.host.as_str(), settings.server.port);
+        let listener = TcpListener::bind(address).with_context(|| {
+            format!(
+                "cannot listen on {}:{} (server.host, server.port)",
+                settings.server.host, settings.server.port
+            )
+        })?;
+        let port = listener.local_addr()?.port();
+        let limit = settings.server.body_limit_bytes;
+        let data = web::Data::new(state.clone());
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(Compress::default())
+                .wrap(from_fn(telemetry::record_http))
+                .app_data(data.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(limit)
+                        .error_handler(move |e, _| error::json_error(e, limit)),
+                )
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(limit)
+                        .error_handler(move |e, _| error::form_error(e, limit)),
+                )
+                .app_data(web::PayloadConfig::new(limit))
+                .configure(crate::api::routes)
+                .configure(crate::web::routes)
+        })
+        .listen(listener)?
+        .disable_signals()
+        .shutdown_timeout(settings.server.shutdown_timeout_secs);
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let mut scheduler = Scheduler::default();
+        register_jobs(&mut scheduler, &settings);
+
+        Ok(Application {
+            port,
+            server: server.run(),
+            state,
+            scheduler,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves (or the server stops by itself), then lets in-flight
+    /// requests finish and stops the scheduled jobs.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let stop_jobs = CancellationToken::new();
+        let mut jobs = if self.state.settings.scheduler.enabled {
+            tracing::info!(jobs = ?self.scheduler.job_names(), "scheduler started");
+            self.scheduler.start(self.state.clone(), stop_jobs.clone())
+        } else {
+            tokio::task::JoinSet::new()
+        };
+        tracing::info!(
+            port = self.port,
+            backend = %self.state.db.backend(),
+            "steward is serving"
+        );
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::pin!(server);
+        let outcome = tokio::select! {
+            result = &mut server => result,
+            () = shutdown => {
+                tracing::info!("shutdown requested; draining in-flight requests");
+                // The server future itself carries out the stop, so keep polling it.
+                let (_, result) = tokio::join!(handle.stop(true), &mut server);
+                result
+            }
+        }
+        .context("HTTP server failed");
+        stop_jobs.cancel();
+        while jobs.join_next().await.is_some() {}
+        tracing::info!("stopped");
+        outcome
+    }
+}
+
+/// Resolves on SIGTERM (what Render and Docker send) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Connects, migrates, creates the first admin on an empty store, and records a configuration
+/// change in the audit log.
+fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
+    let db = Db::connect(&settings.database)?;
+    let mut conn = db.get()?;
+    let migrations_applied = db::run_migrations(&mut conn)?;
+    let generated_admin_password =
+        accounts::bootstrap_admin(&mut conn, settings.auth.admin_password.expose_secret())?;
+    record_config_change(&mut conn, settings)?;
+    drop(conn);
+    Ok(Prepared {
+        db,
+        migrations_applied,
+        generated_admin_password,
+    })
+}
+
+/// Appends `config.applied` when the effective (redacted) configuration differs from the one
+/// the previous start recorded.
+fn record_config_change(conn: &mut db::DbConnection, settings: &Settings) -> anyhow::Result<()> {
+    let current = settings.redacted();
+    let previous = audit::latest_with_action(conn, "config.applied")?
+        .and_then(|e| e.after_json)
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok());
+    if previous.as_ref() != Some(&current) {
+        let mut event = NewEvent::new("system", "config.applied", "config").after(current);
+        if let Some(previous) = previous {
+            event = event.before(previous);
+        }
+        audit::append(conn, event)?;
+    }
+    Ok(())
+}
+
+/// Every scheduled job of every capability is registered here.
+pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
+    scheduler.register(
+        "session_sweep",
+        Duration::from_secs(settings.scheduler.session_sweep_secs),
+        |state: AppState| async move {
+            state.login_throttle.sweep();
+            let removed = state.db.run(sessions::sweep_expired).await?;
+            if removed > 0 {
+                tracing::info!(removed, "expired sessions removed");
+            }
+            Ok(())
+        },
+    );
+}

@@ -1,0 +1,135 @@
+//! Metrics and logs. Metric names live here as constants, in Prometheus style (`_total`,
+//! `_seconds`, base units), and every metric is described so `/metrics` carries HELP lines.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::config::{LogFormat, LogSettings};
+
+pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
+pub const AUDIT_EVENTS_TOTAL: &str = "steward_audit_events_total";
+pub const SCHEDULER_JOB_RUNS_TOTAL: &str = "steward_scheduler_job_runs_total";
+pub const SCHEDULER_JOB_DURATION_SECONDS: &str = "steward_scheduler_job_duration_seconds";
+pub const LOGIN_ATTEMPTS_TOTAL: &str = "steward_login_attempts_total";
+pub const BUILD_INFO: &str = "steward_build_info";
+
+/// Latency buckets, in seconds: fine below 10 ms, where `/predict` is expected to live.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process-wide metrics handle and the process collector.
+#[derive(Clone)]
+pub struct Telemetry {
+    handle: PrometheusHandle,
+    process: Arc<metrics_process::Collector>,
+}
+
+impl Telemetry {
+    /// Installs the global Prometheus recorder once per process (tests build many apps in one
+    /// process, and a recorder can be installed only once).
+    pub fn install() -> anyhow::Result<Self> {
+        static INSTALLED: OnceLock<Result<Telemetry, String>> = OnceLock::new();
+        INSTALLED
+            .get_or_init(|| {
+                let handle = PrometheusBuilder::new()
+                    .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                    .and_then(|b| b.install_recorder())
+                    .map_err(|e| format!("installing the Prometheus recorder: {e}"))?;
+                describe();
+                let process = metrics_process::Collector::default();
+                process.describe();
+                metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+                Ok(Telemetry {
+                    handle,
+                    process: Arc::new(process),
+                })
+            })
+            .clone()
+            .map_err(anyhow::Error::msg)
+    }
+
+    /// The Prometheus text exposition, with the process metrics sampled now.
+    pub fn render(&self) -> String {
+        self.process.collect();
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+}
+
+fn describe() {
+    describe_counter!(
+        HTTP_REQUESTS_TOTAL,
+        "HTTP requests answered, by method, route pattern and status."
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to answer an HTTP request, by method, route pattern and status."
+    );
+    describe_counter!(
+        AUDIT_EVENTS_TOTAL,
+        "Events appended to the audit log, by action."
+    );
+    describe_counter!(
+        SCHEDULER_JOB_RUNS_TOTAL,
+        "Runs of scheduled jobs, by job and outcome."
+    );
+    describe_histogram!(
+        SCHEDULER_JOB_DURATION_SECONDS,
+        Unit::Seconds,
+        "Duration of scheduled job runs, by job."
+    );
+    describe_counter!(
+        LOGIN_ATTEMPTS_TOTAL,
+        "Dashboard login attempts, by outcome (success, failure, throttled)."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the labels say which Steward is running."
+    );
+}
+
+/// RED metrics per route. The route label is the matched pattern (`/api/v1/users/{name}`), never
+/// the raw path, so label cardinality stays bounded; unmatched paths share one label.
+pub async fn record_http(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let response = next.call(req).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16().to_string();
+    let elapsed = started.elapsed().as_secs_f64();
+    tracing::debug!(%method, %route, %status, elapsed, "request");
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!(HTTP_REQUESTS_TOTAL, &labels).increment(1);
+    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels).record(elapsed);
+    Ok(response)
+}
+
+/// Starts the log subscriber. Safe to call more than once (later calls do nothing).
+pub fn init_logging(settings: &LogSettings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match settings.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,99 @@
+//! Agent activity: the audit feed, newest first, polled live by htmx. The agent's decisions and
+//! actions will land here beside the user and configuration events recorded today.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{Chrome, html, is_htmx, when};
+use crate::audit::{self, AuditEvent};
+use crate::auth::Identity;
+use crate::error::AppError;
+use crate::state::AppState;
+
+const PAGE_SIZE: i64 = 50;
+
+/// An audit event as the dashboard shows it.
+pub struct EventView {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub change: String,
+    pub hash: String,
+}
+
+impl From<&AuditEvent> for EventView {
+    fn from(e: &AuditEvent) -> Self {
+        let change = match (&e.before_json, &e.after_json) {
+            (Some(b), Some(a)) => format!("{b} → {a}"),
+            (None, Some(a)) => a.clone(),
+            (Some(b), None) => format!("{b} → (none)"),
+            (None, None) => String::new(),
+        };
+        EventView {
+            seq: e.seq,
+            at: when(&e.created_at),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            subject: e.subject.clone(),
+            change,
+            hash: e.hash.chars().take(12).collect(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "activity_partial.html")]
+struct ActivityPartial {
+    events: Vec<EventView>,
+    older: Option<i64>,
+    intact: bool,
+    checked: u64,
+    broken: Option<audit::Break>,
+}
+
+#[derive(Template)]
+#[template(path = "activity.html")]
+struct ActivityPage {
+    chrome: Chrome,
+    partial: ActivityPartial,
+}
+
+#[derive(Deserialize)]
+pub struct Paging {
+    before: Option<i64>,
+}
+
+pub async fn get_activity(
+    state: web::Data<AppState>,
+    identity: Identity,
+    paging: web::Query<Paging>,
+    req: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let before = paging.before;
+    let (events, verification) = state
+        .db
+        .run(move |conn| Ok((audit::list(conn, PAGE_SIZE, before)?, audit::verify(conn)?)))
+        .await?;
+    let older = (events.len() as i64 == PAGE_SIZE)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    let partial = ActivityPartial {
+        events: events.iter().map(EventView::from).collect(),
+        older,
+        intact: verification.is_intact(),
+        checked: verification.events_checked,
+        broken: verification.first_break,
+    };
+    if is_htmx(&req) {
+        return Ok(html(partial.render()?));
+    }
+    let page = ActivityPage {
+        chrome: Chrome::new(&identity, "/activity"),
+        partial,
+    };
+    Ok(html(page.render()?))
+}

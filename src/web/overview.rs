@@ -1,0 +1,36 @@
+use actix_web::{HttpResponse, web};
+use askama::Template;
+
+use super::activity::EventView;
+use super::{Chrome, html};
+use crate::auth::Identity;
+use crate::error::AppError;
+use crate::overview::{self, Overview};
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    chrome: Chrome,
+    overview: Overview,
+    started: String,
+    events: Vec<EventView>,
+}
+
+pub async fn get_overview(
+    state: web::Data<AppState>,
+    identity: Identity,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let overview = overview::collect(&state).await?;
+    let page = OverviewPage {
+        chrome: Chrome::new(&identity, "/"),
+        started: overview
+            .started_at
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
+        events: overview.recent_events.iter().map(EventView::from).collect(),
+        overview,
+    };
+    Ok(html(page.render()?))
+}

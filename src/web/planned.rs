@@ -1,0 +1,91 @@
+//! Pages whose capability has not been built yet. Each says so plainly and names what will
+//! fill it; none shows made-up data.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+
+use super::{Chrome, html};
+use crate::auth::Identity;
+use crate::error::AppError;
+use crate::state::AppState;
+
+struct Planned {
+    path: &'static str,
+    title: &'static str,
+    capability: &'static str,
+    will_show: &'static str,
+}
+
+const PLANNED: &[Planned] = &[
+    Planned {
+        path: "/datasets",
+        title: "Datasets",
+        capability: "data versioning and validation",
+        will_show: "dataset versions with hash, rows, columns and validation status; data-docs pages for each validation run; and a diff of two versions",
+    },
+    Planned {
+        path: "/experiments",
+        title: "Experiments",
+        capability: "training and experiment tracking",
+        will_show: "training runs sortable by any metric, and a side-by-side comparison of two runs",
+    },
+    Planned {
+        path: "/models",
+        title: "Models",
+        capability: "the model registry",
+        will_show: "model versions, their stages and transition history, with promote and rollback buttons",
+    },
+    Planned {
+        path: "/performance",
+        title: "Model performance",
+        capability: "training and the model registry",
+        will_show: "metric cards against the previous production version, the confusion matrix, the ROC curve and feature importance",
+    },
+    Planned {
+        path: "/drift",
+        title: "Drift analysis",
+        capability: "drift monitoring",
+        will_show: "a per-feature drift table and reference-versus-current histograms",
+    },
+    Planned {
+        path: "/trends",
+        title: "Historical trends",
+        capability: "drift monitoring",
+        will_show: "drift share, accuracy, latency and volume over time",
+    },
+    Planned {
+        path: "/approvals",
+        title: "Approvals",
+        capability: "the remediation agent",
+        will_show: "the agent's pending requests with their evidence, to approve or reject",
+    },
+];
+
+#[derive(Template)]
+#[template(path = "planned.html")]
+struct PlannedPage {
+    chrome: Chrome,
+    title: &'static str,
+    capability: &'static str,
+    will_show: &'static str,
+}
+
+pub async fn get_planned_page(
+    state: web::Data<AppState>,
+    identity: Identity,
+    page: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let path = format!("/{}", page.into_inner());
+    let planned = PLANNED
+        .iter()
+        .find(|p| p.path == path)
+        .ok_or_else(|| AppError::NotFound(format!("no page {path}")))?;
+    identity.require_read(&state)?;
+    let page = PlannedPage {
+        chrome: Chrome::new(&identity, planned.path),
+        title: planned.title,
+        capability: planned.capability,
+        will_show: planned.will_show,
+    };
+    Ok(html(page.render()?))
+}

@@ -1,0 +1,296 @@
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{client, fresh_database, spawn_app, steward_bin};
+
+fn steward(args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
+    let out = Command::new(steward_bin())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run steward");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_command() {
+    let (code, out, _) = steward(&["--help"], &[]);
+    assert_eq!(code, 0);
+    for cmd in ["serve", "migrate", "config", "users", "tokens", "audit"] {
+        assert!(out.contains(cmd), "{cmd} missing from --help:\n{out}");
+    }
+    let (code, out, _) = steward(&["users", "add", "--help"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("--role"), "{out}");
+}
+
+#[test]
+fn bad_configuration_stops_with_the_key_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = steward(&["config"], &[("STEWARD__SERVER__PORT", "eighty".into())]);
+    assert_eq!(code, 2);
+    assert!(err.contains("server.port"), "{err}");
+
+    let (code, _, err) = steward(&["config"], &[("STEWARD__SERVER__PROT", "80".into())]);
+    assert_eq!(code, 2);
+    assert!(err.contains("prot"), "{err}");
+
+    let (code, _, err) = steward(&["config"], &[("STEWARD__DATABASE__POOL_SIZE", "0".into())]);
+    assert_eq!(code, 2);
+    assert!(err.contains("database.pool_size"), "{err}");
+
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[server\nport = 1").expect("write");
+    let (code, _, err) = steward(
+        &["--config", broken.to_str().expect("utf-8"), "config"],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("broken.toml"), "{err}");
+
+    let (code, _, err) = steward(&["config"], &[("STEWARD_ENV", "nowhere".into())]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nowhere.toml"), "{err}");
+}
+
+#[test]
+fn config_output_masks_secrets() {
+    let (code, out, _) = steward(
+        &["config"],
+        &[
+            ("DATABASE_URL", "postgres://u:db-secret-1@db/x".into()),
+            ("STEWARD_ADMIN_PASSWORD", "admin-secret-1".into()),
+            ("PORT", "9123".into()),
+        ],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        !out.contains("db-secret-1") && !out.contains("admin-secret-1"),
+        "{out}"
+    );
+    assert!(out.contains("postgres://u:***@db/x"), "{out}");
+    assert!(out.contains("9123"), "PORT is honoured: {out}");
+}
+
+#[tokio::test]
+async fn users_and_tokens_from_the_command_line() {
+    let app = spawn_app().await;
+    let env = app.cli_env();
+    let mut add = Command::new(steward_bin())
+        .args(["users", "add", "carol", "--role", "approver"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    add.stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"carol-password-1\n")
+        .expect("password");
+    let out = add.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{out:?}");
+
+    let (code, out, _) = steward(&["users", "list"], &env);
+    assert_eq!(code, 0);
+    assert!(out.contains("carol") && out.contains("approver"), "{out}");
+
+    let (code, out, _) = steward(
+        &["tokens", "create", "--user", "carol", "--name", "ci"],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}");
+    let token = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token (shown once): "))
+        .expect("token printed")
+        .to_owned();
+    let me: serde_json::Value = client()
+        .get(app.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["username"], "carol");
+    assert_eq!(me["role"], "approver");
+
+    let (_, listed, _) = steward(&["tokens", "list", "--user", "carol"], &env);
+    assert!(!listed.contains(&token), "list never shows the secret");
+    let id = listed
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .expect("token id")
+        .to_owned();
+    let (code, _, _) = steward(&["tokens", "revoke", &id], &env);
+    assert_eq!(code, 0);
+    let refused = client()
+        .get(app.url("/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(refused.status(), 401);
+
+    let (code, _, _) = steward(&["users", "disable", "carol"], &env);
+    assert_eq!(code, 0);
+    let (code, _, err) = steward(&["users", "disable", "nobody"], &env);
+    assert_eq!(code, 2);
+    assert!(err.contains("no user `nobody`"), "{err}");
+
+    let (_, log, _) = steward(&["audit", "list", "--limit", "50"], &env);
+    for action in [
+        "user.create",
+        "token.create",
+        "token.revoke",
+        "user.disable",
+    ] {
+        assert!(log.contains(action), "{action} missing:\n{log}");
+    }
+    assert!(log.contains("cli:"), "{log}");
+}
+
+type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A `steward serve` process on port 0; returns it, its port, and its stderr lines (still
+/// being collected while it runs).
+fn start_server(env: &[(&str, String)]) -> (Child, u16, Lines) {
+    let mut child = Command::new(steward_bin())
+        .arg("serve")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("STEWARD__SERVER__PORT", "0")
+        .env("STEWARD__SERVER__WORKERS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn steward serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let lines = Lines::default();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().expect("lines").push(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let port = lines.lock().expect("lines").iter().find_map(|line| {
+            line.contains("steward is serving")
+                .then(|| line.split("port=").nth(1))
+                .flatten()
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|p| p.parse::<u16>().ok())
+        });
+        if let Some(port) = port {
+            return (child, port, lines);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = lines.lock().expect("lines").join("\n");
+    panic!("steward serve did not start:\n{seen}");
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no exit within 15 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn serve_prints_a_generated_admin_password_once_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = fresh_database(dir.path());
+    let url = database.url.clone();
+    let env = [
+        ("STEWARD__DATABASE__URL", url.clone()),
+        (
+            "STEWARD__STORAGE__DIR",
+            dir.path().join("var").display().to_string(),
+        ),
+    ];
+    let (mut child, port, lines) = start_server(&env);
+    let lines = lines.lock().expect("lines").clone();
+    let password = lines
+        .iter()
+        .skip_while(|l| !l.contains("generated password"))
+        .map(|l| l.trim())
+        .find(|l| !l.is_empty() && !l.contains("generated password"))
+        .expect("the generated password is printed")
+        .to_owned();
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(&password)).count(),
+        1,
+        "printed exactly once"
+    );
+
+    let visitor = crate::helpers::Visitor {
+        address: format!("http://127.0.0.1:{port}"),
+        client: client(),
+    };
+    assert_eq!(visitor.get("/health").await.status(), 200);
+    visitor.login("admin", &password).await;
+
+    let status = terminate(&mut child);
+    assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = fresh_database(dir.path());
+    let url = database.url.clone();
+    let secret = "Configured-Admin-Secret-77";
+    let env = [
+        ("STEWARD__DATABASE__URL", url.clone()),
+        (
+            "STEWARD__STORAGE__DIR",
+            dir.path().join("var").display().to_string(),
+        ),
+        ("STEWARD_ADMIN_PASSWORD", secret.to_owned()),
+        ("RUST_LOG", "debug".to_owned()),
+    ];
+    let (mut child, port, lines) = start_server(&env);
+    let visitor = crate::helpers::Visitor {
+        address: format!("http://127.0.0.1:{port}"),
+        client: client(),
+    };
+    visitor.login("admin", secret).await;
+    let status = terminate(&mut child);
+    assert!(status.success());
+    let log = lines.lock().expect("lines").join("\n");
+    assert!(
+        log.contains("stopped"),
+        "the log was collected to the end:\n{log}"
+    );
+    assert!(!log.contains(secret), "the admin password leaked:\n{log}");
+    if let Ok(parsed) = url::Url::parse(&url) {
+        if let Some(pw) = parsed.password() {
+            assert!(
+                !log.contains(&format!(":{pw}@")),
+                "the database password leaked"
+            );
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! `spawn_app()`: a real Steward on a loopback port 0, with a fresh store per test.
+//!
+//! SQLite by default (a file in a temporary folder). With `TEST_DATABASE_URL` set to a
+//! PostgreSQL server URL, each test gets a fresh database created on that server instead, and
+//! dropped when the test ends.
+
+use std::path::PathBuf;
+
+use diesel::{Connection, RunQueryDsl, pg::PgConnection};
+use secrecy::SecretString;
+use steward::config::Settings;
+use steward::startup::Application;
+
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+/// A browser-like client of one app: its own cookie jar, no automatic redirects.
+pub struct Visitor {
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+pub struct TestApp {
+    pub visitor: Visitor,
+    pub db_url: String,
+    pub dir: tempfile::TempDir,
+    pub settings: Settings,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    // Dropped after the server is told to stop (fields drop in declaration order).
+    _database: FreshDatabase,
+}
+
+/// A fresh, empty store for one test: a SQLite file in a temporary folder, or a new PostgreSQL
+/// database, dropped again when this value is.
+pub struct FreshDatabase {
+    pub url: String,
+    postgres: Option<(String, String)>,
+}
+
+pub fn fresh_database(dir: &std::path::Path) -> FreshDatabase {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(server) if !server.is_empty() => {
+            let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = PgConnection::establish(&server).expect("connect TEST_DATABASE_URL");
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .expect("create test database");
+            let mut url = url::Url::parse(&server).expect("TEST_DATABASE_URL is a URL");
+            url.set_path(&name);
+            FreshDatabase {
+                url: url.to_string(),
+                postgres: Some((server, name)),
+            }
+        }
+        _ => FreshDatabase {
+            url: format!("sqlite://{}", dir.join("steward.db").display()),
+            postgres: None,
+        },
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.postgres.take() {
+            if let Ok(mut admin) = PgConnection::establish(&server) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin);
+            }
+        }
+    }
+}
+
+pub fn on_postgres() -> bool {
+    std::env::var("TEST_DATABASE_URL").is_ok_and(|v| !v.is_empty())
+}
+
+pub fn test_settings(dir: &std::path::Path, db_url: &str) -> Settings {
+    let mut settings = Settings::defaults().expect("defaults");
+    settings.server.port = 0;
+    settings.server.workers = 2;
+    settings.storage.dir = dir.join("var");
+    settings.database.url = SecretString::from(db_url.to_owned());
+    settings.database.pool_size = 4;
+    settings.auth.admin_password = SecretString::from(ADMIN_PASSWORD);
+    settings.log.level = "warn".into();
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = fresh_database(dir.path());
+    let db_url = database.url.clone();
+    let mut settings = test_settings(dir.path(), &db_url);
+    customize(&mut settings);
+    steward::telemetry::init_logging(&settings.log);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("application builds");
+    let port = app.port();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        visitor: Visitor {
+            address: format!("http://127.0.0.1:{port}"),
+            client: client(),
+        },
+        db_url,
+        dir,
+        settings,
+        stop: Some(stop),
+        _database: database,
+    }
+}
+
+/// A client with its own cookie jar that does not follow redirects, so tests see them.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Visitor;
+
+    fn deref(&self) -> &Visitor {
+        &self.visitor
+    }
+}
+
+impl TestApp {
+    /// Another visitor with an empty cookie jar.
+    pub fn visitor(&self) -> Visitor {
+        Visitor {
+            address: self.visitor.address.clone(),
+            client: client(),
+        }
+    }
+
+    /// Environment for running the `steward` binary against this app's store.
+    pub fn cli_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("STEWARD__DATABASE__URL", self.db_url.clone()),
+            (
+                "STEWARD__STORAGE__DIR",
+                self.dir.path().join("var").display().to_string(),
+            ),
+            ("STEWARD__LOG__LEVEL", "warn".into()),
+        ]
+    }
+}
+
+impl Visitor {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// Logs this app's client in through the real login form; returns the session's CSRF
+    /// token, read from the page as htmx would.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let response = self.login_attempt(username, password).await;
+        assert_eq!(
+            response.status(),
+            303,
+            "login as {username} should redirect"
+        );
+        let page = self.get("/").await.text().await.expect("overview");
+        csrf_from_page(&page).expect("the layout carries the session's CSRF token")
+    }
+
+    pub async fn login_attempt(&self, username: &str, password: &str) -> reqwest::Response {
+        let page = self.get("/login").await.text().await.expect("login page");
+        let csrf = form_csrf(&page).expect("login form has a csrf_token");
+        self.client
+            .post(self.url("/login"))
+            .form(&[
+                ("username", username),
+                ("password", password),
+                ("csrf_token", csrf.as_str()),
+                ("next", "/"),
+            ])
+            .send()
+            .await
+            .expect("POST /login")
+    }
+
+    pub async fn login_admin(&self) -> String {
+        self.login("admin", ADMIN_PASSWORD).await
+    }
+
+    /// An API token for the bootstrap admin, made through the CLI's library call.
+    pub async fn admin_token(&self) -> String {
+        let csrf = self.login_admin().await;
+        let response = self
+            .client
+            .post(self.url("/api/v1/tokens"))
+            .header("X-CSRF-Token", csrf)
+            .json(&serde_json::json!({ "name": "test" }))
+            .send()
+            .await
+            .expect("create token");
+        assert_eq!(response.status(), 201);
+        let body: serde_json::Value = response.json().await.expect("json");
+        body["secret"].as_str().expect("secret").to_owned()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn attribute_after<'a>(page: &'a str, marker: &str) -> Option<&'a str> {
+    let start = page.find(marker)? + marker.len();
+    let end = page[start..].find('"')?;
+    Some(&page[start..start + end])
+}
+
+/// The CSRF token the layout puts in `hx-headers`.
+pub fn csrf_from_page(page: &str) -> Option<String> {
+    attribute_after(page, r#"{"X-CSRF-Token": ""#)
+        .map(str::to_owned)
+        .filter(|s| !s.is_empty())
+}
+
+/// The hidden csrf_token field of the login form.
+pub fn form_csrf(page: &str) -> Option<String> {
+    attribute_after(page, r#"name="csrf_token" value=""#).map(str::to_owned)
+}
+
+/// Path of the built `steward` binary.
+pub fn steward_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_steward"))
+}

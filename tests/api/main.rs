@@ -1,0 +1,11 @@
+//! Steward's integration tests: one binary, each test against a real server on a loopback
+//! port with its own fresh store (SQLite, or PostgreSQL when TEST_DATABASE_URL is set).
+
+mod helpers;
+
+mod audit;
+mod auth;
+mod cli;
+mod dashboard;
+mod probes;
+mod store;
