@@ -17,7 +17,7 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(#[from] config::ConfigError),
     #[error("configuration key `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: String, message: String },
     #[error("configuration overlay {path} (from STEWARD_ENV) does not exist")]
     MissingOverlay { path: PathBuf },
 }
@@ -31,6 +31,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub log: LogSettings,
     pub scheduler: SchedulerSettings,
+    pub dataset: crate::data::schema::DatasetSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -137,9 +138,9 @@ impl Settings {
 
     /// Checks the values serde cannot, naming the offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| {
+        let invalid = |key: &str, message: &str| {
             Err(ConfigError::Invalid {
-                key,
+                key: key.to_owned(),
                 message: message.to_owned(),
             })
         };
@@ -172,6 +173,9 @@ impl Settings {
         }
         if self.scheduler.session_sweep_secs == 0 {
             return invalid("scheduler.session_sweep_secs", "must be greater than 0");
+        }
+        if let Err((key, message)) = self.dataset.check() {
+            return Err(ConfigError::Invalid { key, message });
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! - [`config`]: settings and their validation;
 //! - [`db`]: the Diesel store over SQLite or PostgreSQL, and migrations;
 //! - [`auth`]: users, roles, tokens, sessions, the request identity;
+//! - [`data`]: dataset versions, the blob store, expectation suites and validation;
 //! - [`audit`]: the hash-chained audit log;
 //! - [`api`]: the JSON API and the probes; [`web`]: the HTMX dashboard;
 //! - [`telemetry`]: metrics and logs; [`scheduler`]: background jobs;
@@ -14,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod data;
 pub mod db;
 pub mod error;
 pub mod overview;

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::auth::{sessions, tokens, users};
+use crate::data::catalog;
 use crate::db::{self, Backend, DbConnection};
 use crate::error::AppError;
 use crate::{audit, state::AppState};
@@ -19,11 +20,23 @@ pub struct Overview {
     pub active_tokens: i64,
     pub live_sessions: i64,
     pub audit_events: i64,
+    pub dataset: DatasetOverview,
     pub recent_events: Vec<audit::AuditEvent>,
+}
+
+/// The configured dataset: its version count, current version and that version's validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetOverview {
+    pub name: String,
+    pub versions: usize,
+    pub current_version: Option<i32>,
+    pub current_rows: Option<i64>,
+    pub validation: Option<String>,
 }
 
 pub async fn collect(state: &AppState) -> Result<Overview, AppError> {
     let backend = state.db.backend();
+    let dataset_name = state.settings.dataset.name.clone();
     let started_at = state.started_at;
     state
         .db
@@ -38,6 +51,19 @@ pub async fn collect(state: &AppState) -> Result<Overview, AppError> {
                 active_tokens: tokens::count_active(conn)?,
                 live_sessions: sessions::count_live(conn)?,
                 audit_events: audit::count(conn)?,
+                dataset: {
+                    let versions = catalog::list_versions(conn, &dataset_name)?;
+                    let current = catalog::current_version(conn, &dataset_name)?;
+                    let runs = catalog::latest_runs_by_version(conn, &dataset_name)?;
+                    DatasetOverview {
+                        versions: versions.len(),
+                        current_version: current.as_ref().map(|v| v.version),
+                        current_rows: current.as_ref().map(|v| v.row_count),
+                        validation: current
+                            .and_then(|v| runs.get(&v.version).map(|r| r.status().to_owned())),
+                        name: dataset_name,
+                    }
+                },
                 recent_events: audit::list(conn, 10, None)?,
             })
         })

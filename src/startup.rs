@@ -20,6 +20,10 @@ use crate::auth::accounts;
 use crate::auth::sessions;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
+use crate::data::{
+    self,
+    blob::{BlobStore, LocalBlobStore},
+};
 use crate::db::{self, Db};
 use crate::error;
 use crate::scheduler::Scheduler;
@@ -36,6 +40,8 @@ pub struct Application {
 /// What preparing the store found, for the start-up log.
 struct Prepared {
     db: Db,
+    blobs: Arc<dyn BlobStore>,
+    bootstrapped: Option<data::AddOutcome>,
     migrations_applied: Vec<String>,
     generated_admin_password: Option<String>,
 }
@@ -57,6 +63,15 @@ impl Application {
         for version in &prepared.migrations_applied {
             tracing::info!(%version, "applied migration");
         }
+        if let Some(added) = &prepared.bootstrapped {
+            tracing::info!(
+                dataset = %added.version.dataset,
+                version = added.version.version,
+                rows = added.version.row_count,
+                validation = added.validation.as_ref().map(|r| r.status()).unwrap_or("not run"),
+                "registered the bundled data set"
+            );
+        }
         if let Some(password) = &prepared.generated_admin_password {
             // Printed once, straight to the terminal and never to the log.
             eprintln!(
@@ -70,6 +85,7 @@ impl Application {
             login_throttle: Arc::new(LoginThrottle::new(settings.auth.login_attempts_per_minute)),
             settings: settings.clone(),
             db: prepared.db,
+            blobs: prepared.blobs,
             telemetry,
             started_at: chrono::Utc::now(),
         };
@@ -188,8 +204,8 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Connects, migrates, creates the first admin on an empty store, and records a configuration
-/// change in the audit log.
+/// Connects, migrates, creates the first admin on an empty store, records a configuration
+/// change in the audit log, and registers the bundled data set on an empty store.
 fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
     let db = Db::connect(&settings.database)?;
     let mut conn = db.get()?;
@@ -197,9 +213,13 @@ fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
     let generated_admin_password =
         accounts::bootstrap_admin(&mut conn, settings.auth.admin_password.expose_secret())?;
     record_config_change(&mut conn, settings)?;
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(&settings.storage.dir));
+    let bootstrapped = data::bootstrap(&mut conn, blobs.as_ref(), &settings.dataset)?;
     drop(conn);
     Ok(Prepared {
         db,
+        blobs,
+        bootstrapped,
         migrations_applied,
         generated_admin_password,
     })

@@ -2,6 +2,7 @@
 //! The route table is this one function; one module per resource, handlers named `verb_noun`.
 
 mod audit;
+mod datasets;
 mod overview;
 pub mod probes;
 mod tokens;
@@ -29,6 +30,38 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/tokens/{id}", web::delete().to(tokens::revoke_token))
                 .route("/audit", web::get().to(audit::list_audit))
                 .route("/audit/verify", web::get().to(audit::verify_audit))
+                .route("/datasets", web::get().to(datasets::list_datasets))
+                .route(
+                    "/datasets/{name}/versions",
+                    web::get().to(datasets::list_versions),
+                )
+                .route(
+                    "/datasets/{name}/versions",
+                    web::post().to(datasets::add_version),
+                )
+                .route(
+                    "/datasets/{name}/versions/{version}",
+                    web::get().to(datasets::get_version),
+                )
+                .route(
+                    "/datasets/{name}/versions/{version}/content",
+                    web::get().to(datasets::get_version_content),
+                )
+                .route(
+                    "/datasets/{name}/diff",
+                    web::get().to(datasets::diff_versions),
+                )
+                .route(
+                    "/datasets/{name}/current",
+                    web::put().to(datasets::set_current),
+                )
+                .route("/validations", web::get().to(datasets::list_validations))
+                .route("/validations", web::post().to(datasets::create_validation))
+                .route("/validations/{id}", web::get().to(datasets::get_validation))
+                .route(
+                    "/expectations/{suite}/suggest",
+                    web::get().to(datasets::suggest_suite),
+                )
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(crate::error::AppError::NotFound(
                         "no such API route".into(),

@@ -109,7 +109,7 @@ impl ConnectionManager {
                 // WAL lets readers run beside the one writer; busy_timeout makes writers queue
                 // instead of failing at once.
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
                 )
                 .map_err(r2d2::Error::QueryError)?;

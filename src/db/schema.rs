@@ -68,3 +68,53 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     audit_head
 );
+
+diesel::table! {
+    datasets (name) {
+        name -> Text,
+        current_version -> Nullable<Integer>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    dataset_versions (id) {
+        id -> Text,
+        dataset -> Text,
+        version -> Integer,
+        hash -> Text,
+        size_bytes -> BigInt,
+        format -> Text,
+        file_name -> Text,
+        row_count -> BigInt,
+        column_count -> Integer,
+        parent_version -> Nullable<Integer>,
+        message -> Text,
+        profile_json -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    validation_runs (id) {
+        id -> Text,
+        suite -> Text,
+        suite_hash -> Text,
+        dataset -> Nullable<Text>,
+        version -> Nullable<Integer>,
+        source -> Text,
+        success -> Bool,
+        evaluated -> Integer,
+        successful -> Integer,
+        critical_failures -> Integer,
+        result_json -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(dataset_versions -> datasets (dataset));
+
+diesel::allow_tables_to_appear_in_same_query!(datasets, dataset_versions, validation_runs);

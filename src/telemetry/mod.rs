@@ -19,6 +19,9 @@ pub const SCHEDULER_JOB_RUNS_TOTAL: &str = "steward_scheduler_job_runs_total";
 pub const SCHEDULER_JOB_DURATION_SECONDS: &str = "steward_scheduler_job_duration_seconds";
 pub const LOGIN_ATTEMPTS_TOTAL: &str = "steward_login_attempts_total";
 pub const BUILD_INFO: &str = "steward_build_info";
+pub const DATASET_VERSIONS_ADDED_TOTAL: &str = "steward_dataset_versions_added_total";
+pub const VALIDATION_RUNS_TOTAL: &str = "steward_validation_runs_total";
+pub const VALIDATION_DURATION_SECONDS: &str = "steward_validation_duration_seconds";
 
 /// Latency buckets, in seconds: fine below 10 ms, where `/predict` is expected to live.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -94,6 +97,19 @@ fn describe() {
     describe_gauge!(
         BUILD_INFO,
         "Always 1; the labels say which Steward is running."
+    );
+    describe_counter!(
+        DATASET_VERSIONS_ADDED_TOTAL,
+        "New dataset versions registered, by dataset."
+    );
+    describe_counter!(
+        VALIDATION_RUNS_TOTAL,
+        "Expectation-suite validation runs, by suite and outcome (passed, failed, blocked)."
+    );
+    describe_histogram!(
+        VALIDATION_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to evaluate an expectation suite against a table."
     );
 }
 

@@ -7,6 +7,7 @@
 mod access;
 mod activity;
 mod assets;
+mod datasets;
 mod errors;
 mod login;
 mod overview;
@@ -28,6 +29,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/login", web::post().to(login::post_login))
                 .route("/logout", web::post().to(login::post_logout))
                 .route("/activity", web::get().to(activity::get_activity))
+                .route("/datasets", web::get().to(datasets::get_datasets))
+                .route(
+                    "/datasets/{name}/versions/{version}",
+                    web::get().to(datasets::get_version),
+                )
+                .route("/datasets/{name}/diff", web::get().to(datasets::get_diff))
+                .route(
+                    "/datasets/{name}/current",
+                    web::post().to(datasets::post_current),
+                )
+                .route("/validations/{id}", web::get().to(datasets::get_validation))
                 .route("/access", web::get().to(access::get_access))
                 .route("/access/users", web::post().to(access::create_user))
                 .route(

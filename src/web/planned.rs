@@ -18,12 +18,6 @@ struct Planned {
 
 const PLANNED: &[Planned] = &[
     Planned {
-        path: "/datasets",
-        title: "Datasets",
-        capability: "data versioning and validation",
-        will_show: "dataset versions with hash, rows, columns and validation status; data-docs pages for each validation run; and a diff of two versions",
-    },
-    Planned {
         path: "/experiments",
         title: "Experiments",
         capability: "training and experiment tracking",

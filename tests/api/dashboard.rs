@@ -28,7 +28,6 @@ async fn every_page_of_the_navigation_renders_for_a_viewer() {
 
     // Pages of later capabilities say so, and show nothing made up.
     for path in [
-        "/datasets",
         "/experiments",
         "/models",
         "/performance",

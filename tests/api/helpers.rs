@@ -198,10 +198,15 @@ impl Visitor {
         self.login("admin", ADMIN_PASSWORD).await
     }
 
-    /// An API token for the bootstrap admin, made through the CLI's library call.
+    /// An API token for the bootstrap admin, made through the dashboard's session on a
+    /// separate client, so this visitor stays logged out.
     pub async fn admin_token(&self) -> String {
-        let csrf = self.login_admin().await;
-        let response = self
+        let admin = Visitor {
+            address: self.address.clone(),
+            client: client(),
+        };
+        let csrf = admin.login_admin().await;
+        let response = admin
             .client
             .post(self.url("/api/v1/tokens"))
             .header("X-CSRF-Token", csrf)

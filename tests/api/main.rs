@@ -7,5 +7,6 @@ mod audit;
 mod auth;
 mod cli;
 mod dashboard;
+mod data;
 mod probes;
 mod store;

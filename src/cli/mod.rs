@@ -2,15 +2,15 @@
 //! directly, so they need no running server, and record their changes in the audit log as
 //! `cli:<os user>`.
 
-use std::io::{BufRead, IsTerminal};
+mod access;
+mod data;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::audit;
-use crate::auth::{Role, accounts, tokens, users};
+use crate::auth::Role;
 use crate::config::Settings;
 use crate::db::{self, Db, PooledDb};
 use crate::startup::{Application, shutdown_signal};
@@ -59,6 +59,14 @@ enum Command {
     /// Read and check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Version datasets: add, list, show, diff, checkout, use, infer-schema.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Check a file or a dataset version against an expectation suite; exits 1 when it fails.
+    Validate(data::ValidateArgs),
+    /// Work with expectation suites.
+    #[command(subcommand)]
+    Expectations(data::ExpectationsCommand),
 }
 
 #[derive(Subcommand)]
@@ -145,9 +153,12 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Users(cmd) => users_command(cmd, &settings),
-        Command::Tokens(cmd) => tokens_command(cmd, &settings),
-        Command::Audit(cmd) => audit_command(cmd, &settings),
+        Command::Users(cmd) => access::users_command(cmd, &settings),
+        Command::Tokens(cmd) => access::tokens_command(cmd, &settings),
+        Command::Audit(cmd) => access::audit_command(cmd, &settings),
+        Command::Data(cmd) => data::data_command(cmd, &settings),
+        Command::Validate(args) => data::validate_command(args, &settings),
+        Command::Expectations(cmd) => data::expectations_command(cmd, &settings),
     }
 }
 
@@ -160,128 +171,14 @@ fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
 }
 
 /// Connects and migrates, as `serve` would, so every command sees the current schema.
-fn open_store(settings: &Settings) -> anyhow::Result<PooledDb> {
+pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<PooledDb> {
     let db = Db::connect(&settings.database)?;
     let mut conn = db.get()?;
     db::run_migrations(&mut conn)?;
     Ok(conn)
 }
 
-fn cli_actor() -> String {
+pub(crate) fn cli_actor() -> String {
     let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     format!("cli:{who}")
-}
-
-fn users_command(cmd: UsersCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let mut conn = open_store(settings)?;
-    match cmd {
-        UsersCommand::Add { username, role } => {
-            let stdin = std::io::stdin();
-            let (password, generated) = if stdin.is_terminal() {
-                (crate::auth::secrets::random_string(20), true)
-            } else {
-                let mut line = String::new();
-                stdin
-                    .lock()
-                    .read_line(&mut line)
-                    .context("reading the password from standard input")?;
-                (line.trim_end_matches(['\r', '\n']).to_owned(), false)
-            };
-            let user = accounts::create_user(&mut conn, &cli_actor(), &username, &password, role)?;
-            println!("created {} ({})", user.username, user.role);
-            if generated {
-                println!("password (shown once): {password}");
-            }
-        }
-        UsersCommand::List => {
-            println!("{:<24} {:<9} {:<9} created", "user", "role", "status");
-            for u in users::list(&mut conn)? {
-                let status = if u.disabled { "disabled" } else { "active" };
-                println!(
-                    "{:<24} {:<9} {:<9} {}",
-                    u.username, u.role, status, u.created_at
-                );
-            }
-        }
-        UsersCommand::Disable { username } => {
-            accounts::disable_user(&mut conn, &cli_actor(), &username)?;
-            println!("disabled {username}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn tokens_command(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let mut conn = open_store(settings)?;
-    match cmd {
-        TokensCommand::Create(CreateToken { user, name }) => {
-            let owner = users::find_by_username(&mut conn, &user)?
-                .ok_or_else(|| anyhow::anyhow!("no user `{user}`"))?;
-            let owner = users::User::try_from(owner)?;
-            let (token, secret) = accounts::create_token(&mut conn, &cli_actor(), &owner, &name)?;
-            println!(
-                "created token {} ({}) for {}",
-                token.id, token.name, owner.username
-            );
-            println!("token (shown once): {secret}");
-        }
-        TokensCommand::List { user } => {
-            let owner_id = match user {
-                Some(name) => Some(
-                    users::find_by_username(&mut conn, &name)?
-                        .ok_or_else(|| anyhow::anyhow!("no user `{name}`"))?
-                        .id,
-                ),
-                None => None,
-            };
-            println!("{:<36} {:<20} {:<11} status", "id", "name", "prefix");
-            for t in tokens::list(&mut conn, owner_id.as_deref())? {
-                let status = if t.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                println!("{:<36} {:<20} {:<11} {status}", t.id, t.name, t.prefix);
-            }
-        }
-        TokensCommand::Revoke { id } => {
-            accounts::revoke_token(&mut conn, &cli_actor(), &id, |_| true)?;
-            println!("revoked {id}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn audit_command(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let mut conn = open_store(settings)?;
-    match cmd {
-        AuditCommand::Verify => {
-            let report = audit::verify(&mut conn)?;
-            match report.first_break {
-                None => {
-                    println!(
-                        "audit chain intact: {} events verified",
-                        report.events_checked
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Some(b) => {
-                    println!(
-                        "audit chain BROKEN at event {}: {} ({} events before it verified)",
-                        b.seq, b.reason, report.events_checked
-                    );
-                    Ok(ExitCode::from(1))
-                }
-            }
-        }
-        AuditCommand::List { limit } => {
-            for e in audit::list(&mut conn, limit, None)? {
-                println!(
-                    "{:>6}  {}  {:<20} {:<22} {}",
-                    e.seq, e.created_at, e.actor, e.action, e.subject
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    }
 }

@@ -1,0 +1,3 @@
+DROP TABLE validation_runs;
+DROP TABLE dataset_versions;
+DROP TABLE datasets;

@@ -1,0 +1,355 @@
+//! `/api/v1/datasets` and `/api/v1/validations`: the dataset catalogue over HTTP.
+
+use actix_web::{HttpResponse, web};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Identity, Role};
+use crate::data::catalog::{self, Dataset, DatasetVersion, ValidationRun};
+use crate::data::expectations::{self, Suite, ValidationResult};
+use crate::data::profile::{self, ProfileDiff, TableProfile};
+use crate::data::{self as datasets, AddOutcome};
+use crate::error::AppError;
+use crate::state::AppState;
+
+#[derive(Serialize)]
+struct DatasetSummary {
+    #[serde(flatten)]
+    dataset: Dataset,
+    versions: usize,
+}
+
+pub async fn list_datasets(
+    state: web::Data<AppState>,
+    identity: Identity,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let list = state
+        .db
+        .run(|conn| {
+            catalog::list_datasets(conn)?
+                .into_iter()
+                .map(|d| {
+                    let versions = catalog::list_versions(conn, &d.name)?.len();
+                    Ok(DatasetSummary {
+                        dataset: d,
+                        versions,
+                    })
+                })
+                .collect::<Result<Vec<_>, AppError>>()
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+pub async fn list_versions(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let name = path.into_inner();
+    let versions = state
+        .db
+        .run(move |conn| catalog::list_versions(conn, &name))
+        .await?;
+    Ok(HttpResponse::Ok().json(versions))
+}
+
+#[derive(Serialize)]
+struct VersionDetail {
+    #[serde(flatten)]
+    version: DatasetVersion,
+    current: bool,
+    profile: TableProfile,
+    validations: Vec<ValidationRun>,
+}
+
+pub async fn get_version(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<(String, i32)>,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let (name, number) = path.into_inner();
+    let detail = state
+        .db
+        .run(move |conn| {
+            let version = catalog::find_version(conn, &name, number)?;
+            let current =
+                catalog::find_dataset(conn, &name)?.and_then(|d| d.current_version) == Some(number);
+            let validations = catalog::list_runs(conn, Some(&name), 1000)?
+                .into_iter()
+                .filter(|r| r.version == Some(number))
+                .collect();
+            Ok(VersionDetail {
+                profile: version.profile()?,
+                version,
+                current,
+                validations,
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(detail))
+}
+
+/// The version's file, byte for byte; the blob is verified against its hash first.
+pub async fn get_version_content(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<(String, i32)>,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let (name, number) = path.into_inner();
+    let blobs = state.blobs.clone();
+    let (version, bytes) = state
+        .db
+        .run(move |conn| {
+            let v = catalog::find_version(conn, &name, number)?;
+            let bytes = blobs.get(&v.hash)?;
+            Ok((v, bytes))
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(("ETag", format!("\"{}\"", version.hash)))
+        .insert_header((
+            "Content-Disposition",
+            format!(
+                "attachment; filename=\"{}\"",
+                version.file_name.replace('"', "")
+            ),
+        ))
+        .body(bytes))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddQuery {
+    #[serde(default)]
+    message: String,
+    file_name: Option<String>,
+}
+
+/// Adds the request body (CSV or Parquet) as a new version. Admins only.
+pub async fn add_version(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<String>,
+    query: web::Query<AddQuery>,
+    mut body: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    identity.require(Role::Admin)?;
+    let limit = state.settings.dataset.upload_limit_bytes;
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| AppError::BadRequest(format!("reading the upload: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(AppError::PayloadTooLarge { limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let name = path.into_inner();
+    let AddQuery { message, file_name } = query.into_inner();
+    let file_name = file_name.unwrap_or_else(|| "upload".into());
+    let actor = identity.actor();
+    let settings = state.settings.clone();
+    let blobs = state.blobs.clone();
+    let outcome: AddOutcome = state
+        .db
+        .run(move |conn| {
+            let upload = datasets::Upload {
+                dataset: &name,
+                bytes: &bytes,
+                file_name: &file_name,
+                message: &message,
+            };
+            datasets::add_version(conn, blobs.as_ref(), &settings.dataset, upload, &actor)
+        })
+        .await?;
+    let mut response = if outcome.created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(response.json(outcome))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    from: i32,
+    to: i32,
+}
+
+pub async fn diff_versions(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<String>,
+    query: web::Query<DiffQuery>,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let name = path.into_inner();
+    let DiffQuery { from, to } = query.into_inner();
+    let diff: ProfileDiff = state
+        .db
+        .run(move |conn| {
+            let a = catalog::find_version(conn, &name, from)?;
+            let b = catalog::find_version(conn, &name, to)?;
+            Ok(profile::diff(&a.profile()?, &b.profile()?))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(diff))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UseBody {
+    version: i32,
+}
+
+/// Moves the dataset's current version. Admins only; audited.
+pub async fn set_current(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<String>,
+    body: web::Json<UseBody>,
+) -> Result<HttpResponse, AppError> {
+    identity.require(Role::Admin)?;
+    let name = path.into_inner();
+    let version = body.version;
+    let actor = identity.actor();
+    let v = state
+        .db
+        .run(move |conn| datasets::use_version(conn, &name, version, &actor))
+        .await?;
+    Ok(HttpResponse::Ok().json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateBody {
+    suite: Option<String>,
+    dataset: String,
+    version: Option<i32>,
+}
+
+#[derive(Serialize)]
+struct RunWithResult {
+    #[serde(flatten)]
+    run: ValidationRun,
+    status: &'static str,
+    result: ValidationResult,
+}
+
+impl RunWithResult {
+    fn new(run: ValidationRun) -> Result<Self, AppError> {
+        Ok(RunWithResult {
+            status: run.status(),
+            result: run.result()?,
+            run,
+        })
+    }
+}
+
+/// Validates a stored dataset version against a suite and stores the run. Approvers and up.
+pub async fn create_validation(
+    state: web::Data<AppState>,
+    identity: Identity,
+    body: web::Json<ValidateBody>,
+) -> Result<HttpResponse, AppError> {
+    identity.require(Role::Approver)?;
+    let ValidateBody {
+        suite,
+        dataset,
+        version,
+    } = body.into_inner();
+    let actor = identity.actor();
+    let settings = state.settings.clone();
+    let blobs = state.blobs.clone();
+    let run = state
+        .db
+        .run(move |conn| {
+            let schema = &settings.dataset;
+            let suite = Suite::load(
+                &schema.suites_dir,
+                suite.as_deref().unwrap_or(&schema.suite),
+            )?;
+            let number = datasets::resolve_version(conn, &dataset, version)?;
+            let (v, table) =
+                datasets::load_version(conn, blobs.as_ref(), schema, &dataset, number)?;
+            let label = format!("{dataset} v{number}");
+            datasets::validate_table(conn, &suite, &table, Some(&v), &label, &actor)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(RunWithResult::new(run)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    dataset: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list_validations(
+    state: web::Data<AppState>,
+    identity: Identity,
+    query: web::Query<RunsQuery>,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let RunsQuery { dataset, limit } = query.into_inner();
+    let runs = state
+        .db
+        .run(move |conn| catalog::list_runs(conn, dataset.as_deref(), limit.unwrap_or(100)))
+        .await?;
+    Ok(HttpResponse::Ok().json(runs))
+}
+
+pub async fn get_validation(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let id = path.into_inner();
+    let run = state
+        .db
+        .run(move |conn| catalog::find_run(conn, &id))
+        .await?;
+    Ok(HttpResponse::Ok().json(RunWithResult::new(run)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuggestQuery {
+    dataset: Option<String>,
+    version: Option<i32>,
+}
+
+/// Drafts a suite from a dataset version, as `steward expectations suggest` does.
+pub async fn suggest_suite(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<String>,
+    query: web::Query<SuggestQuery>,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let name = path.into_inner();
+    let SuggestQuery { dataset, version } = query.into_inner();
+    let settings = state.settings.clone();
+    let suite = state
+        .db
+        .run(move |conn| {
+            let dataset = dataset.unwrap_or_else(|| settings.dataset.name.clone());
+            let number = datasets::resolve_version(conn, &dataset, version)?;
+            let v = catalog::find_version(conn, &dataset, number)?;
+            Ok(expectations::suggest(
+                &name,
+                &v.profile()?,
+                &settings.dataset,
+            ))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(suite))
+}

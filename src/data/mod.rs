@@ -1,0 +1,309 @@
+//! Data: versioned datasets (like DVC) and expectation suites (like Great Expectations).
+//!
+//! Owns the dataset tables and the blob store's dataset blobs. The functions here are what the
+//! CLI, the JSON API, the dashboard and the first start call; each change lands with its audit
+//! event. Parsing and statistics are blocking work: callers run them off the async workers.
+
+pub mod blob;
+pub mod catalog;
+pub mod expectations;
+pub mod infer;
+pub mod profile;
+pub mod schema;
+pub mod table;
+
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::json;
+
+use self::blob::{BlobStore, hash_bytes};
+use self::catalog::{DatasetVersion, ValidationRun};
+use self::expectations::{Suite, SuiteError};
+use self::schema::DatasetSettings;
+use self::table::{DataError, Table, read_table};
+use crate::audit::{self, NewEvent};
+use crate::db::{DbConnection, now};
+use crate::error::{AppError, FieldError};
+use crate::telemetry::{DATASET_VERSIONS_ADDED_TOTAL, VALIDATION_RUNS_TOTAL};
+
+impl From<DataError> for AppError {
+    fn from(e: DataError) -> Self {
+        let message = e.to_string();
+        AppError::Validation {
+            details: vec![FieldError {
+                field: "file".into(),
+                message: message.clone(),
+            }],
+            message,
+        }
+    }
+}
+
+impl From<SuiteError> for AppError {
+    fn from(e: SuiteError) -> Self {
+        AppError::validation("suite", e.to_string())
+    }
+}
+
+impl From<blob::BlobError> for AppError {
+    fn from(e: blob::BlobError) -> Self {
+        match e {
+            blob::BlobError::Corrupt { .. } | blob::BlobError::Missing { .. } => {
+                AppError::Unavailable(e.to_string())
+            }
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+/// What `add_version` did, and what validating the new version found.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddOutcome {
+    pub version: DatasetVersion,
+    /// False when these bytes were already a version of the dataset.
+    pub created: bool,
+    pub validation: Option<ValidationRun>,
+    /// Why the new version could not be validated, if it could not.
+    pub validation_error: Option<String>,
+}
+
+/// A file offered as a new version of a dataset.
+pub struct Upload<'a> {
+    pub dataset: &'a str,
+    pub bytes: &'a [u8],
+    pub file_name: &'a str,
+    pub message: &'a str,
+}
+
+/// Adds a file as the next version of its dataset and makes it current; the same bytes again
+/// give the existing version. The file is read and checked before anything is written, and a
+/// failed add leaves neither a row nor a new blob. A new version is then validated against the
+/// dataset's suite.
+pub fn add_version(
+    conn: &mut DbConnection,
+    blobs: &dyn BlobStore,
+    schema: &DatasetSettings,
+    upload: Upload<'_>,
+    actor: &str,
+) -> Result<AddOutcome, AppError> {
+    let Upload {
+        dataset,
+        bytes,
+        file_name,
+        message,
+    } = upload;
+    let table = read_table(bytes, file_name, schema)?;
+    let profile = profile::profile(&table, schema);
+    let hash = hash_bytes(bytes);
+    if let Some(existing) = catalog::find_by_hash(conn, dataset, &hash)? {
+        return Ok(AddOutcome {
+            version: existing,
+            created: false,
+            validation: None,
+            validation_error: None,
+        });
+    }
+    let stored = blobs.put(bytes)?;
+    let profile_json = serde_json::to_string(&profile)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("profile: {e}")))?;
+    let inserted = audit::with_event(conn, |conn| {
+        // Re-checked under the lock: a concurrent add of the same bytes may have won.
+        if catalog::find_by_hash(conn, dataset, &hash)?.is_some() {
+            return Err(AppError::Conflict("already added".into()));
+        }
+        let current = catalog::ensure_dataset(conn, dataset)?.current_version;
+        let version = DatasetVersion {
+            id: uuid::Uuid::new_v4().to_string(),
+            dataset: dataset.to_owned(),
+            version: catalog::next_version(conn, dataset)?,
+            hash: hash.clone(),
+            size_bytes: bytes.len() as i64,
+            format: table.format.as_str().to_owned(),
+            file_name: file_name.to_owned(),
+            row_count: table.rows() as i64,
+            column_count: table.file_columns.len() as i32,
+            parent_version: current,
+            message: message.to_owned(),
+            profile_json,
+            created_by: actor.to_owned(),
+            created_at: now(),
+        };
+        catalog::insert_version(conn, &version)?;
+        catalog::set_current(conn, dataset, version.version)?;
+        let event = NewEvent::new(actor, "dataset.add", format!("dataset:{dataset}"))
+            .before(json!({ "current_version": current }))
+            .after(json!({
+                "version": version.version,
+                "hash": version.hash,
+                "rows": version.row_count,
+                "file_name": version.file_name,
+                "message": version.message,
+            }));
+        Ok((version, event))
+    });
+    let version = match inserted {
+        Ok(v) => v,
+        Err(AppError::Conflict(_)) => {
+            let existing = catalog::find_by_hash(conn, dataset, &hash)?
+                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("lost version {hash}")))?;
+            return Ok(AddOutcome {
+                version: existing,
+                created: false,
+                validation: None,
+                validation_error: None,
+            });
+        }
+        Err(e) => {
+            if stored.created && !catalog::hash_is_referenced(conn, &hash).unwrap_or(true) {
+                let _ = blobs.delete(&hash);
+            }
+            return Err(e);
+        }
+    };
+    metrics::counter!(DATASET_VERSIONS_ADDED_TOTAL, "dataset" => dataset.to_owned()).increment(1);
+    let (validation, validation_error) = match Suite::load(&schema.suites_dir, &schema.suite) {
+        Ok(suite) => {
+            let run = validate_table(conn, &suite, &table, Some(&version), file_name, actor)?;
+            (Some(run), None)
+        }
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(AddOutcome {
+        version,
+        created: true,
+        validation,
+        validation_error,
+    })
+}
+
+/// Reads a stored version back into a table; the blob is verified against its hash.
+pub fn load_version(
+    conn: &mut DbConnection,
+    blobs: &dyn BlobStore,
+    schema: &DatasetSettings,
+    dataset: &str,
+    version: i32,
+) -> Result<(DatasetVersion, Table), AppError> {
+    let v = catalog::find_version(conn, dataset, version)?;
+    let bytes = blobs.get(&v.hash)?;
+    let name = format!("{dataset} v{version}");
+    let table = read_table(&bytes, &name, schema)?;
+    Ok((v, table))
+}
+
+/// The version `use`d now, or the given one.
+pub fn resolve_version(
+    conn: &mut DbConnection,
+    dataset: &str,
+    version: Option<i32>,
+) -> Result<i32, AppError> {
+    match version {
+        Some(v) => Ok(catalog::find_version(conn, dataset, v)?.version),
+        None => catalog::current_version(conn, dataset)?
+            .map(|v| v.version)
+            .ok_or_else(|| AppError::NotFound(format!("dataset `{dataset}` has no versions"))),
+    }
+}
+
+/// Points the dataset at another of its versions (a rollback of the data).
+pub fn use_version(
+    conn: &mut DbConnection,
+    dataset: &str,
+    version: i32,
+    actor: &str,
+) -> Result<DatasetVersion, AppError> {
+    audit::with_event(conn, |conn| {
+        let target = catalog::find_version(conn, dataset, version)?;
+        let before = catalog::find_dataset(conn, dataset)?.and_then(|d| d.current_version);
+        catalog::set_current(conn, dataset, version)?;
+        let event = NewEvent::new(actor, "dataset.use", format!("dataset:{dataset}"))
+            .before(json!({ "current_version": before }))
+            .after(json!({ "current_version": version }));
+        Ok((target, event))
+    })
+}
+
+/// Validates a table and stores the run (with its audit event).
+pub fn validate_table(
+    conn: &mut DbConnection,
+    suite: &Suite,
+    table: &Table,
+    version: Option<&DatasetVersion>,
+    source_name: &str,
+    actor: &str,
+) -> Result<ValidationRun, AppError> {
+    let started = Instant::now();
+    let result = expectations::validate(suite, table, source_name);
+    let run = ValidationRun {
+        id: uuid::Uuid::new_v4().to_string(),
+        suite: suite.name.clone(),
+        suite_hash: suite.hash.clone(),
+        dataset: version.map(|v| v.dataset.clone()),
+        version: version.map(|v| v.version),
+        source: source_name.to_owned(),
+        success: result.success,
+        evaluated: result.statistics.evaluated_expectations as i32,
+        successful: result.statistics.successful_expectations as i32,
+        critical_failures: result.critical_failures().len() as i32,
+        result_json: serde_json::to_string(&result)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("validation result: {e}")))?,
+        created_by: actor.to_owned(),
+        created_at: now(),
+    };
+    let failed: Vec<String> = result
+        .results
+        .iter()
+        .filter(|r| !r.success)
+        .map(|r| r.label())
+        .collect();
+    audit::with_event(conn, |conn| {
+        catalog::insert_run(conn, &run)?;
+        let event =
+            NewEvent::new(actor, "validation.run", format!("validation:{}", run.id)).after(json!({
+                "suite": run.suite,
+                "source": run.source,
+                "dataset": run.dataset,
+                "version": run.version,
+                "status": run.status(),
+                "failed": failed,
+            }));
+        Ok(((), event))
+    })?;
+    metrics::counter!(VALIDATION_RUNS_TOTAL, "suite" => run.suite.clone(), "outcome" => run.status())
+        .increment(1);
+    metrics::histogram!(crate::telemetry::VALIDATION_DURATION_SECONDS)
+        .record(started.elapsed().as_secs_f64());
+    Ok(run)
+}
+
+/// On an empty store, registers the configured file as version 1 and validates it.
+pub fn bootstrap(
+    conn: &mut DbConnection,
+    blobs: &dyn BlobStore,
+    schema: &DatasetSettings,
+) -> anyhow::Result<Option<AddOutcome>> {
+    if schema.bootstrap_file.is_empty() || catalog::find_dataset(conn, &schema.name)?.is_some() {
+        return Ok(None);
+    }
+    let path = std::path::Path::new(&schema.bootstrap_file);
+    let bytes = std::fs::read(path).map_err(|e| {
+        anyhow::anyhow!(
+            "configuration key `dataset.bootstrap_file`: cannot read {}: {e}",
+            path.display()
+        )
+    })?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| schema.bootstrap_file.clone());
+    let upload = Upload {
+        dataset: &schema.name,
+        bytes: &bytes,
+        file_name: &file_name,
+        message: "bundled data set, registered on the first start",
+    };
+    let outcome = add_version(conn, blobs, schema, upload, "system")
+        .map_err(|e| anyhow::anyhow!("registering {}: {e}", path.display()))?;
+    Ok(Some(outcome))
+}
