@@ -93,8 +93,6 @@ pub fn add_version(
         file_name,
         message,
     } = upload;
-    let table = read_table(bytes, file_name, schema)?;
-    let profile = profile::profile(&table, schema);
     let hash = hash_bytes(bytes);
     if let Some(existing) = catalog::find_by_hash(conn, dataset, &hash)? {
         return Ok(AddOutcome {
@@ -104,6 +102,8 @@ pub fn add_version(
             validation_error: None,
         });
     }
+    let table = read_table(bytes, file_name, schema)?;
+    let profile = profile::profile(&table, schema);
     let stored = blobs.put(bytes)?;
     let profile_json = serde_json::to_string(&profile)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("profile: {e}")))?;

@@ -359,12 +359,15 @@ impl From<&ExpectationResult> for ExpectationRow {
             kind: r.kind().to_owned(),
             column: r.column().unwrap_or("").to_owned(),
             kwargs: kwargs.to_string(),
-            observed: r
-                .result
-                .observed_value
-                .as_ref()
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
+            observed: match &r.result.observed_value {
+                Some(serde_json::Value::Number(n))
+                    if n.as_f64().is_some_and(|x| x.fract() != 0.0) =>
+                {
+                    show(n.as_f64())
+                }
+                Some(v) => v.to_string(),
+                None => String::new(),
+            },
             unexpected: match (r.result.unexpected_count, r.result.unexpected_percent) {
                 (Some(n), Some(p)) => format!("{n} ({p:.1}%)"),
                 _ => String::new(),
@@ -376,13 +379,18 @@ impl From<&ExpectationResult> for ExpectationRow {
                     .map(u64::to_string)
                     .collect(),
             ),
-            values: join(
-                r.result
-                    .partial_unexpected_list
-                    .iter()
-                    .map(|v| v.to_string())
-                    .collect(),
-            ),
+            // Not-null failures list nulls, which say nothing more than the rows do.
+            values: if r.result.partial_unexpected_list.iter().all(|v| v.is_null()) {
+                String::new()
+            } else {
+                join(
+                    r.result
+                        .partial_unexpected_list
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect(),
+                )
+            },
             error: r
                 .exception_info
                 .exception_message
