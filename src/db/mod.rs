@@ -185,7 +185,9 @@ impl Db {
             .map_err(|e| anyhow::anyhow!("cannot connect to the database {shown}: {e}"))?;
         let pool = Pool::builder()
             .max_size(settings.pool_size)
-            .min_idle(Some(1))
+            // No background connects: a process exiting while a pool thread is inside libpq's TLS
+            // set-up crashes in OpenSSL's exit handlers. Connections open on demand instead.
+            .min_idle(Some(0))
             .connection_timeout(timeout)
             .build_unchecked(manager);
         // Hand the checked connection to the pool's users by dropping it: r2d2 will open its own.
