@@ -32,6 +32,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub scheduler: SchedulerSettings,
     pub dataset: crate::data::schema::DatasetSettings,
+    pub training: crate::ml::TrainingSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -174,7 +175,7 @@ impl Settings {
         if self.scheduler.session_sweep_secs == 0 {
             return invalid("scheduler.session_sweep_secs", "must be greater than 0");
         }
-        if let Err((key, message)) = self.dataset.check() {
+        if let Err((key, message)) = self.dataset.check().and_then(|()| self.training.check()) {
             return Err(ConfigError::Invalid { key, message });
         }
         Ok(())

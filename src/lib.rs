@@ -5,6 +5,7 @@
 //! - [`db`]: the Diesel store over SQLite or PostgreSQL, and migrations;
 //! - [`auth`]: users, roles, tokens, sessions, the request identity;
 //! - [`data`]: dataset versions, the blob store, expectation suites and validation;
+//! - [`ml`]: preprocessing, models, cross-validation and metrics;
 //! - [`audit`]: the hash-chained audit log;
 //! - [`api`]: the JSON API and the probes; [`web`]: the HTMX dashboard;
 //! - [`telemetry`]: metrics and logs; [`scheduler`]: background jobs;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod data;
 pub mod db;
 pub mod error;
+pub mod ml;
 pub mod overview;
 pub mod scheduler;
 pub mod startup;

@@ -4,6 +4,7 @@
 
 mod access;
 mod data;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +68,9 @@ enum Command {
     /// Work with expectation suites.
     #[command(subcommand)]
     Expectations(data::ExpectationsCommand),
+    /// Cross-validate the candidate models (lr, rf) on a dataset version and report their
+    /// metrics. Tracking runs and registering models come with the registry.
+    Train(train::TrainArgs),
 }
 
 #[derive(Subcommand)]
@@ -159,6 +163,7 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Data(cmd) => data::data_command(cmd, &settings),
         Command::Validate(args) => data::validate_command(args, &settings),
         Command::Expectations(cmd) => data::expectations_command(cmd, &settings),
+        Command::Train(args) => train::train_command(args, &settings),
     }
 }
 

@@ -10,3 +10,4 @@ mod dashboard;
 mod data;
 mod probes;
 mod store;
+mod train;
