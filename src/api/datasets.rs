@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Identity, Role};
 use crate::data::catalog::{self, Dataset, DatasetVersion, ValidationRun};
 use crate::data::expectations::{self, Suite, ValidationResult};
-use crate::data::profile::{self, ProfileDiff, TableProfile};
+use crate::data::profile::{ProfileDiff, TableProfile};
 use crate::data::{self as datasets, AddOutcome};
 use crate::error::AppError;
 use crate::state::AppState;
@@ -78,10 +78,7 @@ pub async fn get_version(
             let version = catalog::find_version(conn, &name, number)?;
             let current =
                 catalog::find_dataset(conn, &name)?.and_then(|d| d.current_version) == Some(number);
-            let validations = catalog::list_runs(conn, Some(&name), 1000)?
-                .into_iter()
-                .filter(|r| r.version == Some(number))
-                .collect();
+            let validations = catalog::runs_for_version(conn, &name, number)?;
             Ok(VersionDetail {
                 profile: version.profile()?,
                 version,
@@ -193,11 +190,7 @@ pub async fn diff_versions(
     let DiffQuery { from, to } = query.into_inner();
     let diff: ProfileDiff = state
         .db
-        .run(move |conn| {
-            let a = catalog::find_version(conn, &name, from)?;
-            let b = catalog::find_version(conn, &name, to)?;
-            Ok(profile::diff(&a.profile()?, &b.profile()?))
-        })
+        .run(move |conn| crate::data::diff_versions(conn, &name, from, to))
         .await?;
     Ok(HttpResponse::Ok().json(diff))
 }

@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::data::blob::{BlobStore, LocalBlobStore};
 use crate::data::catalog::{self, ValidationRun};
 use crate::data::expectations::{self, Suite};
-use crate::data::profile::{self, ColumnProfile, show};
+use crate::data::profile::{ColumnProfile, show};
 use crate::data::{self as datasets, infer, table};
 
 #[derive(Subcommand)]
@@ -206,7 +206,7 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
             let dataset = name(dataset);
             let a = catalog::find_version(&mut conn, &dataset, from)?;
             let b = catalog::find_version(&mut conn, &dataset, to)?;
-            let d = profile::diff(&a.profile()?, &b.profile()?);
+            let d = datasets::diff_versions(&mut conn, &dataset, from, to)?;
             println!("{dataset} v{from} → v{to}");
             println!("  rows: {} → {}", d.rows.0, d.rows.1);
             println!("  hash: {} → {}", &a.hash[..12], &b.hash[..12]);

@@ -242,6 +242,20 @@ pub fn list_runs(
     Ok(query.load(conn)?)
 }
 
+/// The runs of one version, newest first.
+pub fn runs_for_version(
+    conn: &mut DbConnection,
+    dataset: &str,
+    version: i32,
+) -> Result<Vec<ValidationRun>, AppError> {
+    Ok(validation_runs::table
+        .filter(validation_runs::dataset.eq(dataset))
+        .filter(validation_runs::version.eq(version))
+        .order(validation_runs::created_at.desc())
+        .select(ValidationRun::as_select())
+        .load(conn)?)
+}
+
 /// The newest run for each version of a dataset, keyed by version.
 pub fn latest_runs_by_version(
     conn: &mut DbConnection,

@@ -206,6 +206,18 @@ pub fn resolve_version(
     }
 }
 
+/// Two versions' profiles side by side.
+pub fn diff_versions(
+    conn: &mut DbConnection,
+    dataset: &str,
+    from: i32,
+    to: i32,
+) -> Result<profile::ProfileDiff, AppError> {
+    let a = catalog::find_version(conn, dataset, from)?;
+    let b = catalog::find_version(conn, dataset, to)?;
+    Ok(profile::diff(&a.profile()?, &b.profile()?))
+}
+
 /// Points the dataset at another of its versions (a rollback of the data).
 pub fn use_version(
     conn: &mut DbConnection,

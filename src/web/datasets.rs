@@ -9,7 +9,7 @@ use super::{Chrome, html, is_htmx, when};
 use crate::auth::{Identity, Role};
 use crate::data::catalog::{self, ValidationRun};
 use crate::data::expectations::ExpectationResult;
-use crate::data::profile::{self, ColumnDiff, ColumnProfile, show};
+use crate::data::profile::{ColumnDiff, ColumnProfile, show};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -222,10 +222,7 @@ pub async fn get_version(
         .db
         .run(move |conn| {
             let v = catalog::find_version(conn, &name, number)?;
-            let runs: Vec<ValidationRun> = catalog::list_runs(conn, Some(&name), 1000)?
-                .into_iter()
-                .filter(|r| r.version == Some(number))
-                .collect();
+            let runs: Vec<ValidationRun> = catalog::runs_for_version(conn, &name, number)?;
             Ok((v, runs))
         })
         .await?;
@@ -313,11 +310,7 @@ pub async fn get_diff(
     let name = dataset.clone();
     let diff = state
         .db
-        .run(move |conn| {
-            let a = catalog::find_version(conn, &name, from)?;
-            let b = catalog::find_version(conn, &name, to)?;
-            Ok(profile::diff(&a.profile()?, &b.profile()?))
-        })
+        .run(move |conn| crate::data::diff_versions(conn, &name, from, to))
         .await?;
     let page = DiffPage {
         chrome: Chrome::new(&identity, "/datasets"),
