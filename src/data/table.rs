@@ -248,30 +248,27 @@ fn read_csv(bytes: &[u8], source_name: &str, schema: &DatasetSettings) -> Result
         .header
         .clone()
         .unwrap_or_else(|| schema.column_names());
-    // Every cell is read as text; the kinds are applied below, where a bad cell can be named.
-    let text_schema = Schema::from_iter(
-        file_columns
-            .iter()
-            .map(|n| Field::new(n.as_str().into(), DataType::String)),
-    );
-    let nulls = NullValues::AllColumns(
-        schema
-            .missing_values
-            .iter()
-            .map(|m| m.as_str().into())
-            .collect(),
-    );
-    let raw = CsvReadOptions::default()
-        .with_has_header(structure.header.is_some())
-        .with_schema(Some(Arc::new(text_schema)))
-        .with_parse_options(CsvParseOptions::default().with_null_values(Some(nulls)))
-        .into_reader_with_file_handle(Cursor::new(bytes))
-        .finish()
-        .map_err(|e| DataError::Read {
-            source_name: source_name.to_owned(),
-            message: e.to_string(),
-        })?;
-    let first_data_line = if structure.header.is_some() { 2 } else { 1 };
+    let has_header = structure.header.is_some();
+    // Fast path: polars parses the numeric columns itself. A cell it cannot parse fails the
+    // whole read, and the text path below then finds and names that cell.
+    let numeric_or_text = |name: &str| match schema.column(name).map(|c| c.kind) {
+        Some(ColumnKind::Numeric) => DataType::Float64,
+        _ => DataType::String,
+    };
+    if let Ok(typed) = csv_frame(bytes, &file_columns, has_header, schema, numeric_or_text) {
+        if let Some(table) = typed_csv_table(&typed, &file_columns, schema) {
+            return Ok(table);
+        }
+    }
+    // Every cell as text; the kinds are applied in `typed_frame`, where a bad cell can be named.
+    let raw = csv_frame(bytes, &file_columns, has_header, schema, |_| {
+        DataType::String
+    })
+    .map_err(|e| DataError::Read {
+        source_name: source_name.to_owned(),
+        message: e.to_string(),
+    })?;
+    let first_data_line = if has_header { 2 } else { 1 };
     typed_frame(
         &raw,
         file_columns,
@@ -280,6 +277,73 @@ fn read_csv(bytes: &[u8], source_name: &str, schema: &DatasetSettings) -> Result
         schema,
         first_data_line,
     )
+}
+
+fn csv_frame(
+    bytes: &[u8],
+    file_columns: &[String],
+    has_header: bool,
+    schema: &DatasetSettings,
+    dtype: impl Fn(&str) -> DataType,
+) -> PolarsResult<DataFrame> {
+    let fields = Schema::from_iter(
+        file_columns
+            .iter()
+            .map(|n| Field::new(n.as_str().into(), dtype(n))),
+    );
+    let nulls = NullValues::AllColumns(
+        schema
+            .missing_values
+            .iter()
+            .map(|m| m.as_str().into())
+            .collect(),
+    );
+    CsvReadOptions::default()
+        .with_has_header(has_header)
+        .with_schema(Some(Arc::new(fields)))
+        .with_parse_options(CsvParseOptions::default().with_null_values(Some(nulls)))
+        .into_reader_with_file_handle(Cursor::new(bytes))
+        .finish()
+}
+
+/// The fast path's table, or `None` when a numeric cell is not finite (the text path then
+/// reports it).
+fn typed_csv_table(
+    frame: &DataFrame,
+    file_columns: &[String],
+    schema: &DatasetSettings,
+) -> Option<Table> {
+    let mut columns = Vec::with_capacity(schema.columns.len());
+    for spec in &schema.columns {
+        let column = frame.column(&spec.name).ok()?;
+        columns.push(match spec.kind {
+            ColumnKind::Numeric => {
+                if column.f64().ok()?.iter().flatten().any(|v| !v.is_finite()) {
+                    return None;
+                }
+                column.clone()
+            }
+            ColumnKind::Categorical => categorical_column(&spec.name, column.str().ok()?, schema),
+        });
+    }
+    Some(Table {
+        frame: DataFrame::new(frame.height(), columns).ok()?,
+        file_columns: file_columns.to_vec(),
+        format: Format::Csv,
+    })
+}
+
+/// Categorical cells: trimmed, missing tokens as null, numbers in one spelling.
+fn categorical_column(name: &str, text: &StringChunked, schema: &DatasetSettings) -> Column {
+    StringChunked::from_iter_options(
+        name.into(),
+        text.iter().map(|cell| {
+            cell.map(str::trim)
+                .filter(|v| !schema.is_missing(v))
+                .map(normalize_category)
+        }),
+    )
+    .into_column()
 }
 
 fn read_parquet(
@@ -375,15 +439,7 @@ fn typed_frame(
                 }
                 Float64Chunked::from_iter_options(name, values.into_iter()).into_column()
             }
-            ColumnKind::Categorical => StringChunked::from_iter_options(
-                name,
-                text.iter().map(|cell| {
-                    cell.map(str::trim)
-                        .filter(|v| !schema.is_missing(v))
-                        .map(normalize_category)
-                }),
-            )
-            .into_column(),
+            ColumnKind::Categorical => categorical_column(&spec.name, text, schema),
         };
         columns.push(column);
     }
@@ -415,6 +471,27 @@ mod tests {
         assert_eq!(table.numeric("age").expect("age").get(1), Some(67.0));
         assert_eq!(table.numeric("ca").expect("ca").get(1), None);
         assert_eq!(table.categorical("cp").expect("cp").get(0), Some("1"));
+    }
+
+    #[test]
+    fn the_text_path_catches_what_the_fast_path_passes_on() {
+        let s = schema();
+        // Padded cells and a padded missing token are read all the same.
+        let padded = ROW
+            .replacen("63.0", " 63.0 ", 1)
+            .replacen("6.0,0", " ? ,0", 1);
+        let table = read_table(padded.as_bytes(), "p.csv", &s).expect("reads");
+        assert_eq!(table.numeric("age").expect("age").get(0), Some(63.0));
+        assert_eq!(table.categorical("thal").expect("thal").get(0), None);
+        // A number polars would take but that is not finite is refused with its place.
+        let nan = format!("{ROW}{}", ROW.replacen("233.0", "NaN", 1));
+        let err = read_table(nan.as_bytes(), "n.csv", &s)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("n.csv, line 2, column `chol`: `NaN` is not a number")
+        );
     }
 
     #[test]
