@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Identity, Role};
 use crate::data::catalog::{self, Dataset, DatasetVersion, ValidationRun};
-use crate::data::expectations::{self, Suite, ValidationResult};
+use crate::data::expectations::{Suite, ValidationResult};
 use crate::data::profile::{ProfileDiff, TableProfile};
 use crate::data::{self as datasets, AddOutcome};
 use crate::error::AppError;
@@ -268,11 +268,15 @@ pub async fn create_validation(
                 &schema.suites_dir,
                 suite.as_deref().unwrap_or(&schema.suite),
             )?;
-            let number = datasets::resolve_version(conn, &dataset, version)?;
-            let (v, table) =
-                datasets::load_version(conn, blobs.as_ref(), schema, &dataset, number)?;
-            let label = format!("{dataset} v{number}");
-            datasets::validate_table(conn, &suite, &table, Some(&v), &label, &actor)
+            datasets::validate_version(
+                conn,
+                blobs.as_ref(),
+                schema,
+                &suite,
+                &dataset,
+                version,
+                &actor,
+            )
         })
         .await?;
     Ok(HttpResponse::Created().json(RunWithResult::new(run)?))
@@ -335,13 +339,7 @@ pub async fn suggest_suite(
         .db
         .run(move |conn| {
             let dataset = dataset.unwrap_or_else(|| settings.dataset.name.clone());
-            let number = datasets::resolve_version(conn, &dataset, version)?;
-            let v = catalog::find_version(conn, &dataset, number)?;
-            Ok(expectations::suggest(
-                &name,
-                &v.profile()?,
-                &settings.dataset,
-            ))
+            datasets::suggest_suite(conn, &settings.dataset, &name, &dataset, version)
         })
         .await?;
     Ok(HttpResponse::Ok().json(suite))

@@ -10,7 +10,7 @@ use super::{cli_actor, open_store};
 use crate::config::Settings;
 use crate::data::blob::{BlobStore, LocalBlobStore};
 use crate::data::catalog::{self, ValidationRun};
-use crate::data::expectations::{self, Suite};
+use crate::data::expectations::Suite;
 use crate::data::profile::{ColumnProfile, show};
 use crate::data::{self as datasets, infer, table};
 
@@ -429,10 +429,15 @@ pub(super) fn validate_command(
         }
         (None, Some(dataset)) => {
             let blobs = LocalBlobStore::new(&settings.storage.dir);
-            let version = datasets::resolve_version(&mut conn, dataset, args.version)?;
-            let (v, t) = datasets::load_version(&mut conn, &blobs, schema, dataset, version)?;
-            let label = format!("{dataset} v{version}");
-            datasets::validate_table(&mut conn, &suite, &t, Some(&v), &label, &cli_actor())?
+            datasets::validate_version(
+                &mut conn,
+                &blobs,
+                schema,
+                &suite,
+                dataset,
+                args.version,
+                &cli_actor(),
+            )?
         }
         (None, None) => anyhow::bail!("give --file FILE or --dataset NAME"),
     };
@@ -460,9 +465,8 @@ pub(super) fn expectations_command(
     let schema = &settings.dataset;
     let dataset = dataset.unwrap_or_else(|| schema.name.clone());
     let mut conn = open_store(settings)?;
-    let version = datasets::resolve_version(&mut conn, &dataset, version)?;
-    let v = catalog::find_version(&mut conn, &dataset, version)?;
-    let suite = expectations::suggest(&name.unwrap_or(dataset), &v.profile()?, schema);
+    let suite_name = name.unwrap_or_else(|| dataset.clone());
+    let suite = datasets::suggest_suite(&mut conn, schema, &suite_name, &dataset, version)?;
     println!("{}", serde_json::to_string_pretty(&suite)?);
     Ok(ExitCode::SUCCESS)
 }

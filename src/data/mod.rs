@@ -236,6 +236,35 @@ pub fn use_version(
     })
 }
 
+/// Validates a stored version (its current one when `version` is `None`) and stores the run.
+pub fn validate_version(
+    conn: &mut DbConnection,
+    blobs: &dyn BlobStore,
+    schema: &DatasetSettings,
+    suite: &Suite,
+    dataset: &str,
+    version: Option<i32>,
+    actor: &str,
+) -> Result<ValidationRun, AppError> {
+    let number = resolve_version(conn, dataset, version)?;
+    let (v, table) = load_version(conn, blobs, schema, dataset, number)?;
+    let label = format!("{dataset} v{number}");
+    validate_table(conn, suite, &table, Some(&v), &label, actor)
+}
+
+/// A drafted suite from a stored version's profile (its current one when `version` is `None`).
+pub fn suggest_suite(
+    conn: &mut DbConnection,
+    schema: &DatasetSettings,
+    suite_name: &str,
+    dataset: &str,
+    version: Option<i32>,
+) -> Result<serde_json::Value, AppError> {
+    let number = resolve_version(conn, dataset, version)?;
+    let v = catalog::find_version(conn, dataset, number)?;
+    Ok(expectations::suggest(suite_name, &v.profile()?, schema))
+}
+
 /// Validates a table and stores the run (with its audit event).
 pub fn validate_table(
     conn: &mut DbConnection,

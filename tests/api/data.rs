@@ -533,3 +533,55 @@ async fn the_datasets_page_lists_versions_and_admins_move_the_current_one() {
         .expect("move");
     assert_eq!(refused.status(), 403);
 }
+
+#[tokio::test]
+async fn a_suggested_suite_parses_and_passes_on_the_data_it_came_from() {
+    let app = spawn_app().await;
+    let out = Command::new(steward_bin())
+        .args(["expectations", "suggest", "--name", "drafted"])
+        .envs(app.cli_env())
+        .output()
+        .expect("suggest");
+    assert!(out.status.success(), "{out:?}");
+    let suites = app.dir.path().join("suites");
+    std::fs::create_dir_all(&suites).expect("dir");
+    std::fs::write(suites.join("drafted.json"), &out.stdout).expect("write");
+    let suite = steward::data::expectations::Suite::load(&suites, "drafted").expect("parses");
+    assert!(
+        suite.expectations.len() > 14,
+        "{}",
+        suite.expectations.len()
+    );
+
+    let out = Command::new(steward_bin())
+        .args([
+            "validate",
+            "--suite",
+            "drafted",
+            "--dataset",
+            "heart",
+            "--version",
+            "1",
+        ])
+        .envs(app.cli_env())
+        .env("STEWARD__DATASET__SUITES_DIR", &suites)
+        .output()
+        .expect("validate");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("passed"), "{text}");
+
+    let token = app.admin_token().await;
+    let (status, api) = get_json(
+        &app,
+        &token,
+        "/api/v1/expectations/drafted/suggest?version=1",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(api["name"], "drafted");
+    assert_eq!(
+        api["expectations"].as_array().map(Vec::len),
+        Some(suite.expectations.len())
+    );
+}
