@@ -1,17 +1,18 @@
 # Steward's two everyday commands:
 #   make run    build and serve on the embedded defaults (SQLite and artifacts under var/)
-#   make test   fmt, clippy, then the whole suite on SQLite and again on PostgreSQL
+#   make test   fmt, clippy, the Rust suite on SQLite, the dashboard in headless Chromium,
+#               then the integration suite again on PostgreSQL
 # Both first install missing Debian packages (scripts/install-deps).
 
 SHELL := /bin/bash
 PG_TEST_URL := postgres://steward:steward@127.0.0.1:5432/postgres
 
-.PHONY: run test deps lint test-sqlite test-postgres build
+.PHONY: run test deps lint test-sqlite test-e2e test-postgres build
 
 run: deps
 	cargo run --release -- serve
 
-test: deps lint test-sqlite test-postgres
+test: deps lint test-sqlite test-e2e test-postgres
 
 deps:
 	@scripts/install-deps
@@ -25,6 +26,12 @@ lint:
 
 test-sqlite:
 	cargo test
+
+# The dashboard in Debian's headless Chromium, driven by playwright-core (tests/e2e/).
+test-e2e:
+	cargo build
+	cd tests/e2e && npm ci --silent --no-audit --no-fund
+	node --test tests/e2e/
 
 # The integration suite again, each test on a fresh database of a real PostgreSQL 15.
 test-postgres:

@@ -1,0 +1,114 @@
+// The dashboard in a real browser: Debian's headless Chromium, driven by playwright-core,
+// against the `steward` binary that `cargo test` built, on a fresh SQLite store.
+// Run by `make test` (after the Rust suite) as `node --test tests/e2e/`.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const password = 'e2e-admin-password';
+let server, base, browser, work;
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), 'steward-e2e-'));
+  server = spawn(join(root, 'target', 'debug', 'steward'), ['serve'], {
+    cwd: root,
+    env: {
+      ...process.env,
+      STEWARD__SERVER__PORT: '0',
+      STEWARD__SERVER__WORKERS: '1',
+      STEWARD__DATABASE__URL: `sqlite://${join(work, 'steward.db')}`,
+      STEWARD__STORAGE__DIR: join(work, 'var'),
+      STEWARD_ADMIN_PASSWORD: password,
+      RUST_LOG: 'info',
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  base = await new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`steward did not start:\n${seen}`)), 30000);
+    server.stderr.on('data', (chunk) => {
+      seen += chunk;
+      const m = seen.match(/steward is serving port=(\d+)/);
+      if (m) { clearTimeout(timer); resolve(`http://127.0.0.1:${m[1]}`); }
+    });
+  });
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGTERM');
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+async function loggedIn() {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${base}/`);
+  assert.match(page.url(), /\/login\?next=%2F$/, 'an anonymous visitor is sent to log in');
+  await page.fill('input[name=username]', 'admin');
+  await page.fill('input[name=password]', password);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('h1:has-text("Overview")');
+  return { page, errors };
+}
+
+test('a wrong password stays on the login page with the reason', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${base}/login`);
+  await page.fill('input[name=username]', 'admin');
+  await page.fill('input[name=password]', 'not-the-password');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('.error');
+  assert.match(await page.textContent('.error'), /wrong user name or password/);
+  await page.close();
+});
+
+test('log in, see the overview and the bundled dataset', async () => {
+  const { page, errors } = await loggedIn();
+  assert.match(await page.textContent('main'), /Dataset heart/);
+  assert.equal(await page.evaluate(() => typeof window.htmx), 'object', 'htmx loaded (SRI accepted)');
+  await page.goto(`${base}/datasets`);
+  assert.match(await page.textContent('#versions'), /v1\s*current/);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('htmx mutations carry the CSRF token, and errors come back as toasts', async () => {
+  const { page, errors } = await loggedIn();
+  await page.goto(`${base}/access`);
+  await page.fill('input[name=name]', 'laptop');
+  await page.click('form.inline:has(input[name=name]) button');
+  await page.waitForSelector('.secret .token');
+  assert.match(await page.textContent('.secret .token'), /^stw_[A-Za-z0-9]{40}$/);
+
+  await page.fill('input[name=username]', 'bad name');
+  await page.fill('input[name=password]', 'long-enough-password');
+  await page.click('form.inline:has(input[name=username]) button');
+  await page.waitForSelector('#toasts .toast');
+  assert.match(await page.textContent('#toasts .toast'), /username/);
+  // Kept for people to look at: target/e2e-access.png.
+  await page.screenshot({ path: join(root, 'target', 'e2e-access.png') });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('logging out ends the session', async () => {
+  const { page } = await loggedIn();
+  await page.click('button:has-text("Log out")');
+  await page.waitForURL(/\/login/);
+  await page.goto(`${base}/activity`);
+  assert.match(page.url(), /\/login\?next=%2Factivity$/);
+  await page.close();
+});
