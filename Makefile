@@ -28,8 +28,10 @@ test-sqlite:
 	cargo test
 
 # The dashboard in Debian's headless Chromium, driven by playwright-core (tests/e2e/).
+# `cargo test --no-run` builds target/debug/steward with the test build's features, so after
+# `cargo test` it compiles nothing (a plain `cargo build` would resolve features anew).
 test-e2e:
-	cargo build
+	cargo test --no-run --quiet
 	cd tests/e2e && npm ci --silent --no-audit --no-fund
 	node --test tests/e2e/
 
