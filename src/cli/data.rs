@@ -110,11 +110,10 @@ fn file_label(path: &Path) -> String {
 pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     let schema = &settings.dataset;
     let name = |d: Option<String>| d.unwrap_or_else(|| schema.name.clone());
-    let cmd = match cmd {
-        // Needs no store.
-        DataCommand::InferSchema { file } => return infer_schema(&file, settings),
-        other => other,
-    };
+    if let DataCommand::InferSchema { file } = &cmd {
+        // Reads only the file: no store needed.
+        return infer_schema(file, settings);
+    }
     let mut conn = open_store(settings)?;
     let blobs = LocalBlobStore::new(&settings.storage.dir);
     match cmd {
@@ -285,7 +284,7 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
             datasets::use_version(&mut conn, &dataset, version, &cli_actor())?;
             println!("{dataset} now uses v{version}");
         }
-        DataCommand::InferSchema { file } => return infer_schema(&file, settings),
+        DataCommand::InferSchema { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }
