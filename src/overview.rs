@@ -54,13 +54,18 @@ pub async fn collect(state: &AppState) -> Result<Overview, AppError> {
                 dataset: {
                     let versions = catalog::list_versions(conn, &dataset_name)?;
                     let current = catalog::current_version(conn, &dataset_name)?;
-                    let runs = catalog::latest_runs_by_version(conn, &dataset_name)?;
+                    // Only the current version's newest run, not every run's stored result.
+                    let validation = match &current {
+                        Some(v) => catalog::runs_for_version(conn, &dataset_name, v.version)?
+                            .first()
+                            .map(|r| r.status().to_owned()),
+                        None => None,
+                    };
                     DatasetOverview {
                         versions: versions.len(),
                         current_version: current.as_ref().map(|v| v.version),
                         current_rows: current.as_ref().map(|v| v.row_count),
-                        validation: current
-                            .and_then(|v| runs.get(&v.version).map(|r| r.status().to_owned())),
+                        validation,
                         name: dataset_name,
                     }
                 },
