@@ -1,11 +1,9 @@
-use std::process::Command;
-
 use diesel::RunQueryDsl;
 use secrecy::SecretString;
 use steward::audit::{self, NewEvent};
 use steward::db::{Db, DbConnection};
 
-use crate::helpers::{TestApp, spawn_app, steward_bin};
+use crate::helpers::{TestApp, spawn_app};
 
 fn store(app: &TestApp) -> Db {
     let mut settings = app.settings.database.clone();
@@ -14,9 +12,9 @@ fn store(app: &TestApp) -> Db {
 }
 
 fn verify_cli(app: &TestApp) -> (bool, String) {
-    let out = Command::new(steward_bin())
+    let out = app
+        .cli()
         .args(["audit", "verify"])
-        .envs(app.cli_env())
         .output()
         .expect("run steward audit verify");
     (

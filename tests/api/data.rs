@@ -1,8 +1,6 @@
-use std::process::Command;
-
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, client, spawn_app, steward_bin};
+use crate::helpers::{TestApp, client, spawn_app};
 
 const UCI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/uci-heart-disease");
 
@@ -108,9 +106,9 @@ async fn hungary_becomes_v2_and_the_diff_shows_its_missingness() {
     );
 
     // The CLI shows the same, side by side.
-    let out = Command::new(steward_bin())
+    let out = app
+        .cli()
         .args(["data", "diff", "1", "2"])
-        .envs(app.cli_env())
         .output()
         .expect("data diff");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -188,13 +186,7 @@ async fn switzerland_fails_on_chol_and_cleveland_passes() {
     assert_eq!(run["result"]["statistics"]["evaluated_expectations"], 34);
 
     // The CLI exits non-zero and names the expectation; Cleveland passes.
-    let cli = |args: &[&str]| {
-        Command::new(steward_bin())
-            .args(args)
-            .envs(app.cli_env())
-            .output()
-            .expect("validate")
-    };
+    let cli = |args: &[&str]| app.cli().args(args).output().expect("validate");
     let swiss = format!("{UCI}/processed.switzerland.data");
     let out = cli(&["validate", "--suite", "heart", "--file", &swiss]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -255,7 +247,8 @@ async fn checkout_is_byte_identical_and_a_corrupt_blob_is_refused() {
     );
 
     let out_file = app.dir.path().join("checkout.csv");
-    let out = Command::new(steward_bin())
+    let out = app
+        .cli()
         .args([
             "data",
             "checkout",
@@ -263,7 +256,6 @@ async fn checkout_is_byte_identical_and_a_corrupt_blob_is_refused() {
             "--out",
             out_file.to_str().expect("utf-8"),
         ])
-        .envs(app.cli_env())
         .output()
         .expect("checkout");
     assert!(out.status.success(), "{out:?}");
@@ -294,7 +286,8 @@ async fn checkout_is_byte_identical_and_a_corrupt_blob_is_refused() {
         err["message"].as_str().unwrap_or("").contains("corrupt"),
         "{err}"
     );
-    let out = Command::new(steward_bin())
+    let out = app
+        .cli()
         .args([
             "data",
             "checkout",
@@ -302,7 +295,6 @@ async fn checkout_is_byte_identical_and_a_corrupt_blob_is_refused() {
             "--out",
             out_file.to_str().expect("utf-8"),
         ])
-        .envs(app.cli_env())
         .output()
         .expect("checkout");
     assert!(!out.status.success());
@@ -371,9 +363,9 @@ async fn bad_files_get_clear_errors_and_leave_nothing_behind() {
             .contains("has no version 7")
     );
 
-    let out = Command::new(steward_bin())
+    let out = app
+        .cli()
         .args(["data", "add", "/no/such/file.csv"])
-        .envs(app.cli_env())
         .output()
         .expect("add");
     assert_eq!(out.status.code(), Some(2));
@@ -402,9 +394,9 @@ async fn suites_with_unknown_types_or_bad_kwargs_are_refused() {
         ),
         ("typo", "bad kwargs: unknown field `min`"),
     ] {
-        let out = Command::new(steward_bin())
+        let out = app
+            .cli()
             .args(["validate", "--suite", suite, "--dataset", "heart"])
-            .envs(app.cli_env())
             .env("STEWARD__DATASET__SUITES_DIR", &suites)
             .output()
             .expect("validate");
@@ -537,9 +529,9 @@ async fn the_datasets_page_lists_versions_and_admins_move_the_current_one() {
 #[tokio::test]
 async fn a_suggested_suite_parses_and_passes_on_the_data_it_came_from() {
     let app = spawn_app().await;
-    let out = Command::new(steward_bin())
+    let out = app
+        .cli()
         .args(["expectations", "suggest", "--name", "drafted"])
-        .envs(app.cli_env())
         .output()
         .expect("suggest");
     assert!(out.status.success(), "{out:?}");
@@ -553,7 +545,8 @@ async fn a_suggested_suite_parses_and_passes_on_the_data_it_came_from() {
         suite.expectations.len()
     );
 
-    let out = Command::new(steward_bin())
+    let out = app
+        .cli()
         .args([
             "validate",
             "--suite",
@@ -563,7 +556,6 @@ async fn a_suggested_suite_parses_and_passes_on_the_data_it_came_from() {
             "--version",
             "1",
         ])
-        .envs(app.cli_env())
         .env("STEWARD__DATASET__SUITES_DIR", &suites)
         .output()
         .expect("validate");

@@ -156,6 +156,15 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// The `steward` binary, pointed at this app's store.
+    pub fn cli(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(steward_bin());
+        command.envs(self.cli_env());
+        command
+    }
+}
+
 impl Visitor {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)

@@ -1,14 +1,12 @@
-use std::process::Command;
-
 use serde_json::Value;
 
-use crate::helpers::{TestApp, client, spawn_app, steward_bin};
+use crate::helpers::{TestApp, client, spawn_app};
 
 fn train(app: &TestApp, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(steward_bin())
+    let out = app
+        .cli()
         .arg("train")
         .args(args)
-        .envs(app.cli_env())
         .output()
         .expect("steward train");
     (
