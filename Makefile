@@ -10,7 +10,9 @@ PG_TEST_URL := postgres://steward:steward@127.0.0.1:5432/postgres
 .PHONY: run test deps lint test-sqlite test-e2e test-postgres build
 
 run: deps
-	cargo run --release -- serve
+	cargo build --release
+	scripts/stage-xgboost release
+	target/release/steward serve
 
 test: deps lint test-sqlite test-e2e test-postgres
 
@@ -19,6 +21,7 @@ deps:
 
 build: deps
 	cargo build --release
+	scripts/stage-xgboost release
 
 lint:
 	cargo fmt --check
@@ -32,6 +35,7 @@ test-sqlite:
 # `cargo test` it compiles nothing (a plain `cargo build` would resolve features anew).
 test-e2e:
 	cargo test --no-run --quiet
+	scripts/stage-xgboost debug
 	cd tests/e2e && npm ci --silent --no-audit --no-fund
 	node --test tests/e2e/
 

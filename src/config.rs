@@ -33,6 +33,14 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub dataset: crate::data::schema::DatasetSettings,
     pub training: crate::ml::TrainingSettings,
+    pub registry: RegistrySettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// The registered model that training registers into and serving serves.
+    pub model: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -177,6 +185,25 @@ impl Settings {
         }
         if let Err((key, message)) = self.dataset.check().and_then(|()| self.training.check()) {
             return Err(ConfigError::Invalid { key, message });
+        }
+        for slice in &self.training.slices {
+            if self.dataset.column(&slice.column).is_none() || slice.column == self.dataset.target {
+                return invalid(
+                    "training.slices",
+                    &format!("`{}` is not a feature column of the dataset", slice.column),
+                );
+            }
+        }
+        let name = &self.registry.model;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return invalid(
+                "registry.model",
+                "must be letters, digits, `-`, `_` or `.`, and not empty",
+            );
         }
         Ok(())
     }

@@ -29,6 +29,7 @@ use crate::error;
 use crate::scheduler::Scheduler;
 use crate::state::AppState;
 use crate::telemetry::{self, Telemetry};
+use crate::{tracking, training};
 
 pub struct Application {
     port: u16,
@@ -42,6 +43,8 @@ struct Prepared {
     db: Db,
     blobs: Arc<dyn BlobStore>,
     bootstrapped: Option<data::AddOutcome>,
+    trained: Option<training::TrainOutcome>,
+    interrupted_runs: Vec<String>,
     migrations_applied: Vec<String>,
     generated_admin_password: Option<String>,
 }
@@ -70,6 +73,20 @@ impl Application {
                 rows = added.version.row_count,
                 validation = added.validation.as_ref().map(|r| r.status()).unwrap_or("not run"),
                 "registered the bundled data set"
+            );
+        }
+        for run in &prepared.interrupted_runs {
+            tracing::warn!(%run, "marked an interrupted training run as failed");
+        }
+        if let Some(trained) = &prepared.trained {
+            tracing::info!(
+                dataset = %trained.dataset,
+                version = trained.dataset_version,
+                candidates = trained.candidates.len(),
+                production = trained.registered.as_ref().map(|v| v.version),
+                model = trained.registered.as_ref().map(|v| v.model_kind.as_str()),
+                seconds = trained.seconds,
+                "trained the first model and promoted it to Production"
             );
         }
         if let Some(password) = &prepared.generated_admin_password {
@@ -205,7 +222,8 @@ pub async fn shutdown_signal() {
 }
 
 /// Connects, migrates, creates the first admin on an empty store, records a configuration
-/// change in the audit log, and registers the bundled data set on an empty store.
+/// change in the audit log, marks runs of dead processes failed, registers the bundled data
+/// set on an empty store, and trains the first model when none is registered.
 fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
     let db = Db::connect(&settings.database)?;
     let mut conn = db.get()?;
@@ -214,12 +232,16 @@ fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
         accounts::bootstrap_admin(&mut conn, settings.auth.admin_password.expose_secret())?;
     record_config_change(&mut conn, settings)?;
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(&settings.storage.dir));
+    let interrupted_runs = tracking::sweep_interrupted(&mut conn)?;
     let bootstrapped = data::bootstrap(&mut conn, blobs.as_ref(), &settings.dataset)?;
+    let trained = training::bootstrap(&mut conn, blobs.as_ref(), settings)?;
     drop(conn);
     Ok(Prepared {
         db,
         blobs,
         bootstrapped,
+        trained,
+        interrupted_runs,
         migrations_applied,
         generated_admin_password,
     })
@@ -252,6 +274,17 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
             let removed = state.db.run(sessions::sweep_expired).await?;
             if removed > 0 {
                 tracing::info!(removed, "expired sessions removed");
+            }
+            Ok(())
+        },
+    );
+    // A training run in another process sharing the store may die without ending its run.
+    scheduler.register(
+        "interrupted_run_sweep",
+        Duration::from_secs(300),
+        |state: AppState| async move {
+            for run in state.db.run(tracking::sweep_interrupted).await? {
+                tracing::warn!(%run, "marked an interrupted training run as failed");
             }
             Ok(())
         },

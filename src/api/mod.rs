@@ -3,6 +3,7 @@
 
 mod audit;
 mod datasets;
+pub mod models;
 mod overview;
 pub mod probes;
 mod tokens;
@@ -61,6 +62,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/expectations/{suite}/suggest",
                     web::get().to(datasets::suggest_suite),
+                )
+                .route("/experiments", web::get().to(models::list_experiments))
+                .route(
+                    "/experiments/{name}/runs",
+                    web::get().to(models::list_experiment_runs),
+                )
+                .route("/runs", web::get().to(models::list_runs))
+                .route("/runs", web::post().to(models::create_runs))
+                .route("/runs/compare", web::get().to(models::compare_runs))
+                .route("/runs/{id}", web::get().to(models::get_run))
+                .route(
+                    "/runs/{id}/artifacts/{name}",
+                    web::get().to(models::get_run_artifact),
+                )
+                .route("/models", web::get().to(models::list_models))
+                .route("/models/{name}", web::get().to(models::get_model))
+                .route(
+                    "/models/{name}/versions/{version}",
+                    web::get().to(models::get_model_version),
+                )
+                .route(
+                    "/models/{name}/versions/{version}/stage",
+                    web::post().to(models::set_stage),
+                )
+                .route(
+                    "/models/{name}/rollback",
+                    web::post().to(models::rollback_model),
                 )
                 .default_service(web::to(|| async {
                     Err::<actix_web::HttpResponse, _>(crate::error::AppError::NotFound(

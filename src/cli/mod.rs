@@ -4,6 +4,8 @@
 
 mod access;
 mod data;
+mod models;
+mod runs;
 mod train;
 
 use std::path::PathBuf;
@@ -68,9 +70,15 @@ enum Command {
     /// Work with expectation suites.
     #[command(subcommand)]
     Expectations(data::ExpectationsCommand),
-    /// Cross-validate the candidate models (lr, rf) on a dataset version and report their
-    /// metrics. Tracking runs and registering models come with the registry.
+    /// Train the candidate models (lr, rf, xgb) on a dataset version as tracked runs; with
+    /// --register or --promote, register the best (by cross-validated ROC-AUC).
     Train(train::TrainArgs),
+    /// The tracked training runs: list, show, compare.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// The model registry: list, show, promote, rollback, evaluate.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
 }
 
 #[derive(Subcommand)]
@@ -164,6 +172,8 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => data::validate_command(args, &settings),
         Command::Expectations(cmd) => data::expectations_command(cmd, &settings),
         Command::Train(args) => train::train_command(args, &settings),
+        Command::Runs(cmd) => runs::runs_command(cmd, &settings),
+        Command::Models(cmd) => models::models_command(cmd, &settings),
     }
 }
 

@@ -1,14 +1,17 @@
-//! `steward train`: cross-validates the candidate models on a dataset version.
+//! `steward train`: trains the candidate models on a dataset version as tracked runs, and
+//! optionally registers and promotes the best.
 
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 
-use super::open_store;
+use super::{cli_actor, open_store};
 use crate::config::Settings;
 use crate::data::blob::LocalBlobStore;
-use crate::data::{self as datasets, catalog};
-use crate::ml::{self, models::ModelKind};
+use crate::ml::models::ModelKind;
+use crate::training::{self, TrainRequest};
 
 #[derive(Args)]
 pub(super) struct TrainArgs {
@@ -18,74 +21,148 @@ pub(super) struct TrainArgs {
     /// Version to train on (default: the dataset's current version).
     #[arg(long)]
     dataset_version: Option<i32>,
-    /// Models, comma-separated: lr, rf (default: training.models).
+    /// Models, comma-separated: lr, rf, xgb (default: training.models).
     #[arg(long, value_delimiter = ',')]
     models: Option<Vec<ModelKind>>,
-    /// Train even when the version failed a critical expectation.
+    /// Register the best run (by cross-validated ROC-AUC) as a new model version.
+    #[arg(long)]
+    register: bool,
+    /// Register the best run and promote it to Production.
+    #[arg(long)]
+    promote: bool,
+    /// Experiment to record the runs under (default: training.experiment).
+    #[arg(long)]
+    experiment: Option<String>,
+    /// Train even when the version failed a critical expectation; the runs are tagged `forced`.
     #[arg(long)]
     force: bool,
-    /// Print the reports as JSON.
+    /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub(super) fn train_command(args: TrainArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let schema = &settings.dataset;
-    let dataset = args.dataset.unwrap_or_else(|| schema.name.clone());
-    let models = args
-        .models
-        .unwrap_or_else(|| settings.training.models.clone());
     let mut conn = open_store(settings)?;
     let blobs = LocalBlobStore::new(&settings.storage.dir);
-    let number = datasets::resolve_version(&mut conn, &dataset, args.dataset_version)?;
-    if let Some(run) = catalog::latest_runs_by_version(&mut conn, &dataset)?.get(&number) {
-        if run.critical_failures > 0 && !args.force {
-            let failed: Vec<String> = run
-                .result()?
-                .critical_failures()
-                .iter()
-                .map(|r| r.label())
-                .collect();
-            anyhow::bail!(
-                "{dataset} v{number} failed critical expectations: {}; fix the data or pass --force",
-                failed.join(", ")
-            );
+    let request = TrainRequest {
+        dataset: args.dataset,
+        version: args.dataset_version,
+        models: args.models,
+        force: args.force,
+        register: args.register || args.promote,
+        promote: args.promote,
+        experiment: args.experiment,
+        source: "cli".into(),
+    };
+    // One bar per model; indicatif draws only on a terminal.
+    let bar: Mutex<Option<(ModelKind, ProgressBar)>> = Mutex::new(None);
+    let style = ProgressStyle::with_template("{msg:>22} [{bar:30}] {pos}/{len} fits {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let on_progress = |kind: ModelKind, done: usize, total: usize| {
+        let Ok(mut slot) = bar.lock() else { return };
+        if slot.as_ref().is_none_or(|(k, _)| *k != kind) {
+            if let Some((_, old)) = slot.take() {
+                old.finish();
+            }
+            let pb = ProgressBar::new(total as u64).with_style(style.clone());
+            pb.set_message(kind.name());
+            *slot = Some((kind, pb));
+        }
+        if let Some((_, pb)) = slot.as_ref() {
+            pb.set_position(done as u64);
+        }
+    };
+    let outcome = training::train(
+        &mut conn,
+        &blobs,
+        settings,
+        &request,
+        &cli_actor(),
+        &on_progress,
+    );
+    if let Ok(mut slot) = bar.lock() {
+        if let Some((_, pb)) = slot.take() {
+            pb.finish();
         }
     }
-    let (version, table) = datasets::load_version(&mut conn, &blobs, schema, &dataset, number)?;
-    let started = std::time::Instant::now();
-    let reports = ml::evaluate_models(&table, schema, &settings.training, &models)
-        .map_err(|e| anyhow::anyhow!("training on {dataset} v{number}: {e}"))?;
+    let outcome = outcome?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{dataset} v{number} ({} rows, blake3 {}): stratified {}-fold cross-validation, seed {}, threshold {}",
-        version.row_count,
-        &version.hash[..12],
-        settings.training.folds,
-        settings.training.seed,
-        settings.training.threshold
-    );
-    println!(
-        "  {:<20} {:>15} {:>15} {:>15} {:>15} {:>15}  F1-optimal threshold",
-        "model", "accuracy", "F1", "ROC-AUC", "PR-AUC", "Brier"
-    );
-    for r in &reports {
-        let s = |x: ml::cv::Spread| format!("{:.3} ± {:.3}", x.mean, x.std);
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        let t = &settings.training;
         println!(
-            "  {:<20} {:>15} {:>15} {:>15} {:>15} {:>15}  {:.3} (F1 {:.3})",
-            r.model.name(),
-            s(r.accuracy),
-            s(r.f1),
-            s(r.roc_auc),
-            s(r.pr_auc),
-            s(r.brier),
-            r.f1_optimal_threshold.0,
-            r.f1_optimal_threshold.1
+            "{} v{} ({} rows, blake3 {}): stratified {}-fold cross-validation, seed {}, holdout {}, imbalance {}",
+            outcome.dataset,
+            outcome.dataset_version,
+            outcome.rows,
+            &outcome.dataset_hash[..12],
+            t.folds,
+            t.seed,
+            t.holdout,
+            t.imbalance.as_str(),
+        );
+        println!(
+            "  {:<9} {:<20} {:>15} {:>15} {:>15} {:>9} {:>9}  F1-optimal threshold",
+            "run", "model", "accuracy", "F1", "ROC-AUC", "holdout", "fit s"
+        );
+        for c in &outcome.candidates {
+            let Some(r) = &c.report else {
+                println!(
+                    "  {:<9} {:<20} failed: {}",
+                    c.run.short_id(),
+                    c.run.model_kind,
+                    c.run.error.as_deref().unwrap_or("")
+                );
+                continue;
+            };
+            let s = |x: crate::ml::cv::Spread| format!("{:.3} ± {:.3}", x.mean, x.std);
+            let best = if outcome.best_run.as_deref() == Some(c.run.id.as_str()) {
+                " *"
+            } else {
+                ""
+            };
+            println!(
+                "  {:<9} {:<20} {:>15} {:>15} {:>15} {:>9.3} {:>9.2}  {:.3} (F1 {:.3}){best}",
+                c.run.short_id(),
+                r.model.name(),
+                s(r.cv.accuracy),
+                s(r.cv.f1),
+                s(r.cv.roc_auc),
+                r.holdout.roc_auc,
+                r.fit_seconds,
+                r.f1_optimal_threshold.0,
+                r.f1_optimal_threshold.1
+            );
+        }
+        if let Some(v) = &outcome.registered {
+            println!(
+                "registered {} v{} ({}) from run {}",
+                v.model,
+                v.version,
+                v.model_kind,
+                &v.run_id[..8]
+            );
+        }
+        if let Some(p) = &outcome.promoted {
+            let archived = p
+                .archived
+                .map(|a| format!("; v{a} archived"))
+                .unwrap_or_default();
+            println!(
+                "promoted {} v{} to Production{archived}",
+                p.version.model, p.version.version
+            );
+        }
+        println!(
+            "  (* best by cross-validated ROC-AUC; {:.2} s)",
+            outcome.seconds
         );
     }
-    println!("  ({:.2} s)", started.elapsed().as_secs_f64());
-    Ok(ExitCode::SUCCESS)
+    let failed = outcome.candidates.iter().any(|c| c.report.is_none());
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

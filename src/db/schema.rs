@@ -118,3 +118,97 @@ diesel::table! {
 diesel::joinable!(dataset_versions -> datasets (dataset));
 
 diesel::allow_tables_to_appear_in_same_query!(datasets, dataset_versions, validation_runs);
+
+diesel::table! {
+    experiments (name) {
+        name -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    runs (id) {
+        id -> Text,
+        experiment -> Text,
+        model_kind -> Text,
+        status -> Text,
+        params_json -> Text,
+        dataset -> Text,
+        dataset_version -> Integer,
+        dataset_hash -> Text,
+        steward_version -> Text,
+        owner -> Text,
+        error -> Nullable<Text>,
+        created_by -> Text,
+        started_at -> Timestamp,
+        heartbeat_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        duration_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    run_metrics (run_id, name, step) {
+        run_id -> Text,
+        name -> Text,
+        step -> Integer,
+        value -> Double,
+        recorded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    run_tags (run_id, name) {
+        run_id -> Text,
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    run_artifacts (run_id, name) {
+        run_id -> Text,
+        name -> Text,
+        hash -> Text,
+        media_type -> Text,
+        size_bytes -> BigInt,
+    }
+}
+
+diesel::table! {
+    registered_models (name) {
+        name -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    model_versions (id) {
+        id -> Text,
+        model -> Text,
+        version -> Integer,
+        run_id -> Text,
+        model_kind -> Text,
+        dataset -> Text,
+        dataset_version -> Integer,
+        dataset_hash -> Text,
+        artifact_hash -> Text,
+        metrics_json -> Text,
+        stage -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    stage_transitions (seq) {
+        seq -> BigInt,
+        model -> Text,
+        version -> Integer,
+        from_stage -> Text,
+        to_stage -> Text,
+        actor -> Text,
+        reason -> Text,
+        created_at -> Timestamp,
+    }
+}

@@ -7,10 +7,6 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use super::features::{Examples, Pipeline};
-use super::metrics::{self, Metrics};
-use super::models::{LrParams, Model, ModelKind, RfParams};
-
 /// Test indices of each fold.
 pub fn stratified_folds(labels: &[u32], k: usize, seed: u64) -> Vec<Vec<usize>> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -38,7 +34,7 @@ pub struct Spread {
     pub std: f64,
 }
 
-fn spread(values: impl Iterator<Item = f64>) -> Spread {
+pub fn spread(values: impl Iterator<Item = f64>) -> Spread {
     let v: Vec<f64> = values.collect();
     let n = v.len().max(1) as f64;
     let mean = v.iter().sum::<f64>() / n;
@@ -53,72 +49,22 @@ fn spread(values: impl Iterator<Item = f64>) -> Spread {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CvReport {
-    pub model: ModelKind,
-    pub folds: Vec<Metrics>,
-    pub accuracy: Spread,
-    pub f1: Spread,
-    pub roc_auc: Spread,
-    pub pr_auc: Spread,
-    pub log_loss: Spread,
-    pub brier: Spread,
-    /// The F1-optimal threshold over the pooled out-of-fold probabilities, and its F1.
-    pub f1_optimal_threshold: (f64, f64),
-}
-
-pub struct CvSettings<'a> {
-    pub folds: usize,
-    pub seed: u64,
-    pub threshold: f64,
-    pub lr: &'a LrParams,
-    pub rf: &'a RfParams,
-}
-
-pub fn cross_validate(
-    examples: &Examples,
-    kind: ModelKind,
-    cv: &CvSettings<'_>,
-) -> Result<CvReport, String> {
-    let folds = stratified_folds(&examples.labels, cv.folds, cv.seed);
-    let mut fold_metrics = Vec::new();
-    let mut pooled_labels = Vec::new();
-    let mut pooled_scores = Vec::new();
-    for (i, test) in folds.iter().enumerate() {
-        let train: Vec<usize> = (0..examples.labels.len())
-            .filter(|r| test.binary_search(r).is_err())
-            .collect();
-        let train_set = examples.subset(&train);
-        let test_set = examples.subset(test);
-        let pipeline = Pipeline::fit(&train_set);
-        let (x_train, _, width) = pipeline.transform(&train_set);
-        let model = Model::fit(
-            kind,
-            cv.lr,
-            cv.rf,
-            &x_train,
-            &train_set.labels,
-            width,
-            cv.seed.wrapping_add(i as u64),
-        )?;
-        let (x_test, rows, _) = pipeline.transform(&test_set);
-        let scores = model.predict_proba(&x_test, rows, width)?;
-        fold_metrics.push(metrics::evaluate(&test_set.labels, &scores, cv.threshold));
-        pooled_labels.extend_from_slice(&test_set.labels);
-        pooled_scores.extend(scores);
+/// Splits off a stratified share of the rows as the holdout: each class is shuffled on its own
+/// (seeded) and its first `share` part held out. Returns (training rows, holdout rows), sorted.
+pub fn stratified_holdout(labels: &[u32], share: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x4011_d000_u64);
+    let mut train = Vec::new();
+    let mut holdout = Vec::new();
+    for class in [0_u32, 1] {
+        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        members.shuffle(&mut rng);
+        let n = (members.len() as f64 * share).round() as usize;
+        holdout.extend_from_slice(&members[..n]);
+        train.extend_from_slice(&members[n..]);
     }
-    let pick = |f: fn(&Metrics) -> f64| spread(fold_metrics.iter().map(f));
-    Ok(CvReport {
-        model: kind,
-        accuracy: pick(|m| m.accuracy),
-        f1: pick(|m| m.f1),
-        roc_auc: pick(|m| m.roc_auc),
-        pr_auc: pick(|m| m.pr_auc),
-        log_loss: pick(|m| m.log_loss),
-        brier: pick(|m| m.brier),
-        f1_optimal_threshold: metrics::f1_optimal_threshold(&pooled_labels, &pooled_scores),
-        folds: fold_metrics,
-    })
+    train.sort_unstable();
+    holdout.sort_unstable();
+    (train, holdout)
 }
 
 #[cfg(test)]
@@ -140,5 +86,10 @@ mod tests {
                 "{positives} positives in a fold"
             );
         }
+        let (train, holdout) = stratified_holdout(&labels, 0.2, 42);
+        assert_eq!(holdout.len(), 21);
+        assert_eq!(train.len() + holdout.len(), 103);
+        assert_eq!(holdout.iter().filter(|&&i| labels[i] == 1).count(), 7);
+        assert_eq!((train, holdout), stratified_holdout(&labels, 0.2, 42));
     }
 }

@@ -147,14 +147,21 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 impl Pipeline {
     pub fn fit(train: &Examples) -> Pipeline {
-        let columns = train
+        let all: Vec<usize> = (0..train.rows.len()).collect();
+        Pipeline::fit_on(train, &all)
+    }
+
+    /// Fits on the given rows of `examples` only (a training fold), without copying them.
+    pub fn fit_on(examples: &Examples, rows: &[usize]) -> Pipeline {
+        let train_rows = || rows.iter().map(|&r| &examples.rows[r]);
+        let columns = examples
             .feature_names
             .iter()
             .enumerate()
-            .map(|(j, name)| match train.rows.first().map(|r| &r[j]) {
+            .map(|(j, name)| match train_rows().next().map(|r| &r[j]) {
                 Some(Raw::Cat(_)) => {
                     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
-                    for row in &train.rows {
+                    for row in train_rows() {
                         if let Raw::Cat(Some(v)) = &row[j] {
                             *counts.entry(v.clone()).or_default() += 1;
                         }
@@ -172,9 +179,7 @@ impl Pipeline {
                     }
                 }
                 _ => {
-                    let present: Vec<f64> = train
-                        .rows
-                        .iter()
+                    let present: Vec<f64> = train_rows()
                         .filter_map(|r| match r[j] {
                             Raw::Num(v) => v,
                             Raw::Cat(_) => None,
@@ -182,8 +187,8 @@ impl Pipeline {
                         .collect();
                     let med = median(present.clone());
                     // Statistics of the imputed column, as a scaler after an imputer sees it.
-                    let n = train.rows.len().max(1) as f64;
-                    let imputed = train.rows.iter().map(|r| match r[j] {
+                    let n = rows.len().max(1) as f64;
+                    let imputed = train_rows().map(|r| match r[j] {
                         Raw::Num(Some(v)) => v,
                         _ => med,
                     });
@@ -257,14 +262,37 @@ impl Pipeline {
         out
     }
 
+    pub fn width(&self) -> usize {
+        self.columns
+            .iter()
+            .map(|c| match c {
+                ColumnTransform::Numeric { .. } => 1,
+                ColumnTransform::Categorical { categories, .. } => categories.len(),
+            })
+            .sum()
+    }
+
     /// Row-major matrix of the transformed rows.
     pub fn transform(&self, examples: &Examples) -> (Vec<f64>, usize, usize) {
-        let width = self.output_names().len();
-        let mut values = Vec::with_capacity(examples.rows.len() * width);
-        for row in &examples.rows {
+        self.transform_rows(examples.rows.iter())
+    }
+
+    /// Row-major matrix of the given rows of `examples`.
+    pub fn transform_on(&self, examples: &Examples, rows: &[usize]) -> (Vec<f64>, usize, usize) {
+        self.transform_rows(rows.iter().map(|&r| &examples.rows[r]))
+    }
+
+    pub fn transform_rows<'a>(
+        &self,
+        rows: impl ExactSizeIterator<Item = &'a Vec<Raw>>,
+    ) -> (Vec<f64>, usize, usize) {
+        let width = self.width();
+        let n = rows.len();
+        let mut values = Vec::with_capacity(n * width);
+        for row in rows {
             values.extend(self.transform_row(row));
         }
-        (values, examples.rows.len(), width)
+        (values, n, width)
     }
 }
 

@@ -136,15 +136,119 @@ pub fn brier(labels: &[u32], probabilities: &[f64]) -> f64 {
         / n
 }
 
-/// The threshold that maximises F1 over the observed scores, and that F1.
+/// The threshold that maximises F1 over the observed scores, and that F1. One sweep over the
+/// scores from the highest down (predicting positive at or above each distinct score); ties in
+/// F1 go to the higher threshold.
 pub fn f1_optimal_threshold(labels: &[u32], scores: &[f64]) -> (f64, f64) {
-    let mut candidates: Vec<f64> = scores.to_vec();
-    candidates.sort_by(f64::total_cmp);
-    candidates.dedup();
-    candidates
-        .into_iter()
-        .map(|t| (t, evaluate(labels, scores, t).f1))
-        .fold((0.5, -1.0), |best, c| if c.1 > best.1 { c } else { best })
+    let positives = labels.iter().filter(|&&y| y == 1).count() as f64;
+    let mut best = (0.5, -1.0);
+    for (t, tp, fp) in sweep(labels, scores) {
+        let fn_ = positives - tp;
+        let f1 = if tp == 0.0 {
+            0.0
+        } else {
+            2.0 * tp / (2.0 * tp + fp + fn_)
+        };
+        if f1 > best.1 {
+            best = (t, f1);
+        }
+    }
+    best
+}
+
+/// (threshold, true positives, false positives) at each distinct score, highest first.
+fn sweep(labels: &[u32], scores: &[f64]) -> Vec<(f64, f64, f64)> {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < order.len() {
+        let s = scores[order[i]];
+        while i < order.len() && scores[order[i]] == s {
+            if labels[order[i]] == 1 {
+                tp += 1.0;
+            } else {
+                fp += 1.0;
+            }
+            i += 1;
+        }
+        out.push((s, tp, fp));
+    }
+    out
+}
+
+/// A point of the ROC curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RocPoint {
+    pub fpr: f64,
+    pub tpr: f64,
+    pub threshold: f64,
+}
+
+/// The ROC curve from (0, 0) to (1, 1), thinned to at most `max_points` points.
+pub fn roc_curve(labels: &[u32], scores: &[f64], max_points: usize) -> Vec<RocPoint> {
+    let positives = labels.iter().filter(|&&y| y == 1).count().max(1) as f64;
+    let negatives = labels.iter().filter(|&&y| y != 1).count().max(1) as f64;
+    let mut points = vec![RocPoint {
+        fpr: 0.0,
+        tpr: 0.0,
+        threshold: f64::INFINITY,
+    }];
+    points.extend(
+        sweep(labels, scores)
+            .into_iter()
+            .map(|(t, tp, fp)| RocPoint {
+                fpr: fp / negatives,
+                tpr: tp / positives,
+                threshold: t,
+            }),
+    );
+    let max_points = max_points.max(2);
+    if points.len() > max_points {
+        let step = (points.len() - 1) as f64 / (max_points - 1) as f64;
+        points = (0..max_points)
+            .map(|i| points[((i as f64 * step).round() as usize).min(points.len() - 1)])
+            .collect();
+    }
+    // JSON has no infinity: the first point's threshold is shown as 1.
+    points[0].threshold = 1.0;
+    points
+}
+
+/// One bin of a calibration (reliability) curve.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationBin {
+    pub mean_predicted: f64,
+    pub fraction_positive: f64,
+    pub count: u64,
+}
+
+/// Mean predicted probability against the observed positive rate in `bins` equal-width bins
+/// (empty bins left out), as scikit-learn's `calibration_curve(strategy="uniform")`.
+pub fn calibration_curve(
+    labels: &[u32],
+    probabilities: &[f64],
+    bins: usize,
+) -> Vec<CalibrationBin> {
+    let bins = bins.max(1);
+    let mut sum_p = vec![0.0; bins];
+    let mut sum_y = vec![0.0; bins];
+    let mut count = vec![0_u64; bins];
+    for (&y, &p) in labels.iter().zip(probabilities) {
+        let b = ((p * bins as f64) as usize).min(bins - 1);
+        sum_p[b] += p;
+        sum_y[b] += f64::from(y);
+        count[b] += 1;
+    }
+    (0..bins)
+        .filter(|&b| count[b] > 0)
+        .map(|b| CalibrationBin {
+            mean_predicted: sum_p[b] / count[b] as f64,
+            fraction_positive: sum_y[b] / count[b] as f64,
+            count: count[b],
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -181,5 +285,23 @@ mod tests {
         let (t, f1) = f1_optimal_threshold(&Y, &P);
         assert_eq!(t, 0.6);
         assert!((f1 - 6.0 / 7.0).abs() < 1e-12, "{f1}");
+    }
+
+    // scikit-learn 1.5.2: roc_curve(Y, P, drop_intermediate=False) gives
+    // fpr [0, 0, 0, 0, .5, .5, .75, 1], tpr [0, .25, .5, .75, .75, 1, 1, 1] (0.4 is tied),
+    // and calibration_curve(Y, P, n_bins=2) gives prob_pred [0.29, 0.766..], prob_true [.2, 1].
+    #[test]
+    fn curves_match_scikit_learn() {
+        let roc = roc_curve(&Y, &P, 100);
+        let fpr: Vec<f64> = roc.iter().map(|p| p.fpr).collect();
+        let tpr: Vec<f64> = roc.iter().map(|p| p.tpr).collect();
+        assert_eq!(fpr, [0.0, 0.0, 0.0, 0.0, 0.5, 0.5, 0.75, 1.0]);
+        assert_eq!(tpr, [0.0, 0.25, 0.5, 0.75, 0.75, 1.0, 1.0, 1.0]);
+        let cal = calibration_curve(&Y, &P, 2);
+        assert_eq!(cal.len(), 2);
+        assert!((cal[0].mean_predicted - 0.29).abs() < 1e-12);
+        assert!((cal[0].fraction_positive - 0.2).abs() < 1e-12);
+        assert!((cal[1].mean_predicted - 2.3 / 3.0).abs() < 1e-12);
+        assert_eq!(cal[1].fraction_positive, 1.0);
     }
 }

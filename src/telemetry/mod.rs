@@ -22,6 +22,9 @@ pub const BUILD_INFO: &str = "steward_build_info";
 pub const DATASET_VERSIONS_ADDED_TOTAL: &str = "steward_dataset_versions_added_total";
 pub const VALIDATION_RUNS_TOTAL: &str = "steward_validation_runs_total";
 pub const VALIDATION_DURATION_SECONDS: &str = "steward_validation_duration_seconds";
+pub const TRAINING_RUNS_TOTAL: &str = "steward_training_runs_total";
+pub const TRAINING_DURATION_SECONDS: &str = "steward_training_duration_seconds";
+pub const MODEL_TRANSITIONS_TOTAL: &str = "steward_model_stage_transitions_total";
 
 /// Latency buckets, in seconds: fine below 10 ms, where `/predict` is expected to live.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -110,6 +113,19 @@ fn describe() {
         VALIDATION_DURATION_SECONDS,
         Unit::Seconds,
         "Time to evaluate an expectation suite against a table."
+    );
+    describe_counter!(
+        TRAINING_RUNS_TOTAL,
+        "Training runs, by model (lr, rf, xgb) and status (finished, failed)."
+    );
+    describe_histogram!(
+        TRAINING_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to train one candidate: grid search, cross-validation and the final fit."
+    );
+    describe_counter!(
+        MODEL_TRANSITIONS_TOTAL,
+        "Model registry stage transitions, by target stage."
     );
 }
 

@@ -10,6 +10,7 @@ mod assets;
 mod datasets;
 mod errors;
 mod login;
+mod models;
 mod overview;
 mod planned;
 
@@ -51,6 +52,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/access/tokens/{id}/revoke",
                     web::post().to(access::revoke_token),
                 )
+                .route("/experiments", web::get().to(models::get_experiments))
+                .route("/experiments/train", web::post().to(models::post_train))
+                .route("/experiments/compare", web::get().to(models::get_compare))
+                .route("/runs/{id}", web::get().to(models::get_run))
+                .route("/runs/{id}/register", web::post().to(models::post_register))
+                .route("/models", web::get().to(models::get_models))
+                .route(
+                    "/models/versions/{version}/stage",
+                    web::post().to(models::post_stage),
+                )
+                .route("/models/rollback", web::post().to(models::post_rollback))
+                .route("/performance", web::get().to(models::get_performance))
                 .route("/{page}", web::get().to(planned::get_planned_page)),
         );
 }

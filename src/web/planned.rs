@@ -18,24 +18,6 @@ struct Planned {
 
 const PLANNED: &[Planned] = &[
     Planned {
-        path: "/experiments",
-        title: "Experiments",
-        capability: "training and experiment tracking",
-        will_show: "training runs sortable by any metric, and a side-by-side comparison of two runs",
-    },
-    Planned {
-        path: "/models",
-        title: "Models",
-        capability: "the model registry",
-        will_show: "model versions, their stages and transition history, with promote and rollback buttons",
-    },
-    Planned {
-        path: "/performance",
-        title: "Model performance",
-        capability: "training and the model registry",
-        will_show: "metric cards against the previous production version, the confusion matrix, the ROC curve and feature importance",
-    },
-    Planned {
         path: "/drift",
         title: "Drift analysis",
         capability: "drift monitoring",

@@ -1,0 +1,191 @@
+//! `steward models`: the model registry.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::{cli_actor, open_store};
+use crate::config::Settings;
+use crate::data::blob::LocalBlobStore;
+use crate::data::{self as datasets, table::read_table};
+use crate::registry::{self, Stage};
+use crate::training;
+
+#[derive(Subcommand)]
+pub(super) enum ModelsCommand {
+    /// List the versions of the registered model, with stages.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a version (default: Production), its metrics and the stage history.
+    Show {
+        version: Option<i32>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a version to a stage; promoting to Production archives the current one.
+    Promote {
+        version: i32,
+        /// None, Staging, Production or Archived.
+        #[arg(long, default_value = "Production")]
+        stage: Stage,
+        /// Why, kept with the transition and in the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Re-promote the version that was in Production before the current one.
+    Rollback {
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Score a version (default: Production) on labelled data: a file, or a dataset version.
+    Evaluate {
+        #[arg(long)]
+        version: Option<i32>,
+        /// A CSV or Parquet file with the dataset's columns, target included.
+        #[arg(long, conflicts_with = "dataset_version")]
+        file: Option<PathBuf>,
+        /// A version of the configured dataset.
+        #[arg(long)]
+        dataset_version: Option<i32>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut conn = open_store(settings)?;
+    let model = &settings.registry.model;
+    match cmd {
+        ModelsCommand::List { json } => {
+            let versions = registry::list_versions(&mut conn, model)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&versions)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<4} {:<11} {:<5} {:<10} {:>8} {:>8} {:<9}  created",
+                "v", "stage", "model", "dataset", "cv auc", "hold auc", "run"
+            );
+            for v in versions {
+                let m = v.metrics();
+                let f = |k: &str| m.get(k).map(|x| format!("{x:.3}")).unwrap_or("-".into());
+                println!(
+                    "{:<4} {:<11} {:<5} {:<10} {:>8} {:>8} {:<9}  {} by {}",
+                    v.version,
+                    v.stage,
+                    v.model_kind,
+                    format!("{} v{}", v.dataset, v.dataset_version),
+                    f("cv_roc_auc_mean"),
+                    f("holdout_roc_auc"),
+                    &v.run_id[..8],
+                    v.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    v.created_by
+                );
+            }
+        }
+        ModelsCommand::Show { version, json } => {
+            let v = registry::resolve(&mut conn, model, version)?;
+            let history: Vec<_> = registry::transitions(&mut conn, model)?
+                .into_iter()
+                .filter(|t| t.version == v.version)
+                .collect();
+            if json {
+                let out = serde_json::json!({ "version": v, "metrics": v.metrics(), "transitions": history });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{} v{} ({})", v.model, v.version, v.stage);
+            println!("model     {}", v.model_kind);
+            println!("run       {}", v.run_id);
+            println!(
+                "dataset   {} v{} (blake3 {})",
+                v.dataset, v.dataset_version, v.dataset_hash
+            );
+            println!("artifact  blake3 {}", v.artifact_hash);
+            for (k, x) in v.metrics() {
+                if k.ends_with("_mean") || k.starts_with("holdout_") && !k.contains("by_round") {
+                    println!("  {k:<28} {x:.4}");
+                }
+            }
+            println!("transitions");
+            for t in history {
+                println!(
+                    "  {}  {} → {}  by {}: {}",
+                    t.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    t.from_stage,
+                    t.to_stage,
+                    t.actor,
+                    t.reason
+                );
+            }
+        }
+        ModelsCommand::Promote {
+            version,
+            stage,
+            reason,
+        } => {
+            let out =
+                registry::transition(&mut conn, model, version, stage, &cli_actor(), &reason)?;
+            let archived = out
+                .archived
+                .map(|a| format!("; v{a} archived"))
+                .unwrap_or_default();
+            println!("{model} v{version}: {} → {stage}{archived}", out.from_stage);
+        }
+        ModelsCommand::Rollback { reason } => {
+            let out = registry::rollback(&mut conn, model, &cli_actor(), &reason)?;
+            println!(
+                "{model}: rolled back to v{} (v{} archived)",
+                out.version.version,
+                out.archived.map(|a| a.to_string()).unwrap_or("-".into())
+            );
+        }
+        ModelsCommand::Evaluate {
+            version,
+            file,
+            dataset_version,
+            json,
+        } => {
+            let blobs = LocalBlobStore::new(&settings.storage.dir);
+            let (source, table) = match file {
+                Some(path) => {
+                    let bytes = std::fs::read(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                    let name = path.display().to_string();
+                    (name.clone(), read_table(&bytes, &name, &settings.dataset)?)
+                }
+                None => {
+                    let dataset = &settings.dataset.name;
+                    let n = datasets::resolve_version(&mut conn, dataset, dataset_version)?;
+                    let (_, t) =
+                        datasets::load_version(&mut conn, &blobs, &settings.dataset, dataset, n)?;
+                    (format!("{dataset} v{n}"), t)
+                }
+            };
+            let (v, m) = training::evaluate_on(&mut conn, &blobs, settings, version, &table)?;
+            if json {
+                let out = serde_json::json!({ "model": v.model, "version": v.version, "data": source, "metrics": m });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let [[tn, fp], [fn_, tp]] = m.confusion;
+            println!(
+                "{} v{} ({}) on {source}: accuracy {:.3}, ROC-AUC {:.3}, F1 {:.3}, precision {:.3}, recall {:.3}, Brier {:.3}; {} rows (tn {tn}, fp {fp}, fn {fn_}, tp {tp})",
+                v.model,
+                v.version,
+                v.model_kind,
+                m.accuracy,
+                m.roc_auc,
+                m.f1,
+                m.precision,
+                m.recall,
+                m.brier,
+                tn + fp + fn_ + tp
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,192 @@
+//! `steward runs`: the tracked training runs.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::open_store;
+use crate::config::Settings;
+use crate::tracking;
+
+#[derive(Subcommand)]
+pub(super) enum RunsCommand {
+    /// List runs, newest first, with their headline metrics.
+    List {
+        /// Only this experiment's runs.
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Sort by this metric, best first (e.g. cv_roc_auc_mean, holdout_f1, cv_log_loss_mean).
+        #[arg(long)]
+        sort: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run: params, metrics, tags and artifacts (an id or a unique prefix of 6+).
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two runs side by side.
+    Compare {
+        a: String,
+        b: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(super) fn runs_command(cmd: RunsCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut conn = open_store(settings)?;
+    match cmd {
+        RunsCommand::List {
+            experiment,
+            sort,
+            limit,
+            json,
+        } => {
+            let mut runs = tracking::list_runs(&mut conn, experiment.as_deref(), limit)?;
+            let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+            let metrics = tracking::latest_metrics(&mut conn, &ids)?;
+            if let Some(key) = &sort {
+                let value = |id: &str| metrics.get(id).and_then(|m| m.get(key)).copied();
+                let lower = tracking::lower_is_better(key);
+                runs.sort_by(|a, b| match (value(&a.id), value(&b.id)) {
+                    (Some(x), Some(y)) if lower => x.total_cmp(&y),
+                    (Some(x), Some(y)) => y.total_cmp(&x),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                });
+            }
+            if json {
+                let rows: Vec<_> = runs
+                    .iter()
+                    .map(|r| serde_json::json!({ "run": r, "metrics": metrics.get(&r.id) }))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<9} {:<16} {:<5} {:<9} {:<10} {:>8} {:>8} {:>8} {:>8}  started",
+                "run",
+                "experiment",
+                "model",
+                "status",
+                "dataset",
+                "cv auc",
+                "cv acc",
+                "cv f1",
+                "hold auc"
+            );
+            for r in &runs {
+                let m = metrics.get(&r.id);
+                let f = |k: &str| {
+                    m.and_then(|m| m.get(k))
+                        .map(|v| format!("{v:.3}"))
+                        .unwrap_or_else(|| "-".into())
+                };
+                println!(
+                    "{:<9} {:<16} {:<5} {:<9} {:<10} {:>8} {:>8} {:>8} {:>8}  {}",
+                    r.short_id(),
+                    r.experiment,
+                    r.model_kind,
+                    r.status,
+                    format!("{} v{}", r.dataset, r.dataset_version),
+                    f("cv_roc_auc_mean"),
+                    f("cv_accuracy_mean"),
+                    f("cv_f1_mean"),
+                    f("holdout_roc_auc"),
+                    r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                );
+            }
+        }
+        RunsCommand::Show { id, json } => {
+            let d = tracking::run_detail(&mut conn, &id)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let r = &d.run;
+            println!("run        {}", r.id);
+            println!("experiment {}", r.experiment);
+            println!("model      {}", r.model_kind);
+            println!(
+                "status     {}{}",
+                r.status,
+                r.error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
+            println!(
+                "dataset    {} v{} (blake3 {})",
+                r.dataset, r.dataset_version, r.dataset_hash
+            );
+            println!(
+                "started    {} by {}; {}",
+                r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                r.created_by,
+                r.duration_ms
+                    .map(|ms| format!("{:.2} s", ms as f64 / 1000.0))
+                    .unwrap_or_else(|| "still running".into())
+            );
+            println!("steward    {} (owner {})", r.steward_version, r.owner);
+            println!("params     {}", d.params);
+            for (k, v) in &d.tags {
+                println!("tag        {k} = {v}");
+            }
+            println!("metrics");
+            for (k, v) in &d.metrics {
+                let steps = d
+                    .history
+                    .get(k)
+                    .map(|h| format!("  ({} steps)", h.len()))
+                    .unwrap_or_default();
+                println!("  {k:<28} {v:.4}{steps}");
+            }
+            println!("artifacts");
+            for a in &d.artifacts {
+                println!(
+                    "  {:<24} {:>9} bytes  {}  blake3 {}",
+                    a.name,
+                    a.size_bytes,
+                    a.media_type,
+                    &a.hash[..12]
+                );
+            }
+        }
+        RunsCommand::Compare { a, b, json } => {
+            let c = tracking::compare(&mut conn, &a, &b)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let show = |v: &Option<serde_json::Value>| {
+                v.as_ref().map(|v| v.to_string()).unwrap_or("-".into())
+            };
+            println!(
+                "{:<28} {:>14} {:>14}",
+                "",
+                c.a.run.short_id(),
+                c.b.run.short_id()
+            );
+            println!(
+                "{:<28} {:>14} {:>14}",
+                "model", c.a.run.model_kind, c.b.run.model_kind
+            );
+            for p in &c.params {
+                println!("{:<28} {:>14} {:>14}", p.name, show(&p.a), show(&p.b));
+            }
+            println!("{:<28} {:>14} {:>14} {:>10}", "metric", "", "", "b − a");
+            for m in &c.metrics {
+                let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or("-".into());
+                let d = m.delta().map(|d| format!("{d:+.4}")).unwrap_or_default();
+                println!("{:<28} {:>14} {:>14} {:>10}", m.name, f(m.a), f(m.b), d);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,456 @@
+//! The model registry, as MLflow's: a registered model has versions 1..n, each linking the run
+//! that trained it, the dataset version it learned from, its metrics and the hash of its
+//! artifact. A version's stage is None, Staging, Production or Archived; the store allows one
+//! Production version per model (a partial unique index). Every transition is kept with who,
+//! why and when, and lands in the audit log in the same transaction.
+
+use std::collections::BTreeMap;
+
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::audit::{self, NewEvent};
+use crate::data::blob::BlobStore;
+use crate::db::schema::{model_versions, registered_models, stage_transitions};
+use crate::db::{DbConnection, now};
+use crate::error::AppError;
+use crate::ml::TrainedModel;
+use crate::tracking::{self, FINISHED, Run};
+
+/// The artifact a model version serves from.
+pub const MODEL_ARTIFACT: &str = "model.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    None,
+    Staging,
+    Production,
+    Archived,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::None => "None",
+            Stage::Staging => "Staging",
+            Stage::Production => "Production",
+            Stage::Archived => "Archived",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Stage {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(Stage::None),
+            "staging" => Ok(Stage::Staging),
+            "production" => Ok(Stage::Production),
+            "archived" => Ok(Stage::Archived),
+            other => Err(format!(
+                "unknown stage `{other}`: use None, Staging, Production or Archived"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = model_versions)]
+pub struct ModelVersion {
+    #[serde(skip)]
+    pub id: String,
+    pub model: String,
+    pub version: i32,
+    pub run_id: String,
+    pub model_kind: String,
+    pub dataset: String,
+    pub dataset_version: i32,
+    pub dataset_hash: String,
+    pub artifact_hash: String,
+    #[serde(skip)]
+    pub metrics_json: String,
+    pub stage: String,
+    pub created_by: String,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+impl ModelVersion {
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        serde_json::from_str(&self.metrics_json).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = stage_transitions)]
+pub struct StageTransition {
+    pub seq: i64,
+    pub model: String,
+    pub version: i32,
+    pub from_stage: String,
+    pub to_stage: String,
+    pub actor: String,
+    pub reason: String,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+fn ensure_model(conn: &mut DbConnection, name: &str) -> Result<(), AppError> {
+    let exists: i64 = registered_models::table
+        .filter(registered_models::name.eq(name))
+        .count()
+        .get_result(conn)?;
+    if exists == 0 {
+        diesel::insert_into(registered_models::table)
+            .values((
+                registered_models::name.eq(name),
+                registered_models::created_at.eq(now()),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Registers a finished run's model as the next version of `model`, in stage None. The run
+/// must be finished and have its model artifact; the version row, its first transition and the
+/// audit event land together or not at all.
+pub fn register(
+    conn: &mut DbConnection,
+    model: &str,
+    run: &Run,
+    actor: &str,
+) -> Result<ModelVersion, AppError> {
+    if run.status != FINISHED {
+        return Err(AppError::Conflict(format!(
+            "run {} is {}; only a finished run can be registered",
+            run.id, run.status
+        )));
+    }
+    let artifact = tracking::artifacts_of(conn, &run.id)?
+        .into_iter()
+        .find(|a| a.name == MODEL_ARTIFACT)
+        .ok_or_else(|| {
+            AppError::Conflict(format!("run {} has no {MODEL_ARTIFACT} artifact", run.id))
+        })?;
+    let metrics = tracking::latest_metrics(conn, std::slice::from_ref(&run.id))?
+        .remove(&run.id)
+        .unwrap_or_default();
+    audit::with_event(conn, |conn| {
+        ensure_model(conn, model)?;
+        let taken: i64 = model_versions::table
+            .filter(model_versions::run_id.eq(&run.id))
+            .count()
+            .get_result(conn)?;
+        if taken > 0 {
+            return Err(AppError::Conflict(format!(
+                "run {} is already registered",
+                run.id
+            )));
+        }
+        let max: Option<i32> = model_versions::table
+            .filter(model_versions::model.eq(model))
+            .select(diesel::dsl::max(model_versions::version))
+            .first(conn)?;
+        let version = ModelVersion {
+            id: uuid::Uuid::new_v4().to_string(),
+            model: model.to_owned(),
+            version: max.unwrap_or(0) + 1,
+            run_id: run.id.clone(),
+            model_kind: run.model_kind.clone(),
+            dataset: run.dataset.clone(),
+            dataset_version: run.dataset_version,
+            dataset_hash: run.dataset_hash.clone(),
+            artifact_hash: artifact.hash.clone(),
+            metrics_json: serde_json::to_string(&metrics)
+                .map_err(|e| AppError::Internal(e.into()))?,
+            stage: Stage::None.as_str().to_owned(),
+            created_by: actor.to_owned(),
+            created_at: now(),
+        };
+        diesel::insert_into(model_versions::table)
+            .values(&version)
+            .execute(conn)?;
+        let event = NewEvent::new(
+            actor,
+            "model.register",
+            format!("model:{model}/{}", version.version),
+        )
+        .after(json!({
+            "run_id": version.run_id,
+            "model_kind": version.model_kind,
+            "dataset": version.dataset,
+            "dataset_version": version.dataset_version,
+            "artifact_hash": version.artifact_hash,
+        }));
+        Ok((version, event))
+    })
+}
+
+/// What a transition changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransitionOutcome {
+    pub version: ModelVersion,
+    pub from_stage: String,
+    /// The version that left Production to make room, if any.
+    pub archived: Option<i32>,
+}
+
+fn record(
+    conn: &mut DbConnection,
+    model: &str,
+    version: i32,
+    from: &str,
+    to: Stage,
+    actor: &str,
+    reason: &str,
+) -> Result<(), AppError> {
+    let max: Option<i64> = stage_transitions::table
+        .select(diesel::dsl::max(stage_transitions::seq))
+        .first(conn)?;
+    diesel::update(
+        model_versions::table
+            .filter(model_versions::model.eq(model))
+            .filter(model_versions::version.eq(version)),
+    )
+    .set(model_versions::stage.eq(to.as_str()))
+    .execute(conn)?;
+    diesel::insert_into(stage_transitions::table)
+        .values(StageTransition {
+            seq: max.unwrap_or(0) + 1,
+            model: model.to_owned(),
+            version,
+            from_stage: from.to_owned(),
+            to_stage: to.as_str().to_owned(),
+            actor: actor.to_owned(),
+            reason: reason.to_owned(),
+            created_at: now(),
+        })
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Moves a version to a stage. Promoting to Production archives the version that held it.
+/// Runs inside the audit lock, so concurrent promotions queue and the one-Production rule holds.
+pub fn transition(
+    conn: &mut DbConnection,
+    model: &str,
+    version: i32,
+    to: Stage,
+    actor: &str,
+    reason: &str,
+) -> Result<TransitionOutcome, AppError> {
+    audit::with_event(conn, |conn| {
+        transition_locked(conn, model, version, to, actor, reason, "model.transition")
+    })
+}
+
+fn transition_locked(
+    conn: &mut DbConnection,
+    model: &str,
+    version: i32,
+    to: Stage,
+    actor: &str,
+    reason: &str,
+    action: &'static str,
+) -> Result<(TransitionOutcome, NewEvent), AppError> {
+    let current = find_version(conn, model, version)?;
+    if current.stage == to.as_str() {
+        return Err(AppError::Conflict(format!(
+            "{model} v{version} is already in {to}"
+        )));
+    }
+    let mut archived = None;
+    if to == Stage::Production {
+        if let Some(prod) = production(conn, model)? {
+            record(
+                conn,
+                model,
+                prod.version,
+                &prod.stage,
+                Stage::Archived,
+                actor,
+                &format!("replaced by v{version}: {reason}"),
+            )?;
+            archived = Some(prod.version);
+        }
+    }
+    record(conn, model, version, &current.stage, to, actor, reason)?;
+    metrics::counter!(crate::telemetry::MODEL_TRANSITIONS_TOTAL, "stage" => to.as_str())
+        .increment(1);
+    let updated = find_version(conn, model, version)?;
+    let event = NewEvent::new(actor, action, format!("model:{model}/{version}"))
+        .before(json!({ "stage": current.stage, "production": archived }))
+        .after(json!({ "stage": to.as_str(), "reason": reason, "archived": archived }));
+    Ok((
+        TransitionOutcome {
+            version: updated,
+            from_stage: current.stage,
+            archived,
+        },
+        event,
+    ))
+}
+
+/// Re-promotes the version that was in Production before the current one.
+pub fn rollback(
+    conn: &mut DbConnection,
+    model: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<TransitionOutcome, AppError> {
+    audit::with_event(conn, |conn| {
+        let current = production(conn, model)?.ok_or_else(|| {
+            AppError::Conflict(format!("{model} has no Production version to roll back"))
+        })?;
+        let previous = previous_production(conn, model, current.version)?.ok_or_else(|| {
+            AppError::Conflict(format!(
+                "{model} has no earlier Production version than v{}",
+                current.version
+            ))
+        })?;
+        let reason = if reason.trim().is_empty() {
+            format!("rollback from v{}", current.version)
+        } else {
+            format!("rollback from v{}: {reason}", current.version)
+        };
+        transition_locked(
+            conn,
+            model,
+            previous,
+            Stage::Production,
+            actor,
+            &reason,
+            "model.rollback",
+        )
+    })
+}
+
+/// The version most recently moved to Production before `version` last was, other than it.
+pub fn previous_production(
+    conn: &mut DbConnection,
+    model: &str,
+    version: i32,
+) -> Result<Option<i32>, AppError> {
+    let promotions: Vec<StageTransition> = stage_transitions::table
+        .filter(stage_transitions::model.eq(model))
+        .filter(stage_transitions::to_stage.eq(Stage::Production.as_str()))
+        .order(stage_transitions::seq.desc())
+        .select(StageTransition::as_select())
+        .load(conn)?;
+    let mut seen_current = false;
+    for p in promotions {
+        if p.version == version {
+            seen_current = true;
+        } else if seen_current {
+            return Ok(Some(p.version));
+        }
+    }
+    Ok(None)
+}
+
+pub fn production(conn: &mut DbConnection, model: &str) -> Result<Option<ModelVersion>, AppError> {
+    Ok(model_versions::table
+        .filter(model_versions::model.eq(model))
+        .filter(model_versions::stage.eq(Stage::Production.as_str()))
+        .select(ModelVersion::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find_version(
+    conn: &mut DbConnection,
+    model: &str,
+    version: i32,
+) -> Result<ModelVersion, AppError> {
+    model_versions::table
+        .filter(model_versions::model.eq(model))
+        .filter(model_versions::version.eq(version))
+        .select(ModelVersion::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| AppError::NotFound(format!("model `{model}` has no version {version}")))
+}
+
+pub fn list_versions(conn: &mut DbConnection, model: &str) -> Result<Vec<ModelVersion>, AppError> {
+    Ok(model_versions::table
+        .filter(model_versions::model.eq(model))
+        .order(model_versions::version.desc())
+        .select(ModelVersion::as_select())
+        .load(conn)?)
+}
+
+pub fn transitions(conn: &mut DbConnection, model: &str) -> Result<Vec<StageTransition>, AppError> {
+    Ok(stage_transitions::table
+        .filter(stage_transitions::model.eq(model))
+        .order(stage_transitions::seq.desc())
+        .select(StageTransition::as_select())
+        .load(conn)?)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegisteredModel {
+    pub name: String,
+    pub versions: i64,
+    pub production: Option<i32>,
+}
+
+pub fn list_models(conn: &mut DbConnection) -> Result<Vec<RegisteredModel>, AppError> {
+    let names: Vec<String> = registered_models::table
+        .order(registered_models::name.asc())
+        .select(registered_models::name)
+        .load(conn)?;
+    names
+        .into_iter()
+        .map(|name| {
+            let versions: i64 = model_versions::table
+                .filter(model_versions::model.eq(&name))
+                .count()
+                .get_result(conn)?;
+            let production = production(conn, &name)?.map(|v| v.version);
+            Ok(RegisteredModel {
+                name,
+                versions,
+                production,
+            })
+        })
+        .collect()
+}
+
+/// A version's model, read from the blob store and verified against the recorded hash: a
+/// tampered artifact is refused, never served.
+pub fn load(
+    conn: &mut DbConnection,
+    blobs: &dyn BlobStore,
+    model: &str,
+    version: i32,
+) -> Result<(ModelVersion, TrainedModel), AppError> {
+    let v = find_version(conn, model, version)?;
+    let bytes = blobs.get(&v.artifact_hash).map_err(|e| {
+        AppError::Unavailable(format!(
+            "{model} v{version}: its artifact cannot be used: {e}"
+        ))
+    })?;
+    let trained = TrainedModel::from_bytes(&bytes)
+        .map_err(|e| AppError::Unavailable(format!("{model} v{version}: {e}")))?;
+    Ok((v, trained))
+}
+
+/// The given version, or the Production one.
+pub fn resolve(
+    conn: &mut DbConnection,
+    model: &str,
+    version: Option<i32>,
+) -> Result<ModelVersion, AppError> {
+    match version {
+        Some(v) => find_version(conn, model, v),
+        None => production(conn, model)?.ok_or_else(|| {
+            AppError::NotFound(format!("model `{model}` has no Production version"))
+        }),
+    }
+}

@@ -1,0 +1,573 @@
+//! Experiment tracking, as MLflow's: experiments hold runs; a run records its params, metrics
+//! (each a series over steps), tags, the dataset version it learned from, the Steward version,
+//! its status and duration, and artifacts (bytes in the blob store, named per run).
+//!
+//! A run is `running` until it is marked `finished` or `failed`. Each run names its owner
+//! (`host:pid`) and beats a heartbeat while it works, so a run whose process died is marked
+//! failed on the next start (same host, process gone) or once its heartbeat is stale.
+
+use std::collections::BTreeMap;
+
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::{self, NewEvent};
+use crate::data::blob::BlobStore;
+use crate::db::schema::{experiments, run_artifacts, run_metrics, run_tags, runs};
+use crate::db::{DbConnection, now};
+use crate::error::AppError;
+
+pub const RUNNING: &str = "running";
+pub const FINISHED: &str = "finished";
+pub const FAILED: &str = "failed";
+
+/// A running run whose heartbeat is older than this is taken for dead.
+pub const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(15);
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = experiments)]
+pub struct Experiment {
+    pub name: String,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = runs)]
+pub struct Run {
+    pub id: String,
+    pub experiment: String,
+    pub model_kind: String,
+    pub status: String,
+    #[serde(skip)]
+    pub params_json: String,
+    pub dataset: String,
+    pub dataset_version: i32,
+    pub dataset_hash: String,
+    pub steward_version: String,
+    pub owner: String,
+    pub error: Option<String>,
+    pub created_by: String,
+    pub started_at: chrono::NaiveDateTime,
+    pub heartbeat_at: chrono::NaiveDateTime,
+    pub finished_at: Option<chrono::NaiveDateTime>,
+    pub duration_ms: Option<i64>,
+}
+
+impl Run {
+    pub fn params(&self) -> serde_json::Value {
+        serde_json::from_str(&self.params_json).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..8.min(self.id.len())]
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = run_metrics)]
+pub struct RunMetric {
+    #[serde(skip)]
+    pub run_id: String,
+    pub name: String,
+    pub step: i32,
+    pub value: f64,
+    pub recorded_at: chrono::NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = run_tags)]
+pub struct RunTag {
+    #[serde(skip)]
+    pub run_id: String,
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
+#[diesel(table_name = run_artifacts)]
+pub struct RunArtifact {
+    #[serde(skip)]
+    pub run_id: String,
+    pub name: String,
+    pub hash: String,
+    pub media_type: String,
+    pub size_bytes: i64,
+}
+
+/// Metrics where lower is better, for sorting runs best first.
+pub fn lower_is_better(metric: &str) -> bool {
+    ["log_loss", "brier", "logloss", "seconds", "_std"]
+        .iter()
+        .any(|m| metric.contains(m))
+}
+
+/// `host:pid` of this process: who owns the runs it starts.
+pub fn owner() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+pub fn ensure_experiment(conn: &mut DbConnection, name: &str) -> Result<Experiment, AppError> {
+    if let Some(e) = experiments::table
+        .find(name)
+        .select(Experiment::as_select())
+        .first(conn)
+        .optional()?
+    {
+        return Ok(e);
+    }
+    let e = Experiment {
+        name: name.to_owned(),
+        created_at: now(),
+    };
+    match diesel::insert_into(experiments::table)
+        .values(&e)
+        .execute(conn)
+    {
+        // Created meanwhile by a concurrent run: that one is as good.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        ))
+        | Ok(_) => Ok(e),
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentSummary {
+    pub name: String,
+    pub created_at: chrono::NaiveDateTime,
+    pub runs: i64,
+}
+
+pub fn list_experiments(conn: &mut DbConnection) -> Result<Vec<ExperimentSummary>, AppError> {
+    let all: Vec<Experiment> = experiments::table
+        .order(experiments::name.asc())
+        .select(Experiment::as_select())
+        .load(conn)?;
+    all.into_iter()
+        .map(|e| {
+            let n: i64 = runs::table
+                .filter(runs::experiment.eq(&e.name))
+                .count()
+                .get_result(conn)?;
+            Ok(ExperimentSummary {
+                name: e.name,
+                created_at: e.created_at,
+                runs: n,
+            })
+        })
+        .collect()
+}
+
+/// What a new run records up front.
+pub struct NewRun<'a> {
+    pub experiment: &'a str,
+    pub model_kind: &'a str,
+    pub params: serde_json::Value,
+    pub dataset: &'a str,
+    pub dataset_version: i32,
+    pub dataset_hash: &'a str,
+}
+
+pub fn start_run(conn: &mut DbConnection, new: NewRun<'_>, actor: &str) -> Result<Run, AppError> {
+    ensure_experiment(conn, new.experiment)?;
+    let at = now();
+    let run = Run {
+        id: uuid::Uuid::new_v4().to_string(),
+        experiment: new.experiment.to_owned(),
+        model_kind: new.model_kind.to_owned(),
+        status: RUNNING.to_owned(),
+        params_json: new.params.to_string(),
+        dataset: new.dataset.to_owned(),
+        dataset_version: new.dataset_version,
+        dataset_hash: new.dataset_hash.to_owned(),
+        steward_version: env!("CARGO_PKG_VERSION").to_owned(),
+        owner: owner(),
+        error: None,
+        created_by: actor.to_owned(),
+        started_at: at,
+        heartbeat_at: at,
+        finished_at: None,
+        duration_ms: None,
+    };
+    audit::with_event(conn, |conn| {
+        diesel::insert_into(runs::table)
+            .values(&run)
+            .execute(conn)?;
+        let event = NewEvent::new(actor, "run.start", format!("run:{}", run.id)).after(json!({
+            "experiment": run.experiment,
+            "model": run.model_kind,
+            "dataset": run.dataset,
+            "dataset_version": run.dataset_version,
+            "params": new.params,
+        }));
+        Ok(((), event))
+    })?;
+    Ok(run)
+}
+
+pub fn heartbeat(conn: &mut DbConnection, run_id: &str) -> Result<(), AppError> {
+    diesel::update(runs::table.find(run_id))
+        .set(runs::heartbeat_at.eq(now()))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Records metric values; non-finite values (an undefined metric) are left out.
+pub fn log_metrics(
+    conn: &mut DbConnection,
+    run_id: &str,
+    values: &[(String, i32, f64)],
+) -> Result<(), AppError> {
+    let at = now();
+    let rows: Vec<RunMetric> = values
+        .iter()
+        .filter(|(_, _, v)| v.is_finite())
+        .map(|(name, step, value)| RunMetric {
+            run_id: run_id.to_owned(),
+            name: name.clone(),
+            step: *step,
+            value: *value,
+            recorded_at: at,
+        })
+        .collect();
+    // One transaction: one disk sync for the lot (the multi-backend connection has no
+    // batch insert).
+    conn.transaction(|conn| {
+        for row in &rows {
+            diesel::insert_into(run_metrics::table)
+                .values(row)
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+}
+
+pub fn set_tag(
+    conn: &mut DbConnection,
+    run_id: &str,
+    name: &str,
+    value: &str,
+) -> Result<(), AppError> {
+    conn.transaction(|conn| {
+        diesel::delete(run_tags::table.find((run_id, name))).execute(conn)?;
+        diesel::insert_into(run_tags::table)
+            .values(RunTag {
+                run_id: run_id.to_owned(),
+                name: name.to_owned(),
+                value: value.to_owned(),
+            })
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// Stores bytes in the blob store and records them as an artifact of the run.
+pub fn add_artifact(
+    conn: &mut DbConnection,
+    blobs: &dyn BlobStore,
+    run_id: &str,
+    name: &str,
+    media_type: &str,
+    bytes: &[u8],
+) -> Result<RunArtifact, AppError> {
+    let stored = blobs.put(bytes)?;
+    let artifact = RunArtifact {
+        run_id: run_id.to_owned(),
+        name: name.to_owned(),
+        hash: stored.hash,
+        media_type: media_type.to_owned(),
+        size_bytes: bytes.len() as i64,
+    };
+    diesel::insert_into(run_artifacts::table)
+        .values(&artifact)
+        .execute(conn)?;
+    Ok(artifact)
+}
+
+/// Marks a running run finished or failed, with an audit event. A run that is no longer
+/// running (say, already swept as failed) is left alone and reported as a conflict.
+pub fn end_run(
+    conn: &mut DbConnection,
+    run_id: &str,
+    status: &str,
+    error: Option<&str>,
+    actor: &str,
+) -> Result<Run, AppError> {
+    audit::with_event(conn, |conn| {
+        let run = find_run(conn, run_id)?;
+        if run.status != RUNNING {
+            return Err(AppError::Conflict(format!(
+                "run {} is already {}",
+                run.id, run.status
+            )));
+        }
+        let at = now();
+        let duration = (at - run.started_at).num_milliseconds().max(0);
+        diesel::update(runs::table.find(run_id))
+            .set((
+                runs::status.eq(status),
+                runs::error.eq(error),
+                runs::finished_at.eq(Some(at)),
+                runs::heartbeat_at.eq(at),
+                runs::duration_ms.eq(Some(duration)),
+            ))
+            .execute(conn)?;
+        let action = if status == FINISHED {
+            "run.finish"
+        } else {
+            "run.fail"
+        };
+        let event = NewEvent::new(actor, action, format!("run:{run_id}"))
+            .after(json!({ "status": status, "error": error, "duration_ms": duration }));
+        Ok(((), event))
+    })?;
+    find_run(conn, run_id)
+}
+
+fn process_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Marks failed every running run whose process is gone: one owned by this host whose pid is
+/// not alive (or is this very process, which has just started), or one with a stale heartbeat.
+pub fn sweep_interrupted(conn: &mut DbConnection) -> Result<Vec<String>, AppError> {
+    let running: Vec<Run> = runs::table
+        .filter(runs::status.eq(RUNNING))
+        .select(Run::as_select())
+        .load(conn)?;
+    let host = hostname();
+    let me = std::process::id();
+    let stale_before = now() - STALE_AFTER;
+    let mut swept = Vec::new();
+    for run in running {
+        let dead_here = run
+            .owner
+            .rsplit_once(':')
+            .filter(|(h, _)| *h == host)
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+            .is_some_and(|pid| pid == me || !process_alive(pid));
+        if dead_here || run.heartbeat_at < stale_before {
+            let why = format!(
+                "interrupted: its process ({}) ended before the run did",
+                run.owner
+            );
+            match end_run(conn, &run.id, FAILED, Some(&why), "system") {
+                Ok(_) | Err(AppError::Conflict(_)) => swept.push(run.id),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(swept)
+}
+
+pub fn find_run(conn: &mut DbConnection, id: &str) -> Result<Run, AppError> {
+    if let Some(run) = runs::table
+        .find(id)
+        .select(Run::as_select())
+        .first(conn)
+        .optional()?
+    {
+        return Ok(run);
+    }
+    // A unique prefix of at least 6 characters also names a run (the CLI shows 8).
+    if id.len() >= 6 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        let mut found: Vec<Run> = runs::table
+            .filter(runs::id.like(format!("{id}%")))
+            .select(Run::as_select())
+            .limit(2)
+            .load(conn)?;
+        if found.len() == 1 {
+            return Ok(found.remove(0));
+        }
+        if found.len() > 1 {
+            return Err(AppError::BadRequest(format!(
+                "run id prefix `{id}` is ambiguous"
+            )));
+        }
+    }
+    Err(AppError::NotFound(format!("no run `{id}`")))
+}
+
+pub fn list_runs(
+    conn: &mut DbConnection,
+    experiment: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Run>, AppError> {
+    let mut q = runs::table
+        .select(Run::as_select())
+        .order(runs::started_at.desc())
+        .then_order_by(runs::id.asc())
+        .limit(limit.clamp(1, 10_000))
+        .into_boxed();
+    if let Some(e) = experiment {
+        q = q.filter(runs::experiment.eq(e.to_owned()));
+    }
+    Ok(q.load(conn)?)
+}
+
+pub fn metrics_of(conn: &mut DbConnection, run_id: &str) -> Result<Vec<RunMetric>, AppError> {
+    Ok(run_metrics::table
+        .filter(run_metrics::run_id.eq(run_id))
+        .order((run_metrics::name.asc(), run_metrics::step.asc()))
+        .select(RunMetric::as_select())
+        .load(conn)?)
+}
+
+/// The last step's value of each metric, per run.
+pub fn latest_metrics(
+    conn: &mut DbConnection,
+    run_ids: &[String],
+) -> Result<BTreeMap<String, BTreeMap<String, f64>>, AppError> {
+    let mut out: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for chunk in run_ids.chunks(500) {
+        let rows: Vec<RunMetric> = run_metrics::table
+            .filter(run_metrics::run_id.eq_any(chunk))
+            .order(run_metrics::step.asc())
+            .select(RunMetric::as_select())
+            .load(conn)?;
+        for m in rows {
+            out.entry(m.run_id).or_default().insert(m.name, m.value);
+        }
+    }
+    Ok(out)
+}
+
+pub fn tags_of(conn: &mut DbConnection, run_id: &str) -> Result<Vec<RunTag>, AppError> {
+    Ok(run_tags::table
+        .filter(run_tags::run_id.eq(run_id))
+        .order(run_tags::name.asc())
+        .select(RunTag::as_select())
+        .load(conn)?)
+}
+
+pub fn artifacts_of(conn: &mut DbConnection, run_id: &str) -> Result<Vec<RunArtifact>, AppError> {
+    Ok(run_artifacts::table
+        .filter(run_artifacts::run_id.eq(run_id))
+        .order(run_artifacts::name.asc())
+        .select(RunArtifact::as_select())
+        .load(conn)?)
+}
+
+/// An artifact's record and bytes; the bytes are verified against the recorded hash.
+pub fn read_artifact(
+    conn: &mut DbConnection,
+    blobs: &dyn BlobStore,
+    run_id: &str,
+    name: &str,
+) -> Result<(RunArtifact, Vec<u8>), AppError> {
+    let artifact = run_artifacts::table
+        .find((run_id, name))
+        .select(RunArtifact::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| AppError::NotFound(format!("run {run_id} has no artifact `{name}`")))?;
+    let bytes = blobs.get(&artifact.hash)?;
+    Ok((artifact, bytes))
+}
+
+/// A run with everything recorded about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: Run,
+    pub params: serde_json::Value,
+    /// The last value of each metric.
+    pub metrics: BTreeMap<String, f64>,
+    /// Each metric's values over its steps, for those with more than one step.
+    pub history: BTreeMap<String, Vec<(i32, f64)>>,
+    pub tags: BTreeMap<String, String>,
+    pub artifacts: Vec<RunArtifact>,
+}
+
+pub fn run_detail(conn: &mut DbConnection, id: &str) -> Result<RunDetail, AppError> {
+    let run = find_run(conn, id)?;
+    let mut metrics = BTreeMap::new();
+    let mut history: BTreeMap<String, Vec<(i32, f64)>> = BTreeMap::new();
+    for m in metrics_of(conn, &run.id)? {
+        metrics.insert(m.name.clone(), m.value);
+        history.entry(m.name).or_default().push((m.step, m.value));
+    }
+    history.retain(|_, v| v.len() > 1);
+    let tags = tags_of(conn, &run.id)?
+        .into_iter()
+        .map(|t| (t.name, t.value))
+        .collect();
+    Ok(RunDetail {
+        params: run.params(),
+        artifacts: artifacts_of(conn, &run.id)?,
+        run,
+        metrics,
+        history,
+        tags,
+    })
+}
+
+/// One row of a side-by-side comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareRow<T> {
+    pub name: String,
+    pub a: Option<T>,
+    pub b: Option<T>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub a: RunDetail,
+    pub b: RunDetail,
+    pub params: Vec<CompareRow<serde_json::Value>>,
+    pub metrics: Vec<CompareRow<f64>>,
+}
+
+impl CompareRow<f64> {
+    /// b − a, when both have the metric.
+    pub fn delta(&self) -> Option<f64> {
+        Some(self.b? - self.a?)
+    }
+}
+
+pub fn compare(conn: &mut DbConnection, a: &str, b: &str) -> Result<Comparison, AppError> {
+    let a = run_detail(conn, a)?;
+    let b = run_detail(conn, b)?;
+    let obj = |v: &serde_json::Value| v.as_object().cloned().unwrap_or_default();
+    let (pa, pb) = (obj(&a.params), obj(&b.params));
+    let mut names: Vec<String> = pa.keys().chain(pb.keys()).cloned().collect();
+    names.sort();
+    names.dedup();
+    let params = names
+        .into_iter()
+        .map(|n| CompareRow {
+            a: pa.get(&n).cloned(),
+            b: pb.get(&n).cloned(),
+            name: n,
+        })
+        .collect();
+    let mut names: Vec<String> = a.metrics.keys().chain(b.metrics.keys()).cloned().collect();
+    names.sort();
+    names.dedup();
+    let metrics = names
+        .into_iter()
+        .map(|n| CompareRow {
+            a: a.metrics.get(&n).copied(),
+            b: b.metrics.get(&n).copied(),
+            name: n,
+        })
+        .collect();
+    Ok(Comparison {
+        a,
+        b,
+        params,
+        metrics,
+    })
+}

@@ -1,0 +1,736 @@
+//! Experiments (runs sortable by any metric, a side-by-side comparison), a run's page, Models
+//! (versions, stages, history, promote and rollback) and Model performance (the production
+//! model by default). Charts are the SVG the server rendered (`crate::charts`).
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{Chrome, html, is_htmx, when};
+use crate::api::models::{ModelDetail, RunRow, model_detail, run_training, runs_table};
+use crate::auth::{Identity, Role};
+use crate::charts;
+use crate::error::AppError;
+use crate::ml::CandidateReport;
+use crate::ml::slices::SliceReport;
+use crate::registry::{self, Stage};
+use crate::state::AppState;
+use crate::tracking::{self, RunDetail};
+use crate::training::{self, TrainRequest};
+
+/// Columns of the runs table: (metric, heading).
+const RUN_COLUMNS: &[(&str, &str)] = &[
+    ("cv_roc_auc_mean", "CV ROC-AUC"),
+    ("cv_accuracy_mean", "CV accuracy"),
+    ("cv_f1_mean", "CV F1"),
+    ("cv_brier_mean", "CV Brier"),
+    ("holdout_roc_auc", "Holdout ROC-AUC"),
+    ("holdout_accuracy", "Holdout accuracy"),
+    ("fit_seconds", "Fit s"),
+];
+
+fn fmt(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into())
+}
+
+fn fmt_delta(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:+.3}")).unwrap_or_default()
+}
+
+pub struct RunLine {
+    pub id: String,
+    pub short: String,
+    pub model: String,
+    pub status: String,
+    pub dataset: String,
+    pub values: Vec<String>,
+    pub started: String,
+    pub registered: String,
+}
+
+#[derive(Template)]
+#[template(path = "experiments_partial.html")]
+struct RunsPartial {
+    experiment: String,
+    sort: String,
+    columns: Vec<(String, String)>,
+    metric_names: Vec<String>,
+    runs: Vec<RunLine>,
+    is_admin: bool,
+    notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "experiments.html")]
+struct ExperimentsPage {
+    chrome: Chrome,
+    experiments: Vec<String>,
+    partial: RunsPartial,
+}
+
+#[derive(Deserialize)]
+pub struct RunsQuery {
+    experiment: Option<String>,
+    sort: Option<String>,
+}
+
+async fn runs_partial(
+    state: &AppState,
+    experiment: String,
+    sort: String,
+    is_admin: bool,
+    notice: Option<String>,
+) -> Result<RunsPartial, AppError> {
+    let (exp, key, model) = (
+        experiment.clone(),
+        sort.clone(),
+        state.settings.registry.model.clone(),
+    );
+    let (rows, registered): (Vec<RunRow>, BTreeMap<String, String>) = state
+        .db
+        .run(move |conn| {
+            let rows = runs_table(conn, Some(&exp), Some(&key), 500)?;
+            let registered = registry::list_versions(conn, &model)?
+                .into_iter()
+                .map(|v| (v.run_id, format!("v{} {}", v.version, v.stage)))
+                .collect();
+            Ok((rows, registered))
+        })
+        .await?;
+    let mut metric_names: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.metrics.keys().cloned())
+        .collect();
+    metric_names.sort();
+    metric_names.dedup();
+    let mut columns: Vec<(String, String)> = RUN_COLUMNS
+        .iter()
+        .map(|(k, h)| ((*k).to_owned(), (*h).to_owned()))
+        .collect();
+    if !columns.iter().any(|(k, _)| *k == sort) && !sort.is_empty() {
+        columns.push((sort.clone(), sort.clone()));
+    }
+    let runs = rows
+        .into_iter()
+        .map(|r| RunLine {
+            values: columns
+                .iter()
+                .map(|(k, _)| fmt(r.metrics.get(k).copied()))
+                .collect(),
+            registered: registered.get(&r.run.id).cloned().unwrap_or_default(),
+            short: r.run.short_id().to_owned(),
+            model: r.run.model_kind.clone(),
+            status: r.run.status.clone(),
+            dataset: format!("{} v{}", r.run.dataset, r.run.dataset_version),
+            started: when(&r.run.started_at),
+            id: r.run.id,
+        })
+        .collect();
+    Ok(RunsPartial {
+        experiment,
+        sort,
+        columns,
+        metric_names,
+        runs,
+        is_admin,
+        notice,
+    })
+}
+
+fn is_role(identity: &Identity, role: Role) -> bool {
+    identity.user().is_some_and(|u| u.role >= role)
+}
+
+pub async fn get_experiments(
+    state: web::Data<AppState>,
+    identity: Identity,
+    query: web::Query<RunsQuery>,
+    req: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let q = query.into_inner();
+    let experiment = q
+        .experiment
+        .unwrap_or_else(|| state.settings.training.experiment.clone());
+    let sort = q.sort.unwrap_or_else(|| "cv_roc_auc_mean".into());
+    let is_admin = is_role(&identity, Role::Admin);
+    let partial = runs_partial(&state, experiment, sort, is_admin, None).await?;
+    if is_htmx(&req) {
+        return Ok(html(partial.render()?));
+    }
+    let experiments = state
+        .db
+        .run(|conn| {
+            Ok(tracking::list_experiments(conn)?
+                .into_iter()
+                .map(|e| e.name)
+                .collect())
+        })
+        .await?;
+    let page = ExperimentsPage {
+        chrome: Chrome::new(&identity, "/experiments"),
+        experiments,
+        partial,
+    };
+    Ok(html(page.render()?))
+}
+
+/// "Train now" on the Experiments page: the configured candidates on the current version,
+/// recorded as runs (registration stays a separate, deliberate step on the Models page).
+pub async fn post_train(
+    state: web::Data<AppState>,
+    identity: Identity,
+) -> Result<HttpResponse, AppError> {
+    identity.require(Role::Admin)?;
+    let request = TrainRequest {
+        source: "dashboard".into(),
+        ..TrainRequest::default()
+    };
+    let outcome = run_training(&state, request, identity.actor()).await?;
+    let finished = outcome
+        .candidates
+        .iter()
+        .filter(|c| c.report.is_some())
+        .count();
+    let notice = format!(
+        "Trained {} of {} candidates on {} v{} in {:.1} s.",
+        finished,
+        outcome.candidates.len(),
+        outcome.dataset,
+        outcome.dataset_version,
+        outcome.seconds
+    );
+    let partial = runs_partial(
+        &state,
+        outcome.experiment,
+        "cv_roc_auc_mean".into(),
+        true,
+        Some(notice),
+    )
+    .await?;
+    Ok(html(partial.render()?))
+}
+
+pub struct Card {
+    pub label: String,
+    pub value: String,
+    pub sub: String,
+}
+
+pub struct SliceTable {
+    pub column: String,
+    pub rows: Vec<[String; 7]>,
+}
+
+fn slice_tables(slices: &[SliceReport]) -> Vec<SliceTable> {
+    slices
+        .iter()
+        .map(|s| SliceTable {
+            column: s.column.clone(),
+            rows: s
+                .groups
+                .iter()
+                .map(|g| {
+                    [
+                        g.label.clone(),
+                        g.rows.to_string(),
+                        g.positives.to_string(),
+                        format!("{:.3}", g.accuracy),
+                        format!("{:.3}", g.recall),
+                        format!("{:.3}", g.f1),
+                        fmt(g.roc_auc),
+                    ]
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    chrome: Chrome,
+    detail: RunDetail,
+    /// The model version this run became, if registered.
+    registered: Option<String>,
+    can_register: bool,
+    params: String,
+    duration: String,
+    started: String,
+    cards: Vec<Card>,
+    charts: Vec<String>,
+    slices: Vec<SliceTable>,
+    grid: Vec<(String, String)>,
+}
+
+/// The stored SVG artifacts of a run, in page order.
+fn run_charts(
+    conn: &mut crate::db::DbConnection,
+    blobs: &dyn crate::data::blob::BlobStore,
+    run_id: &str,
+    names: &[&str],
+) -> Result<Vec<String>, AppError> {
+    let mut out = Vec::new();
+    for name in names {
+        match tracking::read_artifact(conn, blobs, run_id, name) {
+            Ok((_, bytes)) => out.push(String::from_utf8_lossy(&bytes).into_owned()),
+            Err(AppError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+const RUN_CHARTS: &[&str] = &[
+    "confusion_matrix.svg",
+    "roc.svg",
+    "calibration.svg",
+    "feature_importance.svg",
+];
+
+fn report_cards(r: &CandidateReport, configured_threshold: f64) -> Vec<Card> {
+    let spread =
+        |s: crate::ml::cv::Spread| format!("± {:.3} over {} folds", s.std, r.cv.folds.len());
+    vec![
+        Card {
+            label: "CV ROC-AUC".into(),
+            value: format!("{:.3}", r.cv.roc_auc.mean),
+            sub: spread(r.cv.roc_auc),
+        },
+        Card {
+            label: "CV accuracy".into(),
+            value: format!("{:.3}", r.cv.accuracy.mean),
+            sub: spread(r.cv.accuracy),
+        },
+        Card {
+            label: "CV F1".into(),
+            value: format!("{:.3}", r.cv.f1.mean),
+            sub: spread(r.cv.f1),
+        },
+        Card {
+            label: "Holdout ROC-AUC".into(),
+            value: format!("{:.3}", r.holdout.roc_auc),
+            sub: format!("{} held-out rows", r.holdout_rows.len()),
+        },
+        Card {
+            label: "F1-optimal threshold".into(),
+            value: format!("{:.3}", r.f1_optimal_threshold.0),
+            sub: format!(
+                "F1 {:.3} there; configured {configured_threshold}",
+                r.f1_optimal_threshold.1
+            ),
+        },
+    ]
+}
+
+pub async fn get_run(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let id = path.into_inner();
+    let blobs = state.blobs.clone();
+    let model = state.settings.registry.model.clone();
+    let (detail, report, charts, registered) = state
+        .db
+        .run(move |conn| {
+            let detail = tracking::run_detail(conn, &id)?;
+            let report = training::report_of(conn, blobs.as_ref(), &detail.run.id)?;
+            let charts = run_charts(conn, blobs.as_ref(), &detail.run.id, RUN_CHARTS)?;
+            let registered = registry::list_versions(conn, &model)?
+                .into_iter()
+                .find(|v| v.run_id == detail.run.id)
+                .map(|v| format!("{} v{} ({})", v.model, v.version, v.stage));
+            Ok((detail, report, charts, registered))
+        })
+        .await?;
+    let can_register = registered.is_none()
+        && detail.run.status == tracking::FINISHED
+        && is_role(&identity, Role::Admin);
+    let threshold = state.settings.training.threshold;
+    let page = RunPage {
+        chrome: Chrome::new(&identity, "/experiments"),
+        registered,
+        can_register,
+        params: serde_json::to_string_pretty(&detail.params).unwrap_or_default(),
+        duration: detail
+            .run
+            .duration_ms
+            .map(|ms| format!("{:.2} s", ms as f64 / 1000.0))
+            .unwrap_or_else(|| "still running".into()),
+        started: when(&detail.run.started_at),
+        cards: report
+            .as_ref()
+            .map(|r| report_cards(r, threshold))
+            .unwrap_or_default(),
+        slices: report
+            .as_ref()
+            .map(|r| slice_tables(&r.slices))
+            .unwrap_or_default(),
+        grid: report
+            .as_ref()
+            .map(|r| {
+                r.grid
+                    .iter()
+                    .map(|g| {
+                        (
+                            serde_json::to_string(&g.spec).unwrap_or_default(),
+                            format!("{:.3} ± {:.3}", g.roc_auc.mean, g.roc_auc.std),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        charts,
+        detail,
+    };
+    Ok(html(page.render()?))
+}
+
+/// "Register" on a finished run's page: the next version of the registered model, in stage
+/// None; the browser then goes to the Models page to promote it.
+pub async fn post_register(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    identity.require(Role::Admin)?;
+    let id = path.into_inner();
+    let (model, actor) = (state.settings.registry.model.clone(), identity.actor());
+    state
+        .db
+        .run(move |conn| {
+            let run = tracking::find_run(conn, &id)?;
+            registry::register(conn, &model, &run, &actor)
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("HX-Redirect", "/models"))
+        .finish())
+}
+
+#[derive(Template)]
+#[template(path = "run_compare.html")]
+struct ComparePage {
+    chrome: Chrome,
+    a: RunDetail,
+    b: RunDetail,
+    params: Vec<(String, String, String, bool)>,
+    metrics: Vec<(String, String, String, String)>,
+    roc: String,
+}
+
+#[derive(Deserialize)]
+pub struct CompareQuery {
+    a: String,
+    b: String,
+}
+
+pub async fn get_compare(
+    state: web::Data<AppState>,
+    identity: Identity,
+    query: web::Query<CompareQuery>,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let q = query.into_inner();
+    let blobs = state.blobs.clone();
+    let (c, ra, rb) = state
+        .db
+        .run(move |conn| {
+            let c = tracking::compare(conn, &q.a, &q.b)?;
+            let ra = training::report_of(conn, blobs.as_ref(), &c.a.run.id)?;
+            let rb = training::report_of(conn, blobs.as_ref(), &c.b.run.id)?;
+            Ok((c, ra, rb))
+        })
+        .await?;
+    let mut curves = Vec::new();
+    for (run, report) in [(&c.a.run, &ra), (&c.b.run, &rb)] {
+        if let Some(r) = report {
+            curves.push((
+                format!("{} {}", run.short_id(), run.model_kind),
+                r.roc.as_slice(),
+            ));
+        }
+    }
+    let roc = if curves.is_empty() {
+        String::new()
+    } else {
+        charts::roc(&curves)
+    };
+    let show =
+        |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or("–".into());
+    let page = ComparePage {
+        chrome: Chrome::new(&identity, "/experiments"),
+        params: c
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), show(&p.a), show(&p.b), p.a != p.b))
+            .collect(),
+        metrics: c
+            .metrics
+            .iter()
+            .filter(|m| !m.name.starts_with("cv_") || m.name.ends_with("_mean"))
+            .map(|m| (m.name.clone(), fmt(m.a), fmt(m.b), fmt_delta(m.delta())))
+            .collect(),
+        roc,
+        a: c.a,
+        b: c.b,
+    };
+    Ok(html(page.render()?))
+}
+
+#[derive(Template)]
+#[template(path = "models_partial.html")]
+struct ModelsPartial {
+    detail: ModelDetail,
+    can_approve: bool,
+    can_rollback: bool,
+    notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "models.html")]
+struct ModelsPage {
+    chrome: Chrome,
+    partial: ModelsPartial,
+}
+
+async fn models_partial(
+    state: &AppState,
+    can_approve: bool,
+    notice: Option<String>,
+) -> Result<ModelsPartial, AppError> {
+    let name = state.settings.registry.model.clone();
+    let (detail, can_rollback) = state
+        .db
+        .run(move |conn| {
+            let detail = model_detail(conn, &name)?;
+            let can_rollback = match detail.production {
+                Some(p) => registry::previous_production(conn, &name, p)?.is_some(),
+                None => false,
+            };
+            Ok((detail, can_rollback))
+        })
+        .await?;
+    Ok(ModelsPartial {
+        detail,
+        can_approve,
+        can_rollback,
+        notice,
+    })
+}
+
+pub async fn get_models(
+    state: web::Data<AppState>,
+    identity: Identity,
+    req: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let partial = models_partial(&state, is_role(&identity, Role::Approver), None).await?;
+    if is_htmx(&req) {
+        return Ok(html(partial.render()?));
+    }
+    let page = ModelsPage {
+        chrome: Chrome::new(&identity, "/models"),
+        partial,
+    };
+    Ok(html(page.render()?))
+}
+
+#[derive(Deserialize)]
+pub struct StageForm {
+    stage: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// htmx sends the answer to `hx-prompt` in this header.
+fn prompt(req: &HttpRequest) -> String {
+    req.headers()
+        .get("HX-Prompt")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+pub async fn post_stage(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<i32>,
+    form: web::Form<StageForm>,
+    req: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    identity.require(Role::Approver)?;
+    let version = path.into_inner();
+    let form = form.into_inner();
+    let stage: Stage = form
+        .stage
+        .parse()
+        .map_err(|e: String| AppError::validation("stage", e))?;
+    let reason = if form.reason.is_empty() {
+        prompt(&req)
+    } else {
+        form.reason
+    };
+    let (model, actor) = (state.settings.registry.model.clone(), identity.actor());
+    let out = state
+        .db
+        .run(move |conn| registry::transition(conn, &model, version, stage, &actor, &reason))
+        .await?;
+    let archived = out
+        .archived
+        .map(|a| format!(" v{a} archived."))
+        .unwrap_or_default();
+    let notice = format!("v{version} moved to {stage}.{archived}");
+    Ok(html(
+        models_partial(&state, true, Some(notice)).await?.render()?,
+    ))
+}
+
+pub async fn post_rollback(
+    state: web::Data<AppState>,
+    identity: Identity,
+    req: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    identity.require(Role::Approver)?;
+    let reason = prompt(&req);
+    let (model, actor) = (state.settings.registry.model.clone(), identity.actor());
+    let out = state
+        .db
+        .run(move |conn| registry::rollback(conn, &model, &actor, &reason))
+        .await?;
+    let notice = format!(
+        "Rolled back: v{} is in Production again.",
+        out.version.version
+    );
+    Ok(html(
+        models_partial(&state, true, Some(notice)).await?.render()?,
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "performance.html")]
+struct PerformancePage {
+    chrome: Chrome,
+    model: String,
+    /// (version, stage, model kind, dataset, run id, short run id)
+    version: Option<(i32, String, String, String, String, String)>,
+    compared_with: String,
+    cards: Vec<Card>,
+    charts: Vec<String>,
+    slices: Vec<SliceTable>,
+    versions: Vec<(i32, String)>,
+}
+
+#[derive(Deserialize)]
+pub struct PerformanceQuery {
+    version: Option<i32>,
+}
+
+/// Metric cards: (metric, label), each with its change against the previous production version.
+const PERFORMANCE_CARDS: &[(&str, &str)] = &[
+    ("cv_roc_auc_mean", "CV ROC-AUC"),
+    ("cv_accuracy_mean", "CV accuracy"),
+    ("cv_f1_mean", "CV F1"),
+    ("holdout_roc_auc", "Holdout ROC-AUC"),
+    ("holdout_accuracy", "Holdout accuracy"),
+    ("cv_brier_mean", "CV Brier (lower is better)"),
+];
+
+pub async fn get_performance(
+    state: web::Data<AppState>,
+    identity: Identity,
+    query: web::Query<PerformanceQuery>,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state)?;
+    let wanted = query.into_inner().version;
+    let model = state.settings.registry.model.clone();
+    let blobs = state.blobs.clone();
+    let name = model.clone();
+    let loaded = state
+        .db
+        .run(move |conn| {
+            let all = registry::list_versions(conn, &name)?;
+            let chosen = match wanted {
+                Some(v) => Some(registry::find_version(conn, &name, v)?),
+                None => registry::production(conn, &name)?,
+            };
+            let Some(v) = chosen else {
+                return Ok((all, None));
+            };
+            let previous = registry::previous_production(conn, &name, v.version)?
+                .map(|p| registry::find_version(conn, &name, p))
+                .transpose()?;
+            let report = training::report_of(conn, blobs.as_ref(), &v.run_id)?;
+            let charts = run_charts(
+                conn,
+                blobs.as_ref(),
+                &v.run_id,
+                &["confusion_matrix.svg", "roc.svg", "feature_importance.svg"],
+            )?;
+            Ok((all, Some((v, previous, report, charts))))
+        })
+        .await?;
+    let (all, found) = loaded;
+    let versions = all
+        .iter()
+        .map(|v| {
+            (
+                v.version,
+                format!("v{} ({}, {})", v.version, v.stage, v.model_kind),
+            )
+        })
+        .collect();
+    let mut page = PerformancePage {
+        chrome: Chrome::new(&identity, "/performance"),
+        model,
+        version: None,
+        compared_with: String::new(),
+        cards: Vec::new(),
+        charts: Vec::new(),
+        slices: Vec::new(),
+        versions,
+    };
+    if let Some((v, previous, report, charts)) = found {
+        let now = v.metrics();
+        let before = previous.as_ref().map(|p| p.metrics());
+        page.compared_with = previous
+            .as_ref()
+            .map(|p| format!("v{} ({})", p.version, p.model_kind))
+            .unwrap_or_default();
+        page.cards = PERFORMANCE_CARDS
+            .iter()
+            .map(|(k, label)| {
+                let value = now.get(*k).copied();
+                let delta = value.zip(before.as_ref().and_then(|b| b.get(*k).copied()));
+                Card {
+                    label: (*label).to_owned(),
+                    value: fmt(value),
+                    sub: delta
+                        .map(|(a, b)| {
+                            format!("{} vs {}", fmt_delta(Some(a - b)), page.compared_with)
+                        })
+                        .unwrap_or_else(|| "no previous production version".into()),
+                }
+            })
+            .collect();
+        page.slices = report
+            .as_ref()
+            .map(|r| slice_tables(&r.slices))
+            .unwrap_or_default();
+        page.charts = charts;
+        page.version = Some((
+            v.version,
+            v.stage,
+            v.model_kind,
+            format!("{} v{}", v.dataset, v.dataset_version),
+            v.run_id.clone(),
+            v.run_id.chars().take(8).collect(),
+        ));
+    }
+    Ok(html(page.render()?))
+}
