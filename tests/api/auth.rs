@@ -234,7 +234,7 @@ async fn every_mutation_requires_its_role() {
         .expect("create");
     assert_eq!(created.status(), 201);
 
-    let viewer = spawn_login_token(&app, "vera", "vera-password-1").await;
+    let viewer = app.login_token("vera", "vera-password-1").await;
     let denied = api
         .post(app.url("/api/v1/users"))
         .bearer_auth(&viewer)
@@ -277,27 +277,6 @@ async fn every_mutation_requires_its_role() {
     assert_eq!(mutation.status(), 401, "open reads never open mutations");
 }
 
-/// Logs `username` in on a fresh client and returns a new API token of theirs.
-async fn spawn_login_token(
-    app: &crate::helpers::TestApp,
-    username: &str,
-    password: &str,
-) -> String {
-    let other = app.visitor();
-    let csrf = other.login(username, password).await;
-    let response = other
-        .client
-        .post(other.url("/api/v1/tokens"))
-        .header("X-CSRF-Token", csrf)
-        .json(&json!({ "name": "mine" }))
-        .send()
-        .await
-        .expect("token");
-    assert_eq!(response.status(), 201);
-    let body: serde_json::Value = response.json().await.expect("json");
-    body["secret"].as_str().expect("secret").to_owned()
-}
-
 #[tokio::test]
 async fn disabling_a_user_ends_their_sessions_and_keeps_the_last_admin() {
     let app = spawn_app().await;
@@ -309,7 +288,7 @@ async fn disabling_a_user_ends_their_sessions_and_keeps_the_last_admin() {
         .send()
         .await
         .expect("create");
-    let alice_token = spawn_login_token(&app, "alice", "alice-password").await;
+    let alice_token = app.login_token("alice", "alice-password").await;
 
     let disabled = api
         .post(app.url("/api/v1/users/alice/disable"))

@@ -166,6 +166,7 @@ type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 fn start_server(env: &[(&str, String)]) -> (Child, u16, Lines) {
     let mut child = Command::new(steward_bin())
         .arg("serve")
+        .env("STEWARD__TRAINING__ON_FIRST_START", "false")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("STEWARD__SERVER__PORT", "0")
         .env("STEWARD__SERVER__WORKERS", "1")

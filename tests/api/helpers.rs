@@ -82,6 +82,8 @@ pub fn test_settings(dir: &std::path::Path, db_url: &str) -> Settings {
     settings.database.pool_size = 4;
     settings.auth.admin_password = SecretString::from(ADMIN_PASSWORD);
     settings.log.level = "warn".into();
+    // Training on the first start costs seconds per app; the tests that want it turn it on.
+    settings.training.on_first_start = false;
     settings
 }
 
@@ -152,6 +154,10 @@ impl TestApp {
                 self.dir.path().join("var").display().to_string(),
             ),
             ("STEWARD__LOG__LEVEL", "warn".into()),
+            (
+                "STEWARD__TRAINING__ON_FIRST_START",
+                self.settings.training.on_first_start.to_string(),
+            ),
         ]
     }
 }
@@ -223,6 +229,25 @@ impl Visitor {
             .send()
             .await
             .expect("create token");
+        assert_eq!(response.status(), 201);
+        let body: serde_json::Value = response.json().await.expect("json");
+        body["secret"].as_str().expect("secret").to_owned()
+    }
+}
+
+impl TestApp {
+    /// Logs `username` in on a fresh client and returns a new API token of theirs.
+    pub async fn login_token(&self, username: &str, password: &str) -> String {
+        let other = self.visitor();
+        let csrf = other.login(username, password).await;
+        let response = other
+            .client
+            .post(other.url("/api/v1/tokens"))
+            .header("X-CSRF-Token", csrf)
+            .json(&serde_json::json!({ "name": "mine" }))
+            .send()
+            .await
+            .expect("token");
         assert_eq!(response.status(), 201);
         let body: serde_json::Value = response.json().await.expect("json");
         body["secret"].as_str().expect("secret").to_owned()

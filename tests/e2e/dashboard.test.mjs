@@ -112,3 +112,43 @@ test('logging out ends the session', async () => {
   assert.match(page.url(), /\/login\?next=%2Factivity$/);
   await page.close();
 });
+
+test('the first model is in production; a run is registered, promoted and rolled back', async () => {
+  const { page, errors } = await loggedIn();
+  // Prompts (the reason) and confirmations are answered like a person would.
+  page.on('dialog', (d) => d.accept(d.type() === 'prompt' ? 'e2e check' : undefined));
+
+  await page.goto(`${base}/performance`);
+  assert.match(await page.textContent('main'), /heart-disease v1/);
+  assert.ok(await page.locator('.charts svg').count() >= 3, 'confusion matrix, ROC and importance');
+  assert.match(await page.textContent('main'), /female/);
+  await page.screenshot({ path: join(root, 'target', 'e2e-performance.png'), fullPage: true });
+
+  await page.goto(`${base}/experiments`);
+  assert.equal(await page.locator('tr.run-row').count(), 3, 'the first start trained three candidates');
+  await page.click('button:has-text("Train now")');
+  await page.waitForSelector('#runs p.ok');
+  assert.match(await page.textContent('#runs p.ok'), /Trained 3 of 3 candidates/);
+  assert.equal(await page.locator('tr.run-row').count(), 6);
+  // Sorting by a column swaps in the table.
+  await page.click('th a:has-text("CV Brier")');
+  await page.waitForSelector('th:has-text("CV Brier ▾")');
+  await page.screenshot({ path: join(root, 'target', 'e2e-experiments.png'), fullPage: true });
+
+  // Register an unregistered run from its page, then promote it and roll it back.
+  const unregistered = page.locator('tr.run-row', { has: page.locator('td:last-child:empty') }).first();
+  await unregistered.locator('a').first().click();
+  await page.waitForSelector('button:has-text("Register")');
+  await page.click('button:has-text("Register")');
+  await page.waitForURL(/\/models$/);
+  await page.click('#versions-table tr:has-text("v2") button:has-text("Promote")');
+  await page.waitForSelector('#registry p.ok');
+  assert.match(await page.textContent('#registry p.ok'), /v2 moved to Production\. v1 archived/);
+  await page.click('button:has-text("Roll back Production")');
+  await page.waitForSelector('#registry p.ok:has-text("Rolled back")');
+  assert.match(await page.textContent('#transitions-table'), /rollback from v2: e2e check/);
+  assert.match(await page.textContent('#versions-table tr.current'), /v1/);
+  await page.screenshot({ path: join(root, 'target', 'e2e-models.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
