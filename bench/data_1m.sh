@@ -10,6 +10,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cargo build --release --quiet
+scripts/stage-xgboost release
 python3 - "$rows" "$work/heart-1m.csv" <<'PY'
 import random, sys
 rows, out = int(sys.argv[1]), sys.argv[2]
