@@ -194,6 +194,16 @@ impl Settings {
                 );
             }
         }
+        if !crate::training::selectable_metrics().contains(&self.training.select_by) {
+            return invalid(
+                "training.select_by",
+                &format!(
+                    "`{}` is not one of {}",
+                    self.training.select_by,
+                    crate::training::selectable_metrics().join(", ")
+                ),
+            );
+        }
         let name = &self.registry.model;
         if name.is_empty()
             || !name

@@ -1,5 +1,5 @@
 //! What the store holds, at a glance: the data behind the Overview page and `GET /api/v1/overview`.
-//! Later capabilities add their counts (datasets, runs, models, drift) here.
+//! Later capabilities add their counts (drift, the agent) here.
 
 use serde::Serialize;
 
@@ -7,7 +7,7 @@ use crate::auth::{sessions, tokens, users};
 use crate::data::catalog;
 use crate::db::{self, Backend, DbConnection};
 use crate::error::AppError;
-use crate::{audit, state::AppState};
+use crate::{audit, registry, state::AppState, tracking};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Overview {
@@ -21,6 +21,7 @@ pub struct Overview {
     pub live_sessions: i64,
     pub audit_events: i64,
     pub dataset: DatasetOverview,
+    pub model: ModelOverview,
     pub recent_events: Vec<audit::AuditEvent>,
 }
 
@@ -34,10 +35,22 @@ pub struct DatasetOverview {
     pub validation: Option<String>,
 }
 
+/// The registered model: its Production version and how many runs were tracked.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelOverview {
+    pub name: String,
+    pub versions: usize,
+    pub production: Option<i32>,
+    pub production_kind: Option<String>,
+    pub production_roc_auc: Option<f64>,
+    pub runs: i64,
+}
+
 pub async fn collect(state: &AppState) -> Result<Overview, AppError> {
     let backend = state.db.backend();
     let dataset_name = state.settings.dataset.name.clone();
     let started_at = state.started_at;
+    let model_name = state.settings.registry.model.clone();
     state
         .db
         .run(move |conn: &mut DbConnection| {
@@ -67,6 +80,24 @@ pub async fn collect(state: &AppState) -> Result<Overview, AppError> {
                         current_rows: current.as_ref().map(|v| v.row_count),
                         validation,
                         name: dataset_name,
+                    }
+                },
+                model: {
+                    let versions = registry::list_versions(conn, &model_name)?;
+                    let production = versions
+                        .iter()
+                        .find(|v| v.stage == registry::Stage::Production.as_str());
+                    ModelOverview {
+                        versions: versions.len(),
+                        production: production.map(|v| v.version),
+                        production_kind: production.map(|v| v.model_kind.clone()),
+                        production_roc_auc: production
+                            .and_then(|v| v.metrics().get("cv_roc_auc_mean").copied()),
+                        runs: tracking::list_experiments(conn)?
+                            .iter()
+                            .map(|e| e.runs)
+                            .sum(),
+                        name: model_name,
                     }
                 },
                 recent_events: audit::list(conn, 10, None)?,

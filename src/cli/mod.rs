@@ -71,7 +71,7 @@ enum Command {
     #[command(subcommand)]
     Expectations(data::ExpectationsCommand),
     /// Train the candidate models (lr, rf, xgb) on a dataset version as tracked runs; with
-    /// --register or --promote, register the best (by cross-validated ROC-AUC).
+    /// --register or --promote, register the best (by training.select_by).
     Train(train::TrainArgs),
     /// The tracked training runs: list, show, compare.
     #[command(subcommand)]

@@ -24,7 +24,8 @@ pub(super) struct TrainArgs {
     /// Models, comma-separated: lr, rf, xgb (default: training.models).
     #[arg(long, value_delimiter = ',')]
     models: Option<Vec<ModelKind>>,
-    /// Register the best run (by cross-validated ROC-AUC) as a new model version.
+    /// Register the best run (by training.select_by, default cv_roc_auc_mean) as a new model
+    /// version.
     #[arg(long)]
     register: bool,
     /// Register the best run and promote it to Production.
@@ -155,8 +156,8 @@ pub(super) fn train_command(args: TrainArgs, settings: &Settings) -> anyhow::Res
             );
         }
         println!(
-            "  (* best by cross-validated ROC-AUC; {:.2} s)",
-            outcome.seconds
+            "  (* best by {}; {:.2} s)",
+            settings.training.select_by, outcome.seconds
         );
     }
     let failed = outcome.candidates.iter().any(|c| c.report.is_none());

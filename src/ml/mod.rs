@@ -39,6 +39,8 @@ pub struct TrainingSettings {
     pub holdout: f64,
     pub imbalance: Imbalance,
     pub experiment: String,
+    /// The metric that picks the best candidate (a run summary, e.g. `cv_roc_auc_mean`).
+    pub select_by: String,
     pub on_first_start: bool,
     pub lr: LrParams,
     pub rf: RfParams,

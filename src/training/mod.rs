@@ -1,7 +1,8 @@
 //! Training as a tracked, registrable job: picks the dataset version (refusing one that failed
 //! a critical expectation unless forced), runs each candidate model's protocol
 //! ([`crate::ml::train_candidate`]) as a tracked run with its metrics and artifacts, then
-//! optionally registers the best run by cross-validated ROC-AUC and promotes it.
+//! optionally registers the best run by the configured metric (`training.select_by`,
+//! cross-validated ROC-AUC by default) and promotes it.
 //!
 //! The CLI, the JSON API, the dashboard and the first start all call [`train`].
 
@@ -63,7 +64,7 @@ pub struct TrainOutcome {
     pub rows: usize,
     pub experiment: String,
     pub candidates: Vec<CandidateOutcome>,
-    /// The finished run with the best cross-validated ROC-AUC.
+    /// The finished run best by `training.select_by`.
     pub best_run: Option<String>,
     pub registered: Option<ModelVersion>,
     pub promoted: Option<TransitionOutcome>,
@@ -177,10 +178,25 @@ pub fn train(
         candidates.push(CandidateOutcome { run, report });
     }
 
+    let select_by = &settings.training.select_by;
+    let lower = tracking::lower_is_better(select_by);
     let best = candidates
         .iter()
-        .filter_map(|c| c.report.as_ref().map(|r| (c, r.cv.roc_auc.mean)))
-        .max_by(|a, b| a.1.total_cmp(&b.1));
+        .filter_map(|c| {
+            let report = c.report.as_ref()?;
+            let value = run_metrics(report)
+                .into_iter()
+                .find(|(name, step, _)| name == select_by && *step == 0)?
+                .2;
+            value.is_finite().then_some((c, value))
+        })
+        .max_by(|a, b| {
+            if lower {
+                b.1.total_cmp(&a.1)
+            } else {
+                a.1.total_cmp(&b.1)
+            }
+        });
     let best_run = best.map(|(c, _)| c.run.id.clone());
     let (mut registered, mut promoted) = (None, None);
     if request.register || request.promote {
@@ -193,7 +209,7 @@ pub fn train(
         let v = registry::register(conn, model, &best.run, actor)?;
         if request.promote {
             let reason = format!(
-                "best of {} candidates by cross-validated ROC-AUC ({auc:.3})",
+                "best of {} candidates by {select_by} ({auc:.3})",
                 candidates.len()
             );
             promoted = Some(registry::transition(
@@ -269,14 +285,9 @@ fn run_candidate(
     Ok(report)
 }
 
-/// The run's metrics (with step histories), chosen parameters and artifacts.
-fn record_run(
-    conn: &mut DbConnection,
-    blobs: &dyn BlobStore,
-    run: &Run,
-    report: &CandidateReport,
-    trained: &TrainedModel,
-) -> Result<(), AppError> {
+/// The metrics a run records: per-fold values as steps, summaries at step 0, XGBoost's loss per
+/// boosting round, and the grid's scores per parameter set.
+pub fn run_metrics(report: &CandidateReport) -> Vec<(String, i32, f64)> {
     let mut values: Vec<(String, i32, f64)> = Vec::new();
     let mut put = |name: &str, step: usize, value: f64| {
         values.push((name.to_owned(), step as i32, value));
@@ -316,7 +327,36 @@ fn record_run(
     put("rows", 0, report.rows as f64);
     put("train_rows", 0, report.train_rows as f64);
     put("holdout_rows", 0, report.holdout_rows.len() as f64);
-    tracking::log_metrics(conn, &run.id, &values)?;
+    values
+}
+
+/// Metric names `training.select_by` may name: the summaries every run records.
+pub fn selectable_metrics() -> Vec<String> {
+    let names = [
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "brier",
+    ];
+    let mut out: Vec<String> = names.iter().map(|n| format!("cv_{n}_mean")).collect();
+    out.extend(names.iter().map(|n| format!("holdout_{n}")));
+    out.push("f1_at_optimal_threshold".into());
+    out
+}
+
+/// The run's metrics (with step histories), chosen parameters and artifacts.
+fn record_run(
+    conn: &mut DbConnection,
+    blobs: &dyn BlobStore,
+    run: &Run,
+    report: &CandidateReport,
+    trained: &TrainedModel,
+) -> Result<(), AppError> {
+    tracking::log_metrics(conn, &run.id, &run_metrics(report))?;
 
     let params = json!({
         "model": report.model.code(),
@@ -342,8 +382,11 @@ fn record_run(
     let report_bytes =
         serde_json::to_vec(report).map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
     let label = format!("{} (out-of-fold)", report.model.name());
-    let artifacts: [(&str, &str, Vec<u8>); 6] = [
+    let pipeline_bytes = serde_json::to_vec_pretty(&trained.pipeline)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!(e)))?;
+    let artifacts: [(&str, &str, Vec<u8>); 7] = [
         (MODEL_ARTIFACT, "application/json", model_bytes),
+        ("pipeline.json", "application/json", pipeline_bytes),
         ("metrics.json", "application/json", report_bytes),
         (
             "confusion_matrix.svg",

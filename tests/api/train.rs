@@ -118,6 +118,7 @@ async fn training_is_reproducible_and_meets_the_reference_bar() {
             "feature_importance.svg",
             "metrics.json",
             "model.json",
+            "pipeline.json",
             "roc.svg"
         ]
     );
@@ -256,7 +257,7 @@ async fn first_start_promotes_the_best_and_the_registry_keeps_its_history() {
         model["transitions"][0]["reason"]
             .as_str()
             .expect("reason")
-            .contains("best of 3 candidates by cross-validated ROC-AUC"),
+            .contains("best of 3 candidates by cv_roc_auc_mean"),
         "{model}"
     );
     let (_, runs) = api(
@@ -600,4 +601,32 @@ async fn runs_can_be_listed_sorted_and_compared() {
         page.contains("Grid search") && page.contains("By sex"),
         "{page}"
     );
+}
+
+/// Class weights and SMOTE train every model, and the run records which was used.
+#[tokio::test]
+async fn class_weights_and_smote_train_every_model() {
+    let app = spawn_app().await;
+    for imbalance in ["class_weights", "smote"] {
+        let out = app
+            .cli()
+            .args(["train", "--json"])
+            .env("STEWARD__TRAINING__IMBALANCE", imbalance)
+            .env("STEWARD__TRAINING__RF__TREES", "30")
+            .output()
+            .expect("train");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let outcome: Value = serde_json::from_slice(&out.stdout).expect("json");
+        for model in ["lr", "rf", "xgb"] {
+            let c = candidate(&outcome, model);
+            assert_eq!(c["run"]["status"], "finished", "{imbalance} {model}");
+            assert_eq!(c["report"]["imbalance"], imbalance);
+            let auc = c["report"]["cv"]["roc_auc"]["mean"].as_f64().expect("auc");
+            assert!(auc > 0.85, "{imbalance} {model}: {auc}");
+        }
+    }
 }
