@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Start-up time and idle memory of the release `steward serve`, on a fresh SQLite store:
 # the time from exec to the first 200 from /ready, then VmRSS after 3 idle seconds.
-# The first start migrates, creates the admin and registers and validates the bundled data;
-# the second start finds all of that done.
+# The first start migrates, creates the admin, registers and validates the bundled data, and
+# trains the three candidates and promotes the best (/ready needs a model loaded); the second
+# start finds all of that done and only loads the production model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet

@@ -34,6 +34,24 @@ pub struct Settings {
     pub dataset: crate::data::schema::DatasetSettings,
     pub training: crate::ml::TrainingSettings,
     pub registry: RegistrySettings,
+    pub serving: ServingSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingSettings {
+    /// Most rows one /predict or /invocations request may carry.
+    pub max_batch: usize,
+    /// Largest prediction request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Require a bearer token (any role) for /predict, /invocations, /model/info and /feedback.
+    pub require_token: bool,
+    /// Seconds between re-reads of the Production version from the store.
+    pub refresh_secs: u64,
+    /// Prediction-log queue capacity, in requests; a full queue makes requests wait.
+    pub log_queue: usize,
+    /// Most rows stored per prediction-log batch.
+    pub log_batch: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -203,6 +221,16 @@ impl Settings {
                     crate::training::selectable_metrics().join(", ")
                 ),
             );
+        }
+        let sv = &self.serving;
+        if sv.max_batch == 0 || sv.body_limit_bytes == 0 || sv.log_queue == 0 || sv.log_batch == 0 {
+            return invalid(
+                "serving",
+                "max_batch, body_limit_bytes, log_queue and log_batch must be greater than 0",
+            );
+        }
+        if sv.refresh_secs == 0 {
+            return invalid("serving.refresh_secs", "must be greater than 0");
         }
         let name = &self.registry.model;
         if name.is_empty()

@@ -9,7 +9,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 /// One offending input field, for validation errors.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -34,6 +34,8 @@ pub enum AppError {
     },
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("too many failed attempts; try again in {retry_after_secs} s")]
@@ -74,6 +76,7 @@ impl AppError {
             AppError::Conflict(_) => "conflict",
             AppError::Validation { .. } => "validation_failed",
             AppError::BadRequest(_) => "bad_request",
+            AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Unavailable(_) => "unavailable",
@@ -91,6 +94,7 @@ impl ResponseError for AppError {
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -141,7 +145,7 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> acti
             AppError::PayloadTooLarge { limit }.into()
         }
         J::ContentType => {
-            AppError::BadRequest("expected Content-Type: application/json".into()).into()
+            AppError::UnsupportedMediaType("expected Content-Type: application/json".into()).into()
         }
         J::Deserialize(e) => AppError::BadRequest(format!("malformed JSON: {e}")).into(),
         other => AppError::BadRequest(other.to_string()).into(),

@@ -24,6 +24,7 @@ pub mod ml;
 pub mod overview;
 pub mod registry;
 pub mod scheduler;
+pub mod serving;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

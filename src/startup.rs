@@ -27,6 +27,9 @@ use crate::data::{
 use crate::db::{self, Db};
 use crate::error;
 use crate::scheduler::Scheduler;
+use crate::serving::Serving;
+use crate::serving::log::PredictionLog;
+use crate::serving::request::FeatureSchema;
 use crate::state::AppState;
 use crate::telemetry::{self, Telemetry};
 use crate::{tracking, training};
@@ -98,7 +101,21 @@ impl Application {
             );
         }
 
+        let serving = Arc::new(Serving::new(
+            settings.registry.model.clone(),
+            FeatureSchema::from_dataset(&settings.dataset),
+            PredictionLog::start(
+                prepared.db.clone(),
+                settings.serving.log_queue,
+                settings.serving.log_batch,
+            ),
+        ));
+        // A refusal (say, a tampered artifact) is logged; /ready then says no model is loaded.
+        if let Err(e) = serving.refresh(&prepared.db, prepared.blobs.clone()).await {
+            tracing::error!(error = %e, "no model loaded");
+        }
         let state = AppState {
+            serving,
             login_throttle: Arc::new(LoginThrottle::new(settings.auth.login_attempts_per_minute)),
             settings: settings.clone(),
             db: prepared.db,
@@ -189,6 +206,11 @@ impl Application {
             }
         }
         .context("HTTP server failed");
+        // No request is in flight now: store what the prediction log still holds.
+        match self.state.serving.log.flush().await {
+            Ok(()) => tracing::info!("prediction log flushed"),
+            Err(e) => tracing::error!(error = %e, "flushing the prediction log"),
+        }
         stop_jobs.cancel();
         while jobs.join_next().await.is_some() {}
         tracing::info!("stopped");
@@ -274,6 +296,21 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
             let removed = state.db.run(sessions::sweep_expired).await?;
             if removed > 0 {
                 tracing::info!(removed, "expired sessions removed");
+            }
+            Ok(())
+        },
+    );
+    // Promotions made by another process sharing the store reach this one's serving slot.
+    scheduler.register(
+        "serving_refresh",
+        Duration::from_secs(settings.serving.refresh_secs),
+        |state: AppState| async move {
+            if let crate::serving::Refresh::Loaded { version } = state
+                .serving
+                .refresh(&state.db, state.blobs.clone())
+                .await?
+            {
+                tracing::info!(version, "serving slot refreshed from the store");
             }
             Ok(())
         },

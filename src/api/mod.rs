@@ -6,6 +6,7 @@ mod datasets;
 pub mod models;
 mod overview;
 pub mod probes;
+pub mod serving;
 mod tokens;
 mod users;
 
@@ -15,6 +16,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(probes::get_health))
         .route("/ready", web::get().to(probes::get_ready))
         .route("/metrics", web::get().to(probes::get_metrics))
+        .route("/predict", web::post().to(serving::predict))
+        .route("/invocations", web::post().to(serving::invocations))
+        .route("/model/info", web::get().to(serving::model_info))
+        .route("/feedback", web::post().to(serving::post_feedback))
+        .route("/openapi.json", web::get().to(serving::openapi_json))
+        .service(
+            utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", {
+                use utoipa::OpenApi;
+                serving::ApiDoc::openapi()
+            }),
+        )
         .service(
             web::scope("/api/v1")
                 .route("/overview", web::get().to(overview::get_overview))
@@ -63,6 +75,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     "/expectations/{suite}/suggest",
                     web::get().to(datasets::suggest_suite),
                 )
+                .route("/predictions", web::get().to(serving::list_predictions))
                 .route("/experiments", web::get().to(models::list_experiments))
                 .route(
                     "/experiments/{name}/runs",

@@ -187,6 +187,9 @@ pub async fn create_runs(
         source: "api".into(),
     };
     let outcome = run_training(&state, request, actor).await?;
+    if outcome.promoted.is_some() {
+        state.refresh_serving().await;
+    }
     Ok(HttpResponse::Created().json(outcome))
 }
 
@@ -322,6 +325,7 @@ pub async fn set_stage(
         .db
         .run(move |conn| registry::transition(conn, &name, version, stage, &actor, &body.reason))
         .await?;
+    state.refresh_serving().await;
     Ok(HttpResponse::Ok().json(out))
 }
 
@@ -346,5 +350,6 @@ pub async fn rollback_model(
         .db
         .run(move |conn| registry::rollback(conn, &name, &actor, &reason))
         .await?;
+    state.refresh_serving().await;
     Ok(HttpResponse::Ok().json(out))
 }

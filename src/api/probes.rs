@@ -8,24 +8,39 @@ use crate::db;
 use crate::state::AppState;
 
 /// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "probes", responses((status = 200, description = "{\"status\": \"ok\"}")))]
 pub async fn get_health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the store answers and every embedded migration is applied.
+/// Readiness: the store answers, every embedded migration is applied, and a model is loaded.
+#[utoipa::path(get, path = "/ready", tag = "probes", responses(
+    (status = 200, description = "Ready"),
+    (status = 503, description = "Not ready; `checks` says which part"),
+))]
 pub async fn get_ready(state: web::Data<AppState>) -> HttpResponse {
     let pending = state
         .db
         .run(|conn| db::pending_migrations(conn).map_err(Into::into))
         .await;
-    let (ready, database, migrations) = match pending {
+    let (mut ready, database, migrations) = match pending {
         Ok(0) => (true, "ok".to_owned(), "ok".to_owned()),
         Ok(n) => (false, "ok".to_owned(), format!("{n} pending")),
         Err(e) => (false, e.to_string(), "unknown".to_owned()),
     };
+    let model = match state.serving.current() {
+        Some(m) => format!("{} v{}", m.version.model, m.version.version),
+        None => {
+            ready = false;
+            format!(
+                "no version of {} in Production",
+                state.settings.registry.model
+            )
+        }
+    };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "checks": { "database": database, "migrations": migrations },
+        "checks": { "database": database, "migrations": migrations, "model": model },
     });
     if ready {
         HttpResponse::Ok().json(body)

@@ -212,3 +212,26 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    predictions (request_id) {
+        request_id -> Text,
+        created_at -> Timestamp,
+        model -> Text,
+        model_version -> Integer,
+        endpoint -> Text,
+        features_json -> Text,
+        probability -> Double,
+        prediction -> Integer,
+        latency_us -> BigInt,
+    }
+}
+
+diesel::table! {
+    feedback (request_id) {
+        request_id -> Text,
+        label -> Integer,
+        actor -> Text,
+        received_at -> Timestamp,
+    }
+}

@@ -9,6 +9,7 @@
 
 pub mod balance;
 pub mod cv;
+pub mod explain;
 pub mod features;
 pub mod metrics;
 pub mod models;

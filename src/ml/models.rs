@@ -7,7 +7,8 @@
 //! - XGBoost is the real library through the `xgb` crate; the booster is kept as XGBoost's own
 //!   JSON model inside the artifact.
 
-use std::sync::Mutex;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
@@ -178,13 +179,29 @@ pub struct ForestTree {
     pub model: TreeModel,
 }
 
-/// A fitted XGBoost booster, stored as XGBoost's JSON model. The loaded booster is kept for
-/// predictions; XGBoost's booster is not `Sync`, so calls take turns on it.
+/// A fitted XGBoost booster, stored as XGBoost's JSON model.
+///
+/// XGBoost's booster is `Send` but not `Sync`, and serving predicts from many threads at once.
+/// Rather than make them take turns on one booster, each thread loads its own copy on first use
+/// and keeps it in a small thread-local cache keyed by this model's `id`.
 #[derive(Serialize, Deserialize)]
 pub struct XgbModel {
     pub json: String,
-    #[serde(skip)]
-    booster: Mutex<Option<Booster>>,
+    /// Tells this loaded model apart from any other in the thread-local caches.
+    #[serde(skip, default = "next_model_id")]
+    id: u64,
+}
+
+fn next_model_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Boosters this thread has loaded, newest last; a few, so swaps don't pile them up.
+const BOOSTERS_PER_THREAD: usize = 3;
+
+thread_local! {
+    static BOOSTERS: RefCell<Vec<(u64, Booster)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl std::fmt::Debug for XgbModel {
@@ -194,23 +211,38 @@ impl std::fmt::Debug for XgbModel {
 }
 
 impl XgbModel {
-    fn with_booster<T>(
+    fn new(json: String, booster: Booster) -> XgbModel {
+        let model = XgbModel {
+            json,
+            id: next_model_id(),
+        };
+        model.keep(booster);
+        model
+    }
+
+    fn keep(&self, booster: Booster) {
+        BOOSTERS.with_borrow_mut(|cache| {
+            if cache.len() >= BOOSTERS_PER_THREAD {
+                cache.remove(0);
+            }
+            cache.push((self.id, booster));
+        });
+    }
+
+    pub(crate) fn with_booster<T>(
         &self,
         f: impl FnOnce(&Booster) -> Result<T, xgb::XGBError>,
     ) -> Result<T, String> {
-        let mut guard = self
-            .booster
-            .lock()
-            .map_err(|_| "XGBoost booster lock poisoned".to_owned())?;
-        if guard.is_none() {
+        let cached = BOOSTERS.with_borrow(|cache| cache.iter().any(|(id, _)| *id == self.id));
+        if !cached {
             let booster = Booster::load_buffer(self.json.as_bytes())
                 .map_err(|e| format!("loading the XGBoost model: {e}"))?;
-            *guard = Some(booster);
+            self.keep(booster);
         }
-        match guard.as_ref() {
-            Some(b) => f(b).map_err(|e| format!("XGBoost: {e}")),
-            None => Err("XGBoost booster missing".into()),
-        }
+        BOOSTERS.with_borrow(|cache| match cache.iter().find(|(id, _)| *id == self.id) {
+            Some((_, b)) => f(b).map_err(|e| format!("XGBoost: {e}")),
+            None => Err("XGBoost booster missing from this thread's cache".into()),
+        })
     }
 }
 
@@ -397,13 +429,7 @@ impl Model {
                 }
                 let json = booster.save_buffer(false).map_err(xgb_err)?;
                 let json = String::from_utf8(json).map_err(|e| format!("XGBoost model: {e}"))?;
-                Ok((
-                    Model::Xgb(XgbModel {
-                        json,
-                        booster: Mutex::new(Some(booster)),
-                    }),
-                    log,
-                ))
+                Ok((Model::Xgb(XgbModel::new(json, booster)), log))
             }
         }
     }

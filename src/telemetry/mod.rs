@@ -25,6 +25,14 @@ pub const VALIDATION_DURATION_SECONDS: &str = "steward_validation_duration_secon
 pub const TRAINING_RUNS_TOTAL: &str = "steward_training_runs_total";
 pub const TRAINING_DURATION_SECONDS: &str = "steward_training_duration_seconds";
 pub const MODEL_TRANSITIONS_TOTAL: &str = "steward_model_stage_transitions_total";
+pub const INFERENCE_DURATION_SECONDS: &str = "inference_duration_seconds";
+pub const PREDICTIONS_TOTAL: &str = "predictions_total";
+pub const MODEL_INFO: &str = "model_info";
+pub const VALIDATION_FAILURES_TOTAL: &str = "prediction_validation_failures_total";
+pub const MODEL_LOAD_FAILURES_TOTAL: &str = "steward_model_load_failures_total";
+pub const PREDICTION_LOG_QUEUE_DEPTH: &str = "steward_prediction_log_queue_depth";
+pub const PREDICTION_LOG_FLUSH_SECONDS: &str = "steward_prediction_log_flush_seconds";
+pub const PREDICTION_LOG_ROWS_TOTAL: &str = "steward_prediction_log_rows_total";
 
 /// Latency buckets, in seconds: fine below 10 ms, where `/predict` is expected to live.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -127,6 +135,37 @@ fn describe() {
         MODEL_TRANSITIONS_TOTAL,
         "Model registry stage transitions, by target stage."
     );
+    describe_histogram!(
+        INFERENCE_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to transform and score the rows of one prediction request."
+    );
+    describe_counter!(
+        PREDICTIONS_TOTAL,
+        "Rows scored, by model version and predicted class."
+    );
+    describe_gauge!(
+        MODEL_INFO,
+        "1 for the model version being served (0 for ones served before), by model, version and stage."
+    );
+    describe_counter!(
+        VALIDATION_FAILURES_TOTAL,
+        "Prediction request fields refused, by field (unknown_field, body for the rest)."
+    );
+    describe_counter!(
+        MODEL_LOAD_FAILURES_TOTAL,
+        "Production versions the server refused to load (bad artifact or schema)."
+    );
+    describe_gauge!(
+        PREDICTION_LOG_QUEUE_DEPTH,
+        "Prediction-log messages waiting to be stored."
+    );
+    describe_histogram!(
+        PREDICTION_LOG_FLUSH_SECONDS,
+        Unit::Seconds,
+        "Time to store one batch of the prediction log."
+    );
+    describe_counter!(PREDICTION_LOG_ROWS_TOTAL, "Prediction-log rows stored.");
 }
 
 /// RED metrics per route. The route label is the matched pattern (`/api/v1/users/{name}`), never

@@ -581,6 +581,7 @@ pub async fn post_stage(
         .db
         .run(move |conn| registry::transition(conn, &model, version, stage, &actor, &reason))
         .await?;
+    state.refresh_serving().await;
     let archived = out
         .archived
         .map(|a| format!(" v{a} archived."))
@@ -603,6 +604,7 @@ pub async fn post_rollback(
         .db
         .run(move |conn| registry::rollback(conn, &model, &actor, &reason))
         .await?;
+    state.refresh_serving().await;
     let notice = format!(
         "Rolled back: v{} is in Production again.",
         out.version.version

@@ -9,5 +9,6 @@ mod cli;
 mod dashboard;
 mod data;
 mod probes;
+mod serving;
 mod store;
 mod train;

@@ -1,7 +1,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn health_is_open_and_ok() {
@@ -13,14 +13,26 @@ async fn health_is_open_and_ok() {
 }
 
 #[tokio::test]
-async fn ready_reports_database_and_migrations() {
+async fn ready_reports_database_migrations_and_the_model() {
+    // No model trained on this start: the store is fine, but nothing can be served yet.
     let app = spawn_app().await;
+    let response = app.get("/ready").await;
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["migrations"], "ok");
+
+    let app = spawn_app_with(|s| {
+        s.training.on_first_start = true;
+        s.training.models = vec![steward::ml::models::ModelKind::Lr];
+    })
+    .await;
     let response = app.get("/ready").await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["status"], "ready");
-    assert_eq!(body["checks"]["database"], "ok");
-    assert_eq!(body["checks"]["migrations"], "ok");
+    assert_eq!(body["checks"]["model"], "heart-disease v1");
 }
 
 #[tokio::test]

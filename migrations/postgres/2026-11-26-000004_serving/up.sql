@@ -1,0 +1,23 @@
+-- Serving: every prediction (the log that monitoring reads) and the ground truth fed back.
+-- Mirrored in both backends' folders; keep them in step.
+
+CREATE TABLE predictions (
+    request_id TEXT PRIMARY KEY NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    model TEXT NOT NULL,
+    model_version INTEGER NOT NULL,
+    endpoint TEXT NOT NULL,
+    features_json TEXT NOT NULL,
+    probability DOUBLE PRECISION NOT NULL,
+    prediction INTEGER NOT NULL,
+    latency_us BIGINT NOT NULL
+);
+CREATE INDEX predictions_created_at ON predictions (created_at);
+CREATE INDEX predictions_model_version ON predictions (model, model_version);
+
+CREATE TABLE feedback (
+    request_id TEXT PRIMARY KEY NOT NULL REFERENCES predictions (request_id),
+    label INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    received_at TIMESTAMP NOT NULL
+);

@@ -1,0 +1,170 @@
+//! The prediction log: every prediction is stored (request id, time, model version, features,
+//! probability, class, latency) for monitoring and feedback.
+//!
+//! Handlers hand rows to a bounded queue and one writer task stores them in batches, one
+//! multi-row insert per batch. When the queue is full a request waits for room (backpressure):
+//! nothing is dropped. `flush` waits until everything queued before it is stored; shutdown
+//! calls it after the HTTP server has drained, so SIGTERM loses nothing.
+
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::schema::predictions;
+use crate::db::{Db, DbConnection};
+use crate::error::AppError;
+use crate::telemetry::{
+    PREDICTION_LOG_FLUSH_SECONDS, PREDICTION_LOG_QUEUE_DEPTH, PREDICTION_LOG_ROWS_TOTAL,
+};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
+#[diesel(table_name = predictions)]
+pub struct PredictionRow {
+    pub request_id: String,
+    pub created_at: chrono::NaiveDateTime,
+    pub model: String,
+    pub model_version: i32,
+    pub endpoint: String,
+    pub features_json: String,
+    pub probability: f64,
+    pub prediction: i32,
+    pub latency_us: i64,
+}
+
+enum Message {
+    Rows(Vec<PredictionRow>),
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct PredictionLog {
+    tx: mpsc::Sender<Message>,
+    capacity: usize,
+}
+
+impl PredictionLog {
+    /// Starts the writer task; it ends when every handle is dropped and the queue is empty.
+    pub fn start(db: Db, capacity: usize, batch: usize) -> PredictionLog {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        tokio::spawn(writer(db, rx, batch.max(1)));
+        PredictionLog { tx, capacity }
+    }
+
+    /// Queues rows; waits while the queue is full.
+    pub async fn record(&self, rows: Vec<PredictionRow>) -> Result<(), AppError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(Message::Rows(rows))
+            .await
+            .map_err(|_| AppError::Unavailable("the prediction log has stopped".into()))?;
+        metrics::gauge!(PREDICTION_LOG_QUEUE_DEPTH).set(self.depth() as f64);
+        Ok(())
+    }
+
+    /// Waits until every row queued before this call is stored.
+    pub async fn flush(&self) -> Result<(), AppError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Message::Flush(done))
+            .await
+            .map_err(|_| AppError::Unavailable("the prediction log has stopped".into()))?;
+        wait.await
+            .map_err(|_| AppError::Unavailable("the prediction log has stopped".into()))
+    }
+
+    /// Messages waiting in the queue.
+    pub fn depth(&self) -> usize {
+        self.capacity.saturating_sub(self.tx.capacity())
+    }
+}
+
+async fn writer(db: Db, mut rx: mpsc::Receiver<Message>, batch: usize) {
+    while let Some(first) = rx.recv().await {
+        let mut rows = Vec::new();
+        let mut waiters = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next {
+            match message {
+                Message::Rows(r) => rows.extend(r),
+                // Everything before the flush is in `rows` now; answer once it is stored.
+                Message::Flush(done) => waiters.push(done),
+            }
+            next = if rows.len() < batch {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        metrics::gauge!(PREDICTION_LOG_QUEUE_DEPTH).set(rx.len() as f64);
+        store(&db, rows).await;
+        for done in waiters {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Stores a batch, retrying until the store takes it: rows are never dropped, and while the
+/// store is down the queue fills and requests wait.
+async fn store(db: &Db, rows: Vec<PredictionRow>) {
+    if rows.is_empty() {
+        return;
+    }
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let started = Instant::now();
+        let batch = rows.clone();
+        let n = batch.len();
+        match db.run(move |conn| insert(conn, &batch)).await {
+            Ok(()) => {
+                metrics::histogram!(PREDICTION_LOG_FLUSH_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!(PREDICTION_LOG_ROWS_TOTAL).increment(n as u64);
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, rows = n, "storing predictions failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Rows per INSERT statement: 9 columns each stays far under both backends' parameter limits.
+const ROWS_PER_STATEMENT: usize = 500;
+
+fn insert(conn: &mut DbConnection, rows: &[PredictionRow]) -> Result<(), AppError> {
+    // Multi-row inserts need the concrete connection; the multi-backend one has none.
+    conn.transaction(|conn| {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            match conn {
+                DbConnection::Sqlite(c) => {
+                    diesel::insert_into(predictions::table)
+                        .values(chunk)
+                        .execute(c)?;
+                }
+                DbConnection::Postgres(c) => {
+                    diesel::insert_into(predictions::table)
+                        .values(chunk)
+                        .execute(c)?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The newest predictions, and how many the log holds.
+pub fn recent(conn: &mut DbConnection, limit: i64) -> Result<(i64, Vec<PredictionRow>), AppError> {
+    let total: i64 = predictions::table.count().get_result(conn)?;
+    let rows = predictions::table
+        .order(predictions::created_at.desc())
+        .then_order_by(predictions::request_id.asc())
+        .limit(limit.clamp(0, 1000))
+        .select(PredictionRow::as_select())
+        .load(conn)?;
+    Ok((total, rows))
+}
