@@ -25,7 +25,7 @@ printf '[training]\nmodels = ["xgb"]\n' > "$work/xgb.toml"
 $bin --config "$work/xgb.toml" serve 2> "$work/server.log" &
 server=$!
 for _ in $(seq 1 300); do curl -sf localhost:18080/ready >/dev/null && break; sleep 0.2; done
-curl -sf localhost:18080/model/info | python3 -c 'import json,sys; i=json.load(sys.stdin); print(f"serving {i[\"model\"]} v{i[\"version\"]} ({i[\"kind\"]})")'
+curl -sf localhost:18080/model/info | python3 -c 'import json,sys; i=json.load(sys.stdin); print("serving", i["model"], "v%s" % i["version"], "(%s)" % i["kind"])'
 token=$($bin tokens create --user admin --name bench | sed -n 's/^token (shown once): //p')
 # A second version to swap with.
 $bin --config "$work/xgb.toml" train --models xgb --register >/dev/null

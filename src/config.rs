@@ -48,7 +48,7 @@ pub struct ServingSettings {
     pub require_token: bool,
     /// Seconds between re-reads of the Production version from the store.
     pub refresh_secs: u64,
-    /// Prediction-log queue capacity, in requests; a full queue makes requests wait.
+    /// Prediction-log queue capacity, in rows; a full queue makes requests wait.
     pub log_queue: usize,
     /// Most rows stored per prediction-log batch.
     pub log_batch: usize,

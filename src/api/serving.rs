@@ -19,7 +19,7 @@ use crate::serving::log::PredictionRow;
 use crate::serving::request::{self, ParseError};
 use crate::serving::{ModelInfo, ServedModel};
 use crate::state::AppState;
-use crate::telemetry::{INFERENCE_DURATION_SECONDS, PREDICTIONS_TOTAL, VALIDATION_FAILURES_TOTAL};
+use crate::telemetry::{INFERENCE_DURATION_SECONDS, VALIDATION_FAILURES_TOTAL};
 
 /// With `serving.require_token`, the prediction endpoints need a caller of any role.
 async fn authorize(state: &AppState, req: &HttpRequest) -> Result<String, AppError> {
@@ -137,55 +137,47 @@ async fn score(
     metrics::histogram!(INFERENCE_DURATION_SECONDS).record(timer.elapsed().as_secs_f64());
     let threshold = model.threshold();
     let version = model.version.version;
-    let version_label = version.to_string();
     let now = crate::db::now();
     let latency = started.elapsed().as_micros() as i64;
-    let names = &model.trained.features;
     let mut out = Vec::with_capacity(rows.len());
     let mut log = Vec::with_capacity(rows.len());
     let mut positives = 0_u64;
     for (row, p) in rows.iter().zip(probabilities) {
         let class = i32::from(p >= threshold);
         positives += class as u64;
-        let id = uuid::Uuid::new_v4().to_string();
+        // Time-ordered ids: the log's primary key grows at its end.
+        let id = uuid::Uuid::now_v7().to_string();
         log.push(PredictionRow {
             request_id: id.clone(),
             created_at: now,
             model: model.version.model.clone(),
             model_version: version,
             endpoint: endpoint.to_owned(),
-            features_json: features_json(names, row),
+            features_json: features_json(row),
             probability: p,
             prediction: class,
             latency_us: latency,
         });
         out.push((id, p, class));
     }
-    let negatives = rows.len() as u64 - positives;
-    for (class, n) in [("1", positives), ("0", negatives)] {
-        if n > 0 {
-            metrics::counter!(PREDICTIONS_TOTAL, "model_version" => version_label.clone(), "prediction" => class)
-                .increment(n);
-        }
-    }
+    model.predictions[0].increment(rows.len() as u64 - positives);
+    model.predictions[1].increment(positives);
     state.serving.log.record(log).await?;
     Ok(out)
 }
 
-fn features_json(names: &[String], row: &[Raw]) -> String {
-    let object: Map<String, Value> = names
+/// The row as a JSON array in the model's feature order (compact: the log is written at the
+/// request rate; `GET /api/v1/predictions` names the values again).
+fn features_json(row: &[Raw]) -> String {
+    let values: Vec<Value> = row
         .iter()
-        .zip(row)
-        .map(|(n, cell)| {
-            let v = match cell {
-                Raw::Num(Some(x)) => json!(x),
-                Raw::Cat(Some(c)) => json!(c),
-                Raw::Num(None) | Raw::Cat(None) => Value::Null,
-            };
-            (n.clone(), v)
+        .map(|cell| match cell {
+            Raw::Num(Some(x)) => json!(x),
+            Raw::Cat(Some(c)) => json!(c),
+            Raw::Num(None) | Raw::Cat(None) => Value::Null,
         })
         .collect();
-    Value::Object(object).to_string()
+    Value::Array(values).to_string()
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -425,6 +417,25 @@ pub async fn list_predictions(
         .db
         .run(move |conn| crate::serving::log::recent(conn, limit))
         .await?;
+    let names = state.serving.schema.names();
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let values: Vec<Value> = serde_json::from_str(&r.features_json).unwrap_or_default();
+            let features: Map<String, Value> = names.iter().cloned().zip(values).collect();
+            json!({
+                "request_id": r.request_id,
+                "created_at": r.created_at,
+                "model": r.model,
+                "model_version": r.model_version,
+                "endpoint": r.endpoint,
+                "features": features,
+                "probability": r.probability,
+                "prediction": r.prediction,
+                "latency_us": r.latency_us,
+            })
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "total": total, "predictions": rows })))
 }
 

@@ -14,6 +14,7 @@ pub mod features;
 pub mod metrics;
 pub mod models;
 pub mod slices;
+pub mod xgb_trees;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -7,8 +7,7 @@
 //! - XGBoost is the real library through the `xgb` crate; the booster is kept as XGBoost's own
 //!   JSON model inside the artifact.
 
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
@@ -21,6 +20,8 @@ use smartcore::tree::decision_tree_classifier::{
     DecisionTreeClassifier, DecisionTreeClassifierParameters, SplitCriterion,
 };
 use xgb::{Booster, DMatrix};
+
+use super::xgb_trees::XgbTrees;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -181,27 +182,16 @@ pub struct ForestTree {
 
 /// A fitted XGBoost booster, stored as XGBoost's JSON model.
 ///
-/// XGBoost's booster is `Send` but not `Sync`, and serving predicts from many threads at once.
-/// Rather than make them take turns on one booster, each thread loads its own copy on first use
-/// and keeps it in a small thread-local cache keyed by this model's `id`.
+/// Predictions walk the trees natively ([`XgbTrees`]) from any number of threads; the library's
+/// booster (not `Sync`, so behind a lock) serves SHAP contributions, the importance dump, and
+/// any model the native walk does not cover.
 #[derive(Serialize, Deserialize)]
 pub struct XgbModel {
     pub json: String,
-    /// Tells this loaded model apart from any other in the thread-local caches.
-    #[serde(skip, default = "next_model_id")]
-    id: u64,
-}
-
-fn next_model_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Boosters this thread has loaded, newest last; a few, so swaps don't pile them up.
-const BOOSTERS_PER_THREAD: usize = 3;
-
-thread_local! {
-    static BOOSTERS: RefCell<Vec<(u64, Booster)>> = const { RefCell::new(Vec::new()) };
+    #[serde(skip)]
+    booster: Mutex<Option<Booster>>,
+    #[serde(skip)]
+    native: OnceLock<Result<XgbTrees, String>>,
 }
 
 impl std::fmt::Debug for XgbModel {
@@ -212,37 +202,45 @@ impl std::fmt::Debug for XgbModel {
 
 impl XgbModel {
     fn new(json: String, booster: Booster) -> XgbModel {
-        let model = XgbModel {
+        XgbModel {
             json,
-            id: next_model_id(),
-        };
-        model.keep(booster);
-        model
+            booster: Mutex::new(Some(booster)),
+            native: OnceLock::new(),
+        }
     }
 
-    fn keep(&self, booster: Booster) {
-        BOOSTERS.with_borrow_mut(|cache| {
-            if cache.len() >= BOOSTERS_PER_THREAD {
-                cache.remove(0);
-            }
-            cache.push((self.id, booster));
-        });
+    /// The native evaluator, or why the model needs the library.
+    pub fn native(&self) -> Result<&XgbTrees, &str> {
+        self.native
+            .get_or_init(|| XgbTrees::from_json(&self.json))
+            .as_ref()
+            .map_err(String::as_str)
     }
 
     pub(crate) fn with_booster<T>(
         &self,
         f: impl FnOnce(&Booster) -> Result<T, xgb::XGBError>,
     ) -> Result<T, String> {
-        let cached = BOOSTERS.with_borrow(|cache| cache.iter().any(|(id, _)| *id == self.id));
-        if !cached {
+        let mut guard = self
+            .booster
+            .lock()
+            .map_err(|_| "XGBoost booster lock poisoned".to_owned())?;
+        if guard.is_none() {
             let booster = Booster::load_buffer(self.json.as_bytes())
                 .map_err(|e| format!("loading the XGBoost model: {e}"))?;
-            self.keep(booster);
+            *guard = Some(booster);
         }
-        BOOSTERS.with_borrow(|cache| match cache.iter().find(|(id, _)| *id == self.id) {
-            Some((_, b)) => f(b).map_err(|e| format!("XGBoost: {e}")),
-            None => Err("XGBoost booster missing from this thread's cache".into()),
-        })
+        match guard.as_ref() {
+            Some(b) => f(b).map_err(|e| format!("XGBoost: {e}")),
+            None => Err("XGBoost booster missing".into()),
+        }
+    }
+
+    /// Probabilities from the library itself (the reference the native walk is tested against).
+    pub fn predict_with_library(&self, values: &[f64], rows: usize) -> Result<Vec<f64>, String> {
+        let d = dmatrix(values, rows)?;
+        let p = self.with_booster(|b| b.predict(&d))?;
+        Ok(p.into_iter().map(f64::from).collect())
     }
 }
 
@@ -485,11 +483,10 @@ impl Model {
                 let n = trees.len().max(1) as f64;
                 Ok(sum.into_iter().map(|s| s / n).collect())
             }
-            Model::Xgb(m) => {
-                let d = dmatrix(values, rows)?;
-                let p = m.with_booster(|b| b.predict(&d))?;
-                Ok(p.into_iter().map(f64::from).collect())
-            }
+            Model::Xgb(m) => match m.native() {
+                Ok(trees) => trees.predict(values, rows, width),
+                Err(_) => m.predict_with_library(values, rows),
+            },
         }
     }
 
@@ -572,6 +569,49 @@ mod tests {
         let (gain, splits) = xgb_gain(&dump, 3);
         assert_eq!(gain, [4.0, 12.0, 0.0]);
         assert_eq!(splits, [1, 2, 0]);
+    }
+
+    /// The native tree walk gives XGBoost's own probabilities, row by row.
+    #[test]
+    fn native_xgboost_trees_match_the_library() {
+        let rows = 400;
+        let width = 6;
+        let mut rng = StdRng::seed_from_u64(7);
+        let x: Vec<f64> = (0..rows * width)
+            .map(|_| rng.random_range(-2.0..2.0))
+            .collect();
+        let y: Vec<u32> = (0..rows)
+            .map(|r| u32::from(x[r * width] + 0.5 * x[r * width + 1] * x[r * width + 2] > 0.1))
+            .collect();
+        let spec = ModelSpec::Xgb(XgbParams {
+            rounds: 60,
+            max_depth: 4,
+            learning_rate: 0.1,
+            subsample: 0.8,
+            colsample_bytree: 0.8,
+            min_child_weight: 1.0,
+            reg_lambda: 1.0,
+            threads: 1,
+        });
+        let train = TrainSet {
+            x: &x,
+            y: &y,
+            width,
+            weights: None,
+        };
+        let (model, _) = Model::fit(&spec, &train, None, 3).expect("fit");
+        let Model::Xgb(m) = &model else {
+            panic!("an XGBoost model");
+        };
+        assert!(m.native().is_ok(), "{:?}", m.native().err());
+        let native = model.predict_proba(&x, rows, width).expect("native");
+        let library = m.predict_with_library(&x, rows).expect("library");
+        let worst = native
+            .iter()
+            .zip(&library)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-6, "largest difference {worst}");
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! The prediction log: every prediction is stored (request id, time, model version, features,
 //! probability, class, latency) for monitoring and feedback.
 //!
-//! Handlers hand rows to a bounded queue and one writer task stores them in batches, one
-//! multi-row insert per batch. When the queue is full a request waits for room (backpressure):
-//! nothing is dropped. `flush` waits until everything queued before it is stored; shutdown
+//! Handlers hand rows to a queue bounded in rows (a semaphore of `serving.log_queue` permits,
+//! returned once the rows are stored) and one writer task stores them in batches, one
+//! multi-row insert per statement. When the queue is full a request waits for room
+//! (backpressure): nothing is dropped. `flush` waits until everything queued before it is stored; shutdown
 //! calls it after the HTTP server has drained, so SIGTERM loses nothing.
 
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::db::schema::predictions;
 use crate::db::{Db, DbConnection};
@@ -39,28 +42,36 @@ enum Message {
 
 #[derive(Clone)]
 pub struct PredictionLog {
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::UnboundedSender<Message>,
+    room: Arc<Semaphore>,
     capacity: usize,
 }
 
 impl PredictionLog {
     /// Starts the writer task; it ends when every handle is dropped and the queue is empty.
     pub fn start(db: Db, capacity: usize, batch: usize) -> PredictionLog {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        tokio::spawn(writer(db, rx, batch.max(1)));
-        PredictionLog { tx, capacity }
+        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(capacity));
+        tokio::spawn(writer(db, rx, batch.max(1), room.clone()));
+        PredictionLog { tx, room, capacity }
     }
 
-    /// Queues rows; waits while the queue is full.
+    /// Queues rows; waits while the queue holds `serving.log_queue` rows. A request larger
+    /// than the whole queue waits for it to be empty.
     pub async fn record(&self, rows: Vec<PredictionRow>) -> Result<(), AppError> {
         if rows.is_empty() {
             return Ok(());
         }
-        self.tx
-            .send(Message::Rows(rows))
+        let n = rows.len().min(self.capacity) as u32;
+        let stopped = || AppError::Unavailable("the prediction log has stopped".into());
+        // The permits come back when the writer has stored the rows.
+        self.room
+            .acquire_many(n)
             .await
-            .map_err(|_| AppError::Unavailable("the prediction log has stopped".into()))?;
-        metrics::gauge!(PREDICTION_LOG_QUEUE_DEPTH).set(self.depth() as f64);
+            .map_err(|_| stopped())?
+            .forget();
+        self.tx.send(Message::Rows(rows)).map_err(|_| stopped())?;
         Ok(())
     }
 
@@ -69,19 +80,24 @@ impl PredictionLog {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Message::Flush(done))
-            .await
             .map_err(|_| AppError::Unavailable("the prediction log has stopped".into()))?;
         wait.await
             .map_err(|_| AppError::Unavailable("the prediction log has stopped".into()))
     }
 
-    /// Messages waiting in the queue.
+    /// Rows waiting in the queue.
     pub fn depth(&self) -> usize {
-        self.capacity.saturating_sub(self.tx.capacity())
+        self.capacity.saturating_sub(self.room.available_permits())
     }
 }
 
-async fn writer(db: Db, mut rx: mpsc::Receiver<Message>, batch: usize) {
+async fn writer(
+    db: Db,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    batch: usize,
+    room: Arc<Semaphore>,
+) {
+    let capacity = room.available_permits();
     while let Some(first) = rx.recv().await {
         let mut rows = Vec::new();
         let mut waiters = Vec::new();
@@ -98,8 +114,11 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Message>, batch: usize) {
                 None
             };
         }
-        metrics::gauge!(PREDICTION_LOG_QUEUE_DEPTH).set(rx.len() as f64);
+        metrics::gauge!(PREDICTION_LOG_QUEUE_DEPTH)
+            .set(capacity.saturating_sub(room.available_permits()) as f64);
+        let n = rows.len();
         store(&db, rows).await;
+        room.add_permits(n.min(capacity));
         for done in waiters {
             let _ = done.send(());
         }

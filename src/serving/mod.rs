@@ -26,14 +26,26 @@ use crate::error::AppError;
 use crate::ml::TrainedModel;
 use crate::ml::features::Raw;
 use crate::registry::{self, ModelVersion};
-use crate::telemetry::{MODEL_INFO, MODEL_LOAD_FAILURES_TOTAL};
+use crate::telemetry::{MODEL_INFO, MODEL_LOAD_FAILURES_TOTAL, PREDICTIONS_TOTAL};
 
 /// The model being served, with what `/model/info` reports about it.
-#[derive(Debug)]
 pub struct ServedModel {
     pub version: ModelVersion,
     pub trained: TrainedModel,
     pub loaded_at: chrono::DateTime<chrono::Utc>,
+    /// `predictions_total{model_version, prediction="0"|"1"}`, registered once per load so a
+    /// request does not look its labels up.
+    pub predictions: [metrics::Counter; 2],
+}
+
+impl std::fmt::Debug for ServedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ServedModel({} v{})",
+            self.version.model, self.version.version
+        )
+    }
 }
 
 impl ServedModel {
@@ -173,10 +185,15 @@ impl Serving {
         }
         set_info_gauge(&version, 1.0);
         tracing::info!(model = %self.model_name, version = number, kind = %version.model_kind, "serving");
+        let label = version.version.to_string();
+        let predictions = ["0", "1"].map(|class| {
+            metrics::counter!(PREDICTIONS_TOTAL, "model_version" => label.clone(), "prediction" => class)
+        });
         self.slot.store(Some(Arc::new(ServedModel {
             version,
             trained,
             loaded_at: chrono::Utc::now(),
+            predictions,
         })));
         Ok(Refresh::Loaded { version: number })
     }

@@ -127,6 +127,14 @@ impl FeatureSchema {
                         return Raw::Cat(None);
                     }
                 };
+                // Fast path: the text is one of the configured categories as written.
+                if let Some(hit) = spec
+                    .categories
+                    .as_ref()
+                    .and_then(|allowed| allowed.iter().find(|c| **c == text))
+                {
+                    return Raw::Cat(Some(normalize_category(hit)));
+                }
                 let category = normalize_category(&text);
                 if let Some(allowed) = &spec.categories {
                     if !allowed.iter().any(|c| normalize_category(c) == category) {

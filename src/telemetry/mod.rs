@@ -158,7 +158,7 @@ fn describe() {
     );
     describe_gauge!(
         PREDICTION_LOG_QUEUE_DEPTH,
-        "Prediction-log messages waiting to be stored."
+        "Prediction-log rows waiting to be stored."
     );
     describe_histogram!(
         PREDICTION_LOG_FLUSH_SECONDS,

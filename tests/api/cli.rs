@@ -295,3 +295,61 @@ async fn secrets_never_reach_the_log() {
         }
     }
 }
+
+/// Predictions answered while SIGTERM arrives are all in the prediction log afterwards: the
+/// server drains in-flight requests, then flushes the log's queue, then exits.
+#[tokio::test]
+async fn sigterm_loses_no_logged_prediction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = fresh_database(dir.path());
+    let env = [
+        ("STEWARD__DATABASE__URL", database.url.clone()),
+        (
+            "STEWARD__STORAGE__DIR",
+            dir.path().join("var").display().to_string(),
+        ),
+        ("STEWARD__TRAINING__ON_FIRST_START", "true".into()),
+        ("STEWARD__TRAINING__RF__TREES", "20".into()),
+        ("STEWARD__TRAINING__XGB__ROUNDS", "20".into()),
+        ("STEWARD__SERVING__LOG_BATCH", "7".into()),
+    ];
+    let (mut child, port, _) = start_server(&env);
+    let url = format!("http://127.0.0.1:{port}/predict");
+    let body = serde_json::json!({"age": 63, "sex": 1, "cp": 1, "trestbps": 145, "chol": 233,
+        "fbs": 1, "restecg": 2, "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 3, "ca": 0,
+        "thal": 6});
+    let api = client();
+    let requests: Vec<_> = (0..300)
+        .map(|_| {
+            let (api, url, body) = (api.clone(), url.clone(), body.clone());
+            tokio::spawn(async move { api.post(url).json(&body).send().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let mut answered = 0;
+    for r in requests {
+        if let Ok(Ok(response)) = r.await {
+            if response.status() == 200 {
+                answered += 1;
+            }
+        }
+    }
+    let status = terminate(&mut child);
+    assert!(status.success(), "{status:?}");
+    assert!(answered > 0, "some requests were answered before the stop");
+
+    let mut settings = crate::helpers::test_settings(dir.path(), &database.url);
+    settings.training.on_first_start = false;
+    let db = steward::db::Db::connect(&settings.database).expect("store");
+    let mut conn = db.get().expect("conn");
+    let (stored, _) = steward::serving::log::recent(&mut conn, 0).expect("count");
+    assert_eq!(
+        stored, answered,
+        "every 200 answer is in the prediction log"
+    );
+}

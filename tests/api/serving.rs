@@ -347,9 +347,8 @@ async fn feedback_needs_a_logged_prediction_and_the_log_holds_every_prediction()
     let row = &log["predictions"][0];
     assert_eq!(row["model_version"], 1);
     assert_eq!(row["endpoint"], "predict");
-    let features: Value =
-        serde_json::from_str(row["features_json"].as_str().expect("features")).expect("json");
-    assert_eq!(features["age"], 63.0);
+    assert_eq!(row["features"]["age"], 63.0);
+    assert_eq!(row["features"]["cp"], "1");
     assert!(row["latency_us"].as_i64().expect("latency") > 0);
 
     // Metrics: the serving families are there and promtool accepts the exposition.

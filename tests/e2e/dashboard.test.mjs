@@ -152,3 +152,18 @@ test('the first model is in production; a run is registered, promoted and rolled
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('/docs is Swagger UI from the binary, listing the prediction endpoints', async () => {
+  const page = await browser.newPage();
+  const external = [];
+  page.on('request', (r) => { if (!r.url().startsWith(base)) external.push(r.url()); });
+  await page.goto(`${base}/docs/`);
+  await page.waitForSelector('.opblock-summary-path');
+  const paths = await page.locator('.opblock-summary-path').allTextContents();
+  for (const p of ['/predict', '/invocations', '/model/info', '/feedback']) {
+    assert.ok(paths.some((t) => t.includes(p)), `${p} in ${paths}`);
+  }
+  assert.deepEqual(external, [], 'no asset comes from outside the server');
+  await page.screenshot({ path: join(root, 'target', 'e2e-docs.png') });
+  await page.close();
+});

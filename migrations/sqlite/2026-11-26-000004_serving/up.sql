@@ -1,4 +1,6 @@
 -- Serving: every prediction (the log that monitoring reads) and the ground truth fed back.
+-- Request ids are UUIDv7 (time-ordered), so the log appends at the end of its indexes.
+-- features_json is a JSON array of the request's features in the model's feature order.
 -- Mirrored in both backends' folders; keep them in step.
 
 CREATE TABLE predictions (
@@ -13,7 +15,6 @@ CREATE TABLE predictions (
     latency_us BIGINT NOT NULL
 );
 CREATE INDEX predictions_created_at ON predictions (created_at);
-CREATE INDEX predictions_model_version ON predictions (model, model_version);
 
 CREATE TABLE feedback (
     request_id TEXT PRIMARY KEY NOT NULL REFERENCES predictions (request_id),
