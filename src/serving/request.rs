@@ -194,7 +194,7 @@ pub enum ParseError {
     MlflowFormat(String),
     /// Well-formed, but fields are wrong: 422, every field named.
     Invalid(Vec<FieldError>),
-    /// More rows than `serving.max_batch`: 413.
+    /// More rows than `serving.max_batch`: 422, naming `instances`.
     TooMany { rows: usize, max: usize },
 }
 
