@@ -11,15 +11,7 @@ trap 'rm -rf "$work"' EXIT
 
 cargo build --release --quiet
 scripts/stage-xgboost release
-python3 - "$rows" "$work/heart-1m.csv" <<'PY'
-import random, sys
-rows, out = int(sys.argv[1]), sys.argv[2]
-src = open("data/uci-heart-disease/processed.cleveland.data").read().splitlines()
-random.seed(42)
-with open(out, "w") as f:
-    for _ in range(rows):
-        f.write(random.choice(src) + "\n")
-PY
+python3 bench/resample.py "$rows" "$work/heart-1m.csv"
 ls -l "$work/heart-1m.csv" | awk '{printf "input: %d rows, %.1f MB\n", '"$rows"', $5/1e6}'
 
 export STEWARD__DATABASE__URL="sqlite://$work/steward.db" STEWARD__STORAGE__DIR="$work/var" \

@@ -10,7 +10,7 @@ use crate::error::AppError;
 use crate::ml::models::ModelKind;
 use crate::registry::{self, ModelVersion, Stage, StageTransition};
 use crate::state::AppState;
-use crate::tracking::{self, Run};
+use crate::tracking::{self, runs_table};
 use crate::training::{self, TrainRequest};
 
 pub async fn list_experiments(
@@ -27,43 +27,6 @@ pub struct RunsQuery {
     /// Sort by this metric, best first.
     sort: Option<String>,
     limit: Option<i64>,
-}
-
-#[derive(Serialize)]
-pub struct RunRow {
-    #[serde(flatten)]
-    pub run: Run,
-    pub metrics: std::collections::BTreeMap<String, f64>,
-}
-
-/// Runs with their latest metric values, newest first or sorted by a metric (best first).
-pub fn runs_table(
-    conn: &mut crate::db::DbConnection,
-    experiment: Option<&str>,
-    sort: Option<&str>,
-    limit: i64,
-) -> Result<Vec<RunRow>, AppError> {
-    let runs = tracking::list_runs(conn, experiment, limit)?;
-    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
-    let mut metrics = tracking::latest_metrics(conn, &ids)?;
-    let mut rows: Vec<RunRow> = runs
-        .into_iter()
-        .map(|run| RunRow {
-            metrics: metrics.remove(&run.id).unwrap_or_default(),
-            run,
-        })
-        .collect();
-    if let Some(key) = sort {
-        let lower = tracking::lower_is_better(key);
-        rows.sort_by(|a, b| match (a.metrics.get(key), b.metrics.get(key)) {
-            (Some(x), Some(y)) if lower => x.total_cmp(y),
-            (Some(x), Some(y)) => y.total_cmp(x),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (None, None) => std::cmp::Ordering::Equal,
-        });
-    }
-    Ok(rows)
 }
 
 pub async fn list_experiment_runs(

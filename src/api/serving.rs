@@ -384,19 +384,21 @@ pub async fn post_feedback(
     }
     let request: FeedbackRequest = serde_json::from_slice(&body)
         .map_err(|e| AppError::BadRequest(format!("malformed feedback: {e}")))?;
-    let id = request.request_id.clone();
-    let known = state
-        .db
-        .run(move |conn| feedback::prediction_exists(conn, &id))
-        .await?;
-    if !known {
-        // The prediction may still be in the log's queue: wait for it to be stored.
-        state.serving.log.flush().await?;
-    }
-    let stored = state
-        .db
-        .run(move |conn| feedback::record(conn, &request, &actor))
-        .await?;
+    let request = std::sync::Arc::new(request);
+    let store = || {
+        let (request, actor) = (request.clone(), actor.clone());
+        state
+            .db
+            .run(move |conn| feedback::record(conn, &request, &actor))
+    };
+    let stored = match store().await {
+        // The prediction may still be in the log's queue: wait for it to be stored, once.
+        Err(AppError::NotFound(_)) => {
+            state.serving.log.flush().await?;
+            store().await?
+        }
+        other => other?,
+    };
     Ok(HttpResponse::Created().json(stored))
 }
 

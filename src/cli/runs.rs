@@ -47,25 +47,9 @@ pub(super) fn runs_command(cmd: RunsCommand, settings: &Settings) -> anyhow::Res
             limit,
             json,
         } => {
-            let mut runs = tracking::list_runs(&mut conn, experiment.as_deref(), limit)?;
-            let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
-            let metrics = tracking::latest_metrics(&mut conn, &ids)?;
-            if let Some(key) = &sort {
-                let value = |id: &str| metrics.get(id).and_then(|m| m.get(key)).copied();
-                let lower = tracking::lower_is_better(key);
-                runs.sort_by(|a, b| match (value(&a.id), value(&b.id)) {
-                    (Some(x), Some(y)) if lower => x.total_cmp(&y),
-                    (Some(x), Some(y)) => y.total_cmp(&x),
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (None, None) => std::cmp::Ordering::Equal,
-                });
-            }
+            let rows =
+                tracking::runs_table(&mut conn, experiment.as_deref(), sort.as_deref(), limit)?;
             if json {
-                let rows: Vec<_> = runs
-                    .iter()
-                    .map(|r| serde_json::json!({ "run": r, "metrics": metrics.get(&r.id) }))
-                    .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -81,10 +65,11 @@ pub(super) fn runs_command(cmd: RunsCommand, settings: &Settings) -> anyhow::Res
                 "cv f1",
                 "hold auc"
             );
-            for r in &runs {
-                let m = metrics.get(&r.id);
+            for row in &rows {
+                let r = &row.run;
                 let f = |k: &str| {
-                    m.and_then(|m| m.get(k))
+                    row.metrics
+                        .get(k)
                         .map(|v| format!("{v:.3}"))
                         .unwrap_or_else(|| "-".into())
                 };

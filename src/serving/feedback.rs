@@ -26,7 +26,7 @@ pub struct FeedbackRequest {
     pub label: i32,
 }
 
-pub fn prediction_exists(conn: &mut DbConnection, request_id: &str) -> Result<bool, AppError> {
+fn prediction_exists(conn: &mut DbConnection, request_id: &str) -> Result<bool, AppError> {
     let n: i64 = predictions::table
         .filter(predictions::request_id.eq(request_id))
         .count()
@@ -34,7 +34,8 @@ pub fn prediction_exists(conn: &mut DbConnection, request_id: &str) -> Result<bo
     Ok(n > 0)
 }
 
-/// Stores a label; the prediction must be in the log already (callers flush the queue first).
+/// Stores a label; the prediction must be in the log already (`NotFound` otherwise: callers
+/// flush the log's queue and try once more).
 pub fn record(
     conn: &mut DbConnection,
     request: &FeedbackRequest,

@@ -217,6 +217,18 @@ pub fn start_run(conn: &mut DbConnection, new: NewRun<'_>, actor: &str) -> Resul
     Ok(run)
 }
 
+/// Replaces a run's params: a grid search knows the chosen point only at the end.
+pub fn set_params(
+    conn: &mut DbConnection,
+    run_id: &str,
+    params: &serde_json::Value,
+) -> Result<(), AppError> {
+    diesel::update(runs::table.find(run_id))
+        .set(runs::params_json.eq(params.to_string()))
+        .execute(conn)?;
+    Ok(())
+}
+
 pub fn heartbeat(conn: &mut DbConnection, run_id: &str) -> Result<(), AppError> {
     diesel::update(runs::table.find(run_id))
         .set(runs::heartbeat_at.eq(now()))
@@ -415,6 +427,43 @@ pub fn list_runs(
         q = q.filter(runs::experiment.eq(e.to_owned()));
     }
     Ok(q.load(conn)?)
+}
+
+#[derive(Serialize)]
+pub struct RunRow {
+    #[serde(flatten)]
+    pub run: Run,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Runs with their latest metric values, newest first or sorted by a metric (best first).
+pub fn runs_table(
+    conn: &mut DbConnection,
+    experiment: Option<&str>,
+    sort: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RunRow>, AppError> {
+    let runs = list_runs(conn, experiment, limit)?;
+    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+    let mut metrics = latest_metrics(conn, &ids)?;
+    let mut rows: Vec<RunRow> = runs
+        .into_iter()
+        .map(|run| RunRow {
+            metrics: metrics.remove(&run.id).unwrap_or_default(),
+            run,
+        })
+        .collect();
+    if let Some(key) = sort {
+        let lower = lower_is_better(key);
+        rows.sort_by(|a, b| match (a.metrics.get(key), b.metrics.get(key)) {
+            (Some(x), Some(y)) if lower => x.total_cmp(y),
+            (Some(x), Some(y)) => y.total_cmp(x),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+    }
+    Ok(rows)
 }
 
 pub fn metrics_of(conn: &mut DbConnection, run_id: &str) -> Result<Vec<RunMetric>, AppError> {

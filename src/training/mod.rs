@@ -368,13 +368,7 @@ fn record_run(
         "threshold": report.out_of_fold.threshold,
         "imbalance": report.imbalance.as_str(),
     });
-    {
-        use crate::db::schema::runs;
-        use diesel::prelude::*;
-        diesel::update(runs::table.find(&run.id))
-            .set(runs::params_json.eq(params.to_string()))
-            .execute(conn)?;
-    }
+    tracking::set_params(conn, &run.id, &params)?;
 
     let model_bytes = trained
         .to_bytes()

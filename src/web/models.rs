@@ -9,7 +9,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::{Chrome, html, is_htmx, when};
-use crate::api::models::{ModelDetail, RunRow, model_detail, run_training, runs_table};
+use crate::api::models::{ModelDetail, model_detail, run_training};
 use crate::auth::{Identity, Role};
 use crate::charts;
 use crate::error::AppError;
@@ -17,7 +17,7 @@ use crate::ml::CandidateReport;
 use crate::ml::slices::SliceReport;
 use crate::registry::{self, Stage};
 use crate::state::AppState;
-use crate::tracking::{self, RunDetail};
+use crate::tracking::{self, RunDetail, RunRow, runs_table};
 use crate::training::{self, TrainRequest};
 
 /// Columns of the runs table: (metric, heading).
