@@ -118,6 +118,17 @@ pub struct SchedulerSettings {
     pub session_sweep_secs: u64,
 }
 
+/// `STEWARD__SECTION__KEY` variables; list-valued keys take commas
+/// (`STEWARD__TRAINING__MODELS=lr,xgb`).
+fn environment() -> Environment {
+    Environment::with_prefix("STEWARD")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",")
+        .with_list_parse_key("training.models")
+}
+
 impl Settings {
     /// Loads the layered configuration. `config_dir` holds the `<STEWARD_ENV>.toml` overlays;
     /// `extra` is a file named on the command line.
@@ -134,12 +145,7 @@ impl Settings {
         if let Some(extra) = extra {
             builder = builder.add_source(File::from(extra).required(true));
         }
-        builder = builder.add_source(
-            Environment::with_prefix("STEWARD")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true),
-        );
+        builder = builder.add_source(environment());
         // Render (and most PaaS) hand these over without our prefix.
         if let Ok(port) = std::env::var("PORT") {
             builder = builder.set_override("server.port", port)?;
@@ -288,6 +294,29 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         defaults().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn environment_lists_split_on_commas_and_other_keys_stay_strings() {
+        let vars = [
+            ("STEWARD__TRAINING__MODELS", "lr,xgb"),
+            ("STEWARD__SERVER__HOST", "a,b"),
+        ];
+        let settings: Settings = Config::builder()
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .add_source(
+                environment().source(Some(
+                    vars.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                )),
+            )
+            .build()
+            .and_then(Config::try_deserialize)
+            .expect("settings");
+        use crate::ml::models::ModelKind;
+        assert_eq!(settings.training.models, [ModelKind::Lr, ModelKind::Xgb]);
+        assert_eq!(settings.server.host, "a,b");
     }
 
     #[test]

@@ -7,8 +7,11 @@
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use actix_web::dev::Service;
+use actix_web::http::ConnectionType;
 use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
@@ -39,6 +42,9 @@ pub struct Application {
     server: actix_web::dev::Server,
     state: AppState,
     scheduler: Scheduler,
+    /// Set on shutdown: answers then close their keep-alive connection, so busy clients
+    /// let go (and reconnect elsewhere) instead of holding the drain until its timeout.
+    draining: Arc<AtomicBool>,
 }
 
 /// What preparing the store found, for the start-up log.
@@ -134,8 +140,23 @@ impl Application {
         let port = listener.local_addr()?.port();
         let limit = settings.server.body_limit_bytes;
         let data = web::Data::new(state.clone());
+        let draining = Arc::new(AtomicBool::new(false));
+        let draining_flag = draining.clone();
         let mut server = HttpServer::new(move || {
+            let draining = draining_flag.clone();
             App::new()
+                .wrap_fn(move |req, service| {
+                    let close = draining.load(Ordering::Relaxed);
+                    let answer = service.call(req);
+                    async move {
+                        let mut response = answer.await?;
+                        if close {
+                            let head = response.response_mut().head_mut();
+                            head.set_connection_type(ConnectionType::Close);
+                        }
+                        Ok(response)
+                    }
+                })
                 .wrap(Compress::default())
                 .wrap(from_fn(telemetry::record_http))
                 .app_data(data.clone())
@@ -167,6 +188,7 @@ impl Application {
             server: server.run(),
             state,
             scheduler,
+            draining,
         })
     }
 
@@ -200,6 +222,7 @@ impl Application {
             result = &mut server => result,
             () = shutdown => {
                 tracing::info!("shutdown requested; draining in-flight requests");
+                self.draining.store(true, Ordering::Relaxed);
                 // The server future itself carries out the stop, so keep polling it.
                 let (_, result) = tokio::join!(handle.stop(true), &mut server);
                 result
