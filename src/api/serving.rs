@@ -19,7 +19,7 @@ use crate::serving::log::PredictionRow;
 use crate::serving::request::{self, ParseError};
 use crate::serving::{ModelInfo, ServedModel};
 use crate::state::AppState;
-use crate::telemetry::{INFERENCE_DURATION_SECONDS, VALIDATION_FAILURES_TOTAL};
+use crate::telemetry::VALIDATION_FAILURES_TOTAL;
 
 /// With `serving.require_token`, the prediction endpoints need a caller of any role.
 async fn authorize(state: &AppState, req: &HttpRequest) -> Result<String, AppError> {
@@ -134,7 +134,9 @@ async fn score(
 ) -> Result<Vec<(String, f64, i32)>, AppError> {
     let timer = Instant::now();
     let probabilities = model.predict(rows)?;
-    metrics::histogram!(INFERENCE_DURATION_SECONDS).record(timer.elapsed().as_secs_f64());
+    model
+        .inference_duration
+        .record(timer.elapsed().as_secs_f64());
     let threshold = model.threshold();
     let version = model.version.version;
     let now = crate::db::now();
@@ -169,15 +171,8 @@ async fn score(
 /// The row as a JSON array in the model's feature order (compact: the log is written at the
 /// request rate; `GET /api/v1/predictions` names the values again).
 fn features_json(row: &[Raw]) -> String {
-    let values: Vec<Value> = row
-        .iter()
-        .map(|cell| match cell {
-            Raw::Num(Some(x)) => json!(x),
-            Raw::Cat(Some(c)) => json!(c),
-            Raw::Num(None) | Raw::Cat(None) => Value::Null,
-        })
-        .collect();
-    Value::Array(values).to_string()
+    // Numbers, strings and nulls always serialize.
+    serde_json::to_string(row).unwrap_or_else(|_| "[]".into())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::data::schema::{ColumnKind, DatasetSettings, TargetRule, normalize_category};
 use crate::data::table::Table;
 
-/// One feature cell before preprocessing.
-#[derive(Debug, Clone, PartialEq)]
+/// One feature cell before preprocessing. In JSON it is its bare value: a number, a string,
+/// or null when missing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Raw {
     Num(Option<f64>),
     Cat(Option<String>),

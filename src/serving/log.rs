@@ -132,10 +132,11 @@ async fn store(db: &Db, rows: Vec<PredictionRow>) {
         return;
     }
     let mut backoff = Duration::from_millis(50);
+    let rows = Arc::new(rows);
+    let n = rows.len();
     loop {
         let started = Instant::now();
         let batch = rows.clone();
-        let n = batch.len();
         match db.run(move |conn| insert(conn, &batch)).await {
             Ok(()) => {
                 metrics::histogram!(PREDICTION_LOG_FLUSH_SECONDS)
@@ -152,20 +153,25 @@ async fn store(db: &Db, rows: Vec<PredictionRow>) {
     }
 }
 
-/// Rows per INSERT statement: 9 columns each stays far under both backends' parameter limits.
+/// Rows per INSERT statement on Postgres: 9 columns each stays far under its parameter limit.
 const ROWS_PER_STATEMENT: usize = 500;
 
 fn insert(conn: &mut DbConnection, rows: &[PredictionRow]) -> Result<(), AppError> {
-    // Multi-row inserts need the concrete connection; the multi-backend one has none.
     conn.transaction(|conn| {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            match conn {
-                DbConnection::Sqlite(c) => {
+        match conn {
+            // SQLite has no round trips to save: one cached prepared single-row statement,
+            // stepped per row inside the transaction, is its fastest bulk insert (a multi-row
+            // statement is rebuilt and re-prepared for every batch).
+            DbConnection::Sqlite(c) => {
+                for row in rows {
                     diesel::insert_into(predictions::table)
-                        .values(chunk)
+                        .values(row)
                         .execute(c)?;
                 }
-                DbConnection::Postgres(c) => {
+            }
+            // Multi-row inserts need the concrete connection; the multi-backend one has none.
+            DbConnection::Postgres(c) => {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                     diesel::insert_into(predictions::table)
                         .values(chunk)
                         .execute(c)?;

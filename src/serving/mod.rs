@@ -26,7 +26,9 @@ use crate::error::AppError;
 use crate::ml::TrainedModel;
 use crate::ml::features::Raw;
 use crate::registry::{self, ModelVersion};
-use crate::telemetry::{MODEL_INFO, MODEL_LOAD_FAILURES_TOTAL, PREDICTIONS_TOTAL};
+use crate::telemetry::{
+    INFERENCE_DURATION_SECONDS, MODEL_INFO, MODEL_LOAD_FAILURES_TOTAL, PREDICTIONS_TOTAL,
+};
 
 /// The model being served, with what `/model/info` reports about it.
 pub struct ServedModel {
@@ -36,6 +38,8 @@ pub struct ServedModel {
     /// `predictions_total{model_version, prediction="0"|"1"}`, registered once per load so a
     /// request does not look its labels up.
     pub predictions: [metrics::Counter; 2],
+    /// `inference_duration_seconds`, likewise looked up once.
+    pub inference_duration: metrics::Histogram,
 }
 
 impl std::fmt::Debug for ServedModel {
@@ -194,6 +198,7 @@ impl Serving {
             trained,
             loaded_at: chrono::Utc::now(),
             predictions,
+            inference_duration: metrics::histogram!(INFERENCE_DURATION_SECONDS),
         })));
         Ok(Refresh::Loaded { version: number })
     }

@@ -210,6 +210,44 @@ pub fn parse_predict(
     body: &[u8],
     max_batch: usize,
 ) -> Result<PredictBody, ParseError> {
+    match parse_known_object(schema, body) {
+        Some(parsed) => parsed,
+        None => parse_predict_general(schema, body, max_batch),
+    }
+}
+
+/// The common request, one object of known features, read straight into column slots with
+/// no map in between. `None` for anything else (a batch, an unknown key, bad JSON): the
+/// general parser handles it and words every error.
+fn parse_known_object(
+    schema: &FeatureSchema,
+    body: &[u8],
+) -> Option<Result<PredictBody, ParseError>> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let cells =
+        serde::de::DeserializeSeed::deserialize(ColumnSlots(schema), &mut deserializer).ok()?;
+    deserializer.end().ok()?;
+    let mut errors = Vec::new();
+    let row = schema
+        .columns
+        .iter()
+        .zip(cells)
+        .map(|(spec, cell)| match cell {
+            None => {
+                errors.push(field("", &spec.name, "missing"));
+                missing(spec)
+            }
+            Some(value) => schema.cell(spec, &value, "", &mut errors),
+        })
+        .collect();
+    Some(finish(vec![row], errors, false))
+}
+
+fn parse_predict_general(
+    schema: &FeatureSchema,
+    body: &[u8],
+    max_batch: usize,
+) -> Result<PredictBody, ParseError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ParseError::Malformed(format!("malformed JSON: {e}")))?;
     let Value::Object(object) = value else {
@@ -244,6 +282,62 @@ pub fn parse_predict(
     }
     let row = schema.row_from_object(&object, "", &mut errors);
     finish(vec![row], errors, false)
+}
+
+/// Reads a JSON object whose keys are all schema columns into one slot per column (the last
+/// of a repeated key wins, as in a `serde_json::Map`). Any other input is an error, and the
+/// caller falls back to the general parser.
+struct ColumnSlots<'a>(&'a FeatureSchema);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ColumnSlots<'_> {
+    type Value = Vec<Option<Value>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ColumnSlots<'_> {
+    type Value = Vec<Option<Value>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object of known features")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut cells = vec![None; self.0.columns.len()];
+        while let Some(column) = map.next_key_seed(ColumnIndex(self.0))? {
+            cells[column] = Some(map.next_value::<Value>()?);
+        }
+        Ok(cells)
+    }
+}
+
+/// A key, as the index of its column; an unknown key is an error.
+struct ColumnIndex<'a>(&'a FeatureSchema);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ColumnIndex<'_> {
+    type Value = usize;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ColumnIndex<'_> {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a feature name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<usize, E> {
+        self.0
+            .columns
+            .iter()
+            .position(|c| c.name == key)
+            .ok_or_else(|| E::custom("unknown field"))
+    }
 }
 
 fn check_size(rows: usize, max: usize) -> Result<(), ParseError> {
@@ -619,5 +713,31 @@ mod tests {
                 prop_assert!(body.rows.iter().all(|r| r.len() == s.columns.len()));
             }
         }
+
+        /// The fast path for one object of features answers exactly as the general parser:
+        /// the same row, or the same errors.
+        #[test]
+        fn the_fast_path_agrees_with_the_general_parser(
+            fields in prop::collection::btree_map(feature_name(), json_value(), 0..16),
+        ) {
+            let s = schema();
+            let text = Value::Object(fields.into_iter().collect()).to_string();
+            let general = parse_predict_general(&s, text.as_bytes(), 50);
+            match parse_known_object(&s, text.as_bytes()) {
+                Some(fast) => prop_assert_eq!(fast, general),
+                // Only an unknown key sends a well-formed object to the general parser,
+                // which refuses it.
+                None => prop_assert!(general.is_err(), "{text}"),
+            }
+        }
+    }
+
+    /// Mostly the schema's feature names, sometimes another key.
+    fn feature_name() -> impl Strategy<Value = String> {
+        let names = schema().names();
+        prop_oneof![
+            9 => prop::sample::select(names),
+            1 => "[a-z]{1,6}",
+        ]
     }
 }
