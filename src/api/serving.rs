@@ -410,14 +410,15 @@ pub async fn list_predictions(
 ) -> Result<HttpResponse, AppError> {
     identity.require_read(&state)?;
     let limit = query.limit.unwrap_or(50);
-    let (total, rows) = state
+    let recent = state
         .db
         .run(move |conn| crate::serving::log::recent(conn, limit))
         .await?;
     let names = state.serving.schema.names();
-    let rows: Vec<Value> = rows
+    let rows: Vec<Value> = recent
+        .rows
         .into_iter()
-        .map(|r| {
+        .map(|(r, label)| {
             let values: Vec<Value> = serde_json::from_str(&r.features_json).unwrap_or_default();
             let features: Map<String, Value> = names.iter().cloned().zip(values).collect();
             json!({
@@ -430,10 +431,15 @@ pub async fn list_predictions(
                 "probability": r.probability,
                 "prediction": r.prediction,
                 "latency_us": r.latency_us,
+                "label": label,
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({ "total": total, "predictions": rows })))
+    Ok(HttpResponse::Ok().json(json!({
+        "total": recent.total,
+        "labelled": recent.labelled,
+        "predictions": rows,
+    })))
 }
 
 #[derive(utoipa::OpenApi)]

@@ -235,3 +235,7 @@ diesel::table! {
         received_at -> Timestamp,
     }
 }
+
+diesel::joinable!(feedback -> predictions (request_id));
+
+diesel::allow_tables_to_appear_in_same_query!(predictions, feedback);

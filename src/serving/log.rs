@@ -53,7 +53,7 @@ impl PredictionLog {
         let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
         let (tx, rx) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(capacity));
-        tokio::spawn(writer(db, rx, batch.max(1), room.clone()));
+        tokio::spawn(writer(db, rx, batch.max(1), room.clone(), capacity));
         PredictionLog { tx, room, capacity }
     }
 
@@ -96,8 +96,9 @@ async fn writer(
     mut rx: mpsc::UnboundedReceiver<Message>,
     batch: usize,
     room: Arc<Semaphore>,
+    // Passed in, not read from `room`: rows may be queued before this task first runs.
+    capacity: usize,
 ) {
-    let capacity = room.available_permits();
     while let Some(first) = rx.recv().await {
         let mut rows = Vec::new();
         let mut waiters = Vec::new();
@@ -182,14 +183,30 @@ fn insert(conn: &mut DbConnection, rows: &[PredictionRow]) -> Result<(), AppErro
     })
 }
 
-/// The newest predictions, and how many the log holds.
-pub fn recent(conn: &mut DbConnection, limit: i64) -> Result<(i64, Vec<PredictionRow>), AppError> {
+/// The newest predictions, each with its feedback label once one arrived.
+#[derive(Debug)]
+pub struct Recent {
+    /// Rows in the prediction log.
+    pub total: i64,
+    /// Predictions that have a feedback label.
+    pub labelled: i64,
+    pub rows: Vec<(PredictionRow, Option<i32>)>,
+}
+
+pub fn recent(conn: &mut DbConnection, limit: i64) -> Result<Recent, AppError> {
+    use crate::db::schema::feedback;
     let total: i64 = predictions::table.count().get_result(conn)?;
+    let labelled: i64 = feedback::table.count().get_result(conn)?;
     let rows = predictions::table
+        .left_join(feedback::table)
         .order(predictions::created_at.desc())
         .then_order_by(predictions::request_id.asc())
         .limit(limit.clamp(0, 1000))
-        .select(PredictionRow::as_select())
+        .select((PredictionRow::as_select(), feedback::label.nullable()))
         .load(conn)?;
-    Ok((total, rows))
+    Ok(Recent {
+        total,
+        labelled,
+        rows,
+    })
 }

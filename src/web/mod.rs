@@ -13,6 +13,7 @@ mod login;
 mod models;
 mod overview;
 mod planned;
+mod predictions;
 
 use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -64,6 +65,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 )
                 .route("/models/rollback", web::post().to(models::post_rollback))
                 .route("/performance", web::get().to(models::get_performance))
+                .route("/predictions", web::get().to(predictions::get_predictions))
                 .route("/{page}", web::get().to(planned::get_planned_page)),
         );
 }
@@ -83,6 +85,10 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         path: "/performance",
         title: "Model performance",
+    },
+    NavItem {
+        path: "/predictions",
+        title: "Predictions",
     },
     NavItem {
         path: "/drift",

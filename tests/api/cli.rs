@@ -385,7 +385,9 @@ async fn sigterm_loses_no_logged_prediction() {
     settings.training.on_first_start = false;
     let db = steward::db::Db::connect(&settings.database).expect("store");
     let mut conn = db.get().expect("conn");
-    let (stored, _) = steward::serving::log::recent(&mut conn, 0).expect("count");
+    let stored = steward::serving::log::recent(&mut conn, 0)
+        .expect("count")
+        .total;
     assert_eq!(
         stored, answered,
         "every 200 answer is in the prediction log"

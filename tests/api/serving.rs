@@ -350,6 +350,28 @@ async fn feedback_needs_a_logged_prediction_and_the_log_holds_every_prediction()
     assert_eq!(row["features"]["age"], 63.0);
     assert_eq!(row["features"]["cp"], "1");
     assert!(row["latency_us"].as_i64().expect("latency") > 0);
+    assert_eq!(log["labelled"], 1);
+    let label_of = |id: &str| {
+        log["predictions"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["request_id"] == id)
+            .map(|r| r["label"].clone())
+    };
+    assert_eq!(label_of(&ids[19]), Some(json!(1)), "{log}");
+    assert_eq!(label_of(&ids[18]), Some(Value::Null), "{log}");
+
+    // The dashboard's Predictions page shows the same log.
+    app.login_admin().await;
+    let page = app.get("/predictions").await.text().await.expect("html");
+    assert!(page.contains(&ids[19]) && page.contains(&ids[0]), "{page}");
+    assert!(
+        page.contains(r#"<span class="value" id="logged">20</span>"#)
+            && page.contains(r#"<span class="value" id="labelled">1</span>"#),
+        "{page}"
+    );
+    assert!(page.contains("age=63.0"), "{page}");
 
     // Metrics: the serving families are there and promtool accepts the exposition.
     let metrics = client()
@@ -510,4 +532,71 @@ async fn a_token_can_be_required_for_predictions() {
         .await
         .expect("predict");
     assert_eq!(ok.status(), 200);
+}
+
+/// Backpressure: while the store refuses writes, the log's queue fills and the next caller
+/// waits instead of dropping rows; once the store takes writes again, everything is stored.
+#[tokio::test]
+async fn a_full_prediction_log_makes_callers_wait_and_loses_nothing() {
+    use diesel::RunQueryDsl;
+    use steward::db::DbConnection;
+    use steward::serving::log::{PredictionLog, PredictionRow};
+
+    let app = spawn_app().await;
+    let db = steward::db::Db::connect(&app.settings.database).expect("store");
+    let row = |i: i64| PredictionRow {
+        request_id: uuid::Uuid::now_v7().to_string(),
+        created_at: chrono::Utc::now().naive_utc(),
+        model: "heart-disease".into(),
+        model_version: 1,
+        endpoint: "predict".into(),
+        features_json: "[]".into(),
+        probability: 0.5,
+        prediction: 1,
+        latency_us: i,
+    };
+    // Another connection holds a write lock on the log's table.
+    let mut locker = db.get().expect("conn");
+    let lock = match &mut *locker {
+        DbConnection::Sqlite(_) => vec!["BEGIN EXCLUSIVE"],
+        DbConnection::Postgres(_) => vec!["BEGIN", "LOCK TABLE predictions IN EXCLUSIVE MODE"],
+    };
+    for statement in lock {
+        diesel::sql_query(statement)
+            .execute(&mut *locker)
+            .expect("lock");
+    }
+
+    let log = PredictionLog::start(db.clone(), 2, 1);
+    log.record(vec![row(1), row(2)])
+        .await
+        .expect("two rows fit the queue");
+    assert_eq!(log.depth(), 2);
+    let waiting = tokio::spawn({
+        let log = log.clone();
+        async move { log.record(vec![row(3)]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a caller waits while the queue is full"
+    );
+
+    diesel::sql_query("COMMIT")
+        .execute(&mut *locker)
+        .expect("unlock");
+    drop(locker);
+    tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+        .await
+        .expect("the waiting caller gets in once rows are stored")
+        .expect("task")
+        .expect("queued");
+    log.flush().await.expect("flush");
+    let mut conn = db.get().expect("conn");
+    let recent = steward::serving::log::recent(&mut conn, 10).expect("count");
+    assert_eq!(recent.total, 3, "nothing was dropped");
+    let mut latencies: Vec<i64> = recent.rows.iter().map(|(r, _)| r.latency_us).collect();
+    latencies.sort();
+    assert_eq!(latencies, [1, 2, 3]);
+    assert_eq!(log.depth(), 0);
 }

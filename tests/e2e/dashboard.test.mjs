@@ -25,6 +25,8 @@ before(async () => {
       STEWARD__DATABASE__URL: `sqlite://${join(work, 'steward.db')}`,
       STEWARD__STORAGE__DIR: join(work, 'var'),
       STEWARD_ADMIN_PASSWORD: password,
+      // Every test logs in; the throttle itself is tested in the Rust suite.
+      STEWARD__AUTH__LOGIN_ATTEMPTS_PER_MINUTE: '60',
       RUST_LOG: 'info',
     },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -149,6 +151,22 @@ test('the first model is in production; a run is registered, promoted and rolled
   assert.match(await page.textContent('#transitions-table'), /rollback from v2: e2e check/);
   assert.match(await page.textContent('#versions-table tr.current'), /v1/);
   await page.screenshot({ path: join(root, 'target', 'e2e-models.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a prediction and its feedback show up on the Predictions page', async () => {
+  const { page, errors } = await loggedIn();
+  const patient = { age: 63, sex: 1, cp: 1, trestbps: 145, chol: 233, fbs: 1, restecg: 2,
+    thalach: 150, exang: 0, oldpeak: 2.3, slope: 3, ca: 0, thal: 6 };
+  const answer = await (await page.request.post(`${base}/predict`, { data: patient })).json();
+  const feedback = await page.request.post(`${base}/feedback`, { data: { request_id: answer.request_id, label: 1 } });
+  assert.equal(feedback.status(), 201);
+  await page.goto(`${base}/predictions`);
+  const row = page.locator('#predictions-table tr', { hasText: answer.request_id });
+  assert.equal(await row.count(), 1);
+  assert.match(await row.textContent(), /age=63/);
+  await page.screenshot({ path: join(root, 'target', 'e2e-predictions.png'), fullPage: true });
   assert.deepEqual(errors, []);
   await page.close();
 });
