@@ -155,7 +155,7 @@ async fn score(
             model: model.version.model.clone(),
             model_version: version,
             endpoint: endpoint.to_owned(),
-            features_json: features_json(row),
+            features_json: PredictionRow::encode_features(row),
             probability: p,
             prediction: class,
             latency_us: latency,
@@ -166,13 +166,6 @@ async fn score(
     model.predictions[1].increment(positives);
     state.serving.log.record(log).await?;
     Ok(out)
-}
-
-/// The row as a JSON array in the model's feature order (compact: the log is written at the
-/// request rate; `GET /api/v1/predictions` names the values again).
-fn features_json(row: &[Raw]) -> String {
-    // Numbers, strings and nulls always serialize.
-    serde_json::to_string(row).unwrap_or_else(|_| "[]".into())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -419,8 +412,11 @@ pub async fn list_predictions(
         .rows
         .into_iter()
         .map(|(r, label)| {
-            let values: Vec<Value> = serde_json::from_str(&r.features_json).unwrap_or_default();
-            let features: Map<String, Value> = names.iter().cloned().zip(values).collect();
+            let features: Map<String, Value> = r
+                .named_features(&names)
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect();
             json!({
                 "request_id": r.request_id,
                 "created_at": r.created_at,

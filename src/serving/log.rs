@@ -35,6 +35,22 @@ pub struct PredictionRow {
     pub latency_us: i64,
 }
 
+impl PredictionRow {
+    /// The features as the log stores them: a JSON array in the model's feature order
+    /// (compact, since the log is written at the request rate).
+    pub fn encode_features(row: &[crate::ml::features::Raw]) -> String {
+        // Numbers, strings and nulls always serialize.
+        serde_json::to_string(row).unwrap_or_else(|_| "[]".into())
+    }
+
+    /// The stored features named again, in the schema's order.
+    pub fn named_features<'a>(&self, names: &'a [String]) -> Vec<(&'a str, serde_json::Value)> {
+        let values: Vec<serde_json::Value> =
+            serde_json::from_str(&self.features_json).unwrap_or_default();
+        names.iter().map(String::as_str).zip(values).collect()
+    }
+}
+
 enum Message {
     Rows(Vec<PredictionRow>),
     Flush(oneshot::Sender<()>),

@@ -54,11 +54,9 @@ pub async fn get_predictions(
         .rows
         .into_iter()
         .map(|(r, label)| {
-            let values: Vec<serde_json::Value> =
-                serde_json::from_str(&r.features_json).unwrap_or_default();
-            let features = names
-                .iter()
-                .zip(values)
+            let features = r
+                .named_features(&names)
+                .into_iter()
                 .map(|(name, value)| match value {
                     serde_json::Value::String(category) => format!("{name}={category}"),
                     other => format!("{name}={other}"),
