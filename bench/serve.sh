@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Serving throughput and latency with wrk, against the release binary on 127.0.0.1, with an
 # XGBoost production model trained on the first start (fresh SQLite store):
-#   1. ceiling: GET /health (fixed JSON, same server, same middleware), 64 connections;
-#   2. POST /predict, one patient per request, 64 connections;
+#   1+2. side by side, ROUNDS times (default 3): the ceiling, GET /health (fixed JSON, same
+#      server, same middleware), then POST /predict, one patient per request, each at 64
+#      connections; each pair gives a ratio, and the median pair is the figure (the ceiling
+#      alone swings by 20% between runs on a shared 2-core machine);
 #   3. swap under load: POST /predict for 30 s at 64 connections while 20 promote/rollback
 #      cycles run through the API;
 #   4. batch: POST /predict with 1,000 rows per request, 8 connections;
 #   5. nothing lost: after a SIGTERM, the prediction-log rows equal the rows the server answered
 #      with 200 (its own http_requests_total and predictions_total).
-#   bench/serve.sh [SECONDS per run, default 15]
+#   [ROUNDS=3] bench/serve.sh [SECONDS per run, default 15]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
@@ -50,12 +52,27 @@ run() { # label, then wrk arguments
     echo "== $label"
     wrk --latency "$@" | tee "$work/wrk.out" | grep -E "Requests/sec|50%|99%|Non-2xx|requests in|Socket errors" | sed 's/^/   /'
 }
-run "ceiling: GET /health, 64 connections, ${secs}s" -t2 -c64 -d"${secs}s" http://127.0.0.1:18080/health
-ceiling=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
-BODY_FILE="$work/one.json" run "POST /predict (XGBoost, one row), 64 connections, ${secs}s" \
-    -t2 -c64 -d"${secs}s" -s bench/predict.lua http://127.0.0.1:18080
-predict=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
-python3 -c "print(f'   /predict reaches {100*$predict/$ceiling:.0f}% of the ceiling')"
+pairs=()
+for round in $(seq 1 "${ROUNDS:-3}"); do
+    run "round $round, ceiling: GET /health, 64 connections, ${secs}s" \
+        -t2 -c64 -d"${secs}s" http://127.0.0.1:18080/health
+    ceiling=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
+    BODY_FILE="$work/one.json" run "round $round, POST /predict (XGBoost, one row), 64 connections, ${secs}s" \
+        -t2 -c64 -d"${secs}s" -s bench/predict.lua http://127.0.0.1:18080
+    predict=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.out")
+    p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.out")
+    pairs+=("$ceiling $predict $p99")
+done
+printf '%s\n' "${pairs[@]}" | python3 -c '
+import statistics, sys
+def ms(t):
+    return float(t[:-2]) if t.endswith("ms") else float(t[:-2]) / 1000 if t.endswith("us") else float(t[:-1]) * 1000
+rows = [l.split() for l in sys.stdin if l.strip()]
+ratios = [100 * float(p) / float(c) for c, p, _ in rows]
+print("== side by side: " + ", ".join(f"{r:.0f}%" for r in ratios) + " of the ceiling")
+print(f"   median {statistics.median(ratios):.0f}% of the ceiling; /predict p99 median "
+      f"{statistics.median(ms(t) for _, _, t in rows):.2f} ms, worst {max(ms(t) for _, _, t in rows):.2f} ms")
+'
 
 echo "== swap under load: 30 s at 64 connections, 20 promote/rollback cycles"
 (

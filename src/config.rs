@@ -52,6 +52,8 @@ pub struct ServingSettings {
     pub log_queue: usize,
     /// Most rows stored per prediction-log batch.
     pub log_batch: usize,
+    /// Milliseconds the prediction-log writer waits after a batch's first row for more rows.
+    pub log_linger_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -237,6 +239,12 @@ impl Settings {
         }
         if sv.refresh_secs == 0 {
             return invalid("serving.refresh_secs", "must be greater than 0");
+        }
+        if sv.log_linger_ms > 1000 {
+            return invalid(
+                "serving.log_linger_ms",
+                "must be at most 1000 (rows would reach the store too late for monitoring)",
+            );
         }
         let name = &self.registry.model;
         if name.is_empty()

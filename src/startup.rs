@@ -31,7 +31,7 @@ use crate::db::{self, Db};
 use crate::error;
 use crate::scheduler::Scheduler;
 use crate::serving::Serving;
-use crate::serving::log::PredictionLog;
+use crate::serving::log::{Batching, PredictionLog};
 use crate::serving::request::FeatureSchema;
 use crate::state::AppState;
 use crate::telemetry::{self, Telemetry};
@@ -113,7 +113,10 @@ impl Application {
             PredictionLog::start(
                 prepared.db.clone(),
                 settings.serving.log_queue,
-                settings.serving.log_batch,
+                Batching {
+                    batch: settings.serving.log_batch,
+                    linger: Duration::from_millis(settings.serving.log_linger_ms),
+                },
             ),
         ));
         // A refusal (say, a tampered artifact) is logged; /ready then says no model is loaded.

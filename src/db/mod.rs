@@ -88,6 +88,12 @@ impl DatabaseUrl {
     }
 }
 
+/// Every SQLite connection's settings. WAL lets readers run beside the one writer;
+/// busy_timeout makes writers queue instead of failing at once. A 32 MiB page cache keeps the
+/// prediction log's hot pages in memory under load.
+pub const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;";
+
 /// r2d2 manager that opens the variant the URL named, with our per-connection settings.
 #[derive(Debug)]
 pub struct ConnectionManager {
@@ -106,15 +112,8 @@ impl ConnectionManager {
                 })?;
                 let mut conn =
                     SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
-                // WAL lets readers run beside the one writer; busy_timeout makes writers queue
-                // instead of failing at once. A 32 MiB page cache keeps the prediction log's
-                // hot pages in memory under load.
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                     PRAGMA cache_size = -32768;",
-                )
-                .map_err(r2d2::Error::QueryError)?;
+                conn.batch_execute(SQLITE_PRAGMAS)
+                    .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))
             }
             DatabaseUrl::Postgres(url) => {
@@ -159,6 +158,8 @@ pub type PooledDb = PooledConnection<ConnectionManager>;
 #[derive(Clone)]
 pub struct Db {
     pool: DbPool,
+    /// The SQLite file, for the one writer that opens its own connection (the prediction log).
+    sqlite_path: Option<PathBuf>,
     backend: Backend,
 }
 
@@ -177,6 +178,10 @@ impl Db {
             }
         }
         let backend = url.backend();
+        let sqlite_path = match &url {
+            DatabaseUrl::Sqlite(path) => Some(path.clone()),
+            DatabaseUrl::Postgres(_) => None,
+        };
         let timeout = Duration::from_secs(settings.connect_timeout_secs);
         let manager = ConnectionManager {
             url,
@@ -194,11 +199,20 @@ impl Db {
             .build_unchecked(manager);
         // Hand the checked connection to the pool's users by dropping it: r2d2 will open its own.
         drop(first);
-        Ok(Db { pool, backend })
+        Ok(Db {
+            pool,
+            backend,
+            sqlite_path,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The SQLite file when the store is SQLite.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite_path.as_deref()
     }
 
     /// A connection for blocking code that is already off the async workers (CLI, jobs).

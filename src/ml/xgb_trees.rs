@@ -10,15 +10,20 @@
 
 use serde_json::Value;
 
-#[derive(Debug, Clone)]
-struct Tree {
-    left: Vec<i32>,
-    right: Vec<i32>,
-    feature: Vec<u32>,
+/// One node, with everything a step of the walk reads side by side.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    /// 0 for a leaf: the root is never a child, since children come after their parent.
+    left: u32,
+    right: u32,
+    feature: u32,
     /// Split condition of an inner node; the leaf value of a leaf.
-    condition: Vec<f32>,
-    default_left: Vec<bool>,
+    value: f32,
+    default_left: bool,
 }
+
+/// A tree's nodes, root first.
+type Tree = Box<[Node]>;
 
 #[derive(Debug, Clone)]
 pub struct XgbTrees {
@@ -85,35 +90,44 @@ impl XgbTrees {
                 if split_type.iter().any(|&s| s != 0) {
                     return Err("categorical splits".to_owned());
                 }
-                let tree = Tree {
-                    left: numbers(t, "left_children", |v| v.as_i64().map(|x| x as i32))?,
-                    right: numbers(t, "right_children", |v| v.as_i64().map(|x| x as i32))?,
-                    feature: numbers(t, "split_indices", |v| v.as_u64().map(|x| x as u32))?,
-                    condition: numbers(t, "split_conditions", |v| v.as_f64().map(|x| x as f32))?,
-                    default_left: numbers(t, "default_left", |v| v.as_u64().map(|x| x != 0))?,
-                };
-                let n = tree.left.len();
+                let left = numbers(t, "left_children", Value::as_i64)?;
+                let right = numbers(t, "right_children", Value::as_i64)?;
+                let feature = numbers(t, "split_indices", Value::as_u64)?;
+                let condition = numbers(t, "split_conditions", |v| v.as_f64().map(|x| x as f32))?;
+                let default_left = numbers(t, "default_left", |v| v.as_u64().map(|x| x != 0))?;
+                let n = left.len();
                 let consistent = [
-                    tree.right.len(),
-                    tree.feature.len(),
-                    tree.condition.len(),
-                    tree.default_left.len(),
+                    right.len(),
+                    feature.len(),
+                    condition.len(),
+                    default_left.len(),
                 ]
                 .iter()
                 .all(|&len| len == n);
-                let in_bounds = (0..n).all(|i| {
-                    let (l, r) = (tree.left[i], tree.right[i]);
-                    (l == -1 && r == -1)
-                        || (l > i as i32
-                            && r > i as i32
-                            && (l as usize) < n
-                            && (r as usize) < n
-                            && (tree.feature[i] as usize) < num_feature)
-                });
-                if n == 0 || !consistent || !in_bounds {
+                if n == 0 || !consistent {
                     return Err("malformed tree".to_owned());
                 }
-                Ok(tree)
+                (0..n)
+                    .map(|i| {
+                        let (l, r) = (left[i], right[i]);
+                        let leaf = l == -1 && r == -1;
+                        let inner = l > i as i64
+                            && r > i as i64
+                            && (l as usize) < n
+                            && (r as usize) < n
+                            && (feature[i] as usize) < num_feature;
+                        if !leaf && !inner {
+                            return Err("malformed tree".to_owned());
+                        }
+                        Ok(Node {
+                            left: if leaf { 0 } else { l as u32 },
+                            right: if leaf { 0 } else { r as u32 },
+                            feature: if leaf { 0 } else { feature[i] as u32 },
+                            value: condition[i],
+                            default_left: default_left[i],
+                        })
+                    })
+                    .collect::<Result<Tree, String>>()
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(XgbTrees {
@@ -129,19 +143,19 @@ impl XgbTrees {
 
     fn margin(&self, row: &[f32]) -> f32 {
         let mut sum = 0.0_f32;
-        for t in &self.trees {
-            let mut node = 0_usize;
+        for tree in &self.trees {
+            let mut node = &tree[0];
             // Children always come after their parent (checked on load), so this ends.
-            while t.left[node] != -1 {
-                let value = row[t.feature[node] as usize];
+            while node.left != 0 {
+                let value = row[node.feature as usize];
                 let go_left = if value.is_nan() {
-                    t.default_left[node]
+                    node.default_left
                 } else {
-                    value < t.condition[node]
+                    value < node.value
                 };
-                node = if go_left { t.left[node] } else { t.right[node] } as usize;
+                node = &tree[if go_left { node.left } else { node.right } as usize];
             }
-            sum += t.condition[node];
+            sum += node.value;
         }
         self.base_margin + sum
     }

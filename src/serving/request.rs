@@ -15,13 +15,22 @@ use crate::ml::features::Raw;
 #[derive(Debug, Clone)]
 pub struct FeatureSchema {
     pub columns: Vec<ColumnSpec>,
+    /// Each column's allowed categories, normalized once here rather than per request.
+    allowed: Vec<Option<Vec<String>>>,
 }
 
 impl FeatureSchema {
     pub fn from_dataset(schema: &DatasetSettings) -> Self {
-        FeatureSchema {
-            columns: schema.features().cloned().collect(),
-        }
+        let columns: Vec<ColumnSpec> = schema.features().cloned().collect();
+        let allowed = columns
+            .iter()
+            .map(|c| {
+                c.categories
+                    .as_ref()
+                    .map(|cats| cats.iter().map(|c| normalize_category(c)).collect())
+            })
+            .collect();
+        FeatureSchema { columns, allowed }
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -43,12 +52,13 @@ impl FeatureSchema {
         }
         self.columns
             .iter()
-            .map(|spec| match object.get(&spec.name) {
+            .enumerate()
+            .map(|(column, spec)| match object.get(&spec.name) {
                 None => {
                     errors.push(field(prefix, &spec.name, "missing"));
                     missing(spec)
                 }
-                Some(value) => self.cell(spec, value, prefix, errors),
+                Some(value) => self.cell(column, value, prefix, errors),
             })
             .collect()
     }
@@ -77,11 +87,12 @@ impl FeatureSchema {
 
     fn cell(
         &self,
-        spec: &ColumnSpec,
+        column: usize,
         value: &Value,
         prefix: &str,
         errors: &mut Vec<FieldError>,
     ) -> Raw {
+        let spec = &self.columns[column];
         if value.is_null() {
             return missing(spec);
         }
@@ -113,7 +124,11 @@ impl FeatureSchema {
             ColumnKind::Categorical => {
                 let text = match value {
                     Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
+                    // An integer is already in its normal form.
+                    Value::Number(n) => match n.as_i64() {
+                        Some(i) => i.to_string(),
+                        None => normalize_category(&n.to_string()),
+                    },
                     Value::Bool(b) => b.to_string(),
                     other => {
                         errors.push(field(
@@ -127,23 +142,23 @@ impl FeatureSchema {
                         return Raw::Cat(None);
                     }
                 };
-                // Fast path: the text is one of the configured categories as written.
-                if let Some(hit) = spec
-                    .categories
-                    .as_ref()
-                    .and_then(|allowed| allowed.iter().find(|c| **c == text))
-                {
-                    return Raw::Cat(Some(normalize_category(hit)));
+                let Some(allowed) = &self.allowed[column] else {
+                    return Raw::Cat(Some(normalize_category(&text)));
+                };
+                // Most requests spell a category as normalized already.
+                if allowed.contains(&text) {
+                    return Raw::Cat(Some(text));
                 }
                 let category = normalize_category(&text);
-                if let Some(allowed) = &spec.categories {
-                    if !allowed.iter().any(|c| normalize_category(c) == category) {
-                        errors.push(field(
-                            prefix,
-                            &spec.name,
-                            &format!("unknown category `{text}`; one of {}", allowed.join(", ")),
-                        ));
-                    }
+                if !allowed.contains(&category) {
+                    errors.push(field(
+                        prefix,
+                        &spec.name,
+                        &format!(
+                            "unknown category `{text}`; one of {}",
+                            spec.categories.as_deref().unwrap_or_default().join(", ")
+                        ),
+                    ));
                 }
                 Raw::Cat(Some(category))
             }
@@ -232,12 +247,13 @@ fn parse_known_object(
         .columns
         .iter()
         .zip(cells)
-        .map(|(spec, cell)| match cell {
+        .enumerate()
+        .map(|(column, (spec, cell))| match cell {
             None => {
                 errors.push(field("", &spec.name, "missing"));
                 missing(spec)
             }
-            Some(value) => schema.cell(spec, &value, "", &mut errors),
+            Some(value) => schema.cell(column, &value, "", &mut errors),
         })
         .collect();
     Some(finish(vec![row], errors, false))
@@ -306,15 +322,19 @@ impl<'de> serde::de::Visitor<'de> for ColumnSlots<'_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut cells = vec![None; self.0.columns.len()];
-        while let Some(column) = map.next_key_seed(ColumnIndex(self.0))? {
+        let mut next = 0;
+        while let Some(column) = map.next_key_seed(ColumnIndex(self.0, next))? {
             cells[column] = Some(map.next_value::<Value>()?);
+            next = column + 1;
         }
         Ok(cells)
     }
 }
 
-/// A key, as the index of its column; an unknown key is an error.
-struct ColumnIndex<'a>(&'a FeatureSchema);
+/// A key, as the index of its column; an unknown key is an error. The second field is the
+/// column expected next: clients mostly send the features in the schema's order, so that one
+/// is compared first.
+struct ColumnIndex<'a>(&'a FeatureSchema, usize);
 
 impl<'de> serde::de::DeserializeSeed<'de> for ColumnIndex<'_> {
     type Value = usize;
@@ -332,8 +352,11 @@ impl<'de> serde::de::Visitor<'de> for ColumnIndex<'_> {
     }
 
     fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<usize, E> {
-        self.0
-            .columns
+        let columns = &self.0.columns;
+        if columns.get(self.1).is_some_and(|c| c.name == key) {
+            return Ok(self.1);
+        }
+        columns
             .iter()
             .position(|c| c.name == key)
             .ok_or_else(|| E::custom("unknown field"))

@@ -540,7 +540,7 @@ async fn a_token_can_be_required_for_predictions() {
 async fn a_full_prediction_log_makes_callers_wait_and_loses_nothing() {
     use diesel::RunQueryDsl;
     use steward::db::DbConnection;
-    use steward::serving::log::{PredictionLog, PredictionRow};
+    use steward::serving::log::{Batching, PredictionLog, PredictionRow};
 
     let app = spawn_app().await;
     let db = steward::db::Db::connect(&app.settings.database).expect("store");
@@ -567,7 +567,14 @@ async fn a_full_prediction_log_makes_callers_wait_and_loses_nothing() {
             .expect("lock");
     }
 
-    let log = PredictionLog::start(db.clone(), 2, 1);
+    let log = PredictionLog::start(
+        db.clone(),
+        2,
+        Batching {
+            batch: 1,
+            linger: std::time::Duration::ZERO,
+        },
+    );
     log.record(vec![row(1), row(2)])
         .await
         .expect("two rows fit the queue");
