@@ -1,3 +1,7 @@
+// jemalloc, not glibc malloc: see Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     steward::cli::main()
 }
