@@ -117,7 +117,8 @@ impl Application {
                     batch: settings.serving.log_batch,
                     linger: Duration::from_millis(settings.serving.log_linger_ms),
                 },
-            ),
+            )
+            .context("starting the prediction-log writer")?,
         ));
         // A refusal (say, a tampered artifact) is logged; /ready then says no model is loaded.
         if let Err(e) = serving.refresh(&prepared.db, prepared.blobs.clone()).await {

@@ -2,13 +2,12 @@
 //! probability, class, latency) for monitoring and feedback.
 //!
 //! Handlers hand rows to a queue bounded in rows (a semaphore of `serving.log_queue` permits,
-//! returned once the rows are stored) and one writer task stores them in batches, one
+//! returned once the rows are stored) and one writer thread stores them in batches, one
 //! transaction each. When the queue is full a request waits for room (backpressure): nothing
 //! is dropped. `flush` waits until everything queued before it is stored; shutdown calls it
 //! after the HTTP server has drained, so SIGTERM loses nothing.
 //!
-//! The writer is a thread of its own. The log is written at the request rate, so its insert is
-//! the one place that leaves diesel: on SQLite the writer keeps its own rusqlite connection and
+//! The log is written at the request rate, so its insert is the one place that leaves diesel: on SQLite the writer keeps its own rusqlite connection and
 //! steps one prepared statement per row (diesel rebuilds and re-binds the query for every row,
 //! which cost about twice SQLite's own work). On Postgres it sends diesel multi-row inserts
 //! through the pool.
@@ -75,7 +74,7 @@ pub struct PredictionLog {
 }
 
 /// How the writer batches: at most `batch` rows per transaction, and after the first row of a
-/// batch arrives it waits `linger` for more, so a busy server commits a few times a second
+/// batch arrives it waits `linger` for more, so a busy server commits every few milliseconds
 /// instead of once per handful of rows (each commit costs SQLite its page writes and locks).
 #[derive(Debug, Clone, Copy)]
 pub struct Batching {
@@ -85,7 +84,7 @@ pub struct Batching {
 
 impl PredictionLog {
     /// Starts the writer thread; it ends when every handle is dropped and the queue is empty.
-    pub fn start(db: Db, capacity: usize, batching: Batching) -> PredictionLog {
+    pub fn start(db: Db, capacity: usize, batching: Batching) -> std::io::Result<PredictionLog> {
         let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
         let (tx, rx) = mpsc::channel();
         let room = Arc::new(Semaphore::new(capacity));
@@ -113,14 +112,13 @@ impl PredictionLog {
         // pool for every batch.
         std::thread::Builder::new()
             .name("prediction-log".into())
-            .spawn(move || writer.run())
-            .expect("spawning the prediction-log thread");
-        PredictionLog {
+            .spawn(move || writer.run())?;
+        Ok(PredictionLog {
             tx,
             room,
             capacity,
             handles,
-        }
+        })
     }
 
     /// Queues rows; waits while the queue holds `serving.log_queue` rows. A request larger

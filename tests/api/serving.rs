@@ -574,7 +574,8 @@ async fn a_full_prediction_log_makes_callers_wait_and_loses_nothing() {
             batch: 1,
             linger: std::time::Duration::ZERO,
         },
-    );
+    )
+    .expect("log writer");
     log.record(vec![row(1), row(2)])
         .await
         .expect("two rows fit the queue");
