@@ -1,4 +1,4 @@
-// jemalloc, not glibc malloc: see Cargo.toml.
+// jemalloc, not glibc malloc, for Rust and C allocations alike: see Cargo.toml.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
