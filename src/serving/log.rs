@@ -67,10 +67,9 @@ pub struct PredictionLog {
     tx: mpsc::Sender<Message>,
     room: Arc<Semaphore>,
     capacity: usize,
-    /// Held by every handle (never read); the writer holds it weakly to know when they are
+    /// Held by every handle, never read: the writer holds it weakly to know when they are
     /// all gone.
-    #[allow(dead_code)]
-    handles: Arc<()>,
+    _handles: Arc<()>,
 }
 
 /// How the writer batches: at most `batch` rows per transaction, and after the first row of a
@@ -117,7 +116,7 @@ impl PredictionLog {
             tx,
             room,
             capacity,
-            handles,
+            _handles: handles,
         })
     }
 
@@ -169,7 +168,7 @@ impl Writer {
         while let Ok(first) = self.rx.recv() {
             let mut rows = Vec::new();
             let mut waiters = Vec::new();
-            self.take(first, &mut rows, &mut waiters);
+            Self::take(first, &mut rows, &mut waiters);
             self.drain(&mut rows, &mut waiters);
             // Linger only for a batch that is not full and that nobody waits on, so the writer
             // keeps up at any rate and a flush is answered at once.
@@ -191,7 +190,6 @@ impl Writer {
     }
 
     fn take(
-        &self,
         message: Message,
         rows: &mut Vec<PredictionRow>,
         waiters: &mut Vec<oneshot::Sender<()>>,
@@ -209,7 +207,7 @@ impl Writer {
             let Ok(message) = self.rx.try_recv() else {
                 break;
             };
-            self.take(message, rows, waiters);
+            Self::take(message, rows, waiters);
         }
     }
 
@@ -272,22 +270,21 @@ impl Sink {
         match self {
             Sink::Sqlite { path, conn } => {
                 let fail = |e: rusqlite::Error| AppError::Unavailable(format!("SQLite: {e}"));
-                if conn.is_none() {
-                    let opened = rusqlite::Connection::open(&*path).map_err(fail)?;
-                    opened
-                        .execute_batch(crate::db::SQLITE_PRAGMAS)
-                        .map_err(fail)?;
-                    *conn = Some(opened);
-                }
-                let Some(c) = conn.as_mut() else {
-                    return Ok(());
+                let mut c = match conn.take() {
+                    Some(c) => c,
+                    None => {
+                        let opened = rusqlite::Connection::open(&*path).map_err(fail)?;
+                        opened
+                            .execute_batch(crate::db::SQLITE_PRAGMAS)
+                            .map_err(fail)?;
+                        opened
+                    }
                 };
-                let stored = sqlite_insert(c, rows);
-                if stored.is_err() {
-                    // A fresh connection for the retry, whatever state this one was left in.
-                    *conn = None;
-                }
-                stored.map_err(fail)
+                sqlite_insert(&mut c, rows).map_err(fail)?;
+                // Kept only after a success: a retry gets a fresh connection, whatever state
+                // a failure left this one in.
+                *conn = Some(c);
+                Ok(())
             }
             Sink::Pool(db) => db.get()?.transaction(|conn| {
                 match &mut **conn {
@@ -298,13 +295,11 @@ impl Sink {
                                 .execute(c)?;
                         }
                     }
-                    // Not reached (a SQLite store has its own sink), but correct all the same.
-                    DbConnection::Sqlite(c) => {
-                        for row in rows {
-                            diesel::insert_into(predictions::table)
-                                .values(row)
-                                .execute(c)?;
-                        }
+                    // A SQLite store has its own sink.
+                    DbConnection::Sqlite(_) => {
+                        return Err(AppError::Internal(anyhow::anyhow!(
+                            "SQLite prediction logs are written by their own connection"
+                        )));
                     }
                 }
                 Ok(())
