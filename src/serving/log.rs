@@ -273,7 +273,14 @@ impl Sink {
                 let mut c = match conn.take() {
                     Some(c) => c,
                     None => {
-                        let opened = rusqlite::Connection::open(&*path).map_err(fail)?;
+                        // Never create the file: the store and its tables exist before the
+                        // log starts, and a missing file is an error to retry, not a new store.
+                        let opened = rusqlite::Connection::open_with_flags(
+                            &*path,
+                            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                        )
+                        .map_err(fail)?;
                         opened
                             .execute_batch(crate::db::SQLITE_PRAGMAS)
                             .map_err(fail)?;
@@ -387,8 +394,8 @@ pub fn recent(conn: &mut DbConnection, limit: i64) -> Result<Recent, AppError> {
     let labelled: i64 = feedback::table.count().get_result(conn)?;
     let rows = predictions::table
         .left_join(feedback::table)
-        .order(predictions::created_at.desc())
-        .then_order_by(predictions::request_id.asc())
+        // Request ids are UUIDv7: newest last in key order (see the migration that says so).
+        .order(predictions::request_id.desc())
         .limit(limit.clamp(0, 1000))
         .select((PredictionRow::as_select(), feedback::label.nullable()))
         .load(conn)?;

@@ -1,0 +1,1 @@
+CREATE INDEX predictions_created_at ON predictions (created_at);
