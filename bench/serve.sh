@@ -10,10 +10,21 @@
 #   4. batch: POST /predict with 1,000 rows per request, 8 connections;
 #   5. nothing lost: after a SIGTERM, the prediction-log rows equal the rows the server answered
 #      with 200 (its own http_requests_total and predictions_total).
-#   [ROUNDS=3] bench/serve.sh [SECONDS per run, default 15]
+# wrk shares this machine's cores with the server. As a normal task, each wrk thread woken by a
+# response preempts a server worker in the middle of a request, which a client on another
+# machine would not do, and which costs a longer request (/predict) more than a trivial one.
+# So wrk runs under SCHED_BATCH (`chrt --batch`: no preemption on wakeup, same CPU share) by
+# default; WRK_SCHED=other runs it as a normal task.
+#   [ROUNDS=3] [WRK_SCHED=batch|other] bench/serve.sh [SECONDS per run, default 15]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
+case ${WRK_SCHED:-batch} in
+    batch) wrk=(chrt --batch 0 wrk) ;;
+    other) wrk=(wrk) ;;
+    *) echo "WRK_SCHED is batch or other, not ${WRK_SCHED}" >&2; exit 2 ;;
+esac
+echo "wrk runs as: ${wrk[*]}"
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -50,7 +61,7 @@ PY
 run() { # label, then wrk arguments
     local label=$1; shift
     echo "== $label"
-    wrk --latency "$@" | tee "$work/wrk.out" | grep -E "Requests/sec|50%|99%|Non-2xx|requests in|Socket errors" | sed 's/^/   /'
+    "${wrk[@]}" --latency "$@" | tee "$work/wrk.out" | grep -E "Requests/sec|50%|99%|Non-2xx|requests in|Socket errors" | sed 's/^/   /'
 }
 pairs=()
 for round in $(seq 1 "${ROUNDS:-3}"); do
@@ -90,7 +101,7 @@ echo "== swap under load: 30 s at 64 connections, 20 promote/rollback cycles"
     echo "   20 cycles done"
 ) &
 swapper=$!
-BODY_FILE="$work/one.json" wrk --latency -t2 -c64 -d30s -s bench/predict.lua http://127.0.0.1:18080 \
+BODY_FILE="$work/one.json" "${wrk[@]}" --latency -t2 -c64 -d30s -s bench/predict.lua http://127.0.0.1:18080 \
     | grep -E "Requests/sec|50%|99%|Non-2xx|requests in|Socket errors" | sed 's/^/   /'
 wait $swapper
 
