@@ -130,12 +130,14 @@ fn read_tree(t: &Value, num_feature: usize) -> Result<Vec<Node>, String> {
 
 /// Splits on the longest path from the root to a leaf.
 fn tree_depth(tree: &[Node]) -> usize {
-    // Children come after their parent, so one pass in order sees every parent first.
+    // Children come after their parents, so one pass in order sees every parent of a node
+    // before the node itself (the maximum covers a malformed node with two parents).
     let mut depth = vec![0_usize; tree.len()];
     for (i, node) in tree.iter().enumerate() {
         if node.left != 0 {
-            depth[node.left as usize] = depth[i] + 1;
-            depth[node.right as usize] = depth[i] + 1;
+            for child in [node.left, node.right] {
+                depth[child as usize] = depth[child as usize].max(depth[i] + 1);
+            }
         }
     }
     depth.into_iter().max().unwrap_or(0)
@@ -350,6 +352,36 @@ mod tests {
             .expect("predict");
         assert!((p[0] - 1.0 / (1.0 + (-20.5_f64).exp())).abs() < 1e-6);
         assert!((p[1] - 1.0 / (1.0 + (-8.5_f64).exp())).abs() < 1e-6);
+    }
+
+    #[test]
+    fn depth_is_the_longest_path_even_through_a_node_with_two_parents() {
+        let leaf = |value| Node {
+            left: 0,
+            right: 0,
+            feature: 0,
+            value,
+            default_left: false,
+        };
+        let split = |left, right| Node {
+            left,
+            right,
+            ..leaf(0.0)
+        };
+        // 0 → 1 → 2 → 6 → 8 is four splits deep; node 6 is also a child of the shallower 5.
+        let tree = [
+            split(1, 5),
+            split(2, 3),
+            split(4, 6),
+            leaf(1.0),
+            leaf(2.0),
+            split(6, 7),
+            split(8, 9),
+            leaf(3.0),
+            leaf(4.0),
+            leaf(5.0),
+        ];
+        assert_eq!(tree_depth(&tree), 4);
     }
 
     #[test]
