@@ -57,7 +57,6 @@ pub struct XgbTrees {
     /// and positions past the splits are the leaves.
     splits: Box<[Split]>,
     leaves: Box<[f32]>,
-    trees: usize,
 }
 
 fn array<'a>(tree: &'a Value, key: &str) -> Result<&'a Vec<Value>, String> {
@@ -220,7 +219,6 @@ impl XgbTrees {
             depth,
             splits: splits.into(),
             leaves: leaves.into(),
-            trees: trees.len(),
         })
     }
 
@@ -230,9 +228,10 @@ impl XgbTrees {
 
     fn margin(&self, row: &[f32]) -> f32 {
         let inner = (1 << self.depth) - 1;
+        let trees = self.leaves.len() >> self.depth;
         let mut sum = 0.0_f32;
-        for first in (0..self.trees).step_by(LANES) {
-            let lanes = (self.trees - first).min(LANES);
+        for first in (0..trees).step_by(LANES) {
+            let lanes = (trees - first).min(LANES);
             let mut at = [0_usize; LANES];
             for _ in 0..self.depth {
                 for (lane, i) in at.iter_mut().enumerate().take(lanes) {

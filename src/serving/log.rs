@@ -7,10 +7,10 @@
 //! is dropped. `flush` waits until everything queued before it is stored; shutdown calls it
 //! after the HTTP server has drained, so SIGTERM loses nothing.
 //!
-//! The log is written at the request rate, so its insert is the one place that leaves diesel: on SQLite the writer keeps its own rusqlite connection and
-//! steps one prepared statement per row (diesel rebuilds and re-binds the query for every row,
-//! which cost about twice SQLite's own work). On Postgres it sends diesel multi-row inserts
-//! through the pool.
+//! The log is written at the request rate, so its insert is the one place that leaves diesel:
+//! on SQLite the writer keeps its own rusqlite connection and steps one prepared statement per
+//! row (diesel rebuilds and re-binds the query for every row, which cost about twice SQLite's
+//! own work). On Postgres it sends diesel multi-row inserts through the pool.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -394,7 +394,8 @@ pub fn recent(conn: &mut DbConnection, limit: i64) -> Result<Recent, AppError> {
     let labelled: i64 = feedback::table.count().get_result(conn)?;
     let rows = predictions::table
         .left_join(feedback::table)
-        // Request ids are UUIDv7: newest last in key order (see the migration that says so).
+        // Request ids are UUIDv7, so the key read backwards is newest first (the migration
+        // that dropped the created_at index says more).
         .order(predictions::request_id.desc())
         .limit(limit.clamp(0, 1000))
         .select((PredictionRow::as_select(), feedback::label.nullable()))
