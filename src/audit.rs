@@ -1,12 +1,30 @@
-//! The audit log: an append-only, hash-chained record of every action that changes Steward.
+//! The audit log: an append-only, keyed hash chain of every action that changes Steward.
 //!
-//! Each event's hash covers its own fields and the previous event's hash, so a changed, removed or
-//! reordered row breaks the chain from that row on. The database refuses UPDATE and DELETE on the
-//! table (triggers), and `audit_head` keeps the newest hash so a cut tail is noticed too.
+//! Each event's hash is an HMAC-SHA256, under the chain key, of its own fields and the previous
+//! event's hash, so a changed, removed or reordered row breaks the chain from that row on, and
+//! nobody without the key can recompute the chain after editing it. The key lives outside the
+//! database (`audit.key`, or `<storage.dir>/audit.key`, readable by its owner only). The
+//! database refuses UPDATE and DELETE on the table (triggers), and `audit_head` keeps the newest
+//! hash. A cut tail with a rewound head needs no key, so the head is also written outside the
+//! database (the log and `<storage.dir>/audit-head.json`, at each start and every
+//! `audit.head_log_secs`); a head that went backwards shows against that record.
+//!
+//! Chains begun before the key existed keep their plain BLAKE3 hashes: at its next start Steward
+//! verifies such a chain and appends an `audit.chain_keyed` event whose HMAC covers the old head,
+//! and every event from there on is keyed (`audit_head.keyed_from`).
+//!
 //! A change and its event are written together through [`with_event`].
+//!
+//! The chain key is the process's, installed once at start ([`install_key`]) like the metrics
+//! recorder: every append in the process signs with it, whichever module reached the store.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use diesel::prelude::*;
-use serde::Serialize;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::db::schema::{audit_events, audit_head};
 use crate::db::{DbConnection, now};
@@ -14,6 +32,13 @@ use crate::error::AppError;
 
 /// The hash the first event chains to.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The event that starts the keyed part of a chain begun before the key existed.
+pub const CHAIN_KEYED: &str = "audit.chain_keyed";
+
+/// File names under `storage.dir`.
+pub const KEY_FILE: &str = "audit.key";
+pub const HEAD_FILE: &str = "audit-head.json";
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
 #[diesel(table_name = audit_events)]
@@ -61,11 +86,138 @@ impl NewEvent {
     }
 }
 
+/// The chain key: 32 secret bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChainKey([u8; 32]);
+
+impl std::fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChainKey(***)")
+    }
+}
+
+impl ChainKey {
+    pub fn from_hex(text: &str) -> Result<ChainKey, String> {
+        let bytes = hex::decode(text.trim()).map_err(|_| "not hex".to_owned())?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| "must be 32 bytes (64 hex digits)".to_owned())?;
+        Ok(ChainKey(key))
+    }
+
+    pub fn generate() -> ChainKey {
+        use rand::RngCore;
+        let mut key = [0_u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        ChainKey(key)
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> String {
+        // HMAC takes a key of any length, so this cannot fail.
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {
+            Ok(m) => m,
+            Err(_) => return String::new(),
+        };
+        for part in parts {
+            mac.update(part);
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// A short keyed digest of `text` for `purpose`: lets the log say "the same unknown name
+    /// again" without recording the name (which may be a mistyped password).
+    pub fn label_digest(&self, purpose: &str, text: &str) -> String {
+        let full = self.mac(&[purpose.as_bytes(), b"\0", text.as_bytes()]);
+        full.chars().take(16).collect()
+    }
+}
+
+static PROCESS_KEY: OnceLock<ChainKey> = OnceLock::new();
+
+/// Installs the process's chain key. Installing the same key again is fine; another key is an
+/// error (one process keeps one chain).
+pub fn install_key(key: ChainKey) -> anyhow::Result<()> {
+    let installed = PROCESS_KEY.get_or_init(|| key.clone());
+    if *installed != key {
+        anyhow::bail!("this process already signs the audit chain with another key");
+    }
+    Ok(())
+}
+
+/// The installed key.
+pub fn process_key() -> Result<&'static ChainKey, AppError> {
+    PROCESS_KEY.get().ok_or_else(|| {
+        AppError::Internal(anyhow::anyhow!(
+            "the audit chain key is not installed in this process"
+        ))
+    })
+}
+
+/// Where the key came from, for the start-up log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Config,
+    File(PathBuf),
+    Generated(PathBuf),
+}
+
+/// Loads the chain key: `audit.key` when set, else `<storage_dir>/audit.key`. The file is
+/// created (owner-only) only when `may_create`: on a store whose chain has no keyed event yet.
+/// A store whose chain is keyed but whose key is gone is an error, never a fresh key (which
+/// would make every existing event look forged).
+pub fn load_key(
+    configured: &str,
+    storage_dir: &Path,
+    may_create: bool,
+) -> anyhow::Result<(ChainKey, KeySource)> {
+    if !configured.is_empty() {
+        let key = ChainKey::from_hex(configured)
+            .map_err(|e| anyhow::anyhow!("configuration key `audit.key`: {e}"))?;
+        return Ok((key, KeySource::Config));
+    }
+    let path = storage_dir.join(KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let key = ChainKey::from_hex(&text)
+                .map_err(|e| anyhow::anyhow!("the audit key file {}: {e}", path.display()))?;
+            Ok((key, KeySource::File(path)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_create => {
+            let key = ChainKey::generate();
+            write_private(&path, &hex::encode(key.0))?;
+            Ok((key, KeySource::Generated(path)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "the audit chain of this store is keyed, but its key is missing: restore {} or set \
+             audit.key (STEWARD__AUDIT__KEY) to the key it was made with",
+            path.display()
+        ),
+        Err(e) => anyhow::bail!("reading the audit key {}: {e}", path.display()),
+    }
+}
+
+/// Writes a file readable by its owner only (0600), replacing it atomically.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.write_all(contents.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
 impl AuditEvent {
-    /// The chain hash of an event: BLAKE3 over a canonical JSON array of its fields and the
-    /// previous hash.
-    pub fn compute_hash(&self) -> String {
-        let canonical = serde_json::json!([
+    fn canonical(&self) -> String {
+        serde_json::json!([
             self.seq,
             self.actor,
             self.action,
@@ -74,11 +226,49 @@ impl AuditEvent {
             self.after_json,
             self.created_at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
             self.prev_hash,
-        ]);
-        blake3::hash(canonical.to_string().as_bytes())
+        ])
+        .to_string()
+    }
+
+    /// The plain BLAKE3 hash of chains made before the key (events before `keyed_from`).
+    pub fn legacy_hash(&self) -> String {
+        blake3::hash(self.canonical().as_bytes())
             .to_hex()
             .to_string()
     }
+
+    /// HMAC-SHA256 under the chain key of the canonical JSON array of the event's fields and
+    /// the previous hash.
+    pub fn keyed_hash(&self, key: &ChainKey) -> String {
+        key.mac(&[self.canonical().as_bytes()])
+    }
+
+    fn expected_hash(&self, key: &ChainKey, keyed_from: Option<i64>) -> String {
+        match keyed_from {
+            Some(from) if self.seq >= from => self.keyed_hash(key),
+            _ => self.legacy_hash(),
+        }
+    }
+}
+
+/// The chain's head row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: String,
+    pub keyed_from: Option<i64>,
+}
+
+pub fn head(conn: &mut DbConnection) -> Result<Head, AppError> {
+    let (seq, hash, keyed_from) = audit_head::table
+        .find(1)
+        .select((audit_head::seq, audit_head::hash, audit_head::keyed_from))
+        .first(conn)?;
+    Ok(Head {
+        seq,
+        hash,
+        keyed_from,
+    })
 }
 
 /// Appends one event to the chain, atomically.
@@ -115,27 +305,32 @@ fn lock_head(conn: &mut DbConnection) -> Result<(), AppError> {
 }
 
 fn append_locked(conn: &mut DbConnection, event: NewEvent) -> Result<AuditEvent, AppError> {
-    let (head_seq, head_hash): (i64, String) = audit_head::table
-        .find(1)
-        .select((audit_head::seq, audit_head::hash))
-        .first(conn)?;
+    let key = process_key()?;
+    let head = head(conn)?;
     let mut row = AuditEvent {
-        seq: head_seq + 1,
+        seq: head.seq + 1,
         actor: event.actor,
         action: event.action.to_owned(),
         subject: event.subject,
         before_json: event.before.map(|v| v.to_string()),
         after_json: event.after.map(|v| v.to_string()),
         created_at: now(),
-        prev_hash: head_hash,
+        prev_hash: head.hash,
         hash: String::new(),
     };
-    row.hash = row.compute_hash();
+    // A chain that is not keyed yet gets keyed from this event on (a new store's first event;
+    // an old chain is keyed at start by `prepare`, which verifies it first).
+    let keyed_from = head.keyed_from.unwrap_or(row.seq);
+    row.hash = row.expected_hash(key, Some(keyed_from));
     diesel::insert_into(audit_events::table)
         .values(&row)
         .execute(conn)?;
     diesel::update(audit_head::table.find(1))
-        .set((audit_head::seq.eq(row.seq), audit_head::hash.eq(&row.hash)))
+        .set((
+            audit_head::seq.eq(row.seq),
+            audit_head::hash.eq(&row.hash),
+            audit_head::keyed_from.eq(Some(keyed_from)),
+        ))
         .execute(conn)?;
     metrics::counter!(crate::telemetry::AUDIT_EVENTS_TOTAL, "action" => event.action).increment(1);
     Ok(row)
@@ -175,6 +370,25 @@ pub fn latest_with_action(
         .optional()?)
 }
 
+/// Actions whose details only admins read: configuration, users, tokens and logins. Others see
+/// that such an event happened, by whom and on what, but not its before/after.
+pub fn is_admin_only(action: &str) -> bool {
+    ["config.", "user.", "token.", "auth."]
+        .iter()
+        .any(|prefix| action.starts_with(prefix))
+}
+
+/// Leaves out the before/after of admin-only events unless the reader is an admin.
+pub fn redact_for(events: &mut [AuditEvent], admin: bool) {
+    if admin {
+        return;
+    }
+    for e in events.iter_mut().filter(|e| is_admin_only(&e.action)) {
+        e.before_json = None;
+        e.after_json = None;
+    }
+}
+
 /// Where the chain first breaks.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Break {
@@ -185,6 +399,10 @@ pub struct Break {
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
     pub events_checked: u64,
+    /// The head this verification read first: the snapshot it checked up to.
+    pub head_seq: i64,
+    #[serde(skip)]
+    pub head_hash: String,
     pub first_break: Option<Break>,
 }
 
@@ -196,68 +414,341 @@ impl Verification {
 
 /// Walks the whole chain in order and reports the first row that does not hold.
 pub fn verify(conn: &mut DbConnection) -> Result<Verification, AppError> {
+    verify_since(conn, None)
+}
+
+/// Verifies the chain from a position verified before (`(seq, hash)`): the event at `seq`
+/// must still carry `hash`, and every event after it is checked. `None` checks from the start.
+///
+/// The head is read first and only events up to it are walked: events appended meanwhile
+/// are left for the next verification, so concurrent appends never read as tampering.
+pub fn verify_since(
+    conn: &mut DbConnection,
+    from: Option<(i64, String)>,
+) -> Result<Verification, AppError> {
     const PAGE: i64 = 1000;
-    let mut expected_seq = 1_i64;
-    let mut prev_hash = GENESIS_HASH.to_owned();
+    let key = process_key()?;
+    let head = head(conn)?;
+    let broken = |seq: i64, checked: u64, reason: String| Verification {
+        events_checked: checked,
+        head_seq: head.seq,
+        head_hash: head.hash.clone(),
+        first_break: Some(Break { seq, reason }),
+    };
+    if let Some(k) = head.keyed_from {
+        if k > head.seq && head.seq > 0 {
+            return Ok(broken(
+                head.seq,
+                0,
+                format!("the chain is said to be keyed from event {k}, past its head"),
+            ));
+        }
+        if k > 1 && k <= head.seq {
+            let marker: Option<String> = audit_events::table
+                .find(k)
+                .select(audit_events::action)
+                .first(conn)
+                .optional()?;
+            if marker.as_deref() != Some(CHAIN_KEYED) {
+                return Ok(broken(
+                    k,
+                    0,
+                    format!(
+                        "the chain is said to be keyed from event {k}, which is no {CHAIN_KEYED} event"
+                    ),
+                ));
+            }
+        }
+    }
+    let (mut expected_seq, mut prev_hash) = match from {
+        Some((seq, hash)) if seq <= head.seq => {
+            let stored: Option<String> = audit_events::table
+                .find(seq)
+                .select(audit_events::hash)
+                .first(conn)
+                .optional()?;
+            if stored.as_deref() == Some(hash.as_str()) {
+                (seq + 1, hash)
+            } else {
+                (1, GENESIS_HASH.to_owned())
+            }
+        }
+        _ => (1, GENESIS_HASH.to_owned()),
+    };
     let mut checked = 0_u64;
-    loop {
+    while expected_seq <= head.seq {
         let rows: Vec<AuditEvent> = audit_events::table
             .filter(audit_events::seq.ge(expected_seq))
+            .filter(audit_events::seq.le(head.seq))
             .order(audit_events::seq.asc())
             .limit(PAGE)
             .select(AuditEvent::as_select())
             .load(conn)?;
-        let page_len = rows.len();
+        if rows.is_empty() {
+            break;
+        }
         for row in rows {
-            let broken = |reason: String| Verification {
-                events_checked: checked,
-                first_break: Some(Break {
-                    seq: row.seq,
-                    reason,
-                }),
-            };
             if row.seq != expected_seq {
-                return Ok(broken(format!(
-                    "event {expected_seq} is missing (next present is {})",
-                    row.seq
-                )));
+                return Ok(broken(
+                    expected_seq,
+                    checked,
+                    format!(
+                        "event {expected_seq} is missing (next present is {})",
+                        row.seq
+                    ),
+                ));
             }
             if row.prev_hash != prev_hash {
                 return Ok(broken(
+                    row.seq,
+                    checked,
                     "prev_hash does not match the previous event's hash".into(),
                 ));
             }
-            if row.compute_hash() != row.hash {
+            if row.expected_hash(key, head.keyed_from) != row.hash {
                 return Ok(broken(
-                    "contents do not match the stored hash (the row was altered)".into(),
+                    row.seq,
+                    checked,
+                    "contents do not match the stored hash (the row was altered, or hashed \
+                     without the chain key)"
+                        .into(),
                 ));
             }
             prev_hash = row.hash;
             expected_seq += 1;
             checked += 1;
         }
-        if page_len < PAGE as usize {
-            break;
-        }
     }
-    let (head_seq, head_hash): (i64, String) = audit_head::table
-        .find(1)
-        .select((audit_head::seq, audit_head::hash))
-        .first(conn)?;
-    if head_seq != expected_seq - 1 || head_hash != prev_hash {
-        return Ok(Verification {
-            events_checked: checked,
-            first_break: Some(Break {
-                seq: expected_seq,
-                reason: format!(
-                    "the log ends at event {} but its head records event {head_seq}",
-                    expected_seq - 1
-                ),
-            }),
-        });
+    if expected_seq - 1 != head.seq || prev_hash != head.hash {
+        return Ok(broken(
+            expected_seq,
+            checked,
+            format!(
+                "the log ends at event {} but its head records event {}",
+                expected_seq - 1,
+                head.seq
+            ),
+        ));
     }
     Ok(Verification {
         events_checked: checked,
+        head_seq: head.seq,
+        head_hash: head.hash,
         first_break: None,
     })
+}
+
+/// The last position verified intact, so a page view re-hashes only what was appended since.
+#[derive(Default)]
+pub struct VerifiedPosition(Mutex<Option<(i64, String)>>);
+
+impl VerifiedPosition {
+    /// Verifies from the cached position and moves it forward when the chain holds.
+    pub fn verify(&self, conn: &mut DbConnection) -> Result<Verification, AppError> {
+        let from = self.0.lock().ok().and_then(|g| g.clone());
+        let report = verify_since(conn, from)?;
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = report
+                .is_intact()
+                .then(|| (report.head_seq, report.head_hash.clone()));
+        }
+        Ok(report)
+    }
+}
+
+/// The head as last written outside the database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeadRecord {
+    pub seq: i64,
+    pub hash: String,
+    pub keyed_from: Option<i64>,
+    pub at: chrono::NaiveDateTime,
+}
+
+/// Compares the store with the head recorded in `<storage_dir>/audit-head.json`: the log may
+/// have grown since, but the recorded event must still be there with the same hash.
+pub fn check_head_record(
+    conn: &mut DbConnection,
+    storage_dir: &Path,
+) -> Result<Option<Break>, AppError> {
+    let path = storage_dir.join(HEAD_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let record: HeadRecord = match serde_json::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(Some(Break {
+                seq: 0,
+                reason: format!("{} is not a head record: {e}", path.display()),
+            }));
+        }
+    };
+    let now = head(conn)?;
+    if now.seq < record.seq {
+        return Ok(Some(Break {
+            seq: now.seq + 1,
+            reason: format!(
+                "the log ends at event {} but it had reached event {} on {} UTC (a cut tail)",
+                now.seq, record.seq, record.at
+            ),
+        }));
+    }
+    if record.keyed_from.is_some() && now.keyed_from != record.keyed_from {
+        return Ok(Some(Break {
+            seq: record.keyed_from.unwrap_or(0),
+            reason: "the chain's keyed part does not start where it did".into(),
+        }));
+    }
+    if record.seq > 0 {
+        let stored: Option<String> = audit_events::table
+            .find(record.seq)
+            .select(audit_events::hash)
+            .first(conn)
+            .optional()?;
+        if stored.as_deref() != Some(record.hash.as_str()) {
+            return Ok(Some(Break {
+                seq: record.seq,
+                reason: format!(
+                    "event {} no longer has the hash recorded on {} UTC",
+                    record.seq, record.at
+                ),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Writes the head to the log and to `<storage_dir>/audit-head.json`.
+pub fn record_head(conn: &mut DbConnection, storage_dir: &Path) -> Result<Head, AppError> {
+    let head = head(conn)?;
+    tracing::info!(
+        audit_head_seq = head.seq,
+        audit_head_hash = %head.hash,
+        "audit chain head"
+    );
+    let record = HeadRecord {
+        seq: head.seq,
+        hash: head.hash.clone(),
+        keyed_from: head.keyed_from,
+        at: now(),
+    };
+    let text = serde_json::to_string(&record).map_err(|e| AppError::Internal(e.into()))?;
+    write_private(&storage_dir.join(HEAD_FILE), &text).map_err(AppError::Internal)?;
+    Ok(head)
+}
+
+/// What [`prepare`] found.
+#[derive(Debug)]
+pub struct Prepared {
+    pub source: KeySource,
+    /// The event that keyed a chain begun before the key, when this start keyed it.
+    pub keyed_now: Option<i64>,
+    /// Where the chain is broken, if it is (only with a full check).
+    pub broken: Option<Break>,
+}
+
+/// Loads and installs the chain key, keys a chain begun before the key (after verifying it),
+/// and with `full_check` verifies the whole chain and compares it with the recorded head.
+pub fn prepare(
+    conn: &mut DbConnection,
+    configured_key: &str,
+    storage_dir: &Path,
+    full_check: bool,
+) -> anyhow::Result<Prepared> {
+    let head = head(conn)?;
+    let may_create = head.keyed_from.is_none();
+    let (key, source) = load_key(configured_key, storage_dir, may_create)?;
+    install_key(key.clone())?;
+    let mut keyed_now = None;
+    if head.keyed_from.is_none() && head.seq > 0 {
+        // Verify the unkeyed chain before vouching for it with the key.
+        let legacy = verify(conn)?;
+        if let Some(b) = legacy.first_break {
+            return Ok(Prepared {
+                source,
+                keyed_now: None,
+                broken: Some(b),
+            });
+        }
+        let event = conn.transaction(|conn| {
+            lock_head(conn)?;
+            let head = self::head(conn)?;
+            if head.keyed_from.is_some() {
+                return Ok::<_, AppError>(None);
+            }
+            let seq = head.seq + 1;
+            diesel::update(audit_head::table.find(1))
+                .set(audit_head::keyed_from.eq(Some(seq)))
+                .execute(conn)?;
+            let event = NewEvent::new("system", CHAIN_KEYED, "audit").after(serde_json::json!({
+                "legacy_events": head.seq,
+                "legacy_head": head.hash,
+            }));
+            append_locked(conn, event).map(|e| Some(e.seq))
+        })?;
+        keyed_now = event;
+    }
+    let mut broken = None;
+    if full_check {
+        broken = verify(conn)?.first_break;
+        if broken.is_none() {
+            broken = check_head_record(conn, storage_dir)?;
+        }
+    }
+    Ok(Prepared {
+        source,
+        keyed_now,
+        broken,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_hashes_depend_on_the_key_and_digests_hide_names() {
+        let event = AuditEvent {
+            seq: 1,
+            actor: "system".into(),
+            action: "user.create".into(),
+            subject: "user:admin".into(),
+            before_json: None,
+            after_json: Some("{}".into()),
+            created_at: chrono::NaiveDateTime::default(),
+            prev_hash: GENESIS_HASH.into(),
+            hash: String::new(),
+        };
+        let a = ChainKey::from_hex(&"11".repeat(32)).expect("key");
+        let b = ChainKey::from_hex(&"22".repeat(32)).expect("key");
+        assert_ne!(event.keyed_hash(&a), event.keyed_hash(&b));
+        assert_ne!(event.keyed_hash(&a), event.legacy_hash());
+        assert_eq!(event.keyed_hash(&a).len(), 64);
+        let digest = a.label_digest("login-name", "hunter2-typed-as-name");
+        assert_eq!(digest.len(), 16);
+        assert!(!digest.contains("hunter2"));
+        assert!(ChainKey::from_hex("abc").is_err());
+        assert!(ChainKey::from_hex(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn a_missing_key_of_a_keyed_chain_is_an_error_not_a_new_key() {
+        let dir = tempfile::tempdir().expect("dir");
+        let err = load_key("", dir.path(), false).expect_err("refused");
+        assert!(err.to_string().contains("missing"), "{err}");
+        let (_, source) = load_key("", dir.path(), true).expect("generated");
+        assert!(matches!(source, KeySource::Generated(_)));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .expect("key file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (_, source) = load_key("", dir.path(), false).expect("read back");
+        assert!(matches!(source, KeySource::File(_)));
+    }
 }

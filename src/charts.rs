@@ -79,7 +79,7 @@ pub fn roc(curves: &[(String, &[RocPoint])]) -> String {
         .enumerate()
         .map(|(i, (label, points))| Series {
             label: label.clone(),
-            color: COLORS[i % COLORS.len()],
+            color: COLORS.get(i % COLORS.len()).copied().unwrap_or("#2563eb"),
             points: polyline(points.iter().map(|p| (p.fpr, p.tpr))),
             dots: Vec::new(),
         })
@@ -126,8 +126,8 @@ pub fn confusion(matrix: &[[u64; 2]; 2]) -> String {
         ["false negatives", "true positives"],
     ];
     let mut cells = Vec::new();
-    for (actual, row) in matrix.iter().enumerate() {
-        for (predicted, &count) in row.iter().enumerate() {
+    for ((actual, row), row_names) in matrix.iter().enumerate().zip(names) {
+        for ((predicted, &count), name) in row.iter().enumerate().zip(row_names) {
             let share = if total > 0 {
                 count as f64 / total as f64
             } else {
@@ -140,7 +140,7 @@ pub fn confusion(matrix: &[[u64; 2]; 2]) -> String {
             cells.push((
                 110.0 + predicted as f64 * 110.0,
                 40.0 + actual as f64 * 90.0,
-                names[actual][predicted].to_owned(),
+                name.to_owned(),
                 count,
                 fill,
             ));

@@ -1,7 +1,10 @@
 //! Settings: the typed form of `config/default.toml`, its overlays and environment overrides.
 //!
 //! Owns loading and validation only. Every other module receives `Settings` (or a section of it)
-//! explicitly; nothing reads configuration from globals.
+//! explicitly; nothing reads configuration from globals. It knows no domain logic: a section
+//! that belongs to a capability (`[dataset]`, `[training]`) is that capability's type and checks
+//! itself; this module only calls those checks and names the key. It imports no other module of
+//! Steward but those settings types.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +38,23 @@ pub struct Settings {
     pub training: crate::ml::TrainingSettings,
     pub registry: RegistrySettings,
     pub serving: ServingSettings,
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// The key of the audit chain's HMAC-SHA256, as 64 hex digits. Empty: a key is generated on
+    /// the first start into `<storage.dir>/audit.key` (readable by its owner only).
+    #[serde(serialize_with = "serialize_redacted")]
+    pub key: SecretString,
+    /// Seconds between writes of the chain's head to the log (and to `<storage.dir>/audit-head.json`),
+    /// so a cut tail shows against an earlier record.
+    pub head_log_secs: u64,
+    /// Start even though the chain does not verify (`steward serve --allow-broken-audit`);
+    /// never read from a file or the environment.
+    #[serde(skip)]
+    pub allow_broken: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -54,6 +74,22 @@ pub struct ServingSettings {
     pub log_batch: usize,
     /// Milliseconds the prediction-log writer waits after a batch's first row for more rows.
     pub log_linger_ms: u64,
+    /// Milliseconds a request waits for room in a full prediction-log queue before it is
+    /// answered 503 with Retry-After.
+    pub log_wait_ms: u64,
+    /// `POST /feedback` needs a bearer token (or a dashboard session) of any role.
+    pub feedback_requires_token: bool,
+    /// Most rows one `?explain=true` request may carry.
+    pub max_explain_batch: usize,
+    /// Batches of more rows than this are scored on the blocking pool, not on an HTTP worker.
+    pub offload_rows: usize,
+    /// Library calls (XGBoost's SHAP values, and its own prediction for trees the native walk
+    /// does not cover) that may run at once; more wait up to `offload_wait_ms`, then get 503.
+    pub library_concurrency: usize,
+    /// Large batches (over `offload_rows`) scored at once on the blocking pool.
+    pub offload_concurrency: usize,
+    /// Milliseconds a request waits for a library or batch slot before it is answered 503.
+    pub offload_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -71,6 +107,30 @@ pub struct ServerSettings {
     pub workers: usize,
     pub body_limit_bytes: usize,
     pub shutdown_timeout_secs: u64,
+    /// Peers (addresses or networks, `10.0.0.0/8`) whose `X-Forwarded-For` and
+    /// `X-Forwarded-Proto` are believed. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl ServerSettings {
+    /// The trusted proxies as networks (an address is a /32 or /128). Entries that do not parse
+    /// are refused by [`Settings::validate`], so none is skipped silently here.
+    pub fn trusted_networks(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| parse_network(p).ok())
+            .collect()
+    }
+}
+
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| "must be IP addresses or networks such as 10.0.0.0/8".to_owned())
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -95,6 +155,8 @@ pub struct AuthSettings {
     pub session_ttl_hours: u32,
     pub cookie_secure: bool,
     pub login_attempts_per_minute: u32,
+    /// Password checks (argon2, about 19 MiB and tens of milliseconds each) that may run at once.
+    pub login_concurrency: usize,
     #[serde(serialize_with = "serialize_redacted")]
     pub admin_password: SecretString,
 }
@@ -129,6 +191,7 @@ fn environment() -> Environment {
         .try_parsing(true)
         .list_separator(",")
         .with_list_parse_key("training.models")
+        .with_list_parse_key("server.trusted_proxies")
 }
 
 impl Settings {
@@ -191,8 +254,23 @@ impl Settings {
         if self.database.connect_timeout_secs == 0 {
             return invalid("database.connect_timeout_secs", "must be greater than 0");
         }
-        if let Err(e) = crate::db::DatabaseUrl::parse(self.database.url.expose_secret()) {
+        if let Err(e) = DatabaseUrl::parse(self.database.url.expose_secret()) {
             return invalid("database.url", &e.to_string());
+        }
+        for proxy in &self.server.trusted_proxies {
+            if let Err(message) = parse_network(proxy) {
+                return invalid("server.trusted_proxies", &message);
+            }
+        }
+        if self.auth.login_concurrency == 0 {
+            return invalid("auth.login_concurrency", "must be greater than 0");
+        }
+        let key = self.audit.key.expose_secret();
+        if !key.is_empty() && (key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit())) {
+            return invalid("audit.key", "must be 64 hex digits (32 bytes), or empty");
+        }
+        if self.audit.head_log_secs == 0 {
+            return invalid("audit.head_log_secs", "must be greater than 0");
         }
         if self.storage.dir.as_os_str().is_empty() {
             return invalid("storage.dir", "must not be empty");
@@ -212,30 +290,28 @@ impl Settings {
         if let Err((key, message)) = self.dataset.check().and_then(|()| self.training.check()) {
             return Err(ConfigError::Invalid { key, message });
         }
-        for slice in &self.training.slices {
-            if self.dataset.column(&slice.column).is_none() || slice.column == self.dataset.target {
-                return invalid(
-                    "training.slices",
-                    &format!("`{}` is not a feature column of the dataset", slice.column),
-                );
-            }
-        }
-        if !crate::training::selectable_metrics().contains(&self.training.select_by) {
-            return invalid(
-                "training.select_by",
-                &format!(
-                    "`{}` is not one of {}",
-                    self.training.select_by,
-                    crate::training::selectable_metrics().join(", ")
-                ),
-            );
+        if let Err((key, message)) = self.training.check_against(&self.dataset) {
+            return Err(ConfigError::Invalid { key, message });
         }
         let sv = &self.serving;
-        if sv.max_batch == 0 || sv.body_limit_bytes == 0 || sv.log_queue == 0 || sv.log_batch == 0 {
-            return invalid(
-                "serving",
-                "max_batch, body_limit_bytes, log_queue and log_batch must be greater than 0",
-            );
+        for (key, value) in [
+            ("serving.max_batch", sv.max_batch),
+            ("serving.body_limit_bytes", sv.body_limit_bytes),
+            ("serving.log_queue", sv.log_queue),
+            ("serving.log_batch", sv.log_batch),
+            ("serving.max_explain_batch", sv.max_explain_batch),
+            ("serving.library_concurrency", sv.library_concurrency),
+            ("serving.offload_concurrency", sv.offload_concurrency),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be greater than 0");
+            }
+        }
+        if sv.log_wait_ms == 0 || sv.log_wait_ms > 60_000 {
+            return invalid("serving.log_wait_ms", "must be between 1 and 60000");
+        }
+        if sv.offload_wait_ms > 60_000 {
+            return invalid("serving.offload_wait_ms", "must be at most 60000");
         }
         if sv.refresh_secs == 0 {
             return invalid("serving.refresh_secs", "must be greater than 0");
@@ -279,15 +355,70 @@ fn serialize_redacted_url<S: Serializer>(url: &SecretString, s: S) -> Result<S::
     s.serialize_str(&redact_url(url.expose_secret()))
 }
 
-/// Masks the password of a URL (`postgres://u:***@h/db`); other URLs pass unchanged.
+/// Query parameters of a database URL that carry a secret (libpq's names).
+const SECRET_QUERY_KEYS: [&str; 3] = ["password", "sslpassword", "passfile"];
+
+/// Masks the secrets of a URL: the password of its userinfo (`postgres://u:***@h/db`) and
+/// secret query parameters (`?password=***`). A URL that does not parse is never echoed.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
+    let Ok(mut parsed) = url::Url::parse(raw) else {
+        return "<unparseable url>".to_owned();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    let secret_query = parsed
+        .query_pairs()
+        .any(|(k, _)| SECRET_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str()));
+    if secret_query {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = SECRET_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str());
+                let v = if secret {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+/// A database URL whose scheme has been checked: `sqlite://PATH` or `postgres://…`.
+#[derive(Debug, Clone)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("unsupported database URL scheme `{0}`: use sqlite://PATH or postgres://…")]
+    UnknownScheme(String),
+    #[error("the database URL has no scheme: use sqlite://PATH or postgres://…")]
+    NoScheme,
+    #[error("sqlite:// URL has no file path")]
+    EmptyPath,
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, UrlError> {
+        let (scheme, rest) = raw.split_once("://").ok_or(UrlError::NoScheme)?;
+        match scheme {
+            "sqlite" => {
+                if rest.is_empty() {
+                    return Err(UrlError::EmptyPath);
+                }
+                Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)))
+            }
+            "postgres" | "postgresql" => Ok(DatabaseUrl::Postgres(raw.to_owned())),
+            // A scheme is short; anything else is not echoed whole.
+            other => Err(UrlError::UnknownScheme(other.chars().take(20).collect())),
         }
-        Ok(_) => raw.to_owned(),
-        Err(_) => "<unparseable url>".to_owned(),
     }
 }
 
@@ -332,13 +463,35 @@ mod tests {
         let mut s = defaults();
         s.database.url = SecretString::from("postgres://steward:hunter2@db:5432/steward");
         s.auth.admin_password = SecretString::from("pa55word");
+        s.audit.key = SecretString::from("ab".repeat(32));
         let text = s.redacted().to_string();
         assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains(&"ab".repeat(32)), "{text}");
         assert!(!text.contains("pa55word"), "{text}");
         assert!(
             text.contains("postgres://steward:***@db:5432/steward"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn query_passwords_are_masked_and_bad_urls_never_echoed() {
+        let shown = redact_url("postgres://u@db/steward?sslmode=require&password=hunter2");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("password=***") && shown.contains("sslmode=require"),
+            "{shown}"
+        );
+        let shown = redact_url("postgres://u:pw1@db/steward?PassWord=pw2");
+        assert!(!shown.contains("pw1") && !shown.contains("pw2"), "{shown}");
+        assert_eq!(
+            redact_url("postgres://u:secret@[::1/x"),
+            "<unparseable url>"
+        );
+        let err = DatabaseUrl::parse(&format!("{}://x", "m".repeat(500)))
+            .expect_err("unknown scheme")
+            .to_string();
+        assert!(err.len() < 200, "{err}");
     }
 
     #[test]

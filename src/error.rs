@@ -3,6 +3,10 @@
 //! Every error body is `{"error": "<code>", "message": "…", "details": [...]}`, where `code` is
 //! the snake_case name of the variant. HTTP statuses are mapped here and nowhere else. An internal
 //! error never shows its cause to the client; the cause goes to the log.
+//!
+//! Bodies are bounded whatever went wrong: a message is cut at [`MAX_MESSAGE_CHARS`], and at
+//! most [`MAX_DETAILS`] field errors are listed, the rest counted in one last entry, so an error
+//! never echoes an unbounded input back.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -42,16 +46,22 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// Saturated for now (a full queue, every library slot taken): 503 with `Retry-After`.
+    #[error("{message}")]
+    Overloaded {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
 
 #[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'static str,
-    message: String,
+pub struct ErrorBody<'a> {
+    pub error: &'static str,
+    pub message: String,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    details: &'a [FieldError],
+    pub details: &'a [FieldError],
 }
 
 impl AppError {
@@ -80,6 +90,7 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Unavailable(_) => "unavailable",
+            AppError::Overloaded { .. } => "overloaded",
             AppError::Internal(_) => "internal",
         }
     }
@@ -97,7 +108,9 @@ impl ResponseError for AppError {
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,20 +119,64 @@ impl ResponseError for AppError {
         if let AppError::Internal(cause) = self {
             tracing::error!(error = ?cause, "internal error");
         }
-        let details: &[FieldError] = match self {
-            AppError::Validation { details, .. } => details,
-            _ => &[],
+        let details = match self {
+            AppError::Validation { details, .. } => bounded_details(details),
+            _ => Vec::new(),
         };
         let mut response = HttpResponse::build(self.status_code());
-        if let AppError::RateLimited { retry_after_secs } = self {
-            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        match self {
+            AppError::RateLimited { retry_after_secs }
+            | AppError::Overloaded {
+                retry_after_secs, ..
+            } => {
+                response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            _ => {}
         }
         response.json(ErrorBody {
             error: self.code(),
-            message: self.to_string(),
-            details,
+            message: bounded(&self.to_string(), MAX_MESSAGE_CHARS),
+            details: &details,
         })
     }
+}
+
+/// Longest error message a body carries, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+/// Most field errors a body lists; the rest are counted in one last entry.
+pub const MAX_DETAILS: usize = 100;
+/// Longest field name and field message in a body, in characters.
+const MAX_FIELD_CHARS: usize = 200;
+
+/// `text` cut to at most `max` characters (an ellipsis marks the cut).
+pub fn bounded(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((end, _)) => {
+            let mut cut = text.get(..end).unwrap_or_default().to_owned();
+            cut.push('…');
+            cut
+        }
+    }
+}
+
+/// At most [`MAX_DETAILS`] field errors, each bounded, and one entry counting the rest.
+pub fn bounded_details(details: &[FieldError]) -> Vec<FieldError> {
+    let mut out: Vec<FieldError> = details
+        .iter()
+        .take(MAX_DETAILS)
+        .map(|d| FieldError {
+            field: bounded(&d.field, MAX_FIELD_CHARS),
+            message: bounded(&d.message, MAX_FIELD_CHARS),
+        })
+        .collect();
+    if details.len() > MAX_DETAILS {
+        out.push(FieldError {
+            field: "…".into(),
+            message: format!("{} more errors not listed", details.len() - MAX_DETAILS),
+        });
+    }
+    out
 }
 
 impl From<diesel::result::Error> for AppError {
@@ -157,5 +214,46 @@ pub fn form_error(err: actix_web::error::UrlencodedError, limit: usize) -> actix
     match err {
         U::Overflow { .. } => AppError::PayloadTooLarge { limit }.into(),
         other => AppError::BadRequest(format!("malformed form: {other}")).into(),
+    }
+}
+
+/// A query string that does not fit its handler: 400 in the contract, naming what is wrong.
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    AppError::BadRequest(format!("bad query string: {err}")).into()
+}
+
+/// A path parameter that does not parse (`/versions/abc`): 400 in the contract.
+pub fn path_error(
+    err: actix_web::error::PathError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    AppError::BadRequest(format!("bad path parameter: {err}")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_bounded() {
+        assert_eq!(bounded("abc", 3), "abc");
+        assert_eq!(bounded("abcdé", 4), "abcd…");
+        assert_eq!(bounded("ééé", 1), "é…");
+        let many: Vec<FieldError> = (0..250)
+            .map(|i| FieldError {
+                field: format!("f{i}{}", "x".repeat(1000)),
+                message: "m".repeat(1000),
+            })
+            .collect();
+        let out = bounded_details(&many);
+        assert_eq!(out.len(), MAX_DETAILS + 1);
+        assert!(
+            out.iter()
+                .all(|d| d.field.chars().count() <= MAX_FIELD_CHARS + 1)
+        );
+        assert_eq!(out[MAX_DETAILS].message, "150 more errors not listed");
     }
 }

@@ -7,7 +7,8 @@
 //! - [`data`]: dataset versions, the blob store, expectation suites and validation;
 //! - [`ml`]: preprocessing, models, cross-validation and metrics;
 //! - [`audit`]: the hash-chained audit log;
-//! - [`api`]: the JSON API and the probes; [`web`]: the HTMX dashboard;
+//! - [`api`]: the JSON API and the probes; [`web`]: the HTMX dashboard; [`http`]: the HTTP
+//!   plumbing both share (identity, route tables with their access, bodies, headers);
 //! - [`telemetry`]: metrics and logs; [`scheduler`]: background jobs;
 //! - [`startup`]: building and running the process; [`cli`]: the command line.
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod data;
 pub mod db;
 pub mod error;
+pub mod http;
 pub mod ml;
 pub mod overview;
 pub mod registry;

@@ -46,7 +46,9 @@ pub struct ModelOverview {
     pub runs: i64,
 }
 
-pub async fn collect(state: &AppState) -> Result<Overview, AppError> {
+/// What the store holds. `admin` says whether the reader may see the details of admin-only
+/// audit events ([`audit::is_admin_only`]).
+pub async fn collect(state: &AppState, admin: bool) -> Result<Overview, AppError> {
     let backend = state.db.backend();
     let dataset_name = state.settings.dataset.name.clone();
     let started_at = state.started_at;
@@ -100,7 +102,11 @@ pub async fn collect(state: &AppState) -> Result<Overview, AppError> {
                         name: model_name,
                     }
                 },
-                recent_events: audit::list(conn, 10, None)?,
+                recent_events: {
+                    let mut events = audit::list(conn, 10, None)?;
+                    audit::redact_for(&mut events, admin);
+                    events
+                },
             })
         })
         .await

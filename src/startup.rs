@@ -56,6 +56,7 @@ struct Prepared {
     interrupted_runs: Vec<String>,
     migrations_applied: Vec<String>,
     generated_admin_password: Option<String>,
+    audit: audit::Prepared,
 }
 
 impl Application {
@@ -75,6 +76,27 @@ impl Application {
         for version in &prepared.migrations_applied {
             tracing::info!(%version, "applied migration");
         }
+        match &prepared.audit.source {
+            audit::KeySource::Generated(path) => tracing::warn!(
+                path = %path.display(),
+                "generated the audit chain key; keep this file with the database's backups"
+            ),
+            audit::KeySource::File(path) => {
+                tracing::info!(path = %path.display(), "audit chain key read")
+            }
+            audit::KeySource::Config => tracing::info!("audit chain key from audit.key"),
+        }
+        if let Some(seq) = prepared.audit.keyed_now {
+            tracing::warn!(
+                event = seq,
+                "the audit chain verified intact and is keyed from this event on"
+            );
+        }
+        metrics::gauge!(telemetry::AUDIT_CHAIN_INTACT).set(if prepared.audit.broken.is_some() {
+            0.0
+        } else {
+            1.0
+        });
         if let Some(added) = &prepared.bootstrapped {
             tracing::info!(
                 dataset = %added.version.dataset,
@@ -99,12 +121,7 @@ impl Application {
             );
         }
         if let Some(password) = &prepared.generated_admin_password {
-            // Printed once, straight to the terminal and never to the log.
-            eprintln!(
-                "\n  Created the first user `{}` with the generated password:\n\n      {password}\n\n  \
-                 It is shown only now. Set STEWARD_ADMIN_PASSWORD to choose it instead.\n",
-                accounts::BOOTSTRAP_ADMIN
-            );
+            show_generated_password(password, &settings.storage.dir)?;
         }
 
         let serving = Arc::new(Serving::new(
@@ -116,9 +133,11 @@ impl Application {
                 Batching {
                     batch: settings.serving.log_batch,
                     linger: Duration::from_millis(settings.serving.log_linger_ms),
+                    wait: Duration::from_millis(settings.serving.log_wait_ms),
                 },
             )
             .context("starting the prediction-log writer")?,
+            &settings.serving,
         ));
         // A refusal (say, a tampered artifact) is logged; /ready then says no model is loaded.
         if let Err(e) = serving.refresh(&prepared.db, prepared.blobs.clone()).await {
@@ -127,6 +146,10 @@ impl Application {
         let state = AppState {
             serving,
             login_throttle: Arc::new(LoginThrottle::new(settings.auth.login_attempts_per_minute)),
+            login_gate: Arc::new(tokio::sync::Semaphore::new(settings.auth.login_concurrency)),
+            trusted_proxies: Arc::new(settings.server.trusted_networks()),
+            training_gate: Arc::new(training::TrainingGate::default()),
+            audit_verified: Arc::new(audit::VerifiedPosition::default()),
             settings: settings.clone(),
             db: prepared.db,
             blobs: prepared.blobs,
@@ -161,9 +184,12 @@ impl Application {
                         Ok(response)
                     }
                 })
+                .wrap(from_fn(crate::http::headers::json_errors))
                 .wrap(Compress::default())
                 .wrap(from_fn(telemetry::record_http))
                 .app_data(data.clone())
+                .app_data(web::QueryConfig::default().error_handler(error::query_error))
+                .app_data(web::PathConfig::default().error_handler(error::path_error))
                 .app_data(
                     web::JsonConfig::default()
                         .limit(limit)
@@ -270,21 +296,47 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Connects, migrates, creates the first admin on an empty store, records a configuration
-/// change in the audit log, marks runs of dead processes failed, registers the bundled data
-/// set on an empty store, and trains the first model when none is registered.
+/// Connects, migrates, loads the audit chain key and verifies the chain (refusing to go on
+/// with a broken one unless `audit.allow_broken`), creates the first admin on an empty store,
+/// records a configuration change in the audit log, marks runs of dead processes failed,
+/// registers the bundled data set on an empty store, and trains the first model when none is
+/// registered.
 fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
     let db = Db::connect(&settings.database)?;
     let mut conn = db.get()?;
     let migrations_applied = db::run_migrations(&mut conn)?;
+    let audit = audit::prepare(
+        &mut conn,
+        settings.audit.key.expose_secret(),
+        &settings.storage.dir,
+        true,
+    )?;
+    if let Some(broken) = &audit.broken {
+        if !settings.audit.allow_broken {
+            anyhow::bail!(
+                "the audit log is broken at event {}: {}. Nothing was started. Investigate with \
+                 `steward audit verify`; to serve anyway, start with `steward serve \
+                 --allow-broken-audit`",
+                broken.seq,
+                broken.reason
+            );
+        }
+        tracing::error!(
+            event = broken.seq,
+            reason = %broken.reason,
+            "THE AUDIT LOG IS BROKEN. Serving anyway because of --allow-broken-audit; new events \
+             chain from the current head. Investigate with `steward audit verify`."
+        );
+    }
     let generated_admin_password =
         accounts::bootstrap_admin(&mut conn, settings.auth.admin_password.expose_secret())?;
     record_config_change(&mut conn, settings)?;
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(&settings.storage.dir));
     let interrupted_runs = tracking::sweep_interrupted(&mut conn)?;
-    let bootstrapped = data::bootstrap(&mut conn, blobs.as_ref(), &settings.dataset)?;
-    let trained = training::bootstrap(&mut conn, blobs.as_ref(), settings)?;
     drop(conn);
+    let bootstrapped = data::bootstrap(&db, blobs.as_ref(), &settings.dataset)?;
+    audit::record_head(&mut *db.get()?, &settings.storage.dir)?;
+    let trained = training::bootstrap(&db, blobs.as_ref(), settings)?;
     Ok(Prepared {
         db,
         blobs,
@@ -293,7 +345,33 @@ fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
         interrupted_runs,
         migrations_applied,
         generated_admin_password,
+        audit,
     })
+}
+
+/// Shows the generated first-admin password once: on the terminal when there is one, never in
+/// the log stream. Without a terminal (a container's log, say) it goes to a file readable by
+/// its owner alone, and the log says where.
+fn show_generated_password(password: &str, storage_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let user = accounts::BOOTSTRAP_ADMIN;
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "\n  Created the first user `{user}` with the generated password:\n\n      {password}\n\n  \
+             It is shown only now. Set STEWARD_ADMIN_PASSWORD to choose it instead.\n"
+        );
+        return Ok(());
+    }
+    let path = storage_dir.join("initial-admin-password");
+    audit::write_private(&path, &format!("{password}\n"))
+        .with_context(|| format!("writing the first admin's password to {}", path.display()))?;
+    tracing::warn!(
+        user,
+        path = %path.display(),
+        "created the first user with a generated password, written to this file (owner-only); \
+         read it, log in, then delete the file"
+    );
+    Ok(())
 }
 
 /// Appends `config.applied` when the effective (redacted) configuration differs from the one
@@ -339,6 +417,19 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
             {
                 tracing::info!(version, "serving slot refreshed from the store");
             }
+            Ok(())
+        },
+    );
+    // The audit chain's head, outside the database: a cut tail shows against it.
+    scheduler.register(
+        "audit_head",
+        Duration::from_secs(settings.audit.head_log_secs),
+        |state: AppState| async move {
+            let dir = state.settings.storage.dir.clone();
+            state
+                .db
+                .run(move |conn| audit::record_head(conn, &dir))
+                .await?;
             Ok(())
         },
     );

@@ -2,32 +2,32 @@
 
 use std::sync::Arc;
 
+use crate::audit::VerifiedPosition;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
 use crate::data::blob::BlobStore;
 use crate::db::Db;
 use crate::serving::Serving;
 use crate::telemetry::Telemetry;
+use crate::training::TrainingGate;
 
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Db,
-    /// Content-addressed artifacts: dataset files now, model artifacts later.
+    /// Content-addressed artifacts: dataset files and model artifacts.
     pub blobs: Arc<dyn BlobStore>,
     pub telemetry: Telemetry,
     pub login_throttle: Arc<LoginThrottle>,
+    /// Password checks (argon2) running at once, at most `auth.login_concurrency`.
+    pub login_gate: Arc<tokio::sync::Semaphore>,
+    /// `server.trusted_proxies`, parsed once.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// The production model's slot, the request schema and the prediction log.
     pub serving: Arc<Serving>,
+    /// One training at a time in this process.
+    pub training_gate: Arc<TrainingGate>,
+    /// How far the audit chain was last verified intact, so page views re-hash only what is new.
+    pub audit_verified: Arc<VerifiedPosition>,
     pub started_at: chrono::DateTime<chrono::Utc>,
-}
-
-impl AppState {
-    /// Brings the serving slot in line with the registry right away, after a promotion or a
-    /// rollback in this process. A refused model is logged; the slot keeps what it had.
-    pub async fn refresh_serving(&self) {
-        if let Err(e) = self.serving.refresh(&self.db, self.blobs.clone()).await {
-            tracing::error!(error = %e, "the serving slot kept its model");
-        }
-    }
 }

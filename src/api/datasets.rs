@@ -23,7 +23,7 @@ pub async fn list_datasets(
     state: web::Data<AppState>,
     identity: Identity,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let list = state
         .db
         .run(|conn| {
@@ -47,7 +47,7 @@ pub async fn list_versions(
     identity: Identity,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let name = path.into_inner();
     let versions = state
         .db
@@ -70,7 +70,7 @@ pub async fn get_version(
     identity: Identity,
     path: web::Path<(String, i32)>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let (name, number) = path.into_inner();
     let detail = state
         .db
@@ -96,7 +96,8 @@ pub async fn get_version_content(
     identity: Identity,
     path: web::Path<(String, i32)>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    // The file is patient data: a viewer at least, even with public reads.
+    identity.require(Role::Viewer)?;
     let (name, number) = path.into_inner();
     let blobs = state.blobs.clone();
     let (version, bytes) = state
@@ -129,6 +130,10 @@ pub struct AddQuery {
 }
 
 /// Adds the request body (CSV or Parquet) as a new version. Admins only.
+///
+/// The body is streamed to a temporary file in the storage folder (bounded by
+/// `dataset.upload_limit_bytes`), so an upload is never buffered in memory while it arrives
+/// and holds no store connection; the file is then read and added on the blocking pool.
 pub async fn add_version(
     state: web::Data<AppState>,
     identity: Identity,
@@ -136,34 +141,45 @@ pub async fn add_version(
     query: web::Query<AddQuery>,
     mut body: web::Payload,
 ) -> Result<HttpResponse, AppError> {
+    use tokio::io::AsyncWriteExt;
     identity.require(Role::Admin)?;
+    let name = path.into_inner();
+    datasets::check_name("dataset", &name)?;
+    let AddQuery { message, file_name } = query.into_inner();
+    let file_name = datasets::clean_file_name(file_name.as_deref().unwrap_or("upload"));
     let limit = state.settings.dataset.upload_limit_bytes;
-    let mut bytes = web::BytesMut::new();
+    let internal = |e: std::io::Error| AppError::Internal(anyhow::anyhow!("upload spool: {e}"));
+    let spool = tempfile::NamedTempFile::new_in(&state.settings.storage.dir).map_err(internal)?;
+    let mut file = tokio::fs::File::from_std(spool.reopen().map_err(internal)?);
+    let mut size = 0_usize;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| AppError::BadRequest(format!("reading the upload: {e}")))?;
-        if bytes.len() + chunk.len() > limit {
+        size += chunk.len();
+        if size > limit {
             return Err(AppError::PayloadTooLarge { limit });
         }
-        bytes.extend_from_slice(&chunk);
+        file.write_all(&chunk).await.map_err(internal)?;
     }
-    let name = path.into_inner();
-    let AddQuery { message, file_name } = query.into_inner();
-    let file_name = file_name.unwrap_or_else(|| "upload".into());
+    file.flush().await.map_err(internal)?;
+    drop(file);
     let actor = identity.actor();
-    let settings = state.settings.clone();
-    let blobs = state.blobs.clone();
-    let outcome: AddOutcome = state
-        .db
-        .run(move |conn| {
-            let upload = datasets::Upload {
-                dataset: &name,
-                bytes: &bytes,
-                file_name: &file_name,
-                message: &message,
-            };
-            datasets::add_version(conn, blobs.as_ref(), &settings.dataset, upload, &actor)
-        })
-        .await?;
+    let (settings, blobs, db) = (
+        state.settings.clone(),
+        state.blobs.clone(),
+        state.db.clone(),
+    );
+    let outcome: AddOutcome = tokio::task::spawn_blocking(move || {
+        let bytes = std::fs::read(spool.path()).map_err(internal)?;
+        let upload = datasets::Upload {
+            dataset: &name,
+            bytes: &bytes,
+            file_name: &file_name,
+            message: &message,
+        };
+        datasets::add_version(&db, blobs.as_ref(), &settings.dataset, upload, &actor)
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("adding a version failed: {e}")))??;
     let mut response = if outcome.created {
         HttpResponse::Created()
     } else {
@@ -185,7 +201,7 @@ pub async fn diff_versions(
     path: web::Path<String>,
     query: web::Query<DiffQuery>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let name = path.into_inner();
     let DiffQuery { from, to } = query.into_inner();
     let diff: ProfileDiff = state
@@ -294,7 +310,7 @@ pub async fn list_validations(
     identity: Identity,
     query: web::Query<RunsQuery>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let RunsQuery { dataset, limit } = query.into_inner();
     let runs = state
         .db
@@ -308,7 +324,8 @@ pub async fn get_validation(
     identity: Identity,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    // Unexpected values are rows of the data: a viewer at least, even with public reads.
+    identity.require(Role::Viewer)?;
     let id = path.into_inner();
     let run = state
         .db
@@ -331,7 +348,7 @@ pub async fn suggest_suite(
     path: web::Path<String>,
     query: web::Query<SuggestQuery>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let name = path.into_inner();
     let SuggestQuery { dataset, version } = query.into_inner();
     let settings = state.settings.clone();

@@ -1,9 +1,11 @@
-//! The JSON API under `/api/v1`, and the open probes (`/health`, `/ready`, `/metrics`).
-//! The route table is this one function; one module per resource, handlers named `verb_noun`.
+//! The JSON API under `/api/v1`, the prediction endpoints and the open probes (`/health`,
+//! `/ready`, `/metrics`). The route table is [`ROUTES`]: each line names its method, path,
+//! handler and who may call it; one module per resource, handlers named `verb_noun`. It calls
+//! the domain modules and `crate::http`, never the dashboard.
 
 mod audit;
 mod datasets;
-pub mod models;
+mod models;
 mod overview;
 pub mod probes;
 pub mod serving;
@@ -12,101 +14,64 @@ mod users;
 
 use actix_web::web;
 
+use crate::auth::Role;
+use crate::http::Access::{Feedback, Open, Read, Role as Needs, Sensitive, Serving};
+use crate::http::headers::api_not_found;
+
+crate::route_table! { ROUTES, handlers;
+    get "/health" => probes::get_health, Open;
+    get "/ready" => probes::get_ready, Open;
+    get "/metrics" => probes::get_metrics, Open;
+    post "/predict" => serving::predict, Serving;
+    post "/invocations" => serving::invocations, Serving;
+    get "/model/info" => serving::model_info, Serving;
+    post "/feedback" => serving::post_feedback, Feedback;
+    get "/openapi.json" => serving::openapi_json, Open;
+    get "/api/v1/overview" => overview::get_overview, Read;
+    get "/api/v1/settings" => overview::get_settings, Needs(Role::Admin);
+    get "/api/v1/me" => users::get_me, Needs(Role::Viewer);
+    get "/api/v1/users" => users::list_users, Needs(Role::Admin);
+    post "/api/v1/users" => users::create_user, Needs(Role::Admin);
+    post "/api/v1/users/{username}/disable" => users::disable_user, Needs(Role::Admin);
+    get "/api/v1/tokens" => tokens::list_tokens, Needs(Role::Viewer);
+    post "/api/v1/tokens" => tokens::create_token, Needs(Role::Viewer);
+    delete "/api/v1/tokens/{id}" => tokens::revoke_token, Needs(Role::Viewer);
+    get "/api/v1/audit" => audit::list_audit, Read;
+    get "/api/v1/audit/verify" => audit::verify_audit, Read;
+    get "/api/v1/datasets" => datasets::list_datasets, Read;
+    get "/api/v1/datasets/{name}/versions" => datasets::list_versions, Read;
+    post "/api/v1/datasets/{name}/versions" => datasets::add_version, Needs(Role::Admin);
+    get "/api/v1/datasets/{name}/versions/{version}" => datasets::get_version, Read;
+    get "/api/v1/datasets/{name}/versions/{version}/content" => datasets::get_version_content, Sensitive;
+    get "/api/v1/datasets/{name}/diff" => datasets::diff_versions, Read;
+    put "/api/v1/datasets/{name}/current" => datasets::set_current, Needs(Role::Admin);
+    get "/api/v1/validations" => datasets::list_validations, Read;
+    post "/api/v1/validations" => datasets::create_validation, Needs(Role::Approver);
+    get "/api/v1/validations/{id}" => datasets::get_validation, Sensitive;
+    get "/api/v1/expectations/{suite}/suggest" => datasets::suggest_suite, Read;
+    get "/api/v1/predictions" => serving::list_predictions, Sensitive;
+    get "/api/v1/predictions/dead-letters" => serving::list_dead_letters, Sensitive;
+    get "/api/v1/experiments" => models::list_experiments, Read;
+    get "/api/v1/experiments/{name}/runs" => models::list_experiment_runs, Read;
+    get "/api/v1/runs" => models::list_runs, Read;
+    post "/api/v1/runs" => models::create_runs, Needs(Role::Admin);
+    get "/api/v1/runs/compare" => models::compare_runs, Read;
+    get "/api/v1/runs/{id}" => models::get_run, Read;
+    get "/api/v1/runs/{id}/artifacts/{name}" => models::get_run_artifact, Read;
+    get "/api/v1/models" => models::list_models, Read;
+    get "/api/v1/models/{name}" => models::get_model, Read;
+    get "/api/v1/models/{name}/versions/{version}" => models::get_model_version, Read;
+    post "/api/v1/models/{name}/versions/{version}/stage" => models::set_stage, Needs(Role::Approver);
+    post "/api/v1/models/{name}/rollback" => models::rollback_model, Needs(Role::Approver);
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(probes::get_health))
-        .route("/ready", web::get().to(probes::get_ready))
-        .route("/metrics", web::get().to(probes::get_metrics))
-        .route("/predict", web::post().to(serving::predict))
-        .route("/invocations", web::post().to(serving::invocations))
-        .route("/model/info", web::get().to(serving::model_info))
-        .route("/feedback", web::post().to(serving::post_feedback))
-        .route("/openapi.json", web::get().to(serving::openapi_json))
-        .service(
-            utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", {
-                use utoipa::OpenApi;
-                serving::ApiDoc::openapi()
-            }),
-        )
-        .service(
-            web::scope("/api/v1")
-                .route("/overview", web::get().to(overview::get_overview))
-                .route("/settings", web::get().to(overview::get_settings))
-                .route("/me", web::get().to(users::get_me))
-                .route("/users", web::get().to(users::list_users))
-                .route("/users", web::post().to(users::create_user))
-                .route(
-                    "/users/{username}/disable",
-                    web::post().to(users::disable_user),
-                )
-                .route("/tokens", web::get().to(tokens::list_tokens))
-                .route("/tokens", web::post().to(tokens::create_token))
-                .route("/tokens/{id}", web::delete().to(tokens::revoke_token))
-                .route("/audit", web::get().to(audit::list_audit))
-                .route("/audit/verify", web::get().to(audit::verify_audit))
-                .route("/datasets", web::get().to(datasets::list_datasets))
-                .route(
-                    "/datasets/{name}/versions",
-                    web::get().to(datasets::list_versions),
-                )
-                .route(
-                    "/datasets/{name}/versions",
-                    web::post().to(datasets::add_version),
-                )
-                .route(
-                    "/datasets/{name}/versions/{version}",
-                    web::get().to(datasets::get_version),
-                )
-                .route(
-                    "/datasets/{name}/versions/{version}/content",
-                    web::get().to(datasets::get_version_content),
-                )
-                .route(
-                    "/datasets/{name}/diff",
-                    web::get().to(datasets::diff_versions),
-                )
-                .route(
-                    "/datasets/{name}/current",
-                    web::put().to(datasets::set_current),
-                )
-                .route("/validations", web::get().to(datasets::list_validations))
-                .route("/validations", web::post().to(datasets::create_validation))
-                .route("/validations/{id}", web::get().to(datasets::get_validation))
-                .route(
-                    "/expectations/{suite}/suggest",
-                    web::get().to(datasets::suggest_suite),
-                )
-                .route("/predictions", web::get().to(serving::list_predictions))
-                .route("/experiments", web::get().to(models::list_experiments))
-                .route(
-                    "/experiments/{name}/runs",
-                    web::get().to(models::list_experiment_runs),
-                )
-                .route("/runs", web::get().to(models::list_runs))
-                .route("/runs", web::post().to(models::create_runs))
-                .route("/runs/compare", web::get().to(models::compare_runs))
-                .route("/runs/{id}", web::get().to(models::get_run))
-                .route(
-                    "/runs/{id}/artifacts/{name}",
-                    web::get().to(models::get_run_artifact),
-                )
-                .route("/models", web::get().to(models::list_models))
-                .route("/models/{name}", web::get().to(models::get_model))
-                .route(
-                    "/models/{name}/versions/{version}",
-                    web::get().to(models::get_model_version),
-                )
-                .route(
-                    "/models/{name}/versions/{version}/stage",
-                    web::post().to(models::set_stage),
-                )
-                .route(
-                    "/models/{name}/rollback",
-                    web::post().to(models::rollback_model),
-                )
-                .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(crate::error::AppError::NotFound(
-                        "no such API route".into(),
-                    ))
-                })),
-        );
+    crate::http::routes::register(cfg, ROUTES, handlers());
+    cfg.service(
+        utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", {
+            use utoipa::OpenApi;
+            serving::ApiDoc::openapi()
+        }),
+    )
+    .route("/api/{tail:.*}", web::to(api_not_found));
 }

@@ -3,12 +3,13 @@
 //! and rollbacks need an approver.
 
 use actix_web::{HttpResponse, web};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::auth::{Identity, Role};
 use crate::error::AppError;
+use crate::http::OptionalJson;
 use crate::ml::models::ModelKind;
-use crate::registry::{self, ModelVersion, Stage, StageTransition};
+use crate::registry::{self, Stage, VersionRow};
 use crate::state::AppState;
 use crate::tracking::{self, runs_table};
 use crate::training::{self, TrainRequest};
@@ -17,12 +18,13 @@ pub async fn list_experiments(
     state: web::Data<AppState>,
     identity: Identity,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let list = state.db.run(tracking::list_experiments).await?;
     Ok(HttpResponse::Ok().json(list))
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunsQuery {
     /// Sort by this metric, best first.
     sort: Option<String>,
@@ -35,7 +37,7 @@ pub async fn list_experiment_runs(
     path: web::Path<String>,
     query: web::Query<RunsQuery>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let name = path.into_inner();
     let q = query.into_inner();
     let rows = state
@@ -50,7 +52,7 @@ pub async fn list_runs(
     identity: Identity,
     query: web::Query<RunsQuery>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let q = query.into_inner();
     let rows = state
         .db
@@ -64,7 +66,7 @@ pub async fn get_run(
     identity: Identity,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let id = path.into_inner();
     let detail = state
         .db
@@ -79,7 +81,7 @@ pub async fn get_run_artifact(
     identity: Identity,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let (id, name) = path.into_inner();
     let blobs = state.blobs.clone();
     let (artifact, bytes) = state
@@ -96,6 +98,7 @@ pub async fn get_run_artifact(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CompareQuery {
     a: String,
     b: String,
@@ -106,7 +109,7 @@ pub async fn compare_runs(
     identity: Identity,
     query: web::Query<CompareQuery>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let q = query.into_inner();
     let c = state
         .db
@@ -130,15 +133,17 @@ pub struct TrainBody {
     experiment: Option<String>,
 }
 
-/// Trains now and answers when the runs have ended (seconds on the bundled data).
+/// Trains now and answers when the runs have ended (seconds on the bundled data). An empty
+/// body trains with the defaults; any other body is parsed strictly. 409 while another
+/// training runs.
 pub async fn create_runs(
     state: web::Data<AppState>,
     identity: Identity,
-    body: Option<web::Json<TrainBody>>,
+    body: OptionalJson<TrainBody>,
 ) -> Result<HttpResponse, AppError> {
     let actor = identity.require(Role::Admin)?;
     let actor = format!("user:{}", actor.username);
-    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    let body = body.0;
     let request = TrainRequest {
         dataset: body.dataset,
         version: body.dataset_version,
@@ -149,80 +154,37 @@ pub async fn create_runs(
         experiment: body.experiment,
         source: "api".into(),
     };
-    let outcome = run_training(&state, request, actor).await?;
-    if outcome.promoted.is_some() {
-        state.refresh_serving().await;
-    }
+    let outcome = train(&state, request, actor).await?;
     Ok(HttpResponse::Created().json(outcome))
 }
 
-/// Runs a training on the blocking pool with one store connection.
-pub async fn run_training(
+/// Trains through the process's training gate; a promotion goes through the serving slot's
+/// ordered transition, so what the registry says is what is served.
+async fn train(
     state: &AppState,
     request: TrainRequest,
     actor: String,
 ) -> Result<training::TrainOutcome, AppError> {
-    let settings = state.settings.clone();
-    let blobs = state.blobs.clone();
-    state
-        .db
-        .run(move |conn| {
-            training::train(
-                conn,
-                blobs.as_ref(),
-                &settings,
-                &request,
-                &actor,
-                &|_, _, _| {},
-            )
-        })
-        .await
+    let promote = state.serving.promoter(state.blobs.clone());
+    training::run(
+        state.db.clone(),
+        state.blobs.clone(),
+        state.settings.clone(),
+        state.training_gate.clone(),
+        request,
+        actor,
+        promote,
+    )
+    .await
 }
 
 pub async fn list_models(
     state: web::Data<AppState>,
     identity: Identity,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let list = state.db.run(registry::list_models).await?;
     Ok(HttpResponse::Ok().json(list))
-}
-
-#[derive(Serialize)]
-pub struct ModelDetail {
-    pub name: String,
-    pub production: Option<i32>,
-    pub versions: Vec<VersionRow>,
-    pub transitions: Vec<StageTransition>,
-}
-
-#[derive(Serialize)]
-pub struct VersionRow {
-    #[serde(flatten)]
-    pub version: ModelVersion,
-    pub metrics: std::collections::BTreeMap<String, f64>,
-}
-
-pub fn model_detail(
-    conn: &mut crate::db::DbConnection,
-    name: &str,
-) -> Result<ModelDetail, AppError> {
-    let versions: Vec<VersionRow> = registry::list_versions(conn, name)?
-        .into_iter()
-        .map(|v| VersionRow {
-            metrics: v.metrics(),
-            version: v,
-        })
-        .collect();
-    Ok(ModelDetail {
-        name: name.to_owned(),
-        production: versions
-            .iter()
-            .find(|v| v.version.stage == Stage::Production.as_str())
-            .map(|v| v.version.version),
-        transitions: registry::transitions(conn, name)?,
-        versions,
-    })
 }
 
 pub async fn get_model(
@@ -230,12 +192,12 @@ pub async fn get_model(
     identity: Identity,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let name = path.into_inner();
     let detail = state
         .db
         .run(move |conn| {
-            let d = model_detail(conn, &name)?;
+            let d = registry::model_detail(conn, &name)?;
             if d.versions.is_empty() {
                 return Err(AppError::NotFound(format!("no registered model `{name}`")));
             }
@@ -250,16 +212,13 @@ pub async fn get_model_version(
     identity: Identity,
     path: web::Path<(String, i32)>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let (name, version) = path.into_inner();
     let v = state
         .db
         .run(move |conn| registry::find_version(conn, &name, version))
         .await?;
-    Ok(HttpResponse::Ok().json(VersionRow {
-        metrics: v.metrics(),
-        version: v,
-    }))
+    Ok(HttpResponse::Ok().json(VersionRow::from(v)))
 }
 
 #[derive(Deserialize)]
@@ -284,11 +243,21 @@ pub async fn set_stage(
         .stage
         .parse()
         .map_err(|e: String| AppError::validation("stage", e))?;
+    let (serving, blobs) = (state.serving.clone(), state.blobs.clone());
     let out = state
         .db
-        .run(move |conn| registry::transition(conn, &name, version, stage, &actor, &body.reason))
+        .run(move |conn| {
+            serving.transition(
+                conn,
+                blobs.as_ref(),
+                &name,
+                version,
+                stage,
+                &actor,
+                &body.reason,
+            )
+        })
         .await?;
-    state.refresh_serving().await;
     Ok(HttpResponse::Ok().json(out))
 }
 
@@ -299,20 +268,21 @@ pub struct RollbackBody {
     reason: String,
 }
 
+/// Rolls Production back. An empty body has no reason; any other body is parsed strictly.
 pub async fn rollback_model(
     state: web::Data<AppState>,
     identity: Identity,
     path: web::Path<String>,
-    body: Option<web::Json<RollbackBody>>,
+    body: OptionalJson<RollbackBody>,
 ) -> Result<HttpResponse, AppError> {
     let user = identity.require(Role::Approver)?;
     let actor = format!("user:{}", user.username);
     let name = path.into_inner();
-    let reason = body.map(|b| b.into_inner().reason).unwrap_or_default();
+    let reason = body.0.reason;
+    let (serving, blobs) = (state.serving.clone(), state.blobs.clone());
     let out = state
         .db
-        .run(move |conn| registry::rollback(conn, &name, &actor, &reason))
+        .run(move |conn| serving.rollback(conn, blobs.as_ref(), &name, &actor, &reason))
         .await?;
-    state.refresh_serving().await;
     Ok(HttpResponse::Ok().json(out))
 }

@@ -9,8 +9,9 @@ pub async fn get_overview(
     state: web::Data<AppState>,
     identity: Identity,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
-    Ok(HttpResponse::Ok().json(overview::collect(&state).await?))
+    identity.require_read(&state.settings.auth)?;
+    let admin = identity.has(Role::Admin);
+    Ok(HttpResponse::Ok().json(overview::collect(&state, admin).await?))
 }
 
 /// The effective configuration, secrets masked. Admins only: it describes the deployment.

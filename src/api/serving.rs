@@ -6,14 +6,12 @@
 use std::time::Instant;
 
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::{Identity, Role};
 use crate::error::{AppError, FieldError};
-use crate::ml::explain;
-use crate::ml::features::Raw;
+use crate::http::body::{mime, read_body};
 use crate::serving::feedback::{self, Feedback, FeedbackRequest};
 use crate::serving::log::PredictionRow;
 use crate::serving::request::{self, ParseError};
@@ -31,38 +29,13 @@ async fn authorize(state: &AppState, req: &HttpRequest) -> Result<String, AppErr
     Ok(format!("user:{}", user.username))
 }
 
-/// The body, refused past the limit without reading it all.
-async fn read_body(
-    mut payload: web::Payload,
+async fn body(
+    payload: web::Payload,
     req: &HttpRequest,
     limit: usize,
 ) -> Result<web::BytesMut, AppError> {
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(AppError::PayloadTooLarge { limit });
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| AppError::BadRequest(format!("reading the body: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(AppError::PayloadTooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-fn mime(req: &HttpRequest) -> String {
-    req.headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default()
+    let mut payload = payload.into_inner();
+    read_body(&mut payload, req, limit).await
 }
 
 fn current_model(state: &AppState) -> Result<std::sync::Arc<ServedModel>, AppError> {
@@ -124,27 +97,31 @@ fn parse_error(state: &AppState, e: ParseError) -> AppError {
     }
 }
 
-/// Scores rows and queues them for the prediction log; returns (request id, probability, class).
+/// Scores rows (off the workers when they are many or need the library) and queues them for
+/// the prediction log; returns (request id, probability, class) per row, and explanations.
 async fn score(
     state: &AppState,
-    model: &ServedModel,
-    rows: &[Vec<Raw>],
+    model: &std::sync::Arc<ServedModel>,
+    rows: Vec<Vec<crate::ml::features::Raw>>,
+    explain: bool,
     endpoint: &'static str,
     started: Instant,
-) -> Result<Vec<(String, f64, i32)>, AppError> {
-    let timer = Instant::now();
-    let probabilities = model.predict(rows)?;
-    model
-        .inference_duration
-        .record(timer.elapsed().as_secs_f64());
+) -> Result<
+    (
+        Vec<(String, f64, i32)>,
+        Option<Vec<crate::ml::explain::Explanation>>,
+    ),
+    AppError,
+> {
+    let scored = state.serving.score(model, rows, explain).await?;
     let threshold = model.threshold();
     let version = model.version.version;
     let now = crate::db::now();
     let latency = started.elapsed().as_micros() as i64;
-    let mut out = Vec::with_capacity(rows.len());
-    let mut log = Vec::with_capacity(rows.len());
+    let mut out = Vec::with_capacity(scored.rows.len());
+    let mut log = Vec::with_capacity(scored.rows.len());
     let mut positives = 0_u64;
-    for (row, p) in rows.iter().zip(probabilities) {
+    for (row, p) in scored.rows.iter().zip(scored.probabilities) {
         let class = i32::from(p >= threshold);
         positives += class as u64;
         // Time-ordered ids: the log's primary key grows at its end.
@@ -162,13 +139,15 @@ async fn score(
         });
         out.push((id, p, class));
     }
-    model.predictions[0].increment(rows.len() as u64 - positives);
-    model.predictions[1].increment(positives);
     state.serving.log.record(log).await?;
-    Ok(out)
+    // Counted once logged: a request refused for a full log scored nothing it answered.
+    model.predictions[0].increment(out.len() as u64 - positives);
+    model.predictions[1].increment(positives);
+    Ok((out, scored.explanations))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct PredictQuery {
     /// Add per-feature contributions (XGBoost SHAP values, or LR coefficient × value).
     #[serde(default)]
@@ -215,7 +194,7 @@ pub async fn predict(
     let started = Instant::now();
     authorize(&state, &req).await?;
     let serving = &state.settings.serving;
-    let body = read_body(payload, &req, serving.body_limit_bytes).await?;
+    let body = body(payload, &req, serving.body_limit_bytes).await?;
     if mime(&req) != "application/json" {
         return Err(AppError::UnsupportedMediaType(
             "POST /predict takes Content-Type: application/json".into(),
@@ -224,14 +203,16 @@ pub async fn predict(
     let parsed = request::parse_predict(&state.serving.schema, &body, serving.max_batch)
         .map_err(|e| parse_error(&state, e))?;
     let model = current_model(&state)?;
-    let explanations = if query.explain {
-        let e = explain::explain(&model.trained, parsed.rows.iter())
-            .map_err(|m| AppError::validation("explain", m))?;
-        Some(e)
-    } else {
-        None
-    };
-    let scored = score(&state, &model, &parsed.rows, "predict", started).await?;
+    let batch = parsed.batch;
+    let (scored, explanations) = score(
+        &state,
+        &model,
+        parsed.rows,
+        query.explain,
+        "predict",
+        started,
+    )
+    .await?;
     let version = model.version.version;
     let mut answers: Vec<PredictResponse> = scored
         .into_iter()
@@ -257,10 +238,14 @@ pub async fn predict(
             }));
         }
     }
-    if parsed.batch {
-        Ok(HttpResponse::Ok().json(answers))
-    } else {
-        Ok(HttpResponse::Ok().json(&answers[0]))
+    if batch {
+        return Ok(HttpResponse::Ok().json(answers));
+    }
+    match answers.into_iter().next() {
+        Some(one) => Ok(HttpResponse::Ok().json(one)),
+        None => Err(AppError::Internal(anyhow::anyhow!(
+            "no answer for a scored request"
+        ))),
     }
 }
 
@@ -291,7 +276,7 @@ pub async fn invocations(
     let started = Instant::now();
     authorize(&state, &req).await?;
     let serving = &state.settings.serving;
-    let body = read_body(payload, &req, serving.body_limit_bytes).await?;
+    let body = body(payload, &req, serving.body_limit_bytes).await?;
     let schema = &state.serving.schema;
     let parsed = match mime(&req).as_str() {
         "application/json" => request::parse_invocations_json(schema, &body, serving.max_batch),
@@ -305,7 +290,8 @@ pub async fn invocations(
             return Ok(HttpResponse::UnsupportedMediaType()
                 .content_type("text/plain")
                 .body(format!(
-                    "This predictor only supports the following content types: Types: ['text/csv', 'application/json']. Got '{other}'."
+                    "This predictor only supports the following content types: Types: ['text/csv', 'application/json']. Got '{}'.",
+                    crate::error::bounded(other, 100)
                 )));
         }
     };
@@ -318,7 +304,7 @@ pub async fn invocations(
         Err(e) => return Err(parse_error(&state, e)),
     };
     let model = current_model(&state)?;
-    let scored = score(&state, &model, &rows, "invocations", started).await?;
+    let (scored, _) = score(&state, &model, rows, false, "invocations", started).await?;
     let predictions: Vec<i32> = scored.into_iter().map(|(_, _, c)| c).collect();
     Ok(HttpResponse::Ok().json(json!({ "predictions": predictions })))
 }
@@ -353,6 +339,7 @@ pub async fn model_info(
     request_body = FeedbackRequest,
     responses(
         (status = 201, body = Feedback),
+        (status = 401, description = "No token, with serving.feedback_requires_token (the default)"),
         (status = 404, description = "No prediction has this request_id"),
         (status = 409, description = "This request already has a label"),
         (status = 422, description = "The label is not 0 or 1"),
@@ -360,11 +347,14 @@ pub async fn model_info(
 )]
 pub async fn post_feedback(
     state: web::Data<AppState>,
+    identity: Identity,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
-    let actor = authorize(&state, &req).await?;
-    let body = read_body(payload, &req, 64 * 1024).await?;
+    // The route guard has checked the caller (serving.feedback_requires_token); each label is
+    // stored with who sent it.
+    let actor = identity.actor();
+    let body = body(payload, &req, 64 * 1024).await?;
     if mime(&req) != "application/json" {
         return Err(AppError::UnsupportedMediaType(
             "POST /feedback takes Content-Type: application/json".into(),
@@ -391,6 +381,7 @@ pub async fn post_feedback(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RecentQuery {
     limit: Option<i64>,
 }
@@ -401,11 +392,17 @@ pub async fn list_predictions(
     identity: Identity,
     query: web::Query<RecentQuery>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    // Patient features: a viewer at least, even with public reads.
+    identity.require(Role::Viewer)?;
     let limit = query.limit.unwrap_or(50);
-    let recent = state
+    let (recent, dead) = state
         .db
-        .run(move |conn| crate::serving::log::recent(conn, limit))
+        .run(move |conn| {
+            Ok((
+                crate::serving::log::recent(conn, limit)?,
+                crate::serving::log::dead_letters(conn, 0)?,
+            ))
+        })
         .await?;
     let names = state.serving.schema.names();
     let rows: Vec<Value> = recent
@@ -434,8 +431,38 @@ pub async fn list_predictions(
     Ok(HttpResponse::Ok().json(json!({
         "total": recent.total,
         "labelled": recent.labelled,
+        "dead_letters": dead.total,
         "predictions": rows,
     })))
+}
+
+/// `GET /api/v1/predictions/dead-letters`: rows the store refused on their own, set aside so
+/// they could not block the log, newest first (viewer).
+pub async fn list_dead_letters(
+    state: web::Data<AppState>,
+    identity: Identity,
+    query: web::Query<RecentQuery>,
+) -> Result<HttpResponse, AppError> {
+    identity.require(Role::Viewer)?;
+    let limit = query.limit.unwrap_or(100);
+    let dead = state
+        .db
+        .run(move |conn| crate::serving::log::dead_letters(conn, limit))
+        .await?;
+    let rows: Vec<Value> = dead
+        .rows
+        .into_iter()
+        .map(|d| {
+            json!({
+                "request_id": d.request_id,
+                "created_at": d.created_at,
+                "failed_at": d.failed_at,
+                "error": d.error,
+                "row": serde_json::from_str::<Value>(&d.row_json).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "total": dead.total, "dead_letters": rows })))
 }
 
 #[derive(utoipa::OpenApi)]

@@ -26,6 +26,13 @@ pub async fn list_tokens(
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     pub name: String,
+    /// The most the token may do (`viewer`, `approver`, `admin`); default: the caller's role.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// Lifetime such as `30m`, `12h`, `90d`; default: until revoked (or, for a token made with
+    /// an expiring token, required and no later than that token's expiry).
+    #[serde(default)]
+    pub expires_in: Option<String>,
 }
 
 /// The only response that ever carries the token itself.
@@ -43,12 +50,24 @@ pub async fn create_token(
 ) -> Result<HttpResponse, AppError> {
     let owner = identity.require(Role::Viewer)?.clone();
     let actor = identity.actor();
-    let name = body.into_inner().name;
+    let NewToken {
+        name,
+        role,
+        expires_in,
+    } = body.into_inner();
+    let expires_at = match expires_in {
+        Some(text) => Some(crate::db::now() + accounts::parse_lifetime(&text)?),
+        None => None,
+    };
+    let scope = tokens::Scope { role, expires_at };
+    let ceiling = identity.token_ceiling();
     let (token, secret) = state
         .db
-        .run(move |conn| accounts::create_token(conn, &actor, &owner, &name))
+        .run(move |conn| accounts::create_token(conn, &actor, &owner, &name, scope, ceiling))
         .await?;
-    Ok(HttpResponse::Created().json(CreatedToken { token, secret }))
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(CreatedToken { token, secret }))
 }
 
 pub async fn revoke_token(

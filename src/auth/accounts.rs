@@ -67,16 +67,83 @@ pub fn disable_user(
     })
 }
 
+/// Longest lifetime a token may be given, in days.
+pub const MAX_TOKEN_DAYS: i64 = 3650;
+
+/// Parses a lifetime such as `90d`, `12h` or `30m` (at most [`MAX_TOKEN_DAYS`] days).
+pub fn parse_lifetime(text: &str) -> Result<chrono::Duration, AppError> {
+    let bad = || {
+        AppError::validation(
+            "expires_in",
+            format!(
+                "must be a number of minutes, hours or days such as 30m, 12h or 90d (at most {MAX_TOKEN_DAYS}d)"
+            ),
+        )
+    };
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let duration = match unit {
+        "m" => chrono::Duration::try_minutes(n),
+        "h" => chrono::Duration::try_hours(n),
+        "d" => chrono::Duration::try_days(n),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    if n <= 0 || duration > chrono::Duration::days(MAX_TOKEN_DAYS) {
+        return Err(bad());
+    }
+    Ok(duration)
+}
+
+/// Creates a token for `owner`. `ceiling` is what the caller's own credential allows (its role
+/// and its expiry): a token never gets a higher role than that or than its owner has, nor an
+/// expiry later than the caller's own token. `None` means the CLI on the store itself.
 pub fn create_token(
     conn: &mut DbConnection,
     actor: &str,
     owner: &User,
     name: &str,
+    scope: tokens::Scope,
+    ceiling: Option<(Role, Option<chrono::NaiveDateTime>)>,
 ) -> Result<(ApiToken, String), AppError> {
+    if let Some(role) = scope.role {
+        let most = ceiling
+            .map(|(r, _)| r.min(owner.role))
+            .unwrap_or(owner.role);
+        if role > most {
+            return Err(AppError::Forbidden(format!(
+                "a token made this way can be at most {most}, not {role}"
+            )));
+        }
+    }
+    if let Some((_, Some(cap))) = ceiling {
+        match scope.expires_at {
+            Some(at) if at <= cap => {}
+            _ => {
+                return Err(AppError::Forbidden(format!(
+                    "this token expires at {cap} UTC; a token it makes must expire no later"
+                )));
+            }
+        }
+    }
+    let role = match (scope.role, ceiling) {
+        (Some(r), _) => Some(r),
+        // A narrower credential makes narrower tokens by default.
+        (None, Some((r, _))) if r < owner.role => Some(r),
+        (None, _) => None,
+    };
+    let scope = tokens::Scope { role, ..scope };
     audit::with_event(conn, |conn| {
-        let (token, plaintext) = tokens::insert(conn, &owner.id, name)?;
-        let event = NewEvent::new(actor, "token.create", format!("token:{}", token.id))
-            .after(json!({ "owner": owner.username, "name": token.name, "prefix": token.prefix }));
+        let (token, plaintext) = tokens::insert(conn, &owner.id, name, scope)?;
+        let event =
+            NewEvent::new(actor, "token.create", format!("token:{}", token.id)).after(json!({
+                "owner": owner.username,
+                "name": token.name,
+                "prefix": token.prefix,
+                "role": token.role_name,
+                "expires_at": token.expires_at,
+            }));
         Ok(((token, plaintext), event))
     })
 }
@@ -106,46 +173,71 @@ pub fn revoke_token(
     })
 }
 
-/// Checks a password. A wrong password, an unknown user and a disabled user all fail the same
-/// way, and the failure is audited.
-pub fn check_login(
+/// Longest password a login checks; a longer one fails without hashing (argon2's cost grows
+/// with the input).
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// The stored account behind a login name, read before the password is checked, so that the
+/// check (argon2, tens of milliseconds) holds no store connection.
+pub fn login_candidate(
     conn: &mut DbConnection,
     username: &str,
-    plain_password: &str,
-    client: &str,
-) -> Result<User, AppError> {
-    let row = users::find_by_username(conn, username)?;
-    let user = match row {
+) -> Result<Option<users::UserRow>, AppError> {
+    if users::check_username(username).is_err() {
+        return Ok(None);
+    }
+    users::find_by_username(conn, username)
+}
+
+/// Checks a password against the candidate (blocking: argon2). A wrong password, an unknown
+/// user and a disabled user all fail the same way, in about the same time.
+pub fn verify_login(candidate: Option<&users::UserRow>, plain_password: &str) -> Option<User> {
+    if plain_password.chars().count() > MAX_PASSWORD_CHARS {
+        return None;
+    }
+    match candidate {
         Some(row) if password::verify(&row.password_hash, plain_password) && !row.disabled => {
-            Some(User::try_from(row)?)
+            User::try_from(row.clone()).ok()
         }
         Some(_) => None,
         None => {
             password::verify_dummy(plain_password);
             None
         }
-    };
-    let subject = format!("user:{username}");
-    match user {
-        Some(user) => {
-            audit::append(
-                conn,
-                NewEvent::new(format!("user:{username}"), "auth.login", subject)
-                    .after(json!({ "client": client })),
-            )?;
-            Ok(user)
+    }
+}
+
+/// Audits a login. A failure for a name that is no user is recorded without the name (a
+/// mistyped password often lands in the name field): a short keyed digest lets repeats be
+/// told apart, and nothing more.
+pub fn record_login(
+    conn: &mut DbConnection,
+    username: &str,
+    known: bool,
+    user: Option<&User>,
+    client: &str,
+) -> Result<(), AppError> {
+    let event = match user {
+        Some(user) => NewEvent::new(
+            format!("user:{}", user.username),
+            "auth.login",
+            format!("user:{}", user.username),
+        )
+        .after(json!({ "client": client })),
+        None if known => {
+            NewEvent::new("anonymous", "auth.login_failed", format!("user:{username}"))
+                .after(json!({ "client": client }))
         }
         None => {
-            audit::append(
-                conn,
-                NewEvent::new("anonymous", "auth.login_failed", subject)
-                    .after(json!({ "client": client })),
-            )?;
-            Err(AppError::Unauthenticated(
-                "wrong user name or password".into(),
-            ))
+            let digest = audit::process_key()?.label_digest("login-name", username);
+            NewEvent::new("anonymous", "auth.login_failed", "user:?").after(json!({
+                "client": client,
+                "unknown_name_digest": digest,
+            }))
         }
-    }
+    };
+    audit::append(conn, event)?;
+    Ok(())
 }
 
 /// On an empty store, creates the `admin` user. Returns the generated password when none was

@@ -1,38 +1,36 @@
-//! Who is making a request: the `Identity` extractor.
+//! Who is making a request: `Identity`, and what it may do.
 //!
-//! A bearer token (JSON API, CLI) or a session cookie (dashboard) identifies the user. Requests
-//! that change something through a session must also carry the session's CSRF token in the
-//! `X-CSRF-Token` header (htmx sends it on every request); bearer requests can't be forged
-//! cross-site, so they need none. Handlers then ask for the role they need with `require`.
-
-use std::future::Future;
-use std::pin::Pin;
-
-use actix_web::dev::Payload;
-use actix_web::http::Method;
-use actix_web::{FromRequest, HttpRequest, web};
+//! A bearer token (JSON API, CLI) or a session cookie (dashboard) identifies the user; how a
+//! request becomes an `Identity` is HTTP's business (`crate::http::identity`). A token may
+//! carry a narrower role and an expiry than its user: the identity's user then has the token's
+//! role, so every check below sees what the token may do, not what its owner may.
 
 use super::role::Role;
-use super::secrets::constant_time_eq;
 use super::users::User;
-use super::{sessions, tokens, users};
+use crate::config::AuthSettings;
 use crate::error::AppError;
-use crate::state::AppState;
-
-pub const CSRF_HEADER: &str = "X-CSRF-Token";
 
 #[derive(Debug, Clone)]
 pub enum Identity {
     Anonymous,
-    Session { user: User, csrf_token: String },
-    Token { user: User },
+    Session {
+        user: User,
+        csrf_token: String,
+    },
+    Token {
+        /// The owner, with `role` lowered to the token's own when it has one.
+        user: User,
+        token_id: String,
+        /// When the token stops working; `None` never.
+        expires_at: Option<chrono::NaiveDateTime>,
+    },
 }
 
 impl Identity {
     pub fn user(&self) -> Option<&User> {
         match self {
             Identity::Anonymous => None,
-            Identity::Session { user, .. } | Identity::Token { user } => Some(user),
+            Identity::Session { user, .. } | Identity::Token { user, .. } => Some(user),
         }
     }
 
@@ -43,19 +41,26 @@ impl Identity {
             .ok_or_else(|| AppError::Unauthenticated("log in or send a bearer token".into()))?;
         if user.role < role {
             return Err(AppError::Forbidden(format!(
-                "this needs the {role} role; {} is {}",
+                "this needs the {role} role; {} acts as {}",
                 user.username, user.role
             )));
         }
         Ok(user)
     }
 
-    /// Reads need a viewer, unless `auth.public_read` opens them.
-    pub fn require_read(&self, state: &AppState) -> Result<(), AppError> {
-        if state.settings.auth.public_read {
+    /// Reads need a viewer, unless `auth.public_read` opens them. Reads of patient data and
+    /// files (the prediction log, dataset contents, validation details) use
+    /// `require(Role::Viewer)` instead: public reads never open them.
+    pub fn require_read(&self, auth: &AuthSettings) -> Result<(), AppError> {
+        if auth.public_read {
             return Ok(());
         }
         self.require(Role::Viewer).map(|_| ())
+    }
+
+    /// True when the caller holds at least `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.user().is_some_and(|u| u.role >= role)
     }
 
     /// How the audit log names this caller.
@@ -72,96 +77,16 @@ impl Identity {
             _ => None,
         }
     }
-}
 
-impl FromRequest for Identity {
-    type Error = AppError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let bearer = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.strip_prefix("Bearer ").map(|t| t.trim().to_owned()));
-        let cookie = req
-            .cookie(sessions::COOKIE_NAME)
-            .map(|c| c.value().to_owned());
-        let csrf_header = req
-            .headers()
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-
-        Box::pin(async move {
-            let state = state
-                .ok_or_else(|| AppError::Internal(anyhow::anyhow!("AppState is not registered")))?;
-            match (bearer, cookie) {
-                (Some(None), _) => Err(AppError::Unauthenticated(
-                    "the Authorization header must be `Bearer <token>`".into(),
-                )),
-                (Some(Some(token)), _) => from_token(&state, token).await,
-                (None, Some(cookie)) => {
-                    let identity = from_session(&state, cookie).await?;
-                    if changes_state {
-                        if let Identity::Session { csrf_token, .. } = &identity {
-                            let presented = csrf_header.unwrap_or_default();
-                            if !constant_time_eq(&presented, csrf_token) {
-                                return Err(AppError::Csrf);
-                            }
-                        }
-                    }
-                    Ok(identity)
-                }
-                (None, None) => Ok(Identity::Anonymous),
-            }
-        })
+    /// What a token minted by this caller may be at most: its role, and an expiry no later
+    /// than the caller's own token (a session or an unexpiring token sets no cap).
+    pub fn token_ceiling(&self) -> Option<(Role, Option<chrono::NaiveDateTime>)> {
+        match self {
+            Identity::Anonymous => None,
+            Identity::Session { user, .. } => Some((user.role, None)),
+            Identity::Token {
+                user, expires_at, ..
+            } => Some((user.role, *expires_at)),
+        }
     }
-}
-
-async fn from_token(state: &AppState, plaintext: String) -> Result<Identity, AppError> {
-    state
-        .db
-        .run(move |conn| {
-            let token = tokens::find_by_plaintext(conn, &plaintext)?
-                .ok_or_else(|| AppError::Unauthenticated("unknown API token".into()))?;
-            if token.revoked_at.is_some() {
-                return Err(AppError::Unauthenticated(
-                    "this API token has been revoked".into(),
-                ));
-            }
-            let user = users::find(conn, &token.user_id)?
-                .ok_or_else(|| AppError::Unauthenticated("the token's user is gone".into()))?;
-            if user.disabled {
-                return Err(AppError::Unauthenticated(format!(
-                    "user {} is disabled",
-                    user.username
-                )));
-            }
-            tokens::touch(conn, &token)?;
-            Ok(Identity::Token { user })
-        })
-        .await
-}
-
-/// A missing or expired session is simply anonymous: the dashboard then sends the person to
-/// the login page.
-async fn from_session(state: &AppState, cookie: String) -> Result<Identity, AppError> {
-    state
-        .db
-        .run(move |conn| {
-            let Some(session) = sessions::find_live(conn, &cookie)? else {
-                return Ok(Identity::Anonymous);
-            };
-            match users::find(conn, &session.user_id)? {
-                Some(user) if !user.disabled => Ok(Identity::Session {
-                    user,
-                    csrf_token: session.csrf_token,
-                }),
-                _ => Ok(Identity::Anonymous),
-            }
-        })
-        .await
 }

@@ -1,5 +1,9 @@
-//! Failed-login throttling: a token bucket per user name and per client address (governor).
-//! Every attempt spends from both buckets, so guessing is slow whichever one an attacker varies.
+//! Login throttling: a token bucket per user name and per client address (governor). Every
+//! attempt spends from both buckets, so guessing is slow whichever one an attacker varies.
+//!
+//! Memory is bounded: keys are well-formed user names (checked by the caller) and addresses,
+//! refilled buckets are swept, and past [`MAX_KEYS`] buckets every new name or address shares
+//! one overflow bucket, so varying them fills no more memory; it only throttles harder.
 
 use std::num::NonZeroU32;
 
@@ -7,6 +11,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::error::AppError;
+
+/// Most buckets kept (each holds a name of at most 64 bytes, or an address).
+pub const MAX_KEYS: usize = 50_000;
 
 pub struct LoginThrottle {
     limiter: DefaultKeyedRateLimiter<String>,
@@ -22,10 +29,15 @@ impl LoginThrottle {
 
     /// Spends one attempt for this user and this client, or says how long to wait.
     pub fn check(&self, username: &str, client: &str) -> Result<(), AppError> {
+        if self.limiter.len() >= MAX_KEYS {
+            self.limiter.retain_recent();
+        }
+        let full = self.limiter.len() >= MAX_KEYS;
         for key in [
             format!("user:{}", username.to_lowercase()),
             format!("client:{client}"),
         ] {
+            let key = if full { "overflow".to_owned() } else { key };
             if let Err(not_until) = self.limiter.check_key(&key) {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 return Err(AppError::RateLimited {
@@ -59,5 +71,18 @@ mod tests {
         throttle
             .check("bob", "10.0.0.3")
             .expect("other users unaffected");
+    }
+
+    #[test]
+    fn the_buckets_stay_bounded() {
+        let throttle = LoginThrottle::new(1000);
+        for i in 0..(MAX_KEYS + 500) {
+            let _ = throttle.check(&format!("u{i}"), &format!("c{i}"));
+        }
+        assert!(
+            throttle.limiter.len() <= MAX_KEYS + 2,
+            "{}",
+            throttle.limiter.len()
+        );
     }
 }

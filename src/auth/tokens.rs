@@ -2,10 +2,13 @@
 //!
 //! A token is `stw_` + 40 random characters. Only its BLAKE3 digest is stored (a token has far
 //! more entropy than a password, so a slow hash buys nothing); the token itself is shown once.
+//! A token may carry a role narrower than its user's and an expiry; without them it acts as its
+//! user for as long as it is not revoked.
 
 use diesel::prelude::*;
 use serde::Serialize;
 
+use super::role::Role;
 use super::secrets;
 use crate::db::schema::api_tokens;
 use crate::db::{DbConnection, now};
@@ -26,6 +29,36 @@ pub struct ApiToken {
     pub created_at: chrono::NaiveDateTime,
     pub last_used_at: Option<chrono::NaiveDateTime>,
     pub revoked_at: Option<chrono::NaiveDateTime>,
+    /// When the token stops working; `None` never.
+    pub expires_at: Option<chrono::NaiveDateTime>,
+    /// The most the token may do (`viewer`, `approver`, `admin`); `None`: what its user may.
+    #[serde(rename = "role")]
+    #[diesel(column_name = role)]
+    pub role_name: Option<String>,
+}
+
+impl ApiToken {
+    pub fn is_expired(&self, at: chrono::NaiveDateTime) -> bool {
+        self.expires_at.is_some_and(|e| e <= at)
+    }
+
+    /// The token's own role cap, if it has one.
+    pub fn role(&self) -> Result<Option<Role>, AppError> {
+        self.role_name
+            .as_deref()
+            .map(|r| {
+                r.parse::<Role>()
+                    .map_err(|e| AppError::Internal(anyhow::anyhow!("token {}: {e}", self.id)))
+            })
+            .transpose()
+    }
+}
+
+/// What a new token may do and until when.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope {
+    pub role: Option<Role>,
+    pub expires_at: Option<chrono::NaiveDateTime>,
 }
 
 /// Creates a token; returns the row and the plaintext, which is never stored.
@@ -33,10 +66,14 @@ pub fn insert(
     conn: &mut DbConnection,
     user_id: &str,
     name: &str,
+    scope: Scope,
 ) -> Result<(ApiToken, String), AppError> {
     let name = name.trim();
-    if name.is_empty() || name.len() > 100 {
-        return Err(AppError::validation("name", "must be 1-100 characters"));
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(AppError::validation(
+            "name",
+            "must be 1-100 characters, none of them control characters",
+        ));
     }
     let plaintext = format!("{TOKEN_PREFIX}{}", secrets::random_string(40));
     let row = ApiToken {
@@ -48,6 +85,8 @@ pub fn insert(
         created_at: now(),
         last_used_at: None,
         revoked_at: None,
+        expires_at: scope.expires_at,
+        role_name: scope.role.map(|r| r.as_str().to_owned()),
     };
     diesel::insert_into(api_tokens::table)
         .values(&row)

@@ -52,14 +52,32 @@ pub(super) fn users_command(cmd: UsersCommand, settings: &Settings) -> anyhow::R
 pub(super) fn tokens_command(cmd: TokensCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     let mut conn = open_store(settings)?;
     match cmd {
-        TokensCommand::Create(CreateToken { user, name }) => {
+        TokensCommand::Create(CreateToken {
+            user,
+            name,
+            role,
+            expires_in,
+        }) => {
             let owner = users::find_by_username(&mut conn, &user)?
                 .ok_or_else(|| anyhow::anyhow!("no user `{user}`"))?;
             let owner = users::User::try_from(owner)?;
-            let (token, secret) = accounts::create_token(&mut conn, &cli_actor(), &owner, &name)?;
+            let expires_at = match expires_in {
+                Some(text) => Some(crate::db::now() + accounts::parse_lifetime(&text)?),
+                None => None,
+            };
+            let scope = tokens::Scope { role, expires_at };
+            let (token, secret) =
+                accounts::create_token(&mut conn, &cli_actor(), &owner, &name, scope, None)?;
             println!(
-                "created token {} ({}) for {}",
-                token.id, token.name, owner.username
+                "created token {} ({}) for {}, role {}, expires {}",
+                token.id,
+                token.name,
+                owner.username,
+                token.role_name.as_deref().unwrap_or("as its user"),
+                token
+                    .expires_at
+                    .map(|at| format!("{} UTC", at.format("%Y-%m-%d %H:%M")))
+                    .unwrap_or_else(|| "never".into())
             );
             println!("token (shown once): {secret}");
         }
@@ -72,14 +90,31 @@ pub(super) fn tokens_command(cmd: TokensCommand, settings: &Settings) -> anyhow:
                 ),
                 None => None,
             };
-            println!("{:<36} {:<20} {:<11} status", "id", "name", "prefix");
+            println!(
+                "{:<36} {:<20} {:<11} {:<9} {:<17} status",
+                "id", "name", "prefix", "role", "expires (UTC)"
+            );
+            let at = crate::db::now();
             for t in tokens::list(&mut conn, owner_id.as_deref())? {
                 let status = if t.revoked_at.is_some() {
                     "revoked"
+                } else if t.is_expired(at) {
+                    "expired"
                 } else {
                     "active"
                 };
-                println!("{:<36} {:<20} {:<11} {status}", t.id, t.name, t.prefix);
+                let expires = t
+                    .expires_at
+                    .map(|e| e.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_else(|| "never".into());
+                println!(
+                    "{:<36} {:<20} {:<11} {:<9} {:<17} {status}",
+                    t.id,
+                    t.name,
+                    t.prefix,
+                    t.role_name.as_deref().unwrap_or("-"),
+                    expires
+                );
             }
         }
         TokensCommand::Revoke { id } => {
@@ -95,7 +130,11 @@ pub(super) fn audit_command(cmd: AuditCommand, settings: &Settings) -> anyhow::R
     match cmd {
         AuditCommand::Verify => {
             let report = audit::verify(&mut conn)?;
-            match report.first_break {
+            let first_break = match report.first_break {
+                Some(b) => Some(b),
+                None => audit::check_head_record(&mut conn, &settings.storage.dir)?,
+            };
+            match first_break {
                 None => {
                     println!(
                         "audit chain intact: {} events verified",

@@ -130,7 +130,8 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
                 file_name: &file_label(&file),
                 message: &message,
             };
-            let outcome = datasets::add_version(&mut conn, &blobs, schema, upload, &cli_actor())?;
+            let db = super::open_db(settings)?;
+            let outcome = datasets::add_version(&db, &blobs, schema, upload, &cli_actor())?;
             let v = &outcome.version;
             if outcome.created {
                 println!(

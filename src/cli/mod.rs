@@ -48,7 +48,13 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server: JSON API, dashboard, /health, /ready, /metrics and the scheduler.
-    Serve,
+    /// Refuses to start when the audit log does not verify.
+    Serve {
+        /// Start even though the audit log does not verify (the break is logged loudly, and
+        /// new events chain from the current head).
+        #[arg(long)]
+        allow_broken_audit: bool,
+    },
     /// Apply pending database migrations and list what the store has applied.
     Migrate,
     /// Print the effective configuration, secrets masked, after checking it.
@@ -119,6 +125,12 @@ struct CreateToken {
     /// A label to tell tokens apart, e.g. "ci".
     #[arg(long)]
     name: String,
+    /// The most the token may do: viewer, approver or admin (default: what its user may).
+    #[arg(long)]
+    role: Option<Role>,
+    /// Lifetime, such as 30m, 12h or 90d (default: until revoked).
+    #[arg(long, value_name = "DURATION")]
+    expires_in: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -153,7 +165,11 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve => serve(settings),
+        Command::Serve { allow_broken_audit } => {
+            let mut settings = settings;
+            settings.audit.allow_broken = allow_broken_audit;
+            serve(settings)
+        }
         Command::Config => {
             println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
             Ok(ExitCode::SUCCESS)
@@ -185,12 +201,26 @@ fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Connects and migrates, as `serve` would, so every command sees the current schema.
+/// Connects and migrates, as `serve` would, so every command sees the current schema, and
+/// installs the audit chain key, so the command's audit events chain like the server's.
 pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<PooledDb> {
+    Ok(open_db(settings)?.get()?)
+}
+
+/// The store's pool, migrated and with the audit chain key installed, for commands that take
+/// connections per step (training).
+pub(crate) fn open_db(settings: &Settings) -> anyhow::Result<Db> {
+    use secrecy::ExposeSecret;
     let db = Db::connect(&settings.database)?;
     let mut conn = db.get()?;
     db::run_migrations(&mut conn)?;
-    Ok(conn)
+    crate::audit::prepare(
+        &mut conn,
+        settings.audit.key.expose_secret(),
+        &settings.storage.dir,
+        false,
+    )?;
+    Ok(db)
 }
 
 pub(crate) fn cli_actor() -> String {

@@ -127,8 +127,21 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
             stage,
             reason,
         } => {
-            let out =
-                registry::transition(&mut conn, model, version, stage, &cli_actor(), &reason)?;
+            let blobs = LocalBlobStore::new(&settings.storage.dir);
+            let features = settings.dataset.feature_names();
+            let servable = registry::Servable {
+                blobs: &blobs,
+                features: &features,
+            };
+            let out = registry::transition(
+                &mut conn,
+                model,
+                version,
+                stage,
+                &cli_actor(),
+                &reason,
+                &servable,
+            )?;
             let archived = out
                 .archived
                 .map(|a| format!("; v{a} archived"))
@@ -136,7 +149,13 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
             println!("{model} v{version}: {} → {stage}{archived}", out.from_stage);
         }
         ModelsCommand::Rollback { reason } => {
-            let out = registry::rollback(&mut conn, model, &cli_actor(), &reason)?;
+            let blobs = LocalBlobStore::new(&settings.storage.dir);
+            let features = settings.dataset.feature_names();
+            let servable = registry::Servable {
+                blobs: &blobs,
+                features: &features,
+            };
+            let out = registry::rollback(&mut conn, model, &cli_actor(), &reason, &servable)?;
             println!(
                 "{model}: rolled back to v{} (v{} archived)",
                 out.version.version,

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{cli_actor, open_store};
+use super::{cli_actor, open_db};
 use crate::config::Settings;
 use crate::data::blob::LocalBlobStore;
 use crate::ml::models::ModelKind;
@@ -43,8 +43,9 @@ pub(super) struct TrainArgs {
 }
 
 pub(super) fn train_command(args: TrainArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let mut conn = open_store(settings)?;
+    let db = open_db(settings)?;
     let blobs = LocalBlobStore::new(&settings.storage.dir);
+    let promote = training::servable_promotion(&blobs, settings);
     let request = TrainRequest {
         dataset: args.dataset,
         version: args.dataset_version,
@@ -75,12 +76,13 @@ pub(super) fn train_command(args: TrainArgs, settings: &Settings) -> anyhow::Res
         }
     };
     let outcome = training::train(
-        &mut conn,
+        &db,
         &blobs,
         settings,
         &request,
         &cli_actor(),
         &on_progress,
+        &promote,
     );
     if let Ok(mut slot) = bar.lock() {
         if let Some((_, pb)) = slot.take() {

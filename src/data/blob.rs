@@ -33,6 +33,9 @@ pub struct Stored {
 
 pub trait BlobStore: Send + Sync {
     fn put(&self, bytes: &[u8]) -> Result<Stored, BlobError>;
+    /// Writes the bytes under their hash even when a blob of that name exists (a repair of a
+    /// corrupt one), atomically.
+    fn replace(&self, bytes: &[u8]) -> Result<Stored, BlobError>;
     /// The bytes, verified against their hash.
     fn get(&self, hash: &str) -> Result<Vec<u8>, BlobError>;
     fn delete(&self, hash: &str) -> Result<(), BlobError>;
@@ -81,6 +84,12 @@ impl BlobStore for LocalBlobStore {
                 created: false,
             });
         }
+        self.replace(bytes)
+    }
+
+    fn replace(&self, bytes: &[u8]) -> Result<Stored, BlobError> {
+        let hash = hash_bytes(bytes);
+        let path = self.path_of(&hash)?;
         let dir = path.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
@@ -156,6 +165,10 @@ mod tests {
             store.get(&first.hash),
             Err(BlobError::Corrupt { .. })
         ));
+        // A put keeps what is there; a replace rewrites it.
+        assert!(!store.put(b"hello").expect("put").created);
+        store.replace(b"hello").expect("replace");
+        assert_eq!(store.get(&first.hash).expect("repaired"), b"hello");
         assert!(matches!(
             store.get(&"0".repeat(64)),
             Err(BlobError::Missing { .. })

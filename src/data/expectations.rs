@@ -362,13 +362,31 @@ impl Suite {
         })
     }
 
-    /// Loads `<dir>/<name>.json`.
+    /// Loads `<dir>/<name>.json`. The name is an identifier (letters, digits, `_`, `-`, `.`,
+    /// not starting with `.`), never a path; errors name the suite, not the server's folders.
     pub fn load(dir: &Path, name: &str) -> Result<Suite, SuiteError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        let shown = format!("suite `{}`", crate::error::bounded(name, 64));
+        if !valid {
+            return Err(SuiteError::Parse {
+                source_name: shown,
+                message:
+                    "a suite name is 1-64 letters, digits, '_', '-' or '.', not starting with '.'"
+                        .into(),
+            });
+        }
         let path = dir.join(format!("{name}.json"));
-        let shown = path.display().to_string();
         let text = std::fs::read_to_string(&path).map_err(|e| SuiteError::Parse {
             source_name: shown.clone(),
-            message: format!("cannot read: {e}"),
+            message: match e.kind() {
+                std::io::ErrorKind::NotFound => "no such suite".to_owned(),
+                _ => "cannot be read".to_owned(),
+            },
         })?;
         Suite::parse(&text, &shown)
     }
@@ -413,15 +431,20 @@ pub struct ExpectationResult {
 
 impl ExpectationResult {
     pub fn kind(&self) -> &str {
-        self.expectation_config["type"].as_str().unwrap_or("?")
+        self.expectation_config
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
     }
 
     pub fn column(&self) -> Option<&str> {
-        self.expectation_config["kwargs"]["column"].as_str()
+        self.expectation_config
+            .pointer("/kwargs/column")
+            .and_then(Value::as_str)
     }
 
     pub fn is_critical(&self) -> bool {
-        self.expectation_config["meta"]["critical"] == Value::Bool(true)
+        self.expectation_config.pointer("/meta/critical") == Some(&Value::Bool(true))
     }
 
     /// `type(column)`, for messages.

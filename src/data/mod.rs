@@ -23,9 +23,45 @@ use self::expectations::{Suite, SuiteError};
 use self::schema::DatasetSettings;
 use self::table::{DataError, Table, read_table};
 use crate::audit::{self, NewEvent};
-use crate::db::{DbConnection, now};
+use crate::db::{Db, DbConnection, now};
 use crate::error::{AppError, FieldError};
-use crate::telemetry::{DATASET_VERSIONS_ADDED_TOTAL, VALIDATION_RUNS_TOTAL};
+use crate::telemetry::{BLOB_REPAIRS_TOTAL, DATASET_VERSIONS_ADDED_TOTAL, VALIDATION_RUNS_TOTAL};
+
+/// Checks a name that becomes a key in the store and a label (a dataset or a suite name):
+/// 1–64 letters, digits, `_`, `-` or `.`, not starting with `.`. A suite name is never a path.
+pub fn check_name(field: &str, name: &str) -> Result<(), AppError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::validation(
+            field,
+            "must be 1-64 letters, digits, '_', '-' or '.', not starting with '.'",
+        ))
+    }
+}
+
+/// A file name as Steward keeps it: the last path segment, at most 200 characters, no control
+/// characters or quotes; an empty name becomes `upload`.
+pub fn clean_file_name(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | '\''))
+        .take(200)
+        .collect();
+    let cleaned = cleaned.trim().to_owned();
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        "upload".to_owned()
+    } else {
+        cleaned
+    }
+}
 
 impl From<DataError> for AppError {
     fn from(e: DataError) -> Self {
@@ -63,9 +99,15 @@ pub struct AddOutcome {
     pub version: DatasetVersion,
     /// False when these bytes were already a version of the dataset.
     pub created: bool,
+    /// The version is the dataset's current one now (a new version becomes current once its
+    /// validation is recorded).
+    pub current: bool,
     pub validation: Option<ValidationRun>,
-    /// Why the new version could not be validated, if it could not.
+    /// Why the new version could not be validated, if it could not (it is then not current).
     pub validation_error: Option<String>,
+    /// When the bytes were already a version but its stored blob was corrupt or missing: what
+    /// was wrong; the blob was rewritten from these bytes.
+    pub repaired: Option<String>,
 }
 
 /// A file offered as a new version of a dataset.
@@ -76,12 +118,14 @@ pub struct Upload<'a> {
     pub message: &'a str,
 }
 
-/// Adds a file as the next version of its dataset and makes it current; the same bytes again
-/// give the existing version. The file is read and checked before anything is written, and a
-/// failed add leaves neither a row nor a new blob. A new version is then validated against the
-/// dataset's suite.
+/// Adds a file as the next version of its dataset; the same bytes again give the existing
+/// version (and a stored blob that no longer matches is rewritten from them, audited). The file
+/// is read and checked before anything is written, and a failed add leaves neither a row nor a
+/// new blob. The new version is validated against the dataset's suite and becomes current once
+/// that validation is recorded. Store connections are taken per step, never while the file is
+/// parsed.
 pub fn add_version(
-    conn: &mut DbConnection,
+    db: &Db,
     blobs: &dyn BlobStore,
     schema: &DatasetSettings,
     upload: Upload<'_>,
@@ -93,13 +137,28 @@ pub fn add_version(
         file_name,
         message,
     } = upload;
+    check_name("dataset", dataset)?;
+    let file_name = &clean_file_name(file_name);
+    if message.chars().count() > 1000 {
+        return Err(AppError::validation(
+            "message",
+            "must be at most 1000 characters",
+        ));
+    }
     let hash = hash_bytes(bytes);
-    if let Some(existing) = catalog::find_by_hash(conn, dataset, &hash)? {
+    let existing = catalog::find_by_hash(&mut *db.get()?, dataset, &hash)?;
+    if let Some(existing) = existing {
+        let repaired = repair_blob(db, blobs, &existing, bytes, actor)?;
+        let current = catalog::find_dataset(&mut *db.get()?, dataset)?
+            .and_then(|d| d.current_version)
+            == Some(existing.version);
         return Ok(AddOutcome {
             version: existing,
             created: false,
+            current,
             validation: None,
             validation_error: None,
+            repaired,
         });
     }
     let table = read_table(bytes, file_name, schema)?;
@@ -107,6 +166,8 @@ pub fn add_version(
     let stored = blobs.put(bytes)?;
     let profile_json = serde_json::to_string(&profile)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("profile: {e}")))?;
+    let mut conn = db.get()?;
+    let conn = &mut *conn;
     let inserted = audit::with_event(conn, |conn| {
         // Re-checked under the lock: a concurrent add of the same bytes may have won.
         if catalog::find_by_hash(conn, dataset, &hash)?.is_some() {
@@ -130,7 +191,6 @@ pub fn add_version(
             created_at: now(),
         };
         catalog::insert_version(conn, &version)?;
-        catalog::set_current(conn, dataset, version.version)?;
         let event = NewEvent::new(actor, "dataset.add", format!("dataset:{dataset}"))
             .before(json!({ "current_version": current }))
             .after(json!({
@@ -150,8 +210,10 @@ pub fn add_version(
             return Ok(AddOutcome {
                 version: existing,
                 created: false,
+                current: false,
                 validation: None,
                 validation_error: None,
+                repaired: None,
             });
         }
         Err(e) => {
@@ -161,7 +223,13 @@ pub fn add_version(
             return Err(e);
         }
     };
-    metrics::counter!(DATASET_VERSIONS_ADDED_TOTAL, "dataset" => dataset.to_owned()).increment(1);
+    // A label from a fixed set: the configured dataset, or `other` (names come from clients).
+    let label = if dataset == schema.name {
+        dataset.to_owned()
+    } else {
+        "other".to_owned()
+    };
+    metrics::counter!(DATASET_VERSIONS_ADDED_TOTAL, "dataset" => label).increment(1);
     let (validation, validation_error) = match Suite::load(&schema.suites_dir, &schema.suite) {
         Ok(suite) => {
             let run = validate_table(conn, &suite, &table, Some(&version), file_name, actor)?;
@@ -169,12 +237,61 @@ pub fn add_version(
         }
         Err(e) => (None, Some(e.to_string())),
     };
+    // Current only once its validation is recorded: a version nobody checked never becomes
+    // what training uses by default.
+    let current = validation.is_some();
+    if current {
+        use_version(conn, dataset, version.version, actor)?;
+    }
     Ok(AddOutcome {
         version,
         created: true,
+        current,
         validation,
         validation_error,
+        repaired: None,
     })
+}
+
+/// Checks the stored blob of a version whose bytes were supplied again; a corrupt or missing
+/// blob is rewritten from them (the bytes hash to the version's hash, so they are its content),
+/// and the repair is counted and audited. Returns what was wrong, if anything.
+fn repair_blob(
+    db: &Db,
+    blobs: &dyn BlobStore,
+    version: &DatasetVersion,
+    bytes: &[u8],
+    actor: &str,
+) -> Result<Option<String>, AppError> {
+    let problem = match blobs.get(&version.hash) {
+        Ok(_) => return Ok(None),
+        Err(e @ (blob::BlobError::Corrupt { .. } | blob::BlobError::Missing { .. })) => {
+            e.to_string()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    blobs.replace(bytes)?;
+    metrics::counter!(BLOB_REPAIRS_TOTAL).increment(1);
+    tracing::warn!(
+        dataset = %version.dataset,
+        version = version.version,
+        problem = %problem,
+        "rewrote a dataset blob from the bytes added again"
+    );
+    audit::append(
+        &mut *db.get()?,
+        NewEvent::new(
+            actor,
+            "dataset.blob_repair",
+            format!("dataset:{}", version.dataset),
+        )
+        .after(json!({
+            "version": version.version,
+            "hash": version.hash,
+            "problem": problem,
+        })),
+    )?;
+    Ok(Some(problem))
 }
 
 /// Reads a stored version back into a table; the blob is verified against its hash.
@@ -311,6 +428,8 @@ pub fn validate_table(
             }));
         Ok(((), event))
     })?;
+    // The label set is the suite files the operator put in `dataset.suites_dir` (a suite is
+    // loaded by a checked name, never a path): clients can't add to it.
     metrics::counter!(VALIDATION_RUNS_TOTAL, "suite" => run.suite.clone(), "outcome" => run.status())
         .increment(1);
     metrics::histogram!(crate::telemetry::VALIDATION_DURATION_SECONDS)
@@ -320,11 +439,13 @@ pub fn validate_table(
 
 /// On an empty store, registers the configured file as version 1 and validates it.
 pub fn bootstrap(
-    conn: &mut DbConnection,
+    db: &Db,
     blobs: &dyn BlobStore,
     schema: &DatasetSettings,
 ) -> anyhow::Result<Option<AddOutcome>> {
-    if schema.bootstrap_file.is_empty() || catalog::find_dataset(conn, &schema.name)?.is_some() {
+    if schema.bootstrap_file.is_empty()
+        || catalog::find_dataset(&mut *db.get()?, &schema.name)?.is_some()
+    {
         return Ok(None);
     }
     let path = std::path::Path::new(&schema.bootstrap_file);
@@ -344,7 +465,7 @@ pub fn bootstrap(
         file_name: &file_name,
         message: "bundled data set, registered on the first start",
     };
-    let outcome = add_version(conn, blobs, schema, upload, "system")
+    let outcome = add_version(db, blobs, schema, upload, "system")
         .map_err(|e| anyhow::anyhow!("registering {}: {e}", path.display()))?;
     Ok(Some(outcome))
 }

@@ -142,6 +142,11 @@ impl DatasetSettings {
         self.columns.iter().filter(|c| c.name != self.target)
     }
 
+    /// The feature names in file order: what a served model must have been trained on.
+    pub fn feature_names(&self) -> Vec<String> {
+        self.features().map(|c| c.name.clone()).collect()
+    }
+
     pub fn is_missing(&self, raw: &str) -> bool {
         let raw = raw.trim();
         self.missing_values.iter().any(|m| m == raw)

@@ -19,7 +19,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::ExposeSecret;
 
-use crate::config::{DatabaseSettings, redact_url};
+use crate::config::{DatabaseSettings, DatabaseUrl, redact_url};
 use crate::error::AppError;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -48,43 +48,10 @@ impl std::fmt::Display for Backend {
     }
 }
 
-/// A database URL whose scheme has been checked.
-#[derive(Debug, Clone)]
-pub enum DatabaseUrl {
-    Sqlite(PathBuf),
-    Postgres(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum UrlError {
-    #[error("unsupported database URL scheme `{0}`: use sqlite://PATH or postgres://…")]
-    UnknownScheme(String),
-    #[error("the database URL has no scheme: use sqlite://PATH or postgres://…")]
-    NoScheme,
-    #[error("sqlite:// URL has no file path")]
-    EmptyPath,
-}
-
-impl DatabaseUrl {
-    pub fn parse(raw: &str) -> Result<Self, UrlError> {
-        let (scheme, rest) = raw.split_once("://").ok_or(UrlError::NoScheme)?;
-        match scheme {
-            "sqlite" => {
-                if rest.is_empty() {
-                    return Err(UrlError::EmptyPath);
-                }
-                Ok(DatabaseUrl::Sqlite(PathBuf::from(rest)))
-            }
-            "postgres" | "postgresql" => Ok(DatabaseUrl::Postgres(raw.to_owned())),
-            other => Err(UrlError::UnknownScheme(other.to_owned())),
-        }
-    }
-
-    pub fn backend(&self) -> Backend {
-        match self {
-            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
-            DatabaseUrl::Postgres(_) => Backend::Postgres,
-        }
+fn backend_of(url: &DatabaseUrl) -> Backend {
+    match url {
+        DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+        DatabaseUrl::Postgres(_) => Backend::Postgres,
     }
 }
 
@@ -177,7 +144,7 @@ impl Db {
                 })?;
             }
         }
-        let backend = url.backend();
+        let backend = backend_of(&url);
         let sqlite_path = match &url {
             DatabaseUrl::Sqlite(path) => Some(path.clone()),
             DatabaseUrl::Postgres(_) => None,
@@ -216,10 +183,12 @@ impl Db {
     }
 
     /// A connection for blocking code that is already off the async workers (CLI, jobs).
+    /// The pool's error text (libpq's, say) stays in the log: it may name hosts and users.
     pub fn get(&self) -> Result<PooledDb, AppError> {
-        self.pool
-            .get()
-            .map_err(|e| AppError::Unavailable(format!("database connection: {e}")))
+        self.pool.get().map_err(|e| {
+            tracing::warn!(error = %e, "no database connection");
+            AppError::Unavailable("the store is unavailable; try again shortly".into())
+        })
     }
 
     /// Runs blocking store work on tokio's blocking pool, keeping the caller's tracing span.

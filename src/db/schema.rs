@@ -23,6 +23,8 @@ diesel::table! {
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
+        expires_at -> Nullable<Timestamp>,
+        role -> Nullable<Text>,
     }
 }
 
@@ -55,6 +57,7 @@ diesel::table! {
         id -> Integer,
         seq -> BigInt,
         hash -> Text,
+        keyed_from -> Nullable<BigInt>,
     }
 }
 
@@ -233,6 +236,16 @@ diesel::table! {
         label -> Integer,
         actor -> Text,
         received_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    prediction_dead_letters (request_id) {
+        request_id -> Text,
+        created_at -> Timestamp,
+        row_json -> Text,
+        error -> Text,
+        failed_at -> Timestamp,
     }
 }
 

@@ -7,6 +7,10 @@
 //! - `smote`: synthetic minority rows, each on the segment between a minority row and one of
 //!   its k nearest minority neighbours in the transformed feature space (Chawla et al. 2002),
 //!   until the classes are even.
+#![expect(
+    clippy::indexing_slicing,
+    reason = "SMOTE indexes rows by positions drawn from the same matrix and its neighbour lists"
+)]
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -35,11 +35,11 @@ fn widths(model: &TrainedModel) -> Vec<usize> {
 
 fn fold(model: &TrainedModel, per_column: &[f64], bias: f64) -> Explanation {
     let mut contributions = Vec::with_capacity(model.features.len());
-    let mut at = 0;
+    let mut rest = per_column;
     for (name, w) in model.features.iter().zip(widths(model)) {
-        let end = (at + w).min(per_column.len());
-        contributions.push((name.clone(), per_column[at.min(end)..end].iter().sum()));
-        at = end;
+        let (group, after) = rest.split_at(w.min(rest.len()));
+        contributions.push((name.clone(), group.iter().sum()));
+        rest = after;
     }
     Explanation {
         bias,
@@ -56,9 +56,10 @@ pub fn explain<'a>(
         Model::Logistic {
             coefficients,
             intercept,
-        } => Ok((0..n)
-            .map(|r| {
-                let row = &x[r * width..(r + 1) * width];
+        } => Ok(x
+            .chunks_exact(width.max(1))
+            .take(n)
+            .map(|row| {
                 let per: Vec<f64> = row.iter().zip(coefficients).map(|(v, c)| v * c).collect();
                 fold(model, &per, *intercept)
             })
@@ -72,13 +73,15 @@ pub fn explain<'a>(
                     "XGBoost gave {cols} contribution columns for {width} features"
                 ));
             }
-            Ok((0..n)
-                .map(|r| {
-                    let row: Vec<f64> = values[r * cols..(r + 1) * cols]
-                        .iter()
-                        .map(|&v| f64::from(v))
-                        .collect();
-                    fold(model, &row[..width], row[width])
+            Ok(values
+                .chunks_exact(cols)
+                .take(n)
+                .map(|row| {
+                    // The last column is the bias (the model's expected margin).
+                    let (per, bias) = row.split_at(width);
+                    let per: Vec<f64> = per.iter().map(|&v| f64::from(v)).collect();
+                    let bias = bias.first().map(|&b| f64::from(b)).unwrap_or_default();
+                    fold(model, &per, bias)
                 })
                 .collect())
         }

@@ -3,6 +3,10 @@
 //! median and standardised; categorical columns are imputed with the training mode and
 //! one-hot encoded over the categories seen in training (an unseen category encodes as all
 //! zeros, never an error).
+#![expect(
+    clippy::indexing_slicing,
+    reason = "fitting indexes rows by positions from the same examples; the serving transform does not index"
+)]
 
 use serde::{Deserialize, Serialize};
 

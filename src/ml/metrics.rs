@@ -1,6 +1,10 @@
 //! Binary classification metrics, defined as scikit-learn defines them: ROC-AUC by the rank
 //! statistic (ties averaged), PR-AUC as average precision, log-loss with probabilities clipped
 //! to [1e-15, 1 - 1e-15], and the Brier score.
+#![expect(
+    clippy::indexing_slicing,
+    reason = "metric kernels index rows by positions taken from the same slices (order, ranks, bins sized up front)"
+)]
 
 use serde::{Deserialize, Serialize};
 

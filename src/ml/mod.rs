@@ -6,6 +6,10 @@
 //! but a stratified holdout, which is scored separately and kept for champion/challenger
 //! comparisons. Curves and slices come from the out-of-fold probabilities, so every row is
 //! scored by a model that never saw it. Nothing here touches the store.
+#![expect(
+    clippy::indexing_slicing,
+    reason = "the training protocol indexes rows and labels by positions from its own splits"
+)]
 
 pub mod balance;
 pub mod cv;
@@ -65,7 +69,53 @@ pub struct GridSettings {
     pub xgb: BTreeMap<String, Vec<serde_json::Value>>,
 }
 
+/// Metric names `training.select_by` may name: the summaries every run records.
+pub fn selectable_metrics() -> Vec<String> {
+    let names = [
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "brier",
+    ];
+    let mut out: Vec<String> = names.iter().map(|n| format!("cv_{n}_mean")).collect();
+    out.extend(names.iter().map(|n| format!("holdout_{n}")));
+    out.push("f1_at_optimal_threshold".into());
+    out
+}
+
 impl TrainingSettings {
+    /// The checks that need the dataset's schema as well: slices name feature columns, and
+    /// `select_by` names a metric every run records. Errors are `(key, message)`.
+    pub fn check_against(
+        &self,
+        dataset: &crate::data::schema::DatasetSettings,
+    ) -> Result<(), (String, String)> {
+        for slice in &self.slices {
+            if dataset.column(&slice.column).is_none() || slice.column == dataset.target {
+                return Err((
+                    "training.slices".into(),
+                    format!("`{}` is not a feature column of the dataset", slice.column),
+                ));
+            }
+        }
+        let selectable = selectable_metrics();
+        if !selectable.contains(&self.select_by) {
+            return Err((
+                "training.select_by".into(),
+                format!(
+                    "`{}` is not one of {}",
+                    self.select_by,
+                    selectable.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn check(&self) -> Result<(), (String, String)> {
         let err = |k: &str, m: &str| Err((k.to_owned(), m.to_owned()));
         if self.models.is_empty() {
@@ -195,6 +245,16 @@ impl TrainedModel {
             ));
         }
         Ok(model)
+    }
+
+    /// Whether predictions call the XGBoost library (trees the native walk does not take).
+    pub fn predicts_with_library(&self) -> bool {
+        matches!(&self.model, Model::Xgb(m) if m.native().is_err())
+    }
+
+    /// Whether explanations call the XGBoost library (its SHAP values).
+    pub fn explains_with_library(&self) -> bool {
+        matches!(&self.model, Model::Xgb(_))
     }
 
     /// Class-1 probabilities for raw feature rows (each in `features` order).

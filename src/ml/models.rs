@@ -6,6 +6,10 @@
 //!   columns, and the forest averages the trees' class-1 probabilities.
 //! - XGBoost is the real library through the `xgb` crate; the booster is kept as XGBoost's own
 //!   JSON model inside the artifact.
+#![expect(
+    clippy::indexing_slicing,
+    reason = "model kernels walk row-major matrices whose length is checked against rows × width first"
+)]
 
 use std::sync::{Mutex, OnceLock};
 

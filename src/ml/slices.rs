@@ -1,6 +1,10 @@
 //! Metrics per slice of the rows, so that a model good on average but poor for one group (say
 //! women) shows it. A slice column is categorical (one group per value) or numeric cut into
 //! bands at configured edges (`bands = [45, 55, 65]` gives <45, 45–55, 55–65, ≥65).
+#![expect(
+    clippy::indexing_slicing,
+    reason = "slice reports index rows by positions from the same examples, and bands after their own checks"
+)]
 
 use std::collections::BTreeMap;
 

@@ -12,6 +12,10 @@
 //! The walk has no branch on the data: trees are padded to one depth and walked eight at a
 //! time. A pointer-chasing walk mispredicts about half its branches on real traffic; this one
 //! scored a row of the default 200-tree model in about 1.2 µs against 2.1 µs.
+#![expect(
+    clippy::indexing_slicing,
+    reason = "the branch-free walk indexes padded trees whose sizes are fixed and checked when they are built; bounds checks per node would cost the serving hot path"
+)]
 
 use serde_json::Value;
 

@@ -235,8 +235,49 @@ fn record(
     Ok(())
 }
 
-/// Moves a version to a stage. Promoting to Production archives the version that held it.
-/// Runs inside the audit lock, so concurrent promotions queue and the one-Production rule holds.
+/// What a version must pass to enter Production: its artifact is in the blob store and hashes
+/// to the recorded hash, it reads as a model, and it was trained on the features the server
+/// serves. Checked inside the transition's transaction, so a version that could not be served
+/// never becomes Production.
+pub struct Servable<'a> {
+    pub blobs: &'a dyn BlobStore,
+    /// The configured schema's feature names, in order.
+    pub features: &'a [String],
+}
+
+impl Servable<'_> {
+    fn check(
+        &self,
+        conn: &mut DbConnection,
+        model: &str,
+        version: i32,
+        serving: Option<i32>,
+    ) -> Result<(), AppError> {
+        let refuse = |why: String| {
+            let still = match serving {
+                Some(v) => format!("v{v} stays in Production and is what is served"),
+                None => "no version is in Production, so nothing is served".into(),
+            };
+            AppError::Conflict(format!(
+                "{model} v{version} cannot be served ({why}); refused: {still}"
+            ))
+        };
+        let (_, trained) =
+            load(conn, self.blobs, model, version).map_err(|e| refuse(e.to_string()))?;
+        if trained.features != self.features {
+            return Err(refuse(format!(
+                "trained on features ({}) that the configured schema does not have ({})",
+                trained.features.join(", "),
+                self.features.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Moves a version to a stage. Promoting to Production checks that the version can be served
+/// ([`Servable`]) and archives the version that held it. Runs inside the audit lock, so
+/// concurrent promotions queue and the one-Production rule holds.
 pub fn transition(
     conn: &mut DbConnection,
     model: &str,
@@ -244,12 +285,26 @@ pub fn transition(
     to: Stage,
     actor: &str,
     reason: &str,
+    servable: &Servable<'_>,
 ) -> Result<TransitionOutcome, AppError> {
     audit::with_event(conn, |conn| {
-        transition_locked(conn, model, version, to, actor, reason, "model.transition")
+        transition_locked(
+            conn,
+            model,
+            version,
+            to,
+            actor,
+            reason,
+            "model.transition",
+            servable,
+        )
     })
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one transition's parts, all needed"
+)]
 fn transition_locked(
     conn: &mut DbConnection,
     model: &str,
@@ -258,6 +313,7 @@ fn transition_locked(
     actor: &str,
     reason: &str,
     action: &'static str,
+    servable: &Servable<'_>,
 ) -> Result<(TransitionOutcome, NewEvent), AppError> {
     let current = find_version(conn, model, version)?;
     if current.stage == to.as_str() {
@@ -267,6 +323,8 @@ fn transition_locked(
     }
     let mut archived = None;
     if to == Stage::Production {
+        let serving = production(conn, model)?.map(|p| p.version);
+        servable.check(conn, model, version, serving)?;
         if let Some(prod) = production(conn, model)? {
             record(
                 conn,
@@ -303,6 +361,7 @@ pub fn rollback(
     model: &str,
     actor: &str,
     reason: &str,
+    servable: &Servable<'_>,
 ) -> Result<TransitionOutcome, AppError> {
     audit::with_event(conn, |conn| {
         let current = production(conn, model)?.ok_or_else(|| {
@@ -327,6 +386,7 @@ pub fn rollback(
             actor,
             &reason,
             "model.rollback",
+            servable,
         )
     })
 }
@@ -391,6 +451,48 @@ pub fn transitions(conn: &mut DbConnection, model: &str) -> Result<Vec<StageTran
         .order(stage_transitions::seq.desc())
         .select(StageTransition::as_select())
         .load(conn)?)
+}
+
+/// A registered model with its versions (and their metrics) and its transition history: what
+/// the API's model page and the dashboard's Models page show.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelDetail {
+    pub name: String,
+    pub production: Option<i32>,
+    pub versions: Vec<VersionRow>,
+    pub transitions: Vec<StageTransition>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionRow {
+    #[serde(flatten)]
+    pub version: ModelVersion,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl From<ModelVersion> for VersionRow {
+    fn from(version: ModelVersion) -> Self {
+        VersionRow {
+            metrics: version.metrics(),
+            version,
+        }
+    }
+}
+
+pub fn model_detail(conn: &mut DbConnection, name: &str) -> Result<ModelDetail, AppError> {
+    let versions: Vec<VersionRow> = list_versions(conn, name)?
+        .into_iter()
+        .map(VersionRow::from)
+        .collect();
+    Ok(ModelDetail {
+        name: name.to_owned(),
+        production: versions
+            .iter()
+            .find(|v| v.version.stage == Stage::Production.as_str())
+            .map(|v| v.version.version),
+        transitions: transitions(conn, name)?,
+        versions,
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]

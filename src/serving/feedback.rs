@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::db::schema::{feedback, predictions};
+use crate::db::schema::feedback;
 use crate::db::{DbConnection, now};
 use crate::error::AppError;
 
@@ -26,16 +26,9 @@ pub struct FeedbackRequest {
     pub label: i32,
 }
 
-fn prediction_exists(conn: &mut DbConnection, request_id: &str) -> Result<bool, AppError> {
-    let n: i64 = predictions::table
-        .filter(predictions::request_id.eq(request_id))
-        .count()
-        .get_result(conn)?;
-    Ok(n > 0)
-}
-
 /// Stores a label; the prediction must be in the log already (`NotFound` otherwise: callers
-/// flush the log's queue and try once more).
+/// flush the log's queue and try once more). One statement, so concurrent labels for one id
+/// race in the store itself: the first is stored, the others get 409, on either backend.
 pub fn record(
     conn: &mut DbConnection,
     request: &FeedbackRequest,
@@ -44,32 +37,31 @@ pub fn record(
     if !(0..=1).contains(&request.label) {
         return Err(AppError::validation("label", "must be 0 or 1"));
     }
-    conn.transaction(|conn| {
-        if !prediction_exists(conn, &request.request_id)? {
-            return Err(AppError::NotFound(format!(
-                "no prediction with request_id `{}`",
-                request.request_id
-            )));
-        }
-        let already: i64 = feedback::table
-            .filter(feedback::request_id.eq(&request.request_id))
-            .count()
-            .get_result(conn)?;
-        if already > 0 {
-            return Err(AppError::Conflict(format!(
-                "request `{}` already has a label",
-                request.request_id
-            )));
-        }
-        let row = Feedback {
-            request_id: request.request_id.clone(),
-            label: request.label,
-            actor: actor.to_owned(),
-            received_at: now(),
-        };
-        diesel::insert_into(feedback::table)
-            .values(&row)
-            .execute(conn)?;
-        Ok(row)
-    })
+    let id = &request.request_id;
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(AppError::validation(
+            "request_id",
+            "must be the request_id a prediction answered with",
+        ));
+    }
+    let row = Feedback {
+        request_id: id.clone(),
+        label: request.label,
+        actor: actor.to_owned(),
+        received_at: now(),
+    };
+    use diesel::result::{DatabaseErrorKind as K, Error as E};
+    match diesel::insert_into(feedback::table)
+        .values(&row)
+        .execute(conn)
+    {
+        Ok(_) => Ok(row),
+        Err(E::DatabaseError(K::UniqueViolation, _)) => Err(AppError::Conflict(format!(
+            "request `{id}` already has a label"
+        ))),
+        Err(E::DatabaseError(K::ForeignKeyViolation, _)) => Err(AppError::NotFound(format!(
+            "no prediction with request_id `{id}`"
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -3,9 +3,16 @@
 //!
 //! Handlers hand rows to a queue bounded in rows (a semaphore of `serving.log_queue` permits,
 //! returned once the rows are stored) and one writer thread stores them in batches, one
-//! transaction each. When the queue is full a request waits for room (backpressure): nothing
-//! is dropped. `flush` waits until everything queued before it is stored; shutdown calls it
-//! after the HTTP server has drained, so SIGTERM loses nothing.
+//! transaction each. When the queue is full a request waits for room (backpressure), up to
+//! `serving.log_wait_ms`; then it is answered 503 (counted) and its rows are not queued, so a
+//! store that is down slows and then refuses new requests instead of hanging them. Nothing
+//! queued is dropped. `flush` waits until everything queued before it is stored; shutdown
+//! calls it after the HTTP server has drained, so SIGTERM loses nothing.
+//!
+//! A batch the store refuses is retried a few times, then stored row by row. A row the store
+//! refuses on its own while it takes other writes (a poison row) is set aside in
+//! `prediction_dead_letters` with the store's error, counted and shown on the Predictions page,
+//! so one bad row never holds up the log; while the store is unavailable, rows are retried.
 //!
 //! The log is written at the request rate, so its insert is the one place that leaves diesel:
 //! on SQLite the writer keeps its own rusqlite connection and steps one prepared statement per
@@ -20,12 +27,16 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::db::schema::predictions;
+use crate::db::schema::{prediction_dead_letters, predictions};
 use crate::db::{Db, DbConnection};
 use crate::error::AppError;
 use crate::telemetry::{
-    PREDICTION_LOG_FLUSH_SECONDS, PREDICTION_LOG_QUEUE_DEPTH, PREDICTION_LOG_ROWS_TOTAL,
+    PREDICTION_LOG_DEAD_LETTERS_TOTAL, PREDICTION_LOG_FLUSH_SECONDS, PREDICTION_LOG_QUEUE_DEPTH,
+    PREDICTION_LOG_REJECTED_TOTAL, PREDICTION_LOG_ROWS_TOTAL,
 };
+
+/// Whole-batch attempts before a batch is stored row by row.
+const BATCH_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
 #[diesel(table_name = predictions)]
@@ -67,6 +78,7 @@ pub struct PredictionLog {
     tx: mpsc::Sender<Message>,
     room: Arc<Semaphore>,
     capacity: usize,
+    wait: Duration,
     /// Held by every handle, never read: the writer holds it weakly to know when they are
     /// all gone.
     _handles: Arc<()>,
@@ -75,10 +87,12 @@ pub struct PredictionLog {
 /// How the writer batches: at most `batch` rows per transaction, and after the first row of a
 /// batch arrives it waits `linger` for more, so a busy server commits every few milliseconds
 /// instead of once per handful of rows (each commit costs SQLite its page writes and locks).
+/// A request waits at most `wait` for room in a full queue.
 #[derive(Debug, Clone, Copy)]
 pub struct Batching {
     pub batch: usize,
     pub linger: Duration,
+    pub wait: Duration,
 }
 
 impl PredictionLog {
@@ -100,7 +114,7 @@ impl PredictionLog {
             rx,
             batching: Batching {
                 batch: batching.batch.max(1),
-                linger: batching.linger,
+                ..batching
             },
             room: room.clone(),
             capacity,
@@ -116,23 +130,32 @@ impl PredictionLog {
             tx,
             room,
             capacity,
+            wait: batching.wait,
             _handles: handles,
         })
     }
 
-    /// Queues rows; waits while the queue holds `serving.log_queue` rows. A request larger
-    /// than the whole queue waits for it to be empty.
+    /// Queues rows; waits while the queue holds `serving.log_queue` rows, at most
+    /// `serving.log_wait_ms` (then 503 with Retry-After, and nothing is queued). A request
+    /// larger than the whole queue waits for it to be empty.
     pub async fn record(&self, rows: Vec<PredictionRow>) -> Result<(), AppError> {
         if rows.is_empty() {
             return Ok(());
         }
         let n = rows.len().min(self.capacity) as u32;
         // The permits come back when the writer has stored the rows.
-        self.room
-            .acquire_many(n)
-            .await
-            .map_err(|_| stopped())?
-            .forget();
+        match tokio::time::timeout(self.wait, self.room.acquire_many(n)).await {
+            Ok(permit) => permit.map_err(|_| stopped())?.forget(),
+            Err(_) => {
+                metrics::counter!(PREDICTION_LOG_REJECTED_TOTAL).increment(1);
+                return Err(AppError::Overloaded {
+                    message: "the prediction log is full (the store is slow or unavailable); \
+                              nothing was scored or logged; try again shortly"
+                        .into(),
+                    retry_after_secs: 1,
+                });
+            }
+        }
         self.tx.send(Message::Rows(rows)).map_err(|_| stopped())
     }
 
@@ -211,15 +234,15 @@ impl Writer {
         }
     }
 
-    /// Stores a batch, retrying until the store takes it: rows are never dropped, and while
-    /// the store is down the queue fills and requests wait. The one exception is a log whose
-    /// handles are all gone without a flush: then there is nobody left to retry for.
+    /// Stores a batch: a few whole-batch attempts, then row by row ([`Writer::store_one`]).
+    /// Nothing is dropped; the one exception is a log whose handles are all gone without a
+    /// flush: then there is nobody left to retry for.
     fn store(&mut self, rows: &[PredictionRow]) {
         if rows.is_empty() {
             return;
         }
         let mut backoff = Duration::from_millis(50);
-        loop {
+        for attempt in 1..=BATCH_ATTEMPTS {
             let started = Instant::now();
             match self.sink.insert(rows) {
                 Ok(()) => {
@@ -228,18 +251,116 @@ impl Writer {
                     metrics::counter!(PREDICTION_LOG_ROWS_TOTAL).increment(rows.len() as u64);
                     return;
                 }
-                Err(e) if self.handles.strong_count() == 0 => {
-                    // Every handle was dropped without a flush (shutdown flushes first), so
-                    // the process is tearing down and no caller is left to wait for these.
+                Err(e) if self.abandoned() => {
                     tracing::error!(error = %e, rows = rows.len(), "the prediction log was closed with rows it could not store");
                     return;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, rows = rows.len(), "storing predictions failed; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tracing::error!(error = %e, rows = rows.len(), attempt, "storing predictions failed");
+                    if attempt < BATCH_ATTEMPTS {
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
                 }
             }
+        }
+        for row in rows {
+            self.store_one(row);
+        }
+    }
+
+    /// Every handle was dropped without a flush (shutdown flushes first): the process is
+    /// tearing down and no caller is left to wait.
+    fn abandoned(&self) -> bool {
+        self.handles.strong_count() == 0
+    }
+
+    /// Stores one row. While the store is unavailable the row is retried. When the store
+    /// answers and refuses the row, it goes to the dead letters; if the store can't take that
+    /// either, the store is the trouble, and the row is retried from the start.
+    fn store_one(&mut self, row: &PredictionRow) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let error = match self.sink.insert(std::slice::from_ref(row)) {
+                Ok(()) => {
+                    metrics::counter!(PREDICTION_LOG_ROWS_TOTAL).increment(1);
+                    return;
+                }
+                Err(SinkError::Refused(why)) => match self.sink.dead_letter(row, &why) {
+                    Ok(()) => {
+                        metrics::counter!(PREDICTION_LOG_DEAD_LETTERS_TOTAL).increment(1);
+                        tracing::error!(request_id = %row.request_id, error = %why, "the store refused a prediction-log row; it is set aside in prediction_dead_letters");
+                        return;
+                    }
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            if self.abandoned() {
+                tracing::error!(error = %error, request_id = %row.request_id, "the prediction log was closed with a row it could not store");
+                return;
+            }
+            tracing::error!(error = %error, request_id = %row.request_id, "storing a prediction failed; retrying");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Why the store did not take rows.
+#[derive(Debug, thiserror::Error)]
+enum SinkError {
+    /// The store is unavailable, busy or out of space: try again later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The store answered and refused the statement (a constraint, a trigger, a type).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<AppError> for SinkError {
+    fn from(e: AppError) -> Self {
+        SinkError::Unavailable(e.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for SinkError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode as C;
+        let refused = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => matches!(
+                f.code,
+                C::ConstraintViolation | C::TypeMismatch | C::TooBig | C::ParameterOutOfRange
+            ),
+            rusqlite::Error::ToSqlConversionFailure(_) => true,
+            _ => false,
+        };
+        let text = format!("SQLite: {e}");
+        if refused {
+            SinkError::Refused(text)
+        } else {
+            SinkError::Unavailable(text)
+        }
+    }
+}
+
+impl From<diesel::result::Error> for SinkError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::DatabaseErrorKind as K;
+        use diesel::result::Error as E;
+        match &e {
+            // The server answered this statement with an error of its own.
+            E::DatabaseError(
+                K::UnableToSendCommand
+                | K::ClosedConnection
+                | K::SerializationFailure
+                | K::ReadOnlyTransaction,
+                _,
+            ) => SinkError::Unavailable(format!("PostgreSQL: {e}")),
+            E::DatabaseError(_, _) | E::SerializationError(_) => {
+                SinkError::Refused(format!("PostgreSQL: {e}"))
+            }
+            _ => SinkError::Unavailable(format!("PostgreSQL: {e}")),
         }
     }
 }
@@ -265,54 +386,130 @@ const SQLITE_INSERT: &str = "INSERT INTO predictions (request_id, created_at, mo
 const ROWS_PER_STATEMENT: usize = 500;
 
 impl Sink {
+    /// The writer's SQLite connection, opened on first use. The file is never created: the
+    /// store and its tables exist before the log starts, and a missing file is an error to
+    /// retry, not a new store.
+    fn sqlite(
+        path: &std::path::Path,
+        conn: &mut Option<rusqlite::Connection>,
+    ) -> Result<rusqlite::Connection, SinkError> {
+        if let Some(c) = conn.take() {
+            return Ok(c);
+        }
+        let unavailable = |e: rusqlite::Error| SinkError::Unavailable(format!("SQLite: {e}"));
+        let opened = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(unavailable)?;
+        opened
+            .execute_batch(crate::db::SQLITE_PRAGMAS)
+            .map_err(unavailable)?;
+        Ok(opened)
+    }
+
     /// One transaction per batch: it is stored whole or not at all.
-    fn insert(&mut self, rows: &[PredictionRow]) -> Result<(), AppError> {
+    fn insert(&mut self, rows: &[PredictionRow]) -> Result<(), SinkError> {
         match self {
             Sink::Sqlite { path, conn } => {
-                let fail = |e: rusqlite::Error| AppError::Unavailable(format!("SQLite: {e}"));
-                let mut c = match conn.take() {
-                    Some(c) => c,
-                    None => {
-                        // Never create the file: the store and its tables exist before the
-                        // log starts, and a missing file is an error to retry, not a new store.
-                        let opened = rusqlite::Connection::open_with_flags(
-                            &*path,
-                            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-                                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                        )
-                        .map_err(fail)?;
-                        opened
-                            .execute_batch(crate::db::SQLITE_PRAGMAS)
-                            .map_err(fail)?;
-                        opened
-                    }
-                };
-                sqlite_insert(&mut c, rows).map_err(fail)?;
+                let mut c = Self::sqlite(path, conn)?;
+                sqlite_insert(&mut c, rows)?;
                 // Kept only after a success: a retry gets a fresh connection, whatever state
                 // a failure left this one in.
                 *conn = Some(c);
                 Ok(())
             }
-            Sink::Pool(db) => db.get()?.transaction(|conn| {
-                match &mut **conn {
-                    DbConnection::Postgres(c) => {
-                        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                            diesel::insert_into(predictions::table)
-                                .values(chunk)
-                                .execute(c)?;
-                        }
+            Sink::Pool(db) => {
+                let mut pooled = db.get()?;
+                let DbConnection::Postgres(c) = &mut *pooled else {
+                    return Err(SinkError::Unavailable(
+                        "SQLite prediction logs are written by their own connection".into(),
+                    ));
+                };
+                c.transaction(|c| {
+                    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                        diesel::insert_into(predictions::table)
+                            .values(chunk)
+                            .execute(c)?;
                     }
-                    // A SQLite store has its own sink.
-                    DbConnection::Sqlite(_) => {
-                        return Err(AppError::Internal(anyhow::anyhow!(
-                            "SQLite prediction logs are written by their own connection"
-                        )));
-                    }
-                }
+                    Ok::<_, diesel::result::Error>(())
+                })?;
                 Ok(())
-            }),
+            }
         }
     }
+
+    /// Sets a row aside with the error the store gave for it (once: a row already set aside
+    /// stays as it was).
+    fn dead_letter(&mut self, row: &PredictionRow, error: &str) -> Result<(), SinkError> {
+        let letter = DeadLetter {
+            request_id: row.request_id.clone(),
+            created_at: row.created_at,
+            row_json: serde_json::to_string(row).unwrap_or_default(),
+            error: crate::error::bounded(error, 500),
+            failed_at: crate::db::now(),
+        };
+        match self {
+            Sink::Sqlite { path, conn } => {
+                let c = Self::sqlite(path, conn)?;
+                c.execute(
+                    "INSERT OR IGNORE INTO prediction_dead_letters \
+                     (request_id, created_at, row_json, error, failed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![
+                        letter.request_id,
+                        sqlite_timestamp(&letter.created_at),
+                        letter.row_json,
+                        letter.error,
+                        sqlite_timestamp(&letter.failed_at),
+                    ],
+                )
+                .map_err(|e| SinkError::Unavailable(format!("SQLite: {e}")))?;
+                *conn = Some(c);
+                Ok(())
+            }
+            Sink::Pool(db) => {
+                let mut pooled = db.get()?;
+                let DbConnection::Postgres(c) = &mut *pooled else {
+                    return Err(SinkError::Unavailable("not a PostgreSQL store".into()));
+                };
+                diesel::insert_into(prediction_dead_letters::table)
+                    .values(&letter)
+                    .on_conflict_do_nothing()
+                    .execute(c)
+                    .map_err(|e| SinkError::Unavailable(format!("PostgreSQL: {e}")))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A prediction-log row the store refused, with the store's error.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
+#[diesel(table_name = prediction_dead_letters)]
+pub struct DeadLetter {
+    pub request_id: String,
+    pub created_at: chrono::NaiveDateTime,
+    /// The row as JSON (the prediction log's columns).
+    pub row_json: String,
+    pub error: String,
+    pub failed_at: chrono::NaiveDateTime,
+}
+
+/// How many rows are set aside, and the newest of them.
+#[derive(Debug)]
+pub struct DeadLetters {
+    pub total: i64,
+    pub rows: Vec<DeadLetter>,
+}
+
+pub fn dead_letters(conn: &mut DbConnection, limit: i64) -> Result<DeadLetters, AppError> {
+    let total: i64 = prediction_dead_letters::table.count().get_result(conn)?;
+    let rows = prediction_dead_letters::table
+        .order(prediction_dead_letters::failed_at.desc())
+        .limit(limit.clamp(0, 1000))
+        .select(DeadLetter::as_select())
+        .load(conn)?;
+    Ok(DeadLetters { total, rows })
 }
 
 /// An immediate transaction takes the write lock (or waits for it, up to the busy timeout)

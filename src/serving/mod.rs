@@ -7,27 +7,42 @@
 //! scheduler job re-reads the Production version every `serving.refresh_secs`, so a promotion
 //! made by another process sharing the store arrives too. A model whose artifact fails its
 //! hash check is refused and the slot keeps what it had.
+//!
+//! In-process registry changes that can move Production go through [`Serving::apply`], which
+//! holds one lock across the change's commit and the swap after it (the periodic refresh takes
+//! the same lock), so swaps happen in commit order: after concurrent promotions have answered,
+//! the slot holds the registry's Production version.
+//!
+//! Scoring ([`Serving::score`]) keeps the HTTP workers free: a small request is scored in
+//! place, a batch over `serving.offload_rows` on the blocking pool, and a call into the XGBoost
+//! library (SHAP values, or trees the native walk does not take) on the blocking pool behind a
+//! small semaphore; a caller that waits past `serving.offload_wait_ms` for a slot gets 503.
 
 pub mod feedback;
 pub mod log;
 pub mod request;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use self::log::PredictionLog;
 use self::request::FeatureSchema;
+use crate::config::ServingSettings;
 use crate::data::blob::BlobStore;
-use crate::db::Db;
+use crate::db::{Db, DbConnection};
 use crate::error::AppError;
 use crate::ml::TrainedModel;
+use crate::ml::explain::{self, Explanation};
 use crate::ml::features::Raw;
-use crate::registry::{self, ModelVersion};
+use crate::registry::{self, ModelVersion, Servable, Stage, TransitionOutcome};
 use crate::telemetry::{
     INFERENCE_DURATION_SECONDS, MODEL_INFO, MODEL_LOAD_FAILURES_TOTAL, PREDICTIONS_TOTAL,
+    SERVING_SATURATED_TOTAL,
 };
 
 /// The model being served, with what `/model/info` reports about it.
@@ -53,11 +68,18 @@ impl std::fmt::Debug for ServedModel {
 }
 
 impl ServedModel {
-    /// Class-1 probabilities for rows in the model's feature order.
+    /// Class-1 probabilities for rows in the model's feature order. A probability that is not
+    /// finite is refused here, before anything is logged: the model is broken, not the request.
     pub fn predict(&self, rows: &[Vec<Raw>]) -> Result<Vec<f64>, AppError> {
-        self.trained
+        let timer = Instant::now();
+        let p = self
+            .trained
             .predict_proba(rows.iter())
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("prediction failed: {e}")))
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("prediction failed: {e}")))?;
+        self.inference_duration
+            .record(timer.elapsed().as_secs_f64());
+        check_finite(&p)?;
+        Ok(p)
     }
 
     pub fn threshold(&self) -> f64 {
@@ -86,11 +108,42 @@ pub struct ModelInfo {
     pub features: Vec<crate::data::schema::ColumnSpec>,
 }
 
+/// Every probability is a number: a NaN would be stored as NULL by SQLite and refused, and
+/// means nothing to a client.
+pub fn check_finite(probabilities: &[f64]) -> Result<(), AppError> {
+    match probabilities.iter().position(|p| !p.is_finite()) {
+        None => Ok(()),
+        Some(row) => Err(AppError::Internal(anyhow::anyhow!(
+            "the model gave a non-finite probability for row {row}"
+        ))),
+    }
+}
+
+/// What scoring a request gave.
+pub struct Scored {
+    pub rows: Vec<Vec<Raw>>,
+    pub probabilities: Vec<f64>,
+    pub explanations: Option<Vec<Explanation>>,
+}
+
+/// The serving limits of `[serving]` that scoring needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_explain_batch: usize,
+    pub offload_rows: usize,
+    pub offload_wait: Duration,
+}
+
 pub struct Serving {
     slot: ArcSwapOption<ServedModel>,
     pub schema: FeatureSchema,
     pub log: PredictionLog,
     model_name: String,
+    /// Held across a registry change and the swap after it, and by every refresh.
+    order: Mutex<()>,
+    library: Arc<Semaphore>,
+    offload: Arc<Semaphore>,
+    limits: Limits,
 }
 
 /// What a refresh did.
@@ -102,13 +155,65 @@ pub enum Refresh {
 }
 
 impl Serving {
-    pub fn new(model_name: String, schema: FeatureSchema, log: PredictionLog) -> Serving {
+    pub fn new(
+        model_name: String,
+        schema: FeatureSchema,
+        log: PredictionLog,
+        settings: &ServingSettings,
+    ) -> Serving {
         Serving {
             slot: ArcSwapOption::empty(),
             schema,
             log,
             model_name,
+            order: Mutex::new(()),
+            library: Arc::new(Semaphore::new(settings.library_concurrency.max(1))),
+            offload: Arc::new(Semaphore::new(settings.offload_concurrency.max(1))),
+            limits: Limits {
+                max_explain_batch: settings.max_explain_batch,
+                offload_rows: settings.offload_rows,
+                offload_wait: Duration::from_millis(settings.offload_wait_ms),
+            },
         }
+    }
+
+    /// Scores rows (and explains them when asked), keeping library calls and large batches off
+    /// the caller's thread. 422 for an explain batch over `serving.max_explain_batch`; 503 with
+    /// Retry-After when every slot stays busy for `serving.offload_wait_ms`.
+    pub async fn score(
+        &self,
+        model: &Arc<ServedModel>,
+        rows: Vec<Vec<Raw>>,
+        explain: bool,
+    ) -> Result<Scored, AppError> {
+        if explain && rows.len() > self.limits.max_explain_batch {
+            return Err(AppError::validation(
+                "explain",
+                format!(
+                    "at most {} rows per request with explain=true (serving.max_explain_batch); this one has {}",
+                    self.limits.max_explain_batch,
+                    rows.len()
+                ),
+            ));
+        }
+        let library = (explain && model.trained.explains_with_library())
+            || model.trained.predicts_with_library();
+        if !library && rows.len() <= self.limits.offload_rows {
+            return compute(model, rows, explain);
+        }
+        let (pool, name) = if library {
+            (&self.library, "library")
+        } else {
+            (&self.offload, "batch")
+        };
+        let permit = acquire(pool, self.limits.offload_wait, name).await?;
+        let model = model.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            compute(&model, rows, explain)
+        })
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("scoring task failed: {e}")))?
     }
 
     pub fn current(&self) -> Option<Arc<ServedModel>> {
@@ -136,13 +241,105 @@ impl Serving {
         })
     }
 
-    /// Brings the slot in line with the registry's Production version: loads (and verifies) a
-    /// new one, clears the slot when none is in Production, or does nothing.
-    pub async fn refresh(&self, db: &Db, blobs: Arc<dyn BlobStore>) -> Result<Refresh, AppError> {
-        let name = self.model_name.clone();
-        let production = db
-            .run(move |conn| registry::production(conn, &name))
-            .await?;
+    /// Brings the slot in line with the registry (see [`Serving::sync`]), on the blocking pool.
+    pub async fn refresh(
+        self: &Arc<Self>,
+        db: &Db,
+        blobs: Arc<dyn BlobStore>,
+    ) -> Result<Refresh, AppError> {
+        let serving = self.clone();
+        db.run(move |conn| serving.sync(conn, blobs.as_ref())).await
+    }
+
+    /// Brings the slot in line with the registry's Production version, under the order lock:
+    /// loads (and verifies) a new one, clears the slot when none is in Production, or does
+    /// nothing. Blocking.
+    pub fn sync(
+        &self,
+        conn: &mut DbConnection,
+        blobs: &dyn BlobStore,
+    ) -> Result<Refresh, AppError> {
+        let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        self.sync_locked(conn, blobs)
+    }
+
+    /// Runs a registry change that may move Production, then brings the slot in line, holding
+    /// the order lock across both. Blocking. A failed change leaves the slot alone.
+    pub fn apply<T>(
+        &self,
+        conn: &mut DbConnection,
+        blobs: &dyn BlobStore,
+        change: impl FnOnce(&mut DbConnection, &Servable<'_>) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
+        let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
+        let features = self.schema.names();
+        let servable = Servable {
+            blobs,
+            features: &features,
+        };
+        let out = change(conn, &servable)?;
+        if let Err(e) = self.sync_locked(conn, blobs) {
+            tracing::error!(error = %e, "the serving slot kept its model after a registry change");
+        }
+        Ok(out)
+    }
+
+    /// Moves a version to a stage and serves the outcome (see [`Serving::apply`]).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one transition's parts, all needed"
+    )]
+    pub fn transition(
+        &self,
+        conn: &mut DbConnection,
+        blobs: &dyn BlobStore,
+        model: &str,
+        version: i32,
+        stage: Stage,
+        actor: &str,
+        reason: &str,
+    ) -> Result<TransitionOutcome, AppError> {
+        self.apply(conn, blobs, |conn, servable| {
+            registry::transition(conn, model, version, stage, actor, reason, servable)
+        })
+    }
+
+    /// The promotion training uses in the server: [`Serving::transition`] to Production.
+    pub fn promoter(self: &Arc<Self>, blobs: Arc<dyn BlobStore>) -> crate::training::SharedPromote {
+        let serving = self.clone();
+        Arc::new(move |conn, model, version, actor, reason| {
+            serving.transition(
+                conn,
+                blobs.as_ref(),
+                model,
+                version,
+                Stage::Production,
+                actor,
+                reason,
+            )
+        })
+    }
+
+    /// Rolls Production back and serves the outcome (see [`Serving::apply`]).
+    pub fn rollback(
+        &self,
+        conn: &mut DbConnection,
+        blobs: &dyn BlobStore,
+        model: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<TransitionOutcome, AppError> {
+        self.apply(conn, blobs, |conn, servable| {
+            registry::rollback(conn, model, actor, reason, servable)
+        })
+    }
+
+    fn sync_locked(
+        &self,
+        conn: &mut DbConnection,
+        blobs: &dyn BlobStore,
+    ) -> Result<Refresh, AppError> {
+        let production = registry::production(conn, &self.model_name)?;
         let current = self.current();
         let Some(production) = production else {
             if let Some(old) = current {
@@ -159,10 +356,8 @@ impl Serving {
         {
             return Ok(Refresh::Unchanged);
         }
-        let (name, number) = (self.model_name.clone(), production.version);
-        let loaded = db
-            .run(move |conn| registry::load(conn, blobs.as_ref(), &name, number))
-            .await;
+        let number = production.version;
+        let loaded = registry::load(conn, blobs, &self.model_name, number);
         let (version, trained) = match loaded {
             Ok(pair) => pair,
             Err(e) => {
@@ -202,6 +397,41 @@ impl Serving {
         })));
         Ok(Refresh::Loaded { version: number })
     }
+}
+
+/// Waits up to `wait` for a slot of `pool`; 503 with Retry-After (and counted) past it.
+async fn acquire(
+    pool: &Arc<Semaphore>,
+    wait: Duration,
+    name: &'static str,
+) -> Result<OwnedSemaphorePermit, AppError> {
+    match tokio::time::timeout(wait, pool.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => {
+            metrics::counter!(SERVING_SATURATED_TOTAL, "pool" => name).increment(1);
+            Err(AppError::Overloaded {
+                message: format!("every {name} slot is busy; try again shortly"),
+                retry_after_secs: 1,
+            })
+        }
+    }
+}
+
+fn compute(model: &ServedModel, rows: Vec<Vec<Raw>>, explain: bool) -> Result<Scored, AppError> {
+    let probabilities = model.predict(&rows)?;
+    let explanations = if explain {
+        Some(
+            explain::explain(&model.trained, rows.iter())
+                .map_err(|m| AppError::validation("explain", m))?,
+        )
+    } else {
+        None
+    };
+    Ok(Scored {
+        rows,
+        probabilities,
+        explanations,
+    })
 }
 
 fn set_info_gauge(v: &ModelVersion, value: f64) {

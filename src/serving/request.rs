@@ -4,12 +4,56 @@
 //! unknown field, a wrong type, a number out of the configured range, an unknown category.
 //! `null` is allowed for any feature and means "missing": the model's pipeline imputes it, as
 //! it does `?` in the training data. Nothing here panics on any input.
+//!
+//! The cost of a body is bounded by its size and `serving.max_batch`: only schema columns set
+//! a row count or are broadcast, an unknown key is reported once (not once per row), at most
+//! [`MAX_ERRORS`] errors are kept (the rest are counted), and no message echoes more than a
+//! few dozen characters of the input. A name given twice (a key repeated in one JSON object,
+//! a column repeated in `dataframe_split` or a CSV header) is refused, never "the last wins".
 
+use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::data::schema::{ColumnKind, ColumnSpec, DatasetSettings, normalize_category};
-use crate::error::FieldError;
+use crate::error::{FieldError, bounded};
 use crate::ml::features::Raw;
+
+/// Most field errors a parse keeps; the rest are counted in one last entry.
+pub const MAX_ERRORS: usize = 100;
+/// Longest piece of input (a key, a category) quoted back in an error.
+const MAX_ECHO: usize = 40;
+
+/// Field errors, kept up to [`MAX_ERRORS`] and counted beyond.
+#[derive(Debug, Default)]
+pub struct Errors {
+    list: Vec<FieldError>,
+    more: usize,
+}
+
+impl Errors {
+    pub fn push(&mut self, error: FieldError) {
+        if self.list.len() < MAX_ERRORS {
+            self.list.push(error);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The kept errors, and one entry counting the rest.
+    pub fn into_vec(mut self) -> Vec<FieldError> {
+        if self.more > 0 {
+            self.list.push(FieldError {
+                field: "…".into(),
+                message: format!("{} more errors not listed", self.more),
+            });
+        }
+        self.list
+    }
+}
 
 /// The feature columns a request must carry, in the model's order.
 #[derive(Debug, Clone)]
@@ -37,16 +81,20 @@ impl FeatureSchema {
         self.columns.iter().map(|c| c.name.clone()).collect()
     }
 
+    fn position(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
     /// One feature row from a JSON object; `prefix` names the instance in errors
     /// (`instances[3].age`).
     pub fn row_from_object(
         &self,
         object: &Map<String, Value>,
         prefix: &str,
-        errors: &mut Vec<FieldError>,
+        errors: &mut Errors,
     ) -> Vec<Raw> {
         for key in object.keys() {
-            if !self.columns.iter().any(|c| c.name == *key) {
+            if self.position(key).is_none() {
                 errors.push(field(prefix, key, "unknown field"));
             }
         }
@@ -63,13 +111,14 @@ impl FeatureSchema {
             .collect()
     }
 
-    /// One feature row from values in the given column order (MLflow's `dataframe_split`).
-    pub fn row_from_values(
+    /// One feature row from values in the order of `columns`, each the index of a schema
+    /// column (checked once per body by the caller: known and not repeated).
+    fn row_from_positions(
         &self,
-        columns: &[String],
+        columns: &[usize],
         values: &[Value],
         prefix: &str,
-        errors: &mut Vec<FieldError>,
+        errors: &mut Errors,
     ) -> Vec<Raw> {
         if values.len() != columns.len() {
             errors.push(FieldError {
@@ -77,22 +126,59 @@ impl FeatureSchema {
                 message: format!("has {} values for {} columns", values.len(), columns.len()),
             });
         }
-        let object: Map<String, Value> = columns
+        let mut cells: Vec<Option<&Value>> = vec![None; self.columns.len()];
+        for (&column, value) in columns.iter().zip(values) {
+            if let Some(cell) = cells.get_mut(column) {
+                *cell = Some(value);
+            }
+        }
+        self.columns
             .iter()
-            .cloned()
-            .zip(values.iter().cloned())
-            .collect();
-        self.row_from_object(&object, prefix, errors)
+            .zip(cells)
+            .enumerate()
+            .map(|(column, (spec, cell))| match cell {
+                None => {
+                    errors.push(field(prefix, &spec.name, "missing"));
+                    missing(spec)
+                }
+                Some(value) => self.cell(column, value, prefix, errors),
+            })
+            .collect()
     }
 
-    fn cell(
-        &self,
-        column: usize,
-        value: &Value,
-        prefix: &str,
-        errors: &mut Vec<FieldError>,
-    ) -> Raw {
-        let spec = &self.columns[column];
+    /// Resolves a list of column names against the schema, once per body: an unknown or
+    /// repeated name is an error naming it.
+    fn positions(&self, names: &[Value], field_name: &str) -> Result<Vec<usize>, ParseError> {
+        let mut out = Vec::with_capacity(names.len());
+        let mut errors = Errors::default();
+        for (i, name) in names.iter().enumerate() {
+            let Some(name) = name.as_str() else {
+                errors.push(FieldError {
+                    field: format!("{field_name}[{i}]"),
+                    message: format!("must be a column name (a string), not {}", kind_of(name)),
+                });
+                continue;
+            };
+            match self.position(name) {
+                None => errors.push(field(field_name, name, "unknown column")),
+                Some(p) if out.contains(&p) => {
+                    errors.push(field(field_name, name, "is given twice"))
+                }
+                Some(p) => out.push(p),
+            }
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(ParseError::Invalid(errors.into_vec()))
+        }
+    }
+
+    fn cell(&self, column: usize, value: &Value, prefix: &str, errors: &mut Errors) -> Raw {
+        let (Some(spec), Some(allowed)) = (self.columns.get(column), self.allowed.get(column))
+        else {
+            return Raw::Num(None);
+        };
         if value.is_null() {
             return missing(spec);
         }
@@ -142,7 +228,7 @@ impl FeatureSchema {
                         return Raw::Cat(None);
                     }
                 };
-                let Some(allowed) = &self.allowed[column] else {
+                let Some(allowed) = allowed else {
                     return Raw::Cat(Some(normalize_category(&text)));
                 };
                 // Most requests spell a category as normalized already.
@@ -155,7 +241,8 @@ impl FeatureSchema {
                         prefix,
                         &spec.name,
                         &format!(
-                            "unknown category `{text}`; one of {}",
+                            "unknown category `{}`; one of {}",
+                            bounded(&text, MAX_ECHO),
                             spec.categories.as_deref().unwrap_or_default().join(", ")
                         ),
                     ));
@@ -177,10 +264,12 @@ fn bound(b: Option<f64>) -> String {
     b.map(|v| v.to_string()).unwrap_or_else(|| "∞".into())
 }
 
+/// An error about `name` (a schema column or a key from the input, cut short) under `prefix`.
 fn field(prefix: &str, name: &str, message: &str) -> FieldError {
+    let name = bounded(name, MAX_ECHO);
     FieldError {
         field: if prefix.is_empty() {
-            name.to_owned()
+            name
         } else {
             format!("{prefix}.{name}")
         },
@@ -213,6 +302,98 @@ pub enum ParseError {
     TooMany { rows: usize, max: usize },
 }
 
+/// JSON, read strictly: a key repeated in an object is an error naming it (serde_json's own
+/// `Value` would keep the last one silently).
+pub fn parse_json(body: &[u8]) -> Result<Value, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = StrictValue
+        .deserialize(&mut deserializer)
+        .map_err(|e| e.to_string())?;
+    deserializer.end().map_err(|e| e.to_string())?;
+    Ok(value)
+}
+
+struct StrictValue;
+
+impl<'de> DeserializeSeed<'de> for StrictValue {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .unwrap_or(Value::Null))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        StrictValue.deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(v) = seq.next_element_seed(StrictValue)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(A::Error::custom(format!(
+                    "`{}` is given twice in one object",
+                    bounded(&key, MAX_ECHO)
+                )));
+            }
+            let value = map.next_value_seed(StrictValue)?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// A parsed `/predict` body: one object of features, or `{"instances": [...]}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PredictBody {
@@ -232,17 +413,16 @@ pub fn parse_predict(
 }
 
 /// The common request, one object of known features, read straight into column slots with
-/// no map in between. `None` for anything else (a batch, an unknown key, bad JSON): the
-/// general parser handles it and words every error.
+/// no map in between. `None` for anything else (a batch, an unknown or repeated key, bad
+/// JSON): the general parser handles it and words every error.
 fn parse_known_object(
     schema: &FeatureSchema,
     body: &[u8],
 ) -> Option<Result<PredictBody, ParseError>> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let cells =
-        serde::de::DeserializeSeed::deserialize(ColumnSlots(schema), &mut deserializer).ok()?;
+    let cells = ColumnSlots(schema).deserialize(&mut deserializer).ok()?;
     deserializer.end().ok()?;
-    let mut errors = Vec::new();
+    let mut errors = Errors::default();
     let row = schema
         .columns
         .iter()
@@ -264,15 +444,15 @@ fn parse_predict_general(
     body: &[u8],
     max_batch: usize,
 ) -> Result<PredictBody, ParseError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ParseError::Malformed(format!("malformed JSON: {e}")))?;
+    let value =
+        parse_json(body).map_err(|e| ParseError::Malformed(format!("malformed JSON: {e}")))?;
     let Value::Object(object) = value else {
         return Err(ParseError::Malformed(format!(
             "expected a JSON object of features, or {{\"instances\": [...]}}; got {}",
             kind_of(&value)
         )));
     };
-    let mut errors = Vec::new();
+    let mut errors = Errors::default();
     if object.len() == 1 && object.contains_key("instances") {
         let Some(Value::Array(items)) = object.get("instances") else {
             return Err(ParseError::Malformed("`instances` must be an array".into()));
@@ -300,12 +480,11 @@ fn parse_predict_general(
     finish(vec![row], errors, false)
 }
 
-/// Reads a JSON object whose keys are all schema columns into one slot per column (the last
-/// of a repeated key wins, as in a `serde_json::Map`). Any other input is an error, and the
-/// caller falls back to the general parser.
+/// Reads a JSON object whose keys are all schema columns, each at most once, into one slot per
+/// column. Any other input is an error, and the caller falls back to the general parser.
 struct ColumnSlots<'a>(&'a FeatureSchema);
 
-impl<'de> serde::de::DeserializeSeed<'de> for ColumnSlots<'_> {
+impl<'de> DeserializeSeed<'de> for ColumnSlots<'_> {
     type Value = Vec<Option<Value>>;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -313,18 +492,22 @@ impl<'de> serde::de::DeserializeSeed<'de> for ColumnSlots<'_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for ColumnSlots<'_> {
+impl<'de> Visitor<'de> for ColumnSlots<'_> {
     type Value = Vec<Option<Value>>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("an object of known features")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut cells = vec![None; self.0.columns.len()];
         let mut next = 0;
         while let Some(column) = map.next_key_seed(ColumnIndex(self.0, next))? {
-            cells[column] = Some(map.next_value::<Value>()?);
+            let value = map.next_value_seed(StrictValue)?;
+            match cells.get_mut(column) {
+                Some(cell @ None) => *cell = Some(value),
+                _ => return Err(A::Error::custom("a key is given twice")),
+            }
             next = column + 1;
         }
         Ok(cells)
@@ -336,7 +519,7 @@ impl<'de> serde::de::Visitor<'de> for ColumnSlots<'_> {
 /// is compared first.
 struct ColumnIndex<'a>(&'a FeatureSchema, usize);
 
-impl<'de> serde::de::DeserializeSeed<'de> for ColumnIndex<'_> {
+impl<'de> DeserializeSeed<'de> for ColumnIndex<'_> {
     type Value = usize;
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
@@ -344,7 +527,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for ColumnIndex<'_> {
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for ColumnIndex<'_> {
+impl<'de> Visitor<'de> for ColumnIndex<'_> {
     type Value = usize;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -370,13 +553,9 @@ fn check_size(rows: usize, max: usize) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn finish(
-    rows: Vec<Vec<Raw>>,
-    errors: Vec<FieldError>,
-    batch: bool,
-) -> Result<PredictBody, ParseError> {
+fn finish(rows: Vec<Vec<Raw>>, errors: Errors, batch: bool) -> Result<PredictBody, ParseError> {
     if !errors.is_empty() {
-        return Err(ParseError::Invalid(errors));
+        return Err(ParseError::Invalid(errors.into_vec()));
     }
     if rows.is_empty() {
         return Err(ParseError::Malformed("no rows to predict".into()));
@@ -410,7 +589,7 @@ pub fn parse_invocations_json(
     body: &[u8],
     max_batch: usize,
 ) -> Result<Vec<Vec<Raw>>, ParseError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let value = parse_json(body).map_err(|e| {
         ParseError::MlflowFormat(format!(
             "Failed to parse input from JSON. Ensure that input is a valid JSON formatted string. Error: '{e}'"
         ))
@@ -430,29 +609,36 @@ pub fn parse_invocations_json(
         .copied()
         .filter(|k| object.contains_key(*k))
         .collect();
-    if present.len() != 1 {
-        let keys: Vec<String> = object.keys().map(|k| format!("'{k}'")).collect();
+    let [key] = present[..] else {
+        // Name a few of the keys, each cut short: the body may hold many, and long ones.
+        let mut keys: Vec<String> = object
+            .keys()
+            .take(10)
+            .map(|k| format!("'{}'", bounded(k, MAX_ECHO)))
+            .collect();
+        if object.len() > 10 {
+            keys.push(format!("… {} more", object.len() - 10));
+        }
         return Err(mlflow_format_error(&format!(
             "Received dictionary with input fields: [{}]",
             keys.join(", ")
         )));
-    }
-    let key = present[0];
-    let data = &object[key];
-    let mut errors = Vec::new();
+    };
+    let Some(data) = object.get(key) else {
+        return Err(mlflow_format_error("Received no input"));
+    };
+    let mut errors = Errors::default();
     let rows: Vec<Vec<Raw>> = match (key, data) {
         ("dataframe_split", Value::Object(split)) => {
-            let columns: Vec<String> = match split.get("columns") {
-                Some(Value::Array(c)) => c
-                    .iter()
-                    .map(|v| {
-                        v.as_str()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| v.to_string())
-                    })
-                    .collect(),
+            for k in split.keys() {
+                if !matches!(k.as_str(), "columns" | "data" | "index") {
+                    errors.push(field("dataframe_split", k, "unknown field"));
+                }
+            }
+            let columns: Vec<usize> = match split.get("columns") {
+                Some(Value::Array(names)) => schema.positions(names, "dataframe_split.columns")?,
                 // Without columns, values are in the schema's order.
-                None => schema.names(),
+                None => (0..schema.columns.len()).collect(),
                 Some(other) => {
                     return Err(ParseError::Malformed(format!(
                         "dataframe_split.columns must be an array, not {}",
@@ -469,7 +655,7 @@ pub fn parse_invocations_json(
             data.iter()
                 .enumerate()
                 .map(|(i, row)| match row {
-                    Value::Array(values) => schema.row_from_values(
+                    Value::Array(values) => schema.row_from_positions(
                         &columns,
                         values,
                         &format!("dataframe_split.data[{i}]"),
@@ -487,6 +673,7 @@ pub fn parse_invocations_json(
         }
         (_, Value::Array(items)) => {
             check_size(items.len(), max_batch)?;
+            let in_order: Vec<usize> = (0..schema.columns.len()).collect();
             items
                 .iter()
                 .enumerate()
@@ -496,7 +683,7 @@ pub fn parse_invocations_json(
                         Value::Object(o) => schema.row_from_object(o, &prefix, &mut errors),
                         // A bare list of values, in the schema's feature order.
                         Value::Array(values) if key != "dataframe_records" => {
-                            schema.row_from_values(&schema.names(), values, &prefix, &mut errors)
+                            schema.row_from_positions(&in_order, values, &prefix, &mut errors)
                         }
                         other => {
                             errors.push(FieldError {
@@ -514,27 +701,7 @@ pub fn parse_invocations_json(
         }
         // Columnar: {"inputs": {"age": [63, 41], "sex": [1, 0], ...}}.
         ("instances" | "inputs", Value::Object(columns)) => {
-            let n = columns
-                .values()
-                .map(|v| v.as_array().map(Vec::len).unwrap_or(1))
-                .max()
-                .unwrap_or(0);
-            check_size(n, max_batch)?;
-            (0..n)
-                .map(|i| {
-                    let row: Map<String, Value> = columns
-                        .iter()
-                        .map(|(k, v)| {
-                            let cell = match v {
-                                Value::Array(a) => a.get(i).cloned().unwrap_or(Value::Null),
-                                scalar => scalar.clone(),
-                            };
-                            (k.clone(), cell)
-                        })
-                        .collect();
-                    schema.row_from_object(&row, &format!("{key}[{i}]"), &mut errors)
-                })
-                .collect()
+            columnar(schema, key, columns, max_batch, &mut errors)?
         }
         (_, other) => {
             return Err(ParseError::Malformed(format!(
@@ -551,8 +718,83 @@ pub fn parse_invocations_json(
     finish(rows, errors, true).map(|b| b.rows)
 }
 
-/// A parsed `/invocations` CSV body: a header row of feature names, then rows. Numeric columns
-/// are read as numbers; an empty cell or a missing-value token is missing.
+/// A columnar body (`{"inputs": {"age": [63, 41], "sex": 1, ...}}`). The keys are checked once:
+/// an unknown one is an error, as are arrays of different lengths (each column and its length
+/// named) and a broadcast value that is not a scalar. Only schema columns set the row count or
+/// are broadcast, so the work is rows × schema columns whatever the body holds.
+fn columnar(
+    schema: &FeatureSchema,
+    key: &str,
+    columns: &Map<String, Value>,
+    max_batch: usize,
+    errors: &mut Errors,
+) -> Result<Vec<Vec<Raw>>, ParseError> {
+    let mut bad = Errors::default();
+    let mut lengths: Vec<(&str, usize)> = Vec::new();
+    for (name, value) in columns {
+        if schema.position(name).is_none() {
+            bad.push(field(key, name, "unknown field"));
+            continue;
+        }
+        match value {
+            Value::Array(a) => lengths.push((name, a.len())),
+            Value::Object(_) => bad.push(field(
+                key,
+                name,
+                "must be an array of values or one scalar for every row, not an object",
+            )),
+            _ => {}
+        }
+    }
+    let rows = lengths.iter().map(|(_, n)| *n).max().unwrap_or(1);
+    if lengths.iter().any(|(_, n)| *n != rows) {
+        for (name, n) in &lengths {
+            bad.push(field(
+                key,
+                name,
+                &format!("has {n} values; the columns' arrays differ in length"),
+            ));
+        }
+    }
+    if !bad.is_empty() {
+        return Err(ParseError::Invalid(bad.into_vec()));
+    }
+    check_size(rows, max_batch)?;
+    let cells: Vec<Option<&Value>> = schema
+        .columns
+        .iter()
+        .map(|c| columns.get(&c.name))
+        .collect();
+    Ok((0..rows)
+        .map(|i| {
+            let prefix = format!("{key}[{i}]");
+            schema
+                .columns
+                .iter()
+                .zip(&cells)
+                .enumerate()
+                .map(|(column, (spec, cell))| {
+                    let value = match cell {
+                        Some(Value::Array(a)) => a.get(i),
+                        Some(scalar) => Some(*scalar),
+                        None => None,
+                    };
+                    match value {
+                        None => {
+                            errors.push(field(&prefix, &spec.name, "missing"));
+                            missing(spec)
+                        }
+                        Some(v) => schema.cell(column, v, &prefix, errors),
+                    }
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// A parsed `/invocations` CSV body: a header row of feature names (each known, none
+/// repeated), then rows. Numeric columns are read as numbers; an empty cell or a missing-value
+/// token is missing.
 pub fn parse_invocations_csv(
     schema: &FeatureSchema,
     body: &[u8],
@@ -563,28 +805,29 @@ pub fn parse_invocations_csv(
         .has_headers(true)
         .flexible(false)
         .from_reader(body);
-    let headers: Vec<String> = reader
+    let headers: Vec<Value> = reader
         .headers()
         .map_err(|e| ParseError::Malformed(format!("Failed to parse input as CSV: {e}")))?
         .iter()
-        .map(|h| h.trim().to_owned())
+        .map(|h| Value::String(h.trim().to_owned()))
         .collect();
-    let mut errors = Vec::new();
+    let columns = schema.positions(&headers, "header")?;
+    let mut errors = Errors::default();
     let mut rows = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record
             .map_err(|e| ParseError::Malformed(format!("Failed to parse input as CSV: {e}")))?;
         check_size(i + 1, max_batch)?;
-        let object: Map<String, Value> = headers
+        let values: Vec<Value> = columns
             .iter()
             .zip(record.iter())
-            .map(|(h, cell)| {
+            .map(|(&column, cell)| {
                 let cell = cell.trim();
                 let numeric = schema
                     .columns
-                    .iter()
-                    .any(|c| c.name == *h && c.kind == ColumnKind::Numeric);
-                let value = if cell.is_empty() || missing_values.iter().any(|m| m == cell) {
+                    .get(column)
+                    .is_some_and(|c| c.kind == ColumnKind::Numeric);
+                if cell.is_empty() || missing_values.iter().any(|m| m == cell) {
                     Value::Null
                 } else if numeric {
                     cell.parse::<f64>()
@@ -594,11 +837,10 @@ pub fn parse_invocations_csv(
                         .unwrap_or_else(|| Value::String(cell.to_owned()))
                 } else {
                     Value::String(cell.to_owned())
-                };
-                (h.clone(), value)
+                }
             })
             .collect();
-        rows.push(schema.row_from_object(&object, &format!("row[{i}]"), &mut errors));
+        rows.push(schema.row_from_positions(&columns, &values, &format!("row[{i}]"), &mut errors));
     }
     finish(rows, errors, true).map(|b| b.rows)
 }

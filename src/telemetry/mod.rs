@@ -33,6 +33,12 @@ pub const MODEL_LOAD_FAILURES_TOTAL: &str = "steward_model_load_failures_total";
 pub const PREDICTION_LOG_QUEUE_DEPTH: &str = "steward_prediction_log_queue_depth";
 pub const PREDICTION_LOG_FLUSH_SECONDS: &str = "steward_prediction_log_flush_seconds";
 pub const PREDICTION_LOG_ROWS_TOTAL: &str = "steward_prediction_log_rows_total";
+pub const PREDICTION_LOG_REJECTED_TOTAL: &str = "steward_prediction_log_rejected_total";
+pub const PREDICTION_LOG_DEAD_LETTERS_TOTAL: &str = "steward_prediction_log_dead_letters_total";
+pub const SERVING_SATURATED_TOTAL: &str = "steward_serving_saturated_total";
+pub const SCHEDULER_JOB_PANICS_TOTAL: &str = "steward_scheduler_job_panics_total";
+pub const AUDIT_CHAIN_INTACT: &str = "steward_audit_chain_intact";
+pub const BLOB_REPAIRS_TOTAL: &str = "steward_blob_repairs_total";
 
 /// Latency buckets, in seconds: fine below 10 ms, where `/predict` is expected to live.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -166,6 +172,30 @@ fn describe() {
         "Time to store one batch of the prediction log."
     );
     describe_counter!(PREDICTION_LOG_ROWS_TOTAL, "Prediction-log rows stored.");
+    describe_counter!(
+        PREDICTION_LOG_REJECTED_TOTAL,
+        "Prediction requests answered 503 because the log's queue stayed full for serving.log_wait_ms."
+    );
+    describe_counter!(
+        PREDICTION_LOG_DEAD_LETTERS_TOTAL,
+        "Prediction-log rows the store refused on their own, set aside in prediction_dead_letters."
+    );
+    describe_counter!(
+        SERVING_SATURATED_TOTAL,
+        "Prediction requests answered 503 because every slot of a pool (library, batch) stayed busy."
+    );
+    describe_counter!(
+        SCHEDULER_JOB_PANICS_TOTAL,
+        "Scheduled job runs that panicked, by job; the job runs again at its next tick."
+    );
+    describe_gauge!(
+        AUDIT_CHAIN_INTACT,
+        "1 when the audit chain verified intact at start (0: started with --allow-broken-audit)."
+    );
+    describe_counter!(
+        BLOB_REPAIRS_TOTAL,
+        "Corrupt blobs rewritten from bytes supplied again (a dataset file added anew)."
+    );
 }
 
 /// RED metrics per route. The route label is the matched pattern (`/api/v1/users/{name}`), never
@@ -175,7 +205,7 @@ pub async fn record_http(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let response = next.call(req).await?;
     let route = response
         .request()
@@ -184,10 +214,30 @@ pub async fn record_http(
     let status = response.status().as_u16().to_string();
     let elapsed = started.elapsed().as_secs_f64();
     tracing::debug!(%method, %route, %status, elapsed, "request");
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route),
+        ("status", status),
+    ];
     metrics::counter!(HTTP_REQUESTS_TOTAL, &labels).increment(1);
     metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels).record(elapsed);
     Ok(response)
+}
+
+/// The method as a label: the standard methods, and `other` for any other, so no client can
+/// make new series by inventing methods.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method as M;
+    match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::DELETE => "DELETE",
+        M::PATCH => "PATCH",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Starts the log subscriber. Safe to call more than once (later calls do nothing).

@@ -102,9 +102,37 @@ pub fn lower_is_better(metric: &str) -> bool {
         .any(|m| metric.contains(m))
 }
 
-/// `host:pid` of this process: who owns the runs it starts.
+/// `host:pid:start` of this process: who owns the runs it starts. `start` is the process's
+/// start time in clock ticks since boot (`/proc/<pid>/stat`, field 22), so a later process that
+/// reuses the pid (a restarted container's pid 1, say) is not taken for the owner.
 pub fn owner() -> String {
-    format!("{}:{}", hostname(), std::process::id())
+    let pid = std::process::id();
+    match process_state(pid) {
+        Some((_, start)) => format!("{}:{pid}:{start}", hostname()),
+        None => format!("{}:{pid}", hostname()),
+    }
+}
+
+/// A process's state letter and start time, from `/proc/<pid>/stat`; `None` when it is gone.
+fn process_state(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state …`: the command may hold spaces and parentheses, so read after the
+    // last `)`. The state is field 3 and the start time field 22.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether the process named by an owner string on this host still runs the run: the pid is
+/// alive, not a zombie, and (for owners that recorded it) started when the owner did.
+fn owner_alive(pid: u32, start: Option<u64>) -> bool {
+    match process_state(pid) {
+        None => false,
+        Some(('Z' | 'X', _)) => false,
+        Some((_, now)) => start.is_none_or(|s| s == now),
+    }
 }
 
 fn hostname() -> String {
@@ -348,29 +376,52 @@ pub fn end_run(
     find_run(conn, run_id)
 }
 
-fn process_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
+/// Whether a run's owner is known to be gone: it ran on this host and its process (identified
+/// by pid and start time) no longer runs. An owner from before start times were recorded
+/// (`host:pid`) counts as gone when its pid is dead or is this process's own.
+fn owner_gone(owner: &str, host: &str) -> bool {
+    let mut parts = owner.rsplitn(3, ':');
+    let (last, middle, first) = (parts.next(), parts.next(), parts.next());
+    match (first, middle, last) {
+        (Some(h), Some(pid), Some(start)) if h == host => {
+            match (pid.parse::<u32>(), start.parse::<u64>()) {
+                (Ok(pid), Ok(start)) => !owner_alive(pid, Some(start)),
+                _ => false,
+            }
+        }
+        (None, Some(h), Some(pid)) if h == host => pid
+            .parse::<u32>()
+            .is_ok_and(|pid| pid == std::process::id() || !owner_alive(pid, None)),
+        _ => false,
+    }
 }
 
-/// Marks failed every running run whose process is gone: one owned by this host whose pid is
-/// not alive (or is this very process, which has just started), or one with a stale heartbeat.
+/// Runs that are running now: their owner is alive (or on another host) and their heartbeat
+/// is fresh. Training refuses to start beside one.
+pub fn live_runs(conn: &mut DbConnection) -> Result<Vec<Run>, AppError> {
+    let host = hostname();
+    let stale_before = now() - STALE_AFTER;
+    Ok(runs::table
+        .filter(runs::status.eq(RUNNING))
+        .select(Run::as_select())
+        .load(conn)?
+        .into_iter()
+        .filter(|r| r.heartbeat_at >= stale_before && !owner_gone(&r.owner, &host))
+        .collect())
+}
+
+/// Marks failed every running run whose process is gone: one owned by this host whose process
+/// no longer runs, or one whose heartbeat is stale.
 pub fn sweep_interrupted(conn: &mut DbConnection) -> Result<Vec<String>, AppError> {
     let running: Vec<Run> = runs::table
         .filter(runs::status.eq(RUNNING))
         .select(Run::as_select())
         .load(conn)?;
     let host = hostname();
-    let me = std::process::id();
     let stale_before = now() - STALE_AFTER;
     let mut swept = Vec::new();
     for run in running {
-        let dead_here = run
-            .owner
-            .rsplit_once(':')
-            .filter(|(h, _)| *h == host)
-            .and_then(|(_, pid)| pid.parse::<u32>().ok())
-            .is_some_and(|pid| pid == me || !process_alive(pid));
-        if dead_here || run.heartbeat_at < stale_before {
+        if owner_gone(&run.owner, &host) || run.heartbeat_at < stale_before {
             let why = format!(
                 "interrupted: its process ({}) ended before the run did",
                 run.owner
@@ -382,6 +433,41 @@ pub fn sweep_interrupted(conn: &mut DbConnection) -> Result<Vec<String>, AppErro
         }
     }
     Ok(swept)
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_told_apart_by_start_time_and_zombies_are_dead() {
+        let host = hostname();
+        let me = owner();
+        assert!(!owner_gone(&me, &host), "{me}");
+        let pid = std::process::id();
+        // The same pid started at another time is another process.
+        assert!(owner_gone(&format!("{host}:{pid}:1"), &host));
+        // An old-style owner naming this very process is a run it did not start.
+        assert!(owner_gone(&format!("{host}:{pid}"), &host));
+        // Other hosts are judged by their heartbeat alone.
+        assert!(!owner_gone("elsewhere:1:1", &host));
+        // A zombie: a child that exited and is not reaped yet.
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .expect("spawn");
+        let child_pid = child.id();
+        let (_, start) = process_state(child_pid).expect("the child runs");
+        let owner = format!("{host}:{child_pid}:{start}");
+        assert!(!owner_gone(&owner, &host));
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        assert_eq!(process_state(child_pid).map(|(s, _)| s), Some('Z'));
+        assert!(
+            owner_gone(&owner, &host),
+            "a zombie holds the pid but runs nothing"
+        );
+        let _ = child.wait();
+    }
 }
 
 pub fn find_run(conn: &mut DbConnection, id: &str) -> Result<Run, AppError> {

@@ -7,7 +7,7 @@
 //! The CLI, the JSON API, the dashboard and the first start all call [`train`].
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -17,7 +17,7 @@ use crate::charts;
 use crate::config::Settings;
 use crate::data::blob::BlobStore;
 use crate::data::{self as datasets, catalog};
-use crate::db::DbConnection;
+use crate::db::{Db, DbConnection};
 use crate::error::AppError;
 use crate::ml::features::Examples;
 use crate::ml::models::ModelKind;
@@ -71,33 +71,131 @@ pub struct TrainOutcome {
     pub seconds: f64,
 }
 
-/// The critical expectations a version failed in its latest validation, as labels.
-fn critical_failures(
-    conn: &mut DbConnection,
-    dataset: &str,
-    version: i32,
-) -> Result<Vec<String>, AppError> {
-    let Some(run) = catalog::latest_runs_by_version(conn, dataset)?.remove(&version) else {
-        return Ok(Vec::new());
-    };
-    if run.critical_failures == 0 {
-        return Ok(Vec::new());
+/// What the latest validation of a dataset version said, for the training gate.
+#[derive(Debug, Clone, Default)]
+pub struct ValidationGate {
+    /// The version has a recorded validation run.
+    pub validated: bool,
+    /// Critical expectations its latest validation failed, as labels.
+    pub critical: Vec<String>,
+}
+
+impl ValidationGate {
+    pub fn of(conn: &mut DbConnection, dataset: &str, version: i32) -> Result<Self, AppError> {
+        let Some(run) = catalog::latest_runs_by_version(conn, dataset)?.remove(&version) else {
+            return Ok(ValidationGate::default());
+        };
+        let critical = if run.critical_failures == 0 {
+            Vec::new()
+        } else {
+            run.result()?
+                .critical_failures()
+                .iter()
+                .map(|r| r.label())
+                .collect()
+        };
+        Ok(ValidationGate {
+            validated: true,
+            critical,
+        })
     }
-    Ok(run
-        .result()?
-        .critical_failures()
-        .iter()
-        .map(|r| r.label())
-        .collect())
+
+    /// Why training must be forced on this version, if it must.
+    pub fn blocks(&self, dataset: &str, version: i32) -> Option<String> {
+        if !self.validated {
+            return Some(format!(
+                "{dataset} v{version} has no recorded validation; validate it \
+                 (`steward validate --dataset {dataset} --version {version}`) or force the training"
+            ));
+        }
+        if !self.critical.is_empty() {
+            return Some(format!(
+                "{dataset} v{version} failed critical expectations: {}; fix the data or force the training",
+                self.critical.join(", ")
+            ));
+        }
+        None
+    }
+
+    /// The `forced` tag of runs that trained past the gate.
+    fn forced_tag(&self) -> Option<String> {
+        if !self.validated {
+            Some("never validated".into())
+        } else if !self.critical.is_empty() {
+            Some(self.critical.join("; "))
+        } else {
+            None
+        }
+    }
+}
+
+/// Promotes a registered version (model, version, reason) inside the caller's rules: the
+/// server's keeps its serving slot in step, the CLI's only checks that the model can be served.
+/// Arguments: the store, the model, the version, the actor and the reason.
+pub type Promote<'a> = &'a (
+        dyn Fn(&mut DbConnection, &str, i32, &str, &str) -> Result<TransitionOutcome, AppError>
+            + Sync
+    );
+
+/// A [`Promote`] that can be sent to the blocking pool.
+pub type SharedPromote = Arc<
+    dyn Fn(&mut DbConnection, &str, i32, &str, &str) -> Result<TransitionOutcome, AppError>
+        + Send
+        + Sync,
+>;
+
+/// At most one training per process; a second gets 409 instead of waiting.
+pub struct TrainingGate(tokio::sync::Semaphore);
+
+impl Default for TrainingGate {
+    fn default() -> Self {
+        TrainingGate(tokio::sync::Semaphore::new(1))
+    }
+}
+
+impl TrainingGate {
+    pub fn try_enter(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AppError> {
+        self.0
+            .try_acquire()
+            .map_err(|_| AppError::Conflict("training already running in this server".into()))
+    }
+}
+
+/// Trains on the blocking pool, after taking the process's training gate. Store connections
+/// are taken per step, never for the whole training.
+pub async fn run(
+    db: Db,
+    blobs: Arc<dyn BlobStore>,
+    settings: Arc<Settings>,
+    gate: Arc<TrainingGate>,
+    request: TrainRequest,
+    actor: String,
+    promote: SharedPromote,
+) -> Result<TrainOutcome, AppError> {
+    let _permit = gate.try_enter()?;
+    tokio::task::spawn_blocking(move || {
+        train(
+            &db,
+            blobs.as_ref(),
+            &settings,
+            &request,
+            &actor,
+            &|_, _, _| {},
+            &*promote,
+        )
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("training task failed: {e}")))?
 }
 
 pub fn train(
-    conn: &mut DbConnection,
+    db: &Db,
     blobs: &dyn BlobStore,
     settings: &Settings,
     request: &TrainRequest,
     actor: &str,
     on_progress: OnProgress<'_>,
+    promote: Promote<'_>,
 ) -> Result<TrainOutcome, AppError> {
     let started = Instant::now();
     let schema = &settings.dataset;
@@ -116,17 +214,32 @@ pub fn train(
         .experiment
         .clone()
         .unwrap_or_else(|| settings.training.experiment.clone());
-    let number = datasets::resolve_version(conn, &dataset, request.version)?;
-    let failures = critical_failures(conn, &dataset, number)?;
-    if !failures.is_empty() && !request.force {
-        return Err(AppError::Conflict(format!(
-            "{dataset} v{number} failed critical expectations: {}; fix the data or force the training",
-            failures.join(", ")
-        )));
-    }
-    let (version, table) = datasets::load_version(conn, blobs, schema, &dataset, number)?;
-    let examples = Examples::from_table(&table, schema).map_err(AppError::BadRequest)?;
-    drop(table);
+    let (number, gate, version, examples) = {
+        let mut guard = db.get()?;
+        let conn = &mut *guard;
+        // Runs of processes that died are not "running"; what is left really runs.
+        tracking::sweep_interrupted(conn)?;
+        if let Some(live) = tracking::live_runs(conn)?.first() {
+            return Err(AppError::Conflict(format!(
+                "training already running: run {} ({}) by {}, started {} UTC",
+                live.short_id(),
+                live.model_kind,
+                live.owner,
+                live.started_at.format("%Y-%m-%d %H:%M:%S")
+            )));
+        }
+        let number = datasets::resolve_version(conn, &dataset, request.version)?;
+        let gate = ValidationGate::of(conn, &dataset, number)?;
+        if let Some(why) = gate.blocks(&dataset, number) {
+            if !request.force {
+                return Err(AppError::Conflict(why));
+            }
+        }
+        let (version, table) = datasets::load_version(conn, blobs, schema, &dataset, number)?;
+        let examples = Examples::from_table(&table, schema).map_err(AppError::BadRequest)?;
+        (number, gate, version, examples)
+    };
+    let forced = gate.forced_tag().filter(|_| request.force);
 
     let mut candidates = Vec::new();
     for &kind in &models {
@@ -141,8 +254,9 @@ pub fn train(
             "threshold": settings.training.threshold,
             "imbalance": settings.training.imbalance.as_str(),
         });
+        let mut conn = db.get()?;
         let run = tracking::start_run(
-            conn,
+            &mut conn,
             NewRun {
                 experiment: &experiment,
                 model_kind: kind.code(),
@@ -153,12 +267,15 @@ pub fn train(
             },
             actor,
         )?;
-        tracking::set_tag(conn, &run.id, "source", &request.source)?;
-        if !failures.is_empty() {
-            tracking::set_tag(conn, &run.id, "forced", &failures.join("; "))?;
+        tracking::set_tag(&mut conn, &run.id, "source", &request.source)?;
+        if let Some(forced) = &forced {
+            tracking::set_tag(&mut conn, &run.id, "forced", forced)?;
         }
+        // No connection is held while the model fits.
+        drop(conn);
         let fit_started = Instant::now();
-        let result = run_candidate(conn, blobs, &run, &examples, kind, settings, on_progress);
+        let result = run_candidate(db, blobs, &run, &examples, kind, settings, on_progress);
+        let mut conn = db.get()?;
         let status = if result.is_ok() { FINISHED } else { FAILED };
         metrics::counter!(TRAINING_RUNS_TOTAL, "model" => kind.code(), "status" => status)
             .increment(1);
@@ -166,12 +283,13 @@ pub fn train(
             .record(fit_started.elapsed().as_secs_f64());
         let (run, report) = match result {
             Ok(report) => (
-                tracking::end_run(conn, &run.id, FINISHED, None, actor)?,
+                tracking::end_run(&mut conn, &run.id, FINISHED, None, actor)?,
                 Some(report),
             ),
             Err(e) => {
                 tracing::warn!(run = %run.id, model = kind.code(), error = %e, "training run failed");
-                let run = tracking::end_run(conn, &run.id, FAILED, Some(&e.to_string()), actor)?;
+                let run =
+                    tracking::end_run(&mut conn, &run.id, FAILED, Some(&e.to_string()), actor)?;
                 (run, None)
             }
         };
@@ -206,20 +324,14 @@ pub fn train(
             ));
         };
         let model = &settings.registry.model;
-        let v = registry::register(conn, model, &best.run, actor)?;
+        let mut conn = db.get()?;
+        let v = registry::register(&mut conn, model, &best.run, actor)?;
         if request.promote {
             let reason = format!(
                 "best of {} candidates by {select_by} ({auc:.3})",
                 candidates.len()
             );
-            promoted = Some(registry::transition(
-                conn,
-                model,
-                v.version,
-                Stage::Production,
-                actor,
-                &reason,
-            )?);
+            promoted = Some(promote(&mut conn, model, v.version, actor, &reason)?);
         }
         registered = Some(v);
     }
@@ -243,7 +355,7 @@ const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 /// Trains one candidate inside its run and records its metrics and artifacts. A panic in a
 /// model library fails the run instead of the process.
 fn run_candidate(
-    conn: &mut DbConnection,
+    db: &Db,
     blobs: &dyn BlobStore,
     run: &Run,
     examples: &Examples,
@@ -252,13 +364,16 @@ fn run_candidate(
     on_progress: OnProgress<'_>,
 ) -> Result<CandidateReport, AppError> {
     let (report, trained) = {
-        let shared = Mutex::new((&mut *conn, Instant::now()));
+        let last_beat = Mutex::new(Instant::now());
         let progress = |done: usize, total: usize| {
             on_progress(kind, done, total);
-            if let Ok(mut guard) = shared.lock() {
-                if guard.1.elapsed() >= HEARTBEAT_EVERY {
-                    let _ = tracking::heartbeat(guard.0, &run.id);
-                    guard.1 = Instant::now();
+            if let Ok(mut last) = last_beat.lock() {
+                if last.elapsed() >= HEARTBEAT_EVERY {
+                    // A connection for the beat alone, handed back at once.
+                    if let Ok(mut conn) = db.get() {
+                        let _ = tracking::heartbeat(&mut conn, &run.id);
+                    }
+                    *last = Instant::now();
                 }
             }
         };
@@ -281,7 +396,7 @@ fn run_candidate(
             }
         }
     };
-    record_run(conn, blobs, run, &report, &trained)?;
+    record_run(&mut *db.get()?, blobs, run, &report, &trained)?;
     Ok(report)
 }
 
@@ -330,23 +445,7 @@ pub fn run_metrics(report: &CandidateReport) -> Vec<(String, i32, f64)> {
     values
 }
 
-/// Metric names `training.select_by` may name: the summaries every run records.
-pub fn selectable_metrics() -> Vec<String> {
-    let names = [
-        "accuracy",
-        "precision",
-        "recall",
-        "f1",
-        "roc_auc",
-        "pr_auc",
-        "log_loss",
-        "brier",
-    ];
-    let mut out: Vec<String> = names.iter().map(|n| format!("cv_{n}_mean")).collect();
-    out.extend(names.iter().map(|n| format!("holdout_{n}")));
-    out.push("f1_at_optimal_threshold".into());
-    out
-}
+pub use crate::ml::selectable_metrics;
 
 /// The run's metrics (with step histories), chosen parameters and artifacts.
 fn record_run(
@@ -437,21 +536,50 @@ pub fn report_of(
     }
 }
 
+/// Promotion without a serving slot (the CLI, the first start before the server runs): the
+/// registry's own check that the version can be served, in the transition's transaction.
+pub fn servable_promotion<'a>(
+    blobs: &'a dyn BlobStore,
+    settings: &'a Settings,
+) -> impl Fn(&mut DbConnection, &str, i32, &str, &str) -> Result<TransitionOutcome, AppError> + Sync + 'a
+{
+    move |conn, model, version, actor, reason| {
+        let features = settings.dataset.feature_names();
+        let servable = registry::Servable {
+            blobs,
+            features: &features,
+        };
+        registry::transition(
+            conn,
+            model,
+            version,
+            Stage::Production,
+            actor,
+            reason,
+            &servable,
+        )
+    }
+}
+
 /// On a store where the registered model has no version yet, trains the configured candidates
 /// on the dataset's current version and registers and promotes the best. Skipped when the
 /// version failed a critical expectation (the log says why).
 pub fn bootstrap(
-    conn: &mut DbConnection,
+    db: &Db,
     blobs: &dyn BlobStore,
     settings: &Settings,
 ) -> anyhow::Result<Option<TrainOutcome>> {
-    if !settings.training.on_first_start
-        || !registry::list_versions(conn, &settings.registry.model)?.is_empty()
-        || catalog::find_dataset(conn, &settings.dataset.name)?
-            .and_then(|d| d.current_version)
-            .is_none()
     {
-        return Ok(None);
+        let mut conn = db.get()?;
+        let conn = &mut *conn;
+        if !settings.training.on_first_start
+            || !registry::list_versions(conn, &settings.registry.model)?.is_empty()
+            || catalog::find_dataset(conn, &settings.dataset.name)?
+                .and_then(|d| d.current_version)
+                .is_none()
+        {
+            return Ok(None);
+        }
     }
     let request = TrainRequest {
         register: true,
@@ -459,7 +587,16 @@ pub fn bootstrap(
         source: "first-start".into(),
         ..TrainRequest::default()
     };
-    match train(conn, blobs, settings, &request, "system", &|_, _, _| {}) {
+    let promote = servable_promotion(blobs, settings);
+    match train(
+        db,
+        blobs,
+        settings,
+        &request,
+        "system",
+        &|_, _, _| {},
+        &promote,
+    ) {
         Ok(outcome) => Ok(Some(outcome)),
         Err(AppError::Conflict(why)) => {
             tracing::warn!(%why, "first-start training skipped");

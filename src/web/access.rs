@@ -1,15 +1,16 @@
 //! Access: users (admins manage them) and API tokens (everyone manages their own). Every form
 //! posts through htmx and gets the refreshed partial back.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{Chrome, html, is_htmx, when};
+use super::{Chrome, html, when};
 use crate::auth::tokens::{self, ApiToken};
 use crate::auth::users::{self, User};
 use crate::auth::{Identity, Role, accounts};
 use crate::error::AppError;
+use crate::http::{HxRequest, page_or_partial};
 use crate::state::AppState;
 
 pub struct UserView {
@@ -26,7 +27,10 @@ pub struct TokenView {
     pub owner: String,
     pub created: String,
     pub last_used: String,
-    pub revoked: bool,
+    pub role: String,
+    pub expires: String,
+    /// active, expired or revoked.
+    pub status: &'static str,
 }
 
 #[derive(Template)]
@@ -88,7 +92,19 @@ async fn partial(
                 .as_ref()
                 .map(when)
                 .unwrap_or_else(|| "never".into()),
-            revoked: t.revoked_at.is_some(),
+            role: t.role_name.clone().unwrap_or_else(|| "as owner".into()),
+            expires: t
+                .expires_at
+                .as_ref()
+                .map(when)
+                .unwrap_or_else(|| "never".into()),
+            status: if t.revoked_at.is_some() {
+                "revoked"
+            } else if t.is_expired(crate::db::now()) {
+                "expired"
+            } else {
+                "active"
+            },
         })
         .collect();
     Ok(AccessPartial {
@@ -113,18 +129,17 @@ async fn partial(
 pub async fn get_access(
     state: web::Data<AppState>,
     identity: Identity,
-    req: HttpRequest,
+    hx: HxRequest,
 ) -> Result<HttpResponse, AppError> {
     let me = identity.require(Role::Viewer)?;
     let partial = partial(&state, me, None, None).await?;
-    if is_htmx(&req) {
-        return Ok(html(partial.render()?));
-    }
-    let page = AccessPage {
-        chrome: Chrome::new(&identity, "/access"),
-        partial,
-    };
-    Ok(html(page.render()?))
+    page_or_partial(hx, partial, |partial| {
+        AccessPage {
+            chrome: Chrome::new(&identity, "/access"),
+            partial,
+        }
+        .render()
+    })
 }
 
 #[derive(Deserialize)]
@@ -175,8 +190,15 @@ pub async fn disable_user(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewTokenForm {
     name: String,
+    /// Empty: the user's own role.
+    #[serde(default)]
+    role: String,
+    /// Empty: never; else a lifetime such as `90d`.
+    #[serde(default)]
+    expires_in: String,
 }
 
 pub async fn create_token(
@@ -187,10 +209,27 @@ pub async fn create_token(
     let me = identity.require(Role::Viewer)?;
     let actor = identity.actor();
     let owner = me.clone();
-    let name = form.into_inner().name;
+    let NewTokenForm {
+        name,
+        role,
+        expires_in,
+    } = form.into_inner();
+    let role = match role.trim() {
+        "" => None,
+        r => Some(
+            r.parse::<Role>()
+                .map_err(|e| AppError::validation("role", e.to_string()))?,
+        ),
+    };
+    let expires_at = match expires_in.trim() {
+        "" => None,
+        text => Some(crate::db::now() + accounts::parse_lifetime(text)?),
+    };
+    let scope = tokens::Scope { role, expires_at };
+    let ceiling = identity.token_ceiling();
     let (_, secret) = state
         .db
-        .run(move |conn| accounts::create_token(conn, &actor, &owner, &name))
+        .run(move |conn| accounts::create_token(conn, &actor, &owner, &name, scope, ceiling))
         .await?;
     Ok(html(
         partial(&state, me, Some(secret), None).await?.render()?,

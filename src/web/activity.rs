@@ -1,14 +1,15 @@
 //! Agent activity: the audit feed, newest first, polled live by htmx. The agent's decisions and
 //! actions will land here beside the user and configuration events recorded today.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{Chrome, html, is_htmx, when};
+use super::{Chrome, when};
 use crate::audit::{self, AuditEvent};
-use crate::auth::Identity;
+use crate::auth::{Identity, Role};
 use crate::error::AppError;
+use crate::http::{HxRequest, page_or_partial};
 use crate::state::AppState;
 
 const PAGE_SIZE: i64 = 50;
@@ -24,13 +25,19 @@ pub struct EventView {
     pub hash: String,
 }
 
-impl From<&AuditEvent> for EventView {
-    fn from(e: &AuditEvent) -> Self {
-        let change = match (&e.before_json, &e.after_json) {
-            (Some(b), Some(a)) => format!("{b} → {a}"),
-            (None, Some(a)) => a.clone(),
-            (Some(b), None) => format!("{b} → (none)"),
-            (None, None) => String::new(),
+impl EventView {
+    /// The event as `reader` may see it: configuration, user, token and login details are for
+    /// admins; others see that the event happened.
+    pub fn new(e: &AuditEvent, admin: bool) -> Self {
+        let change = if audit::is_admin_only(&e.action) && !admin {
+            "(details are shown to admins)".to_owned()
+        } else {
+            match (&e.before_json, &e.after_json) {
+                (Some(b), Some(a)) => format!("{b} → {a}"),
+                (None, Some(a)) => a.clone(),
+                (Some(b), None) => format!("{b} → (none)"),
+                (None, None) => String::new(),
+            }
         };
         EventView {
             seq: e.seq,
@@ -70,9 +77,9 @@ pub async fn get_activity(
     state: web::Data<AppState>,
     identity: Identity,
     paging: web::Query<Paging>,
-    req: HttpRequest,
+    hx: HxRequest,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let before = paging.before;
     let events = state
         .db
@@ -81,17 +88,24 @@ pub async fn get_activity(
     let older = (events.len() as i64 == PAGE_SIZE)
         .then(|| events.last().map(|e| e.seq))
         .flatten();
+    let admin = identity.has(Role::Admin);
     let partial = ActivityPartial {
-        events: events.iter().map(EventView::from).collect(),
+        events: events.iter().map(|e| EventView::new(e, admin)).collect(),
         older,
     };
-    if is_htmx(&req) {
-        return Ok(html(partial.render()?));
-    }
-    let page = ActivityPage {
-        chrome: Chrome::new(&identity, "/activity"),
-        verification: state.db.run(audit::verify).await?,
-        partial,
+    let verification = if hx.0 {
+        None
+    } else {
+        let cache = state.audit_verified.clone();
+        Some(state.db.run(move |conn| cache.verify(conn)).await?)
     };
-    Ok(html(page.render()?))
+    page_or_partial(hx, partial, |partial| match verification {
+        Some(verification) => ActivityPage {
+            chrome: Chrome::new(&identity, "/activity"),
+            verification,
+            partial,
+        }
+        .render(),
+        None => partial.render(),
+    })
 }

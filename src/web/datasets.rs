@@ -1,16 +1,17 @@
 //! Datasets: versions with their validation status, a version's profile, a diff of two
 //! versions, and the data-docs page of each validation run.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{Chrome, html, is_htmx, when};
+use super::{Chrome, html, when};
 use crate::auth::{Identity, Role};
 use crate::data::catalog::{self, ValidationRun};
 use crate::data::expectations::ExpectationResult;
 use crate::data::profile::{ColumnDiff, ColumnProfile, show};
 use crate::error::AppError;
+use crate::http::{HxRequest, page_or_partial};
 use crate::state::AppState;
 
 pub struct VersionRow {
@@ -100,36 +101,40 @@ pub async fn get_datasets(
     state: web::Data<AppState>,
     identity: Identity,
     which: web::Query<Which>,
-    req: HttpRequest,
+    hx: HxRequest,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let dataset = which
         .into_inner()
         .name
         .unwrap_or_else(|| state.settings.dataset.name.clone());
-    let is_admin = identity.user().is_some_and(|u| u.role == Role::Admin);
+    let is_admin = identity.has(Role::Admin);
     let partial = versions_partial(&state, dataset, is_admin, None).await?;
-    if is_htmx(&req) {
-        return Ok(html(partial.render()?));
-    }
-    let names = state
-        .db
-        .run(|conn| {
-            Ok(catalog::list_datasets(conn)?
-                .into_iter()
-                .map(|d| d.name)
-                .collect())
-        })
-        .await?;
-    let page = DatasetsPage {
-        chrome: Chrome::new(&identity, "/datasets"),
-        names,
-        partial,
+    let names = if hx.0 {
+        Vec::new()
+    } else {
+        state
+            .db
+            .run(|conn| {
+                Ok(catalog::list_datasets(conn)?
+                    .into_iter()
+                    .map(|d| d.name)
+                    .collect())
+            })
+            .await?
     };
-    Ok(html(page.render()?))
+    page_or_partial(hx, partial, |partial| {
+        DatasetsPage {
+            chrome: Chrome::new(&identity, "/datasets"),
+            names,
+            partial,
+        }
+        .render()
+    })
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UseForm {
     version: i32,
 }
@@ -215,7 +220,7 @@ pub async fn get_version(
     identity: Identity,
     path: web::Path<(String, i32)>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let (dataset, number) = path.into_inner();
     let name = dataset.clone();
     let (v, runs) = state
@@ -304,7 +309,7 @@ pub async fn get_diff(
     path: web::Path<String>,
     query: web::Query<DiffQuery>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let dataset = path.into_inner();
     let DiffQuery { from, to } = query.into_inner();
     let name = dataset.clone();
@@ -341,7 +346,11 @@ pub struct ExpectationRow {
 
 impl From<&ExpectationResult> for ExpectationRow {
     fn from(r: &ExpectationResult) -> Self {
-        let mut kwargs = r.expectation_config["kwargs"].clone();
+        let mut kwargs = r
+            .expectation_config
+            .get("kwargs")
+            .cloned()
+            .unwrap_or_default();
         if let Some(map) = kwargs.as_object_mut() {
             map.remove("column");
         }
@@ -415,7 +424,8 @@ pub async fn get_validation(
     identity: Identity,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    // Unexpected values are rows of the data: never open to public reads.
+    identity.require(Role::Viewer)?;
     let id = path.into_inner();
     let run = state
         .db

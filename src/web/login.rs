@@ -2,7 +2,9 @@
 //!
 //! The login form has no session yet, so its CSRF protection is a double-submit cookie: the form
 //! carries the same random value as a SameSite=Strict cookie, which another site can't read or
-//! set. Failed attempts are throttled per user name and per client address.
+//! set. Attempts are throttled per user name and per client address (the TCP peer, or what a
+//! trusted proxy says); the name is checked for its form before it is a throttle key or written
+//! anywhere, and the password is checked without holding a store connection, a few at a time.
 
 use actix_web::cookie::{Cookie, SameSite, time};
 use actix_web::http::header;
@@ -12,8 +14,9 @@ use serde::Deserialize;
 
 use super::Chrome;
 use crate::auth::secrets::{constant_time_eq, random_string};
-use crate::auth::{Identity, accounts, sessions};
+use crate::auth::{Identity, accounts, sessions, users};
 use crate::error::AppError;
+use crate::http::ClientInfo;
 use crate::state::AppState;
 use crate::telemetry::LOGIN_ATTEMPTS_TOTAL;
 
@@ -30,11 +33,13 @@ struct LoginPage {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoginQuery {
     next: Option<String>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoginForm {
     username: String,
     password: String,
@@ -42,23 +47,50 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// Only paths on this site are followed after login, never `//host` or `https://…`.
+/// Only paths on this site are followed after login. The value is refused when it holds a
+/// control character (browsers drop tabs and newlines, so `/\t/evil.example` would become
+/// `//evil.example`), a backslash or a space, and otherwise resolved against a fixed origin:
+/// anything that leaves it (`//host`, `https://…`) gives `/`.
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
-            n.to_owned()
+    const ORIGIN: &str = "http://steward.invalid";
+    let Some(next) = next else {
+        return "/".to_owned();
+    };
+    if next.len() > 2048
+        || !next.starts_with('/')
+        || next
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+    {
+        return "/".to_owned();
+    }
+    let Ok(base) = url::Url::parse(ORIGIN) else {
+        return "/".to_owned();
+    };
+    match base.join(next) {
+        Ok(resolved) if resolved.origin() == base.origin() => {
+            let mut path = resolved.path().to_owned();
+            if let Some(query) = resolved.query() {
+                path.push('?');
+                path.push_str(query);
+            }
+            if path.starts_with("//") {
+                "/".to_owned()
+            } else {
+                path
+            }
         }
         _ => "/".to_owned(),
     }
 }
 
 fn login_page(
-    state: &AppState,
     csrf_token: String,
     next: String,
     username: String,
     error: Option<String>,
     status: actix_web::http::StatusCode,
+    secure: bool,
 ) -> Result<HttpResponse, AppError> {
     let page = LoginPage {
         chrome: Chrome::new(&Identity::Anonymous, ""),
@@ -71,7 +103,7 @@ fn login_page(
         .path("/login")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(state.settings.auth.cookie_secure)
+        .secure(secure)
         .finish();
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
@@ -96,14 +128,21 @@ pub async fn get_login(
         .map(|c| c.value().to_owned())
         .filter(|v| v.len() == 32)
         .unwrap_or_else(|| random_string(32));
+    let secure = cookie_secure(&state, &req);
     login_page(
-        &state,
         csrf,
         next,
         String::new(),
         None,
         actix_web::http::StatusCode::OK,
+        secure,
     )
+}
+
+/// Cookies are Secure when configured so, or when the client reached a trusted proxy over
+/// HTTPS.
+fn cookie_secure(state: &AppState, req: &HttpRequest) -> bool {
+    state.settings.auth.cookie_secure || ClientInfo::of(req, &state.trusted_proxies).https
 }
 
 pub async fn post_login(
@@ -111,41 +150,71 @@ pub async fn post_login(
     req: HttpRequest,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, AppError> {
-    let form = form.into_inner();
+    let mut form = form.into_inner();
     let cookie = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_owned());
     match cookie {
         Some(c) if !form.csrf_token.is_empty() && constant_time_eq(&c, &form.csrf_token) => {}
         _ => return Err(AppError::Csrf),
     }
-    let client = req
-        .connection_info()
-        .realip_remote_addr()
-        .unwrap_or("unknown")
-        .to_owned();
+    let client_info = ClientInfo::of(&req, &state.trusted_proxies);
+    let client = client_info.key();
+    let secure = state.settings.auth.cookie_secure || client_info.https;
     let next = safe_next(form.next.as_deref());
-    if let Err(e) = state.login_throttle.check(&form.username, &client) {
+    // A name that is no possible user name is never a throttle key, nor written anywhere.
+    let well_formed = users::check_username(&form.username).is_ok();
+    let throttle_name = if well_formed {
+        form.username.as_str()
+    } else {
+        "<malformed>"
+    };
+    if let Err(e) = state.login_throttle.check(throttle_name, &client) {
         metrics::counter!(LOGIN_ATTEMPTS_TOTAL, "outcome" => "throttled").increment(1);
         return Err(e);
     }
     let username = form.username.clone();
-    let outcome = state
+    let candidate = state
         .db
-        .run(move |conn| accounts::check_login(conn, &username, &form.password, &client))
-        .await;
-    let user = match outcome {
-        Ok(user) => user,
-        Err(AppError::Unauthenticated(message)) => {
-            metrics::counter!(LOGIN_ATTEMPTS_TOTAL, "outcome" => "failure").increment(1);
-            return login_page(
-                &state,
-                form.csrf_token,
-                next,
-                form.username,
-                Some(message),
-                actix_web::http::StatusCode::UNAUTHORIZED,
-            );
-        }
-        Err(e) => return Err(e),
+        .run(move |conn| accounts::login_candidate(conn, &username))
+        .await?;
+    let known = candidate.is_some();
+    // A few password checks at a time, each off the workers and holding no connection.
+    let permit = state
+        .login_gate
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| AppError::Unavailable("logins are closed".into()))?;
+    let password = std::mem::take(&mut form.password);
+    let user = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        accounts::verify_login(candidate.as_ref(), &password)
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("password check failed: {e}")))?;
+    let (username, recorded) = (form.username.clone(), user.clone());
+    let audit_client = client.clone();
+    state
+        .db
+        .run(move |conn| {
+            accounts::record_login(conn, &username, known, recorded.as_ref(), &audit_client)
+        })
+        .await?;
+    let Some(user) = user else {
+        metrics::counter!(LOGIN_ATTEMPTS_TOTAL, "outcome" => "failure").increment(1);
+        // The name goes back into the form only when it is a well-formed one.
+        let shown = if well_formed {
+            form.username
+        } else {
+            String::new()
+        };
+        return login_page(
+            form.csrf_token,
+            next,
+            shown,
+            Some("wrong user name or password".into()),
+            actix_web::http::StatusCode::UNAUTHORIZED,
+            secure,
+        );
     };
     metrics::counter!(LOGIN_ATTEMPTS_TOTAL, "outcome" => "success").increment(1);
     let ttl = state.settings.auth.session_ttl_hours;
@@ -158,7 +227,7 @@ pub async fn post_login(
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(state.settings.auth.cookie_secure)
+        .secure(secure)
         .max_age(time::Duration::hours(i64::from(ttl)))
         .finish();
     let mut spent = Cookie::build(LOGIN_CSRF_COOKIE, "").path("/login").finish();
@@ -194,7 +263,7 @@ pub async fn post_logout(
     let mut removal = Cookie::build(sessions::COOKIE_NAME, "").path("/").finish();
     removal.make_removal();
     // htmx follows a redirect itself; it needs HX-Redirect on a 200 to change the page.
-    let mut response = if super::is_htmx(&req) {
+    let mut response = if req.headers().contains_key("HX-Request") {
         HttpResponse::Ok()
     } else {
         HttpResponse::SeeOther()
@@ -213,9 +282,29 @@ mod tests {
     #[test]
     fn next_stays_on_this_site() {
         assert_eq!(safe_next(Some("/activity?x=1")), "/activity?x=1");
-        assert_eq!(safe_next(Some("//evil.example")), "/");
-        assert_eq!(safe_next(Some("https://evil.example")), "/");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("/runs/abc")), "/runs/abc");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "/a\\b",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "evil.example",
+            "/..//evil.example",
+        ] {
+            let out = safe_next(Some(bad));
+            assert!(
+                out == "/" || (out.starts_with('/') && !out.starts_with("//")),
+                "{bad:?} -> {out:?}"
+            );
+            assert!(
+                !out.contains("evil.example") || !out.starts_with("//"),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/");
         assert_eq!(safe_next(None), "/");
     }
 }

@@ -1,7 +1,8 @@
 //! The HTMX dashboard: askama pages, their partials, login, and the embedded static files.
 //!
 //! Each view is a partial plus a page that wraps it in the layout; an htmx request (`HX-Request`)
-//! gets just the partial. Errors are presented by [`errors::present`]: a toast for htmx, the
+//! gets just the partial ([`crate::http::page_or_partial`]). The route table is [`ROUTES`]. It
+//! calls the domain modules and `crate::http`, never the JSON API. Errors are presented by [`errors::present`]: a toast for htmx, the
 //! login page for an anonymous visitor, an error page otherwise.
 
 mod access;
@@ -16,57 +17,50 @@ mod planned;
 mod predictions;
 
 use actix_web::middleware::from_fn;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::web;
 
-use crate::auth::Identity;
 use crate::auth::users::User;
+use crate::auth::{Identity, Role};
+use crate::http::Access::{Open, Read, Role as Needs, Sensitive};
+
+pub use crate::http::hx::html;
+
+crate::route_table! { ROUTES, handlers;
+    get "/" => overview::get_overview, Read;
+    get "/login" => login::get_login, Open;
+    post "/login" => login::post_login, Open;
+    post "/logout" => login::post_logout, Open;
+    get "/activity" => activity::get_activity, Read;
+    get "/datasets" => datasets::get_datasets, Read;
+    get "/datasets/{name}/versions/{version}" => datasets::get_version, Read;
+    get "/datasets/{name}/diff" => datasets::get_diff, Read;
+    post "/datasets/{name}/current" => datasets::post_current, Needs(Role::Admin);
+    get "/validations/{id}" => datasets::get_validation, Sensitive;
+    get "/access" => access::get_access, Needs(Role::Viewer);
+    post "/access/users" => access::create_user, Needs(Role::Admin);
+    post "/access/users/{username}/disable" => access::disable_user, Needs(Role::Admin);
+    post "/access/tokens" => access::create_token, Needs(Role::Viewer);
+    post "/access/tokens/{id}/revoke" => access::revoke_token, Needs(Role::Viewer);
+    get "/experiments" => models::get_experiments, Read;
+    post "/experiments/train" => models::post_train, Needs(Role::Admin);
+    get "/experiments/compare" => models::get_compare, Read;
+    get "/runs/{id}" => models::get_run, Read;
+    post "/runs/{id}/register" => models::post_register, Needs(Role::Admin);
+    get "/models" => models::get_models, Read;
+    post "/models/versions/{version}/stage" => models::post_stage, Needs(Role::Approver);
+    post "/models/rollback" => models::post_rollback, Needs(Role::Approver);
+    get "/performance" => models::get_performance, Read;
+    get "/predictions" => predictions::get_predictions, Sensitive;
+    get "/{page}" => planned::get_planned_page, Read;
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/static/{file:.*}", web::get().to(assets::get_asset))
         .service(
             web::scope("")
                 .wrap(from_fn(errors::present))
-                .route("/", web::get().to(overview::get_overview))
-                .route("/login", web::get().to(login::get_login))
-                .route("/login", web::post().to(login::post_login))
-                .route("/logout", web::post().to(login::post_logout))
-                .route("/activity", web::get().to(activity::get_activity))
-                .route("/datasets", web::get().to(datasets::get_datasets))
-                .route(
-                    "/datasets/{name}/versions/{version}",
-                    web::get().to(datasets::get_version),
-                )
-                .route("/datasets/{name}/diff", web::get().to(datasets::get_diff))
-                .route(
-                    "/datasets/{name}/current",
-                    web::post().to(datasets::post_current),
-                )
-                .route("/validations/{id}", web::get().to(datasets::get_validation))
-                .route("/access", web::get().to(access::get_access))
-                .route("/access/users", web::post().to(access::create_user))
-                .route(
-                    "/access/users/{username}/disable",
-                    web::post().to(access::disable_user),
-                )
-                .route("/access/tokens", web::post().to(access::create_token))
-                .route(
-                    "/access/tokens/{id}/revoke",
-                    web::post().to(access::revoke_token),
-                )
-                .route("/experiments", web::get().to(models::get_experiments))
-                .route("/experiments/train", web::post().to(models::post_train))
-                .route("/experiments/compare", web::get().to(models::get_compare))
-                .route("/runs/{id}", web::get().to(models::get_run))
-                .route("/runs/{id}/register", web::post().to(models::post_register))
-                .route("/models", web::get().to(models::get_models))
-                .route(
-                    "/models/versions/{version}/stage",
-                    web::post().to(models::post_stage),
-                )
-                .route("/models/rollback", web::post().to(models::post_rollback))
-                .route("/performance", web::get().to(models::get_performance))
-                .route("/predictions", web::get().to(predictions::get_predictions))
-                .route("/{page}", web::get().to(planned::get_planned_page)),
+                .wrap(from_fn(crate::http::headers::dashboard))
+                .configure(|cfg| crate::http::routes::register(cfg, ROUTES, handlers())),
         );
 }
 
@@ -143,16 +137,6 @@ impl Chrome {
             version: env!("CARGO_PKG_VERSION"),
         }
     }
-}
-
-pub fn is_htmx(req: &HttpRequest) -> bool {
-    req.headers().contains_key("HX-Request")
-}
-
-pub fn html(body: String) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(body)
 }
 
 /// Formats a stored UTC timestamp for people.

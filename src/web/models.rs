@@ -8,13 +8,14 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{Chrome, html, is_htmx, when};
-use crate::api::models::{ModelDetail, model_detail, run_training};
+use super::{Chrome, html, when};
 use crate::auth::{Identity, Role};
 use crate::charts;
 use crate::error::AppError;
+use crate::http::{HxRequest, page_or_partial};
 use crate::ml::CandidateReport;
 use crate::ml::slices::SliceReport;
+use crate::registry::ModelDetail;
 use crate::registry::{self, Stage};
 use crate::state::AppState;
 use crate::tracking::{self, RunDetail, RunRow, runs_table};
@@ -140,16 +141,16 @@ async fn runs_partial(
 }
 
 fn is_role(identity: &Identity, role: Role) -> bool {
-    identity.user().is_some_and(|u| u.role >= role)
+    identity.has(role)
 }
 
 pub async fn get_experiments(
     state: web::Data<AppState>,
     identity: Identity,
     query: web::Query<RunsQuery>,
-    req: HttpRequest,
+    hx: HxRequest,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let q = query.into_inner();
     let experiment = q
         .experiment
@@ -157,24 +158,27 @@ pub async fn get_experiments(
     let sort = q.sort.unwrap_or_else(|| "cv_roc_auc_mean".into());
     let is_admin = is_role(&identity, Role::Admin);
     let partial = runs_partial(&state, experiment, sort, is_admin, None).await?;
-    if is_htmx(&req) {
-        return Ok(html(partial.render()?));
-    }
-    let experiments = state
-        .db
-        .run(|conn| {
-            Ok(tracking::list_experiments(conn)?
-                .into_iter()
-                .map(|e| e.name)
-                .collect())
-        })
-        .await?;
-    let page = ExperimentsPage {
-        chrome: Chrome::new(&identity, "/experiments"),
-        experiments,
-        partial,
+    let experiments = if hx.0 {
+        Vec::new()
+    } else {
+        state
+            .db
+            .run(|conn| {
+                Ok(tracking::list_experiments(conn)?
+                    .into_iter()
+                    .map(|e| e.name)
+                    .collect())
+            })
+            .await?
     };
-    Ok(html(page.render()?))
+    page_or_partial(hx, partial, |partial| {
+        ExperimentsPage {
+            chrome: Chrome::new(&identity, "/experiments"),
+            experiments,
+            partial,
+        }
+        .render()
+    })
 }
 
 /// "Train now" on the Experiments page: the configured candidates on the current version,
@@ -188,7 +192,16 @@ pub async fn post_train(
         source: "dashboard".into(),
         ..TrainRequest::default()
     };
-    let outcome = run_training(&state, request, identity.actor()).await?;
+    let outcome = training::run(
+        state.db.clone(),
+        state.blobs.clone(),
+        state.settings.clone(),
+        state.training_gate.clone(),
+        request,
+        identity.actor(),
+        state.serving.promoter(state.blobs.clone()),
+    )
+    .await?;
     let finished = outcome
         .candidates
         .iter()
@@ -330,7 +343,7 @@ pub async fn get_run(
     identity: Identity,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let id = path.into_inner();
     let blobs = state.blobs.clone();
     let model = state.settings.registry.model.clone();
@@ -434,7 +447,7 @@ pub async fn get_compare(
     identity: Identity,
     query: web::Query<CompareQuery>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let q = query.into_inner();
     let blobs = state.blobs.clone();
     let (c, ra, rb) = state
@@ -507,7 +520,7 @@ async fn models_partial(
     let (detail, can_rollback) = state
         .db
         .run(move |conn| {
-            let detail = model_detail(conn, &name)?;
+            let detail = registry::model_detail(conn, &name)?;
             let can_rollback = match detail.production {
                 Some(p) => registry::previous_production(conn, &name, p)?.is_some(),
                 None => false,
@@ -526,18 +539,17 @@ async fn models_partial(
 pub async fn get_models(
     state: web::Data<AppState>,
     identity: Identity,
-    req: HttpRequest,
+    hx: HxRequest,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let partial = models_partial(&state, is_role(&identity, Role::Approver), None).await?;
-    if is_htmx(&req) {
-        return Ok(html(partial.render()?));
-    }
-    let page = ModelsPage {
-        chrome: Chrome::new(&identity, "/models"),
-        partial,
-    };
-    Ok(html(page.render()?))
+    page_or_partial(hx, partial, |partial| {
+        ModelsPage {
+            chrome: Chrome::new(&identity, "/models"),
+            partial,
+        }
+        .render()
+    })
 }
 
 #[derive(Deserialize)]
@@ -577,11 +589,21 @@ pub async fn post_stage(
         form.reason
     };
     let (model, actor) = (state.settings.registry.model.clone(), identity.actor());
+    let (serving, blobs) = (state.serving.clone(), state.blobs.clone());
     let out = state
         .db
-        .run(move |conn| registry::transition(conn, &model, version, stage, &actor, &reason))
+        .run(move |conn| {
+            serving.transition(
+                conn,
+                blobs.as_ref(),
+                &model,
+                version,
+                stage,
+                &actor,
+                &reason,
+            )
+        })
         .await?;
-    state.refresh_serving().await;
     let archived = out
         .archived
         .map(|a| format!(" v{a} archived."))
@@ -600,11 +622,11 @@ pub async fn post_rollback(
     identity.require(Role::Approver)?;
     let reason = prompt(&req);
     let (model, actor) = (state.settings.registry.model.clone(), identity.actor());
+    let (serving, blobs) = (state.serving.clone(), state.blobs.clone());
     let out = state
         .db
-        .run(move |conn| registry::rollback(conn, &model, &actor, &reason))
+        .run(move |conn| serving.rollback(conn, blobs.as_ref(), &model, &actor, &reason))
         .await?;
-    state.refresh_serving().await;
     let notice = format!(
         "Rolled back: v{} is in Production again.",
         out.version.version
@@ -648,7 +670,7 @@ pub async fn get_performance(
     identity: Identity,
     query: web::Query<PerformanceQuery>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let wanted = query.into_inner().version;
     let model = state.settings.registry.model.clone();
     let blobs = state.blobs.clone();

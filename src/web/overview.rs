@@ -3,7 +3,7 @@ use askama::Template;
 
 use super::activity::EventView;
 use super::{Chrome, html};
-use crate::auth::Identity;
+use crate::auth::{Identity, Role};
 use crate::error::AppError;
 use crate::overview::{self, Overview};
 use crate::state::AppState;
@@ -21,15 +21,20 @@ pub async fn get_overview(
     state: web::Data<AppState>,
     identity: Identity,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
-    let overview = overview::collect(&state).await?;
+    identity.require_read(&state.settings.auth)?;
+    let admin = identity.has(Role::Admin);
+    let overview = overview::collect(&state, admin).await?;
     let page = OverviewPage {
         chrome: Chrome::new(&identity, "/"),
         started: overview
             .started_at
             .format("%Y-%m-%d %H:%M:%S UTC")
             .to_string(),
-        events: overview.recent_events.iter().map(EventView::from).collect(),
+        events: overview
+            .recent_events
+            .iter()
+            .map(|e| EventView::new(e, admin))
+            .collect(),
         overview,
     };
     Ok(html(page.render()?))

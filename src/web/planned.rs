@@ -56,7 +56,7 @@ pub async fn get_planned_page(
         .iter()
         .find(|p| p.path == path)
         .ok_or_else(|| AppError::NotFound(format!("no page {path}")))?;
-    identity.require_read(&state)?;
+    identity.require_read(&state.settings.auth)?;
     let page = PlannedPage {
         chrome: Chrome::new(&identity, planned.path),
         title: planned.title,

@@ -1,12 +1,13 @@
 //! Predictions: the newest rows of the prediction log with their feedback labels, polled live
 //! by htmx, beside what is being served and how full the log's queue is.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use askama::Template;
 
-use super::{Chrome, html, is_htmx, when};
-use crate::auth::Identity;
+use super::{Chrome, when};
+use crate::auth::{Identity, Role};
 use crate::error::AppError;
+use crate::http::{HxRequest, page_or_partial};
 use crate::serving::log;
 use crate::state::AppState;
 
@@ -33,6 +34,16 @@ struct PredictionsPartial {
     queued: usize,
     served: Option<String>,
     rows: Vec<PredictionView>,
+    /// Rows the store refused on their own, set aside (newest first).
+    dead_letters: i64,
+    dead: Vec<DeadLetterView>,
+}
+
+pub struct DeadLetterView {
+    pub request_id: String,
+    pub at: String,
+    pub failed: String,
+    pub error: String,
 }
 
 #[derive(Template)]
@@ -45,10 +56,14 @@ struct PredictionsPage {
 pub async fn get_predictions(
     state: web::Data<AppState>,
     identity: Identity,
-    req: HttpRequest,
+    hx: HxRequest,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state)?;
-    let recent = state.db.run(|conn| log::recent(conn, PAGE_SIZE)).await?;
+    // Patient features: a viewer at least, even with public reads.
+    identity.require(Role::Viewer)?;
+    let (recent, dead) = state
+        .db
+        .run(|conn| Ok((log::recent(conn, PAGE_SIZE)?, log::dead_letters(conn, 20)?)))
+        .await?;
     let names = state.serving.schema.names();
     let rows = recent
         .rows
@@ -85,13 +100,23 @@ pub async fn get_predictions(
             .current()
             .map(|m| format!("{} v{}", m.version.model, m.version.version)),
         rows,
+        dead_letters: dead.total,
+        dead: dead
+            .rows
+            .into_iter()
+            .map(|d| DeadLetterView {
+                request_id: d.request_id,
+                at: when(&d.created_at),
+                failed: when(&d.failed_at),
+                error: d.error,
+            })
+            .collect(),
     };
-    if is_htmx(&req) {
-        return Ok(html(partial.render()?));
-    }
-    let page = PredictionsPage {
-        chrome: Chrome::new(&identity, "/predictions"),
-        partial,
-    };
-    Ok(html(page.render()?))
+    page_or_partial(hx, partial, |partial| {
+        PredictionsPage {
+            chrome: Chrome::new(&identity, "/predictions"),
+            partial,
+        }
+        .render()
+    })
 }

@@ -1,31 +1,8 @@
 use diesel::RunQueryDsl;
-use secrecy::SecretString;
 use steward::audit::{self, NewEvent};
-use steward::db::{Db, DbConnection};
+use steward::db::DbConnection;
 
-use crate::helpers::{TestApp, spawn_app};
-
-fn store(app: &TestApp) -> Db {
-    let mut settings = app.settings.database.clone();
-    settings.url = SecretString::from(app.db_url.clone());
-    Db::connect(&settings).expect("connect to the test store")
-}
-
-fn verify_cli(app: &TestApp) -> (bool, String) {
-    let out = app
-        .cli()
-        .args(["audit", "verify"])
-        .output()
-        .expect("run steward audit verify");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use crate::helpers::spawn_app;
 
 #[tokio::test]
 async fn user_token_and_config_actions_are_audited() {
@@ -80,7 +57,7 @@ async fn user_token_and_config_actions_are_audited() {
 #[tokio::test]
 async fn the_store_refuses_to_change_audit_rows() {
     let app = spawn_app().await;
-    let db = store(&app);
+    let db = app.store();
     let mut conn = db.get().expect("conn");
     let result = diesel::sql_query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1")
         .execute(&mut *conn);
@@ -94,12 +71,12 @@ async fn the_store_refuses_to_change_audit_rows() {
 async fn a_tampered_row_makes_audit_verify_fail() {
     let app = spawn_app().await;
     app.admin_token().await; // a few more events: login, token.create
-    let (ok, output) = verify_cli(&app);
+    let (ok, output) = app.verify_audit();
     assert!(ok, "an untouched chain verifies: {output}");
     assert!(output.contains("intact"), "{output}");
 
     // An attacker with write access to the database lifts the guard and edits event 2.
-    let db = store(&app);
+    let db = app.store();
     let mut conn = db.get().expect("conn");
     let lift = match &*conn {
         DbConnection::Sqlite(_) => "DROP TRIGGER audit_events_no_update",
@@ -115,7 +92,7 @@ async fn a_tampered_row_makes_audit_verify_fail() {
         .expect("tamper");
     drop(conn);
 
-    let (ok, output) = verify_cli(&app);
+    let (ok, output) = app.verify_audit();
     assert!(!ok, "verify must fail on a tampered chain: {output}");
     assert!(output.contains("BROKEN at event 2"), "{output}");
     assert!(output.contains("altered"), "{output}");
@@ -124,7 +101,7 @@ async fn a_tampered_row_makes_audit_verify_fail() {
 #[tokio::test]
 async fn concurrent_appends_keep_one_unbroken_chain() {
     let app = spawn_app().await;
-    let db = store(&app);
+    let db = app.store();
     let before = audit::count(&mut db.get().expect("conn")).expect("count");
     let writers: Vec<_> = (0..6)
         .map(|w| {

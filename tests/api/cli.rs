@@ -220,32 +220,28 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 }
 
 #[tokio::test]
-async fn serve_prints_a_generated_admin_password_once_and_stops_on_sigterm() {
+async fn a_generated_admin_password_goes_to_an_owner_only_file_without_a_terminal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let database = fresh_database(dir.path());
     let url = database.url.clone();
+    let storage = dir.path().join("var");
     let env = [
         ("STEWARD__DATABASE__URL", url.clone()),
-        (
-            "STEWARD__STORAGE__DIR",
-            dir.path().join("var").display().to_string(),
-        ),
+        ("STEWARD__STORAGE__DIR", storage.display().to_string()),
     ];
+    // The test's pipes are no terminal: the password goes to a file, never to the log.
     let (mut child, port, lines) = start_server(&env);
-    let lines = lines.lock().expect("lines").clone();
-    let password = lines
-        .iter()
-        .skip_while(|l| !l.contains("generated password"))
-        .map(|l| l.trim())
-        .find(|l| !l.is_empty() && !l.contains("generated password"))
-        .expect("the generated password is printed")
+    let file = storage.join("initial-admin-password");
+    let password = std::fs::read_to_string(&file)
+        .expect("the generated password is in its file")
+        .trim()
         .to_owned();
-    assert_eq!(
-        lines.iter().filter(|l| l.contains(&password)).count(),
-        1,
-        "printed exactly once"
-    );
-
+    assert!(password.len() >= 20, "{password}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "readable by its owner alone");
+    }
     let visitor = crate::helpers::Visitor {
         address: format!("http://127.0.0.1:{port}"),
         client: client(),
@@ -255,6 +251,19 @@ async fn serve_prints_a_generated_admin_password_once_and_stops_on_sigterm() {
 
     let status = terminate(&mut child);
     assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
+    let log = lines.lock().expect("lines").join("\n");
+    assert!(
+        !log.contains(&password),
+        "the password never reaches the log:\n{log}"
+    );
+    assert!(
+        log.contains("initial-admin-password"),
+        "the log says where the password is:\n{log}"
+    );
+    // The chain key was generated beside it, owner-only too.
+    let key = std::fs::metadata(storage.join("audit.key")).expect("audit key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
 }
 
 #[tokio::test]

@@ -8,29 +8,6 @@ fn uci(file: &str) -> Vec<u8> {
     std::fs::read(format!("{UCI}/processed.{file}.data")).expect("bundled UCI file")
 }
 
-async fn upload(app: &TestApp, token: &str, bytes: Vec<u8>, file_name: &str) -> reqwest::Response {
-    client()
-        .post(app.url(&format!(
-            "/api/v1/datasets/heart/versions?file_name={file_name}&message=test"
-        )))
-        .bearer_auth(token)
-        .body(bytes)
-        .send()
-        .await
-        .expect("upload")
-}
-
-async fn get_json(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
-    let response = client()
-        .get(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("GET");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 fn blob_count(app: &TestApp) -> usize {
     let root = app.dir.path().join("var/blobs");
     std::fs::read_dir(&root)
@@ -46,7 +23,9 @@ fn blob_count(app: &TestApp) -> usize {
 async fn the_first_start_registers_and_validates_cleveland() {
     let app = spawn_app().await;
     let token = app.admin_token().await;
-    let (status, versions) = get_json(&app, &token, "/api/v1/datasets/heart/versions").await;
+    let (status, versions) = app
+        .get_json(&token, "/api/v1/datasets/heart/versions")
+        .await;
     assert_eq!(status, 200);
     let versions = versions.as_array().expect("list");
     assert_eq!(versions.len(), 1);
@@ -54,7 +33,9 @@ async fn the_first_start_registers_and_validates_cleveland() {
     assert_eq!(versions[0]["row_count"], 303);
     assert_eq!(versions[0]["file_name"], "processed.cleveland.data");
 
-    let (_, detail) = get_json(&app, &token, "/api/v1/datasets/heart/versions/1").await;
+    let (_, detail) = app
+        .get_json(&token, "/api/v1/datasets/heart/versions/1")
+        .await;
     assert_eq!(detail["current"], true);
     assert_eq!(detail["validations"][0]["success"], true, "{detail}");
     assert_eq!(detail["profile"]["rows"], 303);
@@ -64,7 +45,9 @@ async fn the_first_start_registers_and_validates_cleveland() {
 async fn hungary_becomes_v2_and_the_diff_shows_its_missingness() {
     let app = spawn_app().await;
     let token = app.admin_token().await;
-    let response = upload(&app, &token, uci("hungarian"), "processed.hungarian.data").await;
+    let response = app
+        .upload(&token, uci("hungarian"), "processed.hungarian.data")
+        .await;
     assert_eq!(response.status(), 201);
     let added: Value = response.json().await.expect("json");
     assert_eq!(added["version"]["version"], 2);
@@ -74,7 +57,9 @@ async fn hungary_becomes_v2_and_the_diff_shows_its_missingness() {
     assert_eq!(added["validation"]["success"], false);
     assert_eq!(added["validation"]["critical_failures"], 0);
 
-    let (status, diff) = get_json(&app, &token, "/api/v1/datasets/heart/diff?from=1&to=2").await;
+    let (status, diff) = app
+        .get_json(&token, "/api/v1/datasets/heart/diff?from=1&to=2")
+        .await;
     assert_eq!(status, 200);
     assert_eq!(diff["rows"], json!([303, 294]));
     let column = |name: &str| {
@@ -122,7 +107,7 @@ async fn hungary_becomes_v2_and_the_diff_shows_its_missingness() {
 async fn the_same_bytes_give_the_same_version_even_concurrently() {
     let app = spawn_app().await;
     let token = app.admin_token().await;
-    let uploads = (0..4).map(|_| upload(&app, &token, uci("va"), "processed.va.data"));
+    let uploads = (0..4).map(|_| app.upload(&token, uci("va"), "processed.va.data"));
     let responses = futures_util::future::join_all(uploads).await;
     let mut versions = Vec::new();
     for r in responses {
@@ -131,9 +116,11 @@ async fn the_same_bytes_give_the_same_version_even_concurrently() {
         versions.push(body["version"]["version"].as_i64().expect("version"));
     }
     assert!(versions.iter().all(|v| *v == 2), "{versions:?}");
-    let again = upload(&app, &token, uci("va"), "renamed.csv").await;
+    let again = app.upload(&token, uci("va"), "renamed.csv").await;
     assert_eq!(again.status(), 200, "unchanged bytes are not a new version");
-    let (_, list) = get_json(&app, &token, "/api/v1/datasets/heart/versions").await;
+    let (_, list) = app
+        .get_json(&token, "/api/v1/datasets/heart/versions")
+        .await;
     assert_eq!(list.as_array().map(Vec::len), Some(2));
     assert_eq!(blob_count(&app), 2);
 }
@@ -142,13 +129,8 @@ async fn the_same_bytes_give_the_same_version_even_concurrently() {
 async fn switzerland_fails_on_chol_and_cleveland_passes() {
     let app = spawn_app().await;
     let token = app.admin_token().await;
-    upload(
-        &app,
-        &token,
-        uci("switzerland"),
-        "processed.switzerland.data",
-    )
-    .await;
+    app.upload(&token, uci("switzerland"), "processed.switzerland.data")
+        .await;
 
     let run: Value = client()
         .post(app.url("/api/v1/validations"))
@@ -262,7 +244,9 @@ async fn checkout_is_byte_identical_and_a_corrupt_blob_is_refused() {
     assert_eq!(std::fs::read(&out_file).expect("written"), uci("cleveland"));
 
     // Flip one byte of the stored blob.
-    let (_, detail) = get_json(&app, &token, "/api/v1/datasets/heart/versions/1").await;
+    let (_, detail) = app
+        .get_json(&token, "/api/v1/datasets/heart/versions/1")
+        .await;
     let hash = detail["hash"].as_str().expect("hash");
     let blob = app
         .dir
@@ -337,7 +321,7 @@ async fn bad_files_get_clear_errors_and_leave_nothing_behind() {
         ),
     ];
     for (bytes, name, needles) in cases {
-        let response = upload(&app, &token, bytes, name).await;
+        let response = app.upload(&token, bytes, name).await;
         assert_eq!(response.status(), 422, "{name}");
         let err: Value = response.json().await.expect("json");
         assert_eq!(err["error"], "validation_failed");
@@ -346,7 +330,9 @@ async fn bad_files_get_clear_errors_and_leave_nothing_behind() {
             assert!(message.contains(needle), "{name}: {message}");
         }
     }
-    let (_, list) = get_json(&app, &token, "/api/v1/datasets/heart/versions").await;
+    let (_, list) = app
+        .get_json(&token, "/api/v1/datasets/heart/versions")
+        .await;
     assert_eq!(
         list.as_array().map(Vec::len),
         Some(1),
@@ -354,7 +340,9 @@ async fn bad_files_get_clear_errors_and_leave_nothing_behind() {
     );
     assert_eq!(blob_count(&app), 1, "no blob was left");
 
-    let (status, err) = get_json(&app, &token, "/api/v1/datasets/heart/versions/7").await;
+    let (status, err) = app
+        .get_json(&token, "/api/v1/datasets/heart/versions/7")
+        .await;
     assert_eq!(status, 404);
     assert!(
         err["message"]
@@ -436,7 +424,7 @@ async fn parquet_files_are_read_too() {
     ParquetWriter::new(&mut bytes)
         .finish(&mut frame)
         .expect("parquet");
-    let response = upload(&app, &token, bytes, "sample.parquet").await;
+    let response = app.upload(&token, bytes, "sample.parquet").await;
     assert_eq!(response.status(), 201);
     let added: Value = response.json().await.expect("json");
     assert_eq!(added["version"]["format"], "parquet");
@@ -447,7 +435,8 @@ async fn parquet_files_are_read_too() {
 async fn the_datasets_page_lists_versions_and_admins_move_the_current_one() {
     let app = spawn_app().await;
     let token = app.admin_token().await;
-    upload(&app, &token, uci("hungarian"), "processed.hungarian.data").await;
+    app.upload(&token, uci("hungarian"), "processed.hungarian.data")
+        .await;
     let csrf = app.login_admin().await;
     let page = app.get("/datasets").await.text().await.expect("html");
     assert!(
@@ -480,7 +469,7 @@ async fn the_datasets_page_lists_versions_and_admins_move_the_current_one() {
         "{partial}"
     );
 
-    let (_, audit) = get_json(&app, &token, "/api/v1/audit?limit=5").await;
+    let (_, audit) = app.get_json(&token, "/api/v1/audit?limit=5").await;
     let used = audit
         .as_array()
         .expect("events")
@@ -564,12 +553,9 @@ async fn a_suggested_suite_parses_and_passes_on_the_data_it_came_from() {
     assert!(text.contains("passed"), "{text}");
 
     let token = app.admin_token().await;
-    let (status, api) = get_json(
-        &app,
-        &token,
-        "/api/v1/expectations/drafted/suggest?version=1",
-    )
-    .await;
+    let (status, api) = app
+        .get_json(&token, "/api/v1/expectations/drafted/suggest?version=1")
+        .await;
     assert_eq!(status, 200);
     assert_eq!(api["name"], "drafted");
     assert_eq!(

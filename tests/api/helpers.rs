@@ -13,6 +13,10 @@ use steward::startup::Application;
 
 pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
+/// The audit chain key of every app in this test process: a process signs one chain key (see
+/// `steward::audit`), and the CLI runs of a test get it too.
+pub const AUDIT_KEY: &str = "7465737420617564697420636861696e206b6579206f66207374657761726421";
+
 /// A browser-like client of one app: its own cookie jar, no automatic redirects.
 pub struct Visitor {
     pub address: String,
@@ -81,6 +85,7 @@ pub fn test_settings(dir: &std::path::Path, db_url: &str) -> Settings {
     settings.database.url = SecretString::from(db_url.to_owned());
     settings.database.pool_size = 4;
     settings.auth.admin_password = SecretString::from(ADMIN_PASSWORD);
+    settings.audit.key = SecretString::from(AUDIT_KEY);
     settings.log.level = "warn".into();
     // Training on the first start costs seconds per app; the tests that want it turn it on.
     settings.training.on_first_start = false;
@@ -154,6 +159,7 @@ impl TestApp {
                 self.dir.path().join("var").display().to_string(),
             ),
             ("STEWARD__LOG__LEVEL", "warn".into()),
+            ("STEWARD__AUDIT__KEY", AUDIT_KEY.into()),
             (
                 "STEWARD__TRAINING__ON_FIRST_START",
                 self.settings.training.on_first_start.to_string(),
@@ -283,4 +289,134 @@ pub fn form_csrf(page: &str) -> Option<String> {
 /// Path of the built `steward` binary.
 pub fn steward_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_steward"))
+}
+
+/// Request helpers: every test reaches the app through these.
+impl TestApp {
+    /// A POST with a content type and raw body, anonymous; the answer as JSON (or its text as
+    /// a JSON string when it is not JSON).
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        self.post_as(None, path, content_type, body).await
+    }
+
+    /// A POST as the holder of `token` (anonymous with `None`).
+    pub async fn post_as(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = client()
+            .post(self.url(path))
+            .header("Content-Type", content_type)
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("post");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// `POST /predict` with a JSON body, anonymous.
+    pub async fn predict(&self, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.post("/predict", "application/json", body.to_string())
+            .await
+    }
+
+    /// A JSON request as the holder of `token`: GET, POST, PUT or DELETE.
+    pub async fn api(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let url = self.url(path);
+        let request = match method {
+            "GET" => client().get(url),
+            "PUT" => client().put(url).json(&body),
+            "DELETE" => client().delete(url),
+            _ => client().post(url).json(&body),
+        };
+        let response = request.bearer_auth(token).send().await.expect("request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn get_json(&self, token: &str, path: &str) -> (u16, serde_json::Value) {
+        self.api(token, "GET", path, serde_json::Value::Null).await
+    }
+
+    /// Adds a file as a version of `heart` through the API.
+    pub async fn upload(&self, token: &str, bytes: Vec<u8>, file_name: &str) -> reqwest::Response {
+        client()
+            .post(self.url(&format!(
+                "/api/v1/datasets/heart/versions?file_name={file_name}&message=test"
+            )))
+            .bearer_auth(token)
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload")
+    }
+
+    /// Sends raw bytes and returns what comes back until the server closes or 2 s pass.
+    pub async fn raw_http(&self, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let address = self.address.trim_start_matches("http://").to_owned();
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        let mut buf = [0_u8; 4096];
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    /// A pool on this app's store, beside the server's.
+    pub fn store(&self) -> steward::db::Db {
+        let mut settings = self.settings.database.clone();
+        settings.url = SecretString::from(self.db_url.clone());
+        steward::db::Db::connect(&settings).expect("connect to the test store")
+    }
+
+    /// Runs `steward ARGS` on this app's store: (exit code, stdout, stderr).
+    pub fn run_cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cli().args(args).output().expect("steward");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `steward audit verify` on this app's store: (passed, what it printed).
+    pub fn verify_audit(&self) -> (bool, String) {
+        let (code, out, err) = self.run_cli(&["audit", "verify"]);
+        (code == 0, format!("{out}{err}"))
+    }
 }

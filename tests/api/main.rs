@@ -1,5 +1,10 @@
 //! Steward's integration tests: one binary, each test against a real server on a loopback
 //! port with its own fresh store (SQLite, or PostgreSQL when TEST_DATABASE_URL is set).
+#![expect(
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    reason = "a test's failed expectation is its failure, with the message saying which"
+)]
 
 mod helpers;
 

@@ -23,54 +23,6 @@ async fn serving_app(models: &[ModelKind]) -> TestApp {
     .await
 }
 
-async fn post(
-    app: &TestApp,
-    path: &str,
-    content_type: &str,
-    body: impl Into<reqwest::Body>,
-) -> (u16, Value) {
-    let response = client()
-        .post(app.url(path))
-        .header("Content-Type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("post");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-async fn predict(app: &TestApp, body: &Value) -> (u16, Value) {
-    post(app, "/predict", "application/json", body.to_string()).await
-}
-
-/// Sends raw bytes and returns what comes back until the server closes or 2 s pass.
-async fn raw_http(app: &TestApp, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = app.address.trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
-    let mut answer = Vec::new();
-    let mut buf = [0_u8; 4096];
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-        if n == 0 {
-            break;
-        }
-        answer.extend_from_slice(&buf[..n]);
-        if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 fn logit(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
 }
@@ -78,7 +30,7 @@ fn logit(p: f64) -> f64 {
 #[tokio::test]
 async fn predict_answers_one_or_a_batch_and_explains() {
     let app = serving_app(&[ModelKind::Lr]).await;
-    let (status, one) = predict(&app, &patient()).await;
+    let (status, one) = app.predict(&patient()).await;
     assert_eq!(status, 200, "{one}");
     assert_eq!(one["model_version"], 1);
     let p = one["probability"].as_f64().expect("probability");
@@ -90,7 +42,9 @@ async fn predict_answers_one_or_a_batch_and_explains() {
     healthy["cp"] = json!(3);
     healthy["thal"] = json!(3);
     healthy["ca"] = json!(null);
-    let (status, batch) = predict(&app, &json!({ "instances": [patient(), healthy] })).await;
+    let (status, batch) = app
+        .predict(&json!({ "instances": [patient(), healthy] }))
+        .await;
     assert_eq!(status, 200, "{batch}");
     let batch = batch.as_array().expect("a list");
     assert_eq!(batch.len(), 2);
@@ -101,13 +55,13 @@ async fn predict_answers_one_or_a_batch_and_explains() {
     assert_ne!(batch[0]["request_id"], batch[1]["request_id"]);
 
     // LR: bias + Σ coefficient × value is the log-odds of the probability.
-    let (status, explained) = post(
-        &app,
-        "/predict?explain=true",
-        "application/json",
-        patient().to_string(),
-    )
-    .await;
+    let (status, explained) = app
+        .post(
+            "/predict?explain=true",
+            "application/json",
+            patient().to_string(),
+        )
+        .await;
     assert_eq!(status, 200, "{explained}");
     let e = &explained["explanation"];
     let sum: f64 = e["contributions"]
@@ -140,13 +94,13 @@ async fn xgboost_serves_with_shap_contributions_from_the_library() {
     assert_eq!(info["features"].as_array().map(Vec::len), Some(13));
     assert!(info["metrics"]["cv_roc_auc_mean"].as_f64().expect("auc") > 0.85);
 
-    let (status, explained) = post(
-        &app,
-        "/predict?explain=true",
-        "application/json",
-        patient().to_string(),
-    )
-    .await;
+    let (status, explained) = app
+        .post(
+            "/predict?explain=true",
+            "application/json",
+            patient().to_string(),
+        )
+        .await;
     assert_eq!(status, 200, "{explained}");
     let p = explained["probability"].as_f64().expect("p");
     let e = &explained["explanation"];
@@ -170,7 +124,7 @@ async fn bad_requests_get_their_own_answers_and_every_field_is_named() {
     bad["chol"] = json!(5000);
     bad["colour"] = json!("red");
     bad.as_object_mut().expect("object").remove("thal");
-    let (status, err) = predict(&app, &bad).await;
+    let (status, err) = app.predict(&bad).await;
     assert_eq!(status, 422, "{err}");
     assert_eq!(err["error"], "validation_failed");
     let mut fields: Vec<&str> = err["details"]
@@ -182,7 +136,9 @@ async fn bad_requests_get_their_own_answers_and_every_field_is_named() {
     fields.sort_unstable();
     assert_eq!(fields, ["age", "chol", "colour", "sex", "thal"], "{err}");
 
-    let (status, err) = predict(&app, &json!({ "instances": [patient(), {"age": 40}] })).await;
+    let (status, err) = app
+        .predict(&json!({ "instances": [patient(), {"age": 40}] }))
+        .await;
     assert_eq!(status, 422);
     assert!(
         err["details"]
@@ -196,13 +152,17 @@ async fn bad_requests_get_their_own_answers_and_every_field_is_named() {
         "{err}"
     );
 
-    let (status, err) = post(&app, "/predict", "application/json", "{\"age\": 63,").await;
+    let (status, err) = app
+        .post("/predict", "application/json", "{\"age\": 63,")
+        .await;
     assert_eq!(
         (status, err["error"].as_str()),
         (400, Some("bad_request")),
         "{err}"
     );
-    let (status, err) = post(&app, "/predict", "text/plain", patient().to_string()).await;
+    let (status, err) = app
+        .post("/predict", "text/plain", patient().to_string())
+        .await;
     assert_eq!(
         (status, err["error"].as_str()),
         (415, Some("unsupported_media_type")),
@@ -210,15 +170,13 @@ async fn bad_requests_get_their_own_answers_and_every_field_is_named() {
     );
     // An oversized body is refused from its declared length, before it is read (a client that
     // keeps sending would see the connection close, so this speaks HTTP by hand).
-    let answer = raw_http(
-        &app,
-        "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20000000\r\n\r\n{",
+    let answer = app.raw_http("POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 20000000\r\n\r\n{",
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("payload_too_large"), "{answer}");
     let many = json!({ "instances": vec![patient(); 10_001] });
-    let (status, _) = predict(&app, &many).await;
+    let (status, _) = app.predict(&many).await;
     assert_eq!(status, 422, "more than serving.max_batch rows");
 
     let metrics = client()
@@ -245,7 +203,7 @@ async fn invocations_speaks_mlflow() {
     .to_vec();
     let p = patient();
     let values: Vec<Value> = names.iter().map(|n| p[n].clone()).collect();
-    let (_, single) = predict(&app, &p).await;
+    let (_, single) = app.predict(&p).await;
     let expected = single["prediction"].clone();
     for body in [
         json!({ "dataframe_split": { "columns": names, "data": [values.clone(), values.clone()] } }),
@@ -254,7 +212,9 @@ async fn invocations_speaks_mlflow() {
         json!({ "inputs": [values.clone(), values.clone()] }),
         json!({ "inputs": { "age": [63, 63], "sex": [1, 1], "cp": [1, 1], "trestbps": [145, 145], "chol": [233, 233], "fbs": [1, 1], "restecg": [2, 2], "thalach": [150, 150], "exang": [0, 0], "oldpeak": [2.3, 2.3], "slope": [3, 3], "ca": [0, 0], "thal": [6, 6] } }),
     ] {
-        let (status, out) = post(&app, "/invocations", "application/json", body.to_string()).await;
+        let (status, out) = app
+            .post("/invocations", "application/json", body.to_string())
+            .await;
         assert_eq!(status, 200, "{body} → {out}");
         assert_eq!(
             out,
@@ -263,14 +223,16 @@ async fn invocations_speaks_mlflow() {
         );
     }
     let csv = format!("{}\n63,1,1,145,233,1,2,150,0,2.3,3,0,6\n", names.join(","));
-    let (status, out) = post(&app, "/invocations", "text/csv", csv).await;
+    let (status, out) = app.post("/invocations", "text/csv", csv).await;
     assert_eq!((status, &out), (200, &json!({ "predictions": [expected] })));
 
     for body in [
         json!({ "data": [p.clone()] }),
         json!({ "instances": [p.clone()], "inputs": [p.clone()] }),
     ] {
-        let (status, out) = post(&app, "/invocations", "application/json", body.to_string()).await;
+        let (status, out) = app
+            .post("/invocations", "application/json", body.to_string())
+            .await;
         assert_eq!(status, 400, "{out}");
         assert_eq!(out["error_code"], "BAD_REQUEST");
         assert!(
@@ -281,7 +243,7 @@ async fn invocations_speaks_mlflow() {
             "{out}"
         );
     }
-    let (status, out) = post(&app, "/invocations", "application/xml", "<x/>").await;
+    let (status, out) = app.post("/invocations", "application/xml", "<x/>").await;
     assert_eq!(status, 415);
     assert!(
         out.as_str()
@@ -296,44 +258,30 @@ async fn feedback_needs_a_logged_prediction_and_the_log_holds_every_prediction()
     let app = serving_app(&[ModelKind::Lr]).await;
     let mut ids = Vec::new();
     for _ in 0..20 {
-        let (_, out) = predict(&app, &patient()).await;
+        let (_, out) = app.predict(&patient()).await;
         ids.push(out["request_id"].as_str().expect("id").to_owned());
     }
+    // Feedback decides what retraining learns from: a token is needed by default.
+    let label = |id: &str, label: i64| json!({ "request_id": id, "label": label }).to_string();
+    let (status, out) = app
+        .post("/feedback", "application/json", label(&ids[19], 1))
+        .await;
+    assert_eq!(status, 401, "{out}");
+    let token = app.admin_token().await;
+    let feedback = |body: String| app.post_as(Some(&token), "/feedback", "application/json", body);
     // Straight after the prediction: the queue may not be stored yet; feedback waits for it.
-    let (status, out) = post(
-        &app,
-        "/feedback",
-        "application/json",
-        json!({ "request_id": ids[19], "label": 1 }).to_string(),
-    )
-    .await;
+    let (status, out) = feedback(label(&ids[19], 1)).await;
     assert_eq!(status, 201, "{out}");
-    let (status, _) = post(
-        &app,
-        "/feedback",
-        "application/json",
-        json!({ "request_id": ids[19], "label": 0 }).to_string(),
-    )
-    .await;
+    assert_eq!(out["actor"], "user:admin", "each label names who sent it");
+    let (status, _) = feedback(label(&ids[19], 0)).await;
     assert_eq!(status, 409, "one label per prediction");
-    let (status, _) = post(
-        &app,
-        "/feedback",
-        "application/json",
-        json!({ "request_id": "no-such-id", "label": 1 }).to_string(),
-    )
-    .await;
+    let (status, _) = feedback(label("0190a0a0-0000-7000-8000-000000000000", 1)).await;
     assert_eq!(status, 404);
-    let (status, _) = post(
-        &app,
-        "/feedback",
-        "application/json",
-        json!({ "request_id": ids[0], "label": 3 }).to_string(),
-    )
-    .await;
+    let (status, out) = feedback(label("no such id; DROP TABLE", 1)).await;
+    assert_eq!(status, 422, "{out}");
+    let (status, _) = feedback(label(&ids[0], 3)).await;
     assert_eq!(status, 422);
 
-    let token = app.admin_token().await;
     let log: Value = client()
         .get(app.url("/api/v1/predictions?limit=5"))
         .bearer_auth(&token)
@@ -419,7 +367,7 @@ async fn promotion_swaps_the_served_model_in_this_process_and_from_another() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (_, before) = predict(&app, &patient()).await;
+    let (_, before) = app.predict(&patient()).await;
     assert_eq!(before["model_version"], 1);
 
     // Promoted through the API: the next request is served by v2.
@@ -431,7 +379,7 @@ async fn promotion_swaps_the_served_model_in_this_process_and_from_another() {
         .await
         .expect("promote");
     assert_eq!(promoted.status(), 200);
-    let (_, after) = predict(&app, &patient()).await;
+    let (_, after) = app.predict(&patient()).await;
     assert_eq!(after["model_version"], 2);
 
     // Rolled back by the CLI: the refresh job (every second here) brings v1 back.
@@ -447,7 +395,7 @@ async fn promotion_swaps_the_served_model_in_this_process_and_from_another() {
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let (_, now) = predict(&app, &patient()).await;
+        let (_, now) = app.predict(&patient()).await;
         if now["model_version"] == 1 {
             break;
         }
@@ -484,7 +432,7 @@ async fn without_a_production_model_ready_says_so_and_predict_is_unavailable() {
             .contains("no version"),
         "{body}"
     );
-    let (status, err) = predict(&app, &patient()).await;
+    let (status, err) = app.predict(&patient()).await;
     assert_eq!((status, err["error"].as_str()), (503, Some("unavailable")));
 
     let docs = client()
@@ -521,7 +469,7 @@ async fn a_token_can_be_required_for_predictions() {
         s.serving.require_token = true;
     })
     .await;
-    let (status, _) = predict(&app, &patient()).await;
+    let (status, _) = app.predict(&patient()).await;
     assert_eq!(status, 401);
     let token = app.admin_token().await;
     let ok = client()
@@ -573,6 +521,7 @@ async fn a_full_prediction_log_makes_callers_wait_and_loses_nothing() {
         Batching {
             batch: 1,
             linger: std::time::Duration::ZERO,
+            wait: std::time::Duration::from_secs(60),
         },
     )
     .expect("log writer");

@@ -4,19 +4,10 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, client, spawn_app, spawn_app_with};
 
-fn steward(app: &TestApp, args: &[&str]) -> (i32, String, String) {
-    let out = app.cli().args(args).output().expect("steward");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn train_json(app: &TestApp, args: &[&str]) -> Value {
     let mut all = vec!["train", "--json"];
     all.extend_from_slice(args);
-    let (code, out, err) = steward(app, &all);
+    let (code, out, err) = app.run_cli(&all);
     assert_eq!(code, 0, "{err}");
     serde_json::from_str(&out).expect("json")
 }
@@ -174,7 +165,7 @@ async fn training_refuses_a_version_that_failed_a_critical_expectation() {
         .expect("upload");
     assert_eq!(added.status(), 201);
 
-    let (code, _, err) = steward(&app, &["train", "--models", "lr"]);
+    let (code, _, err) = app.run_cli(&["train", "--models", "lr"]);
     assert_eq!(code, 2);
     assert!(
         err.contains("heart v2 failed critical expectations"),
@@ -197,26 +188,16 @@ async fn training_refuses_a_version_that_failed_a_critical_expectation() {
     let run = &candidate(&forced, "lr")["run"];
     assert_eq!(run["status"], "finished");
     let id = run["id"].as_str().expect("id");
-    let (code, shown, _) = steward(&app, &["runs", "show", &id[..8]]);
+    let (code, shown, _) = app.run_cli(&["runs", "show", &id[..8]]);
     assert_eq!(code, 0);
     assert!(
         shown.contains("tag        forced = expect_column_values_to_be_between(chol)"),
         "{shown}"
     );
 
-    let (code, _, err) = steward(&app, &["train", "--models", "gbm"]);
+    let (code, _, err) = app.run_cli(&["train", "--models", "gbm"]);
     assert_eq!(code, 2);
     assert!(err.contains("use lr, rf or xgb"), "{err}");
-}
-
-async fn api(app: &TestApp, token: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let request = match method {
-        "GET" => client().get(app.url(path)),
-        _ => client().post(app.url(path)).json(&body),
-    };
-    let response = request.bearer_auth(token).send().await.expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 fn stages(model: &Value) -> Vec<(i64, String)> {
@@ -239,14 +220,9 @@ fn stages(model: &Value) -> Vec<(i64, String)> {
 async fn first_start_promotes_the_best_and_the_registry_keeps_its_history() {
     let app = spawn_app_with(|s| s.training.on_first_start = true).await;
     let admin = app.admin_token().await;
-    let (status, model) = api(
-        &app,
-        &admin,
-        "GET",
-        "/api/v1/models/heart-disease",
-        json!({}),
-    )
-    .await;
+    let (status, model) = app
+        .api(&admin, "GET", "/api/v1/models/heart-disease", json!({}))
+        .await;
     assert_eq!(status, 200, "{model}");
     assert_eq!(stages(&model), [(1, "Production".to_owned())]);
     let v1 = &model["versions"][0];
@@ -260,14 +236,14 @@ async fn first_start_promotes_the_best_and_the_registry_keeps_its_history() {
             .contains("best of 3 candidates by cv_roc_auc_mean"),
         "{model}"
     );
-    let (_, runs) = api(
-        &app,
-        &admin,
-        "GET",
-        "/api/v1/runs?sort=cv_roc_auc_mean",
-        json!({}),
-    )
-    .await;
+    let (_, runs) = app
+        .api(
+            &admin,
+            "GET",
+            "/api/v1/runs?sort=cv_roc_auc_mean",
+            json!({}),
+        )
+        .await;
     let runs = runs.as_array().expect("runs");
     assert_eq!(runs.len(), 3);
     assert_eq!(
@@ -280,14 +256,14 @@ async fn first_start_promotes_the_best_and_the_registry_keeps_its_history() {
     );
 
     // A second, registered-only version, then promotion through the API by an approver.
-    let (status, trained) = api(
-        &app,
-        &admin,
-        "POST",
-        "/api/v1/runs",
-        json!({ "models": ["lr"], "register": true }),
-    )
-    .await;
+    let (status, trained) = app
+        .api(
+            &admin,
+            "POST",
+            "/api/v1/runs",
+            json!({ "models": ["lr"], "register": true }),
+        )
+        .await;
     assert_eq!(status, 201, "{trained}");
     assert_eq!(trained["registered"]["version"], 2);
     assert_eq!(trained["registered"]["stage"], "None");
@@ -311,62 +287,44 @@ async fn first_start_promotes_the_best_and_the_registry_keeps_its_history() {
     let viewer = app.login_token("vic", "vic-password-1").await;
 
     let stage = "/api/v1/models/heart-disease/versions/2/stage";
-    let (status, _) = api(
-        &app,
-        &viewer,
-        "POST",
-        stage,
-        json!({ "stage": "Production" }),
-    )
-    .await;
+    let (status, _) = app
+        .api(&viewer, "POST", stage, json!({ "stage": "Production" }))
+        .await;
     assert_eq!(status, 403, "a viewer cannot promote");
-    let (status, err) = api(&app, &approver, "POST", stage, json!({ "stage": "Live" })).await;
+    let (status, err) = app
+        .api(&approver, "POST", stage, json!({ "stage": "Live" }))
+        .await;
     assert_eq!(status, 422, "{err}");
-    let (status, out) = api(
-        &app,
-        &approver,
-        "POST",
-        stage,
-        json!({ "stage": "Production", "reason": "LR is simpler to explain" }),
-    )
-    .await;
+    let (status, out) = app
+        .api(
+            &approver,
+            "POST",
+            stage,
+            json!({ "stage": "Production", "reason": "LR is simpler to explain" }),
+        )
+        .await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(out["archived"], 1);
-    let (status, _) = api(
-        &app,
-        &approver,
-        "POST",
-        stage,
-        json!({ "stage": "Production" }),
-    )
-    .await;
+    let (status, _) = app
+        .api(&approver, "POST", stage, json!({ "stage": "Production" }))
+        .await;
     assert_eq!(status, 409, "already in Production");
 
-    let (_, model) = api(
-        &app,
-        &admin,
-        "GET",
-        "/api/v1/models/heart-disease",
-        json!({}),
-    )
-    .await;
+    let (_, model) = app
+        .api(&admin, "GET", "/api/v1/models/heart-disease", json!({}))
+        .await;
     assert_eq!(
         stages(&model),
         [(2, "Production".to_owned()), (1, "Archived".to_owned())]
     );
 
     // Rollback re-promotes v1, from the CLI this time.
-    let (code, out, err) = steward(&app, &["models", "rollback", "--reason", "drill"]);
+    let (code, out, err) = app.run_cli(&["models", "rollback", "--reason", "drill"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("rolled back to v1"), "{out}");
-    let (_, model) = api(
-        &app,
-        &admin,
-        "GET",
-        "/api/v1/models/heart-disease",
-        json!({}),
-    )
-    .await;
+    let (_, model) = app
+        .api(&admin, "GET", "/api/v1/models/heart-disease", json!({}))
+        .await;
     assert_eq!(
         stages(&model),
         [(2, "Archived".to_owned()), (1, "Production".to_owned())]
@@ -375,19 +333,21 @@ async fn first_start_promotes_the_best_and_the_registry_keeps_its_history() {
     assert_eq!(last["to_stage"], "Production");
     assert_eq!(last["reason"], "rollback from v2: drill");
     assert!(last["actor"].as_str().expect("actor").starts_with("cli:"));
-    let (status, out) = api(
-        &app,
-        &approver,
-        "POST",
-        "/api/v1/models/heart-disease/rollback",
-        json!({}),
-    )
-    .await;
+    let (status, out) = app
+        .api(
+            &approver,
+            "POST",
+            "/api/v1/models/heart-disease/rollback",
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(out["version"]["version"], 2);
 
     // Every step is in the audit log, and the chain holds.
-    let (_, events) = api(&app, &admin, "GET", "/api/v1/audit?limit=200", json!({})).await;
+    let (_, events) = app
+        .api(&admin, "GET", "/api/v1/audit?limit=200", json!({}))
+        .await;
     let actions: Vec<&str> = events["events"]
         .as_array()
         .or(events.as_array())
@@ -407,7 +367,7 @@ async fn first_start_promotes_the_best_and_the_registry_keeps_its_history() {
             "{action} missing from {actions:?}"
         );
     }
-    let (code, _, err) = steward(&app, &["audit", "verify"]);
+    let (code, _, err) = app.run_cli(&["audit", "verify"]);
     assert_eq!(code, 0, "{err}");
 
     // The cross-site check: the production model scored on another hospital's data.
@@ -415,7 +375,7 @@ async fn first_start_promotes_the_best_and_the_registry_keeps_its_history() {
         env!("CARGO_MANIFEST_DIR"),
         "/data/uci-heart-disease/processed.hungarian.data"
     );
-    let (code, out, err) = steward(&app, &["models", "evaluate", "--file", hungary, "--json"]);
+    let (code, out, err) = app.run_cli(&["models", "evaluate", "--file", hungary, "--json"]);
     assert_eq!(code, 0, "{err}");
     let scored: Value = serde_json::from_str(&out).expect("json");
     assert_eq!(scored["version"], 2);
@@ -452,7 +412,7 @@ async fn a_tampered_model_artifact_is_refused() {
         .as_str()
         .expect("hash")
         .to_owned();
-    let (code, _, err) = steward(&app, &["models", "evaluate", "--dataset-version", "1"]);
+    let (code, _, err) = app.run_cli(&["models", "evaluate", "--dataset-version", "1"]);
     assert_eq!(code, 0, "{err}");
 
     let blob = app
@@ -464,7 +424,7 @@ async fn a_tampered_model_artifact_is_refused() {
     let mut bytes = std::fs::read(&blob).expect("blob");
     bytes[10] ^= 0x20;
     std::fs::write(&blob, bytes).expect("tamper");
-    let (code, _, err) = steward(&app, &["models", "evaluate", "--dataset-version", "1"]);
+    let (code, _, err) = app.run_cli(&["models", "evaluate", "--dataset-version", "1"]);
     assert_eq!(code, 2);
     assert!(
         err.contains("heart-disease v1: its artifact cannot be used") && err.contains("corrupt"),
@@ -472,14 +432,14 @@ async fn a_tampered_model_artifact_is_refused() {
     );
     let token = app.admin_token().await;
     let run = outcome["registered"]["run_id"].as_str().expect("run");
-    let (status, body) = api(
-        &app,
-        &token,
-        "GET",
-        &format!("/api/v1/runs/{run}/artifacts/model.json"),
-        json!({}),
-    )
-    .await;
+    let (status, body) = app
+        .api(
+            &token,
+            "GET",
+            &format!("/api/v1/runs/{run}/artifacts/model.json"),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 503, "{body}");
 }
 
@@ -499,7 +459,7 @@ async fn a_killed_training_is_marked_failed_on_the_next_start() {
     let token = app.admin_token().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let run_id = loop {
-        let (_, runs) = api(&app, &token, "GET", "/api/v1/runs", json!({})).await;
+        let (_, runs) = app.api(&token, "GET", "/api/v1/runs", json!({})).await;
         if let Some(id) = runs
             .as_array()
             .and_then(|r| r.first())
@@ -513,14 +473,9 @@ async fn a_killed_training_is_marked_failed_on_the_next_start() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
-    let (_, run) = api(
-        &app,
-        &token,
-        "GET",
-        &format!("/api/v1/runs/{run_id}"),
-        json!({}),
-    )
-    .await;
+    let (_, run) = app
+        .api(&token, "GET", &format!("/api/v1/runs/{run_id}"), json!({}))
+        .await;
     assert_eq!(run["status"], "running");
     child.kill().expect("kill -9");
     child.wait().expect("reaped");
@@ -531,14 +486,9 @@ async fn a_killed_training_is_marked_failed_on_the_next_start() {
         .await
         .expect("restart");
     drop(restarted);
-    let (_, run) = api(
-        &app,
-        &token,
-        "GET",
-        &format!("/api/v1/runs/{run_id}"),
-        json!({}),
-    )
-    .await;
+    let (_, run) = app
+        .api(&token, "GET", &format!("/api/v1/runs/{run_id}"), json!({}))
+        .await;
     assert_eq!(run["status"], "failed", "{run}");
     assert!(
         run["error"]
@@ -547,14 +497,9 @@ async fn a_killed_training_is_marked_failed_on_the_next_start() {
             .contains("interrupted"),
         "{run}"
     );
-    let (status, _) = api(
-        &app,
-        &token,
-        "GET",
-        "/api/v1/models/heart-disease",
-        json!({}),
-    )
-    .await;
+    let (status, _) = app
+        .api(&token, "GET", "/api/v1/models/heart-disease", json!({}))
+        .await;
     assert_eq!(status, 404, "no half-registered model version");
 }
 
@@ -571,13 +516,13 @@ async fn runs_can_be_listed_sorted_and_compared() {
         lr["run"]["id"].as_str().expect("a"),
         candidate(&outcome, "xgb")["run"]["id"].as_str().expect("b"),
     );
-    let (code, out, err) = steward(&app, &["runs", "compare", a, b]);
+    let (code, out, err) = app.run_cli(&["runs", "compare", a, b]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("cv_roc_auc_mean") && out.contains("b − a"),
         "{out}"
     );
-    let (code, out, _) = steward(&app, &["runs", "list", "--sort", "cv_brier_mean"]);
+    let (code, out, _) = app.run_cli(&["runs", "list", "--sort", "cv_brier_mean"]);
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 3, "{out}");
     app.login_admin().await;

@@ -1,0 +1,145 @@
+//! The `Identity` extractor: a bearer token or a session cookie becomes an
+//! [`Identity`](crate::auth::Identity).
+//!
+//! Requests that change something through a session must also carry the session's CSRF token
+//! in the `X-CSRF-Token` header (htmx sends it on every request); bearer requests can't be
+//! forged cross-site, so they need none. The route guard ([`super::routes`]) resolves the
+//! identity once and leaves it in the request's extensions, where the extractor finds it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::Method;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+
+use crate::auth::secrets::constant_time_eq;
+use crate::auth::{Identity, sessions, tokens, users};
+use crate::error::AppError;
+use crate::state::AppState;
+
+pub const CSRF_HEADER: &str = "X-CSRF-Token";
+
+/// Longest bearer token looked up; anything longer is no token of ours.
+const MAX_TOKEN_CHARS: usize = 128;
+
+impl FromRequest for Identity {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        if let Some(identity) = req.extensions().get::<Identity>().cloned() {
+            return Box::pin(async move { Ok(identity) });
+        }
+        let req = req.clone();
+        Box::pin(async move { resolve(&req).await })
+    }
+}
+
+/// Works out who sent `req`: its bearer token, else its session cookie (with the CSRF check
+/// for changes), else anonymous.
+pub async fn resolve(req: &HttpRequest) -> Result<Identity, AppError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("AppState is not registered")))?;
+    let bearer = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|t| t.trim().to_owned())
+        });
+    let cookie = req
+        .cookie(sessions::COOKIE_NAME)
+        .map(|c| c.value().to_owned());
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    match (bearer, cookie) {
+        (Some(None), _) => Err(AppError::Unauthenticated(
+            "the Authorization header must be `Bearer <token>`".into(),
+        )),
+        (Some(Some(token)), _) => from_token(&state, token).await,
+        (None, Some(cookie)) => {
+            let identity = from_session(&state, cookie).await?;
+            if changes_state {
+                if let Identity::Session { csrf_token, .. } = &identity {
+                    let presented = req
+                        .headers()
+                        .get(CSRF_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    if !constant_time_eq(presented, csrf_token) {
+                        return Err(AppError::Csrf);
+                    }
+                }
+            }
+            Ok(identity)
+        }
+        (None, None) => Ok(Identity::Anonymous),
+    }
+}
+
+async fn from_token(state: &AppState, plaintext: String) -> Result<Identity, AppError> {
+    if plaintext.is_empty() || plaintext.len() > MAX_TOKEN_CHARS {
+        return Err(AppError::Unauthenticated("unknown API token".into()));
+    }
+    state
+        .db
+        .run(move |conn| {
+            let token = tokens::find_by_plaintext(conn, &plaintext)?
+                .ok_or_else(|| AppError::Unauthenticated("unknown API token".into()))?;
+            if token.revoked_at.is_some() {
+                return Err(AppError::Unauthenticated(
+                    "this API token has been revoked".into(),
+                ));
+            }
+            if token.is_expired(crate::db::now()) {
+                return Err(AppError::Unauthenticated(
+                    "this API token has expired".into(),
+                ));
+            }
+            let mut user = users::find(conn, &token.user_id)?
+                .ok_or_else(|| AppError::Unauthenticated("the token's user is gone".into()))?;
+            if user.disabled {
+                return Err(AppError::Unauthenticated(format!(
+                    "user {} is disabled",
+                    user.username
+                )));
+            }
+            if let Some(role) = token.role()? {
+                user.role = user.role.min(role);
+            }
+            tokens::touch(conn, &token)?;
+            Ok(Identity::Token {
+                user,
+                token_id: token.id,
+                expires_at: token.expires_at,
+            })
+        })
+        .await
+}
+
+/// A missing or expired session is simply anonymous: the dashboard then sends the person to
+/// the login page.
+async fn from_session(state: &AppState, cookie: String) -> Result<Identity, AppError> {
+    if cookie.len() > MAX_TOKEN_CHARS {
+        return Ok(Identity::Anonymous);
+    }
+    state
+        .db
+        .run(move |conn| {
+            let Some(session) = sessions::find_live(conn, &cookie)? else {
+                return Ok(Identity::Anonymous);
+            };
+            match users::find(conn, &session.user_id)? {
+                Some(user) if !user.disabled => Ok(Identity::Session {
+                    user,
+                    csrf_token: session.csrf_token,
+                }),
+                _ => Ok(Identity::Anonymous),
+            }
+        })
+        .await
+}
