@@ -127,14 +127,17 @@ pub fn create_token(
             }
         }
     }
-    let role = match (scope.role, ceiling) {
-        (Some(r), _) => Some(r),
-        // A narrower credential makes narrower tokens by default.
-        (None, Some((r, _))) if r < owner.role => Some(r),
-        (None, _) => None,
-    };
-    let scope = tokens::Scope { role, ..scope };
     audit::with_event(conn, |conn| {
+        // The owner's stored role: a caller acting through a narrower token sees its own
+        // role in `owner`, and what it makes must be that narrow too, by default.
+        let stored = users::find(conn, &owner.id)?
+            .ok_or_else(|| AppError::NotFound(format!("no user `{}`", owner.username)))?;
+        let role = match (scope.role, ceiling) {
+            (Some(r), _) => Some(r),
+            (None, Some((r, _))) if r < stored.role => Some(r),
+            (None, _) => None,
+        };
+        let scope = tokens::Scope { role, ..scope };
         let (token, plaintext) = tokens::insert(conn, &owner.id, name, scope)?;
         let event =
             NewEvent::new(actor, "token.create", format!("token:{}", token.id)).after(json!({

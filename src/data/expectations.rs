@@ -371,15 +371,15 @@ impl Suite {
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        let shown = format!("suite `{}`", crate::error::bounded(name, 64));
         if !valid {
             return Err(SuiteError::Parse {
-                source_name: shown,
+                source_name: "(name refused)".into(),
                 message:
                     "a suite name is 1-64 letters, digits, '_', '-' or '.', not starting with '.'"
                         .into(),
             });
         }
+        let shown = format!("`{name}`");
         let path = dir.join(format!("{name}.json"));
         let text = std::fs::read_to_string(&path).map_err(|e| SuiteError::Parse {
             source_name: shown.clone(),

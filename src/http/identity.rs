@@ -43,6 +43,28 @@ pub async fn resolve(req: &HttpRequest) -> Result<Identity, AppError> {
         .app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("AppState is not registered")))?;
+    // A credential given twice is ambiguous: refuse it rather than pick one.
+    for name in [actix_web::http::header::AUTHORIZATION.as_str(), CSRF_HEADER] {
+        if req.headers().get_all(name).count() > 1 {
+            return Err(AppError::BadRequest(format!(
+                "the {name} header is given twice"
+            )));
+        }
+    }
+    if req
+        .cookies()
+        .map(|c| {
+            c.iter()
+                .filter(|c| c.name() == sessions::COOKIE_NAME)
+                .count()
+                > 1
+        })
+        .unwrap_or(false)
+    {
+        return Err(AppError::BadRequest(
+            "the session cookie is given twice".into(),
+        ));
+    }
     let bearer = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)

@@ -127,3 +127,251 @@ async fn concurrent_appends_keep_one_unbroken_chain() {
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.events_checked, (before + 60) as u64);
 }
+
+/// Lifts the guard triggers, as an attacker with write access to the database would.
+fn lift_guards(conn: &mut DbConnection) {
+    let statements: &[&str] = match conn {
+        DbConnection::Sqlite(_) => &[
+            "DROP TRIGGER audit_events_no_update",
+            "DROP TRIGGER audit_events_no_delete",
+        ],
+        DbConnection::Postgres(_) => {
+            &["ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change"]
+        }
+    };
+    for statement in statements {
+        diesel::sql_query(*statement)
+            .execute(conn)
+            .expect("lift guard");
+    }
+}
+
+/// Rewrites event `seq` and every later one with `hash`, and the head after them: a forger
+/// who knows the hash formula but not the key.
+fn rehash_from(conn: &mut DbConnection, seq: i64, hash: impl Fn(&audit::AuditEvent) -> String) {
+    use diesel::prelude::*;
+    use steward::db::schema::{audit_events, audit_head};
+    let events: Vec<audit::AuditEvent> = audit_events::table
+        .filter(audit_events::seq.ge(seq - 1))
+        .order(audit_events::seq.asc())
+        .select(audit::AuditEvent::as_select())
+        .load(conn)
+        .expect("events");
+    let mut prev = events[0].hash.clone();
+    for mut e in events.into_iter().skip(1) {
+        e.prev_hash = prev.clone();
+        e.hash = hash(&e);
+        diesel::update(audit_events::table.find(e.seq))
+            .set((
+                audit_events::subject.eq(&e.subject),
+                audit_events::prev_hash.eq(&e.prev_hash),
+                audit_events::hash.eq(&e.hash),
+            ))
+            .execute(conn)
+            .expect("rewrite");
+        diesel::update(audit_head::table.find(1))
+            .set((audit_head::seq.eq(e.seq), audit_head::hash.eq(&e.hash)))
+            .execute(conn)
+            .expect("head");
+        prev = e.hash;
+    }
+}
+
+/// Editing a row and recomputing the chain after it is caught: the forger has no key. A cut
+/// tail with a rewound head is caught against the head recorded outside the database.
+#[tokio::test]
+async fn a_recomputed_or_truncated_chain_is_caught() {
+    let app = spawn_app().await;
+    app.admin_token().await;
+    let db = app.store();
+    let mut conn = db.get().expect("conn");
+    lift_guards(&mut conn);
+    diesel::sql_query("UPDATE audit_events SET subject = 'user:mallory' WHERE seq = 2")
+        .execute(&mut *conn)
+        .expect("tamper");
+    rehash_from(&mut conn, 2, audit::AuditEvent::legacy_hash);
+    let (ok, output) = app.verify_audit();
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains("BROKEN at event 2") && output.contains("without the chain key"),
+        "{output}"
+    );
+    let wrong = audit::ChainKey::from_hex(&"ab".repeat(32)).expect("key");
+    rehash_from(&mut conn, 2, |e| e.keyed_hash(&wrong));
+    let (ok, output) = app.verify_audit();
+    assert!(!ok, "{output}");
+    assert!(output.contains("BROKEN at event 2"), "{output}");
+
+    // Truncation: rows cut from the end and the head rewound to the last one kept. Every
+    // hash still holds, but the head record written at start (and every head_log_secs) is
+    // further along.
+    let app = spawn_app().await;
+    app.admin_token().await;
+    let db = app.store();
+    let mut conn = db.get().expect("conn");
+    let head = audit::head(&mut conn).expect("head");
+    // The head record at start was event 3 or later; record the current head too.
+    audit::record_head(&mut conn, &app.settings.storage.dir).expect("record");
+    lift_guards(&mut conn);
+    let keep = 2_i64;
+    diesel::sql_query(format!("DELETE FROM audit_events WHERE seq > {keep}"))
+        .execute(&mut *conn)
+        .expect("cut");
+    let kept: String = {
+        use diesel::prelude::*;
+        use steward::db::schema::audit_events;
+        audit_events::table
+            .find(keep)
+            .select(audit_events::hash)
+            .first(&mut *conn)
+            .expect("kept")
+    };
+    diesel::sql_query(format!(
+        "UPDATE audit_head SET seq = {keep}, hash = '{kept}' WHERE id = 1"
+    ))
+    .execute(&mut *conn)
+    .expect("rewind");
+    assert!(
+        audit::verify(&mut conn).expect("verify").is_intact(),
+        "the database alone can't tell ({} events before)",
+        head.seq
+    );
+    let (ok, output) = app.verify_audit();
+    assert!(!ok, "{output}");
+    assert!(output.contains("cut tail"), "{output}");
+}
+
+/// The server refuses to start on a broken chain, saying why, unless told to.
+#[tokio::test]
+async fn serve_refuses_a_broken_chain_unless_told_to() {
+    let app = spawn_app().await;
+    let db = app.store();
+    let mut conn = db.get().expect("conn");
+    lift_guards(&mut conn);
+    diesel::sql_query("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1")
+        .execute(&mut *conn)
+        .expect("tamper");
+    drop(conn);
+    let mut env: Vec<(&str, String)> = app.cli_env();
+    env.retain(|(k, _)| *k != "STEWARD__LOG__LEVEL");
+    let out = app
+        .cli()
+        .arg("serve")
+        .env("STEWARD__SERVER__PORT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("audit log is broken at event 1") && err.contains("--allow-broken-audit"),
+        "{err}"
+    );
+
+    let (mut child, _, lines) = crate::cli::start_server_with(&["--allow-broken-audit"], &env);
+    let status = crate::cli::terminate(&mut child);
+    assert!(status.success());
+    let log = lines.lock().expect("lines").join("\n");
+    assert!(log.contains("THE AUDIT LOG IS BROKEN"), "{log}");
+}
+
+/// A chain from before the key (plain BLAKE3 hashes, no `keyed_from`) is verified and keyed
+/// from the next start on: an `audit.chain_keyed` event covers the old head, and a later
+/// edit of the old part still breaks the chain.
+#[tokio::test]
+async fn a_chain_from_before_the_key_is_verified_then_keyed() {
+    use diesel::prelude::*;
+    use steward::db::schema::{audit_events, audit_head};
+    let app = spawn_app().await;
+    let db = app.store();
+    let mut conn = db.get().expect("conn");
+    // Rewrite the whole chain as an older Steward wrote it.
+    lift_guards(&mut conn);
+    diesel::update(audit_head::table.find(1))
+        .set(audit_head::keyed_from.eq(None::<i64>))
+        .execute(&mut *conn)
+        .expect("unkey");
+    let first: audit::AuditEvent = audit_events::table
+        .find(1)
+        .select(audit::AuditEvent::as_select())
+        .first(&mut *conn)
+        .expect("first");
+    let mut first = first;
+    first.prev_hash = audit::GENESIS_HASH.into();
+    diesel::update(audit_events::table.find(1))
+        .set(audit_events::hash.eq(first.legacy_hash()))
+        .execute(&mut *conn)
+        .expect("legacy first");
+    rehash_from(&mut conn, 2, audit::AuditEvent::legacy_hash);
+    let legacy_head = audit::head(&mut conn).expect("head");
+    std::fs::remove_file(app.settings.storage.dir.join(audit::HEAD_FILE)).expect("no record yet");
+    drop(conn);
+
+    let (ok, output) = app.verify_audit();
+    assert!(ok, "{output}");
+    let mut conn = db.get().expect("conn");
+    let head = audit::head(&mut conn).expect("head");
+    assert_eq!(head.keyed_from, Some(legacy_head.seq + 1), "{head:?}");
+    let marker: String = audit_events::table
+        .find(legacy_head.seq + 1)
+        .select(audit_events::action)
+        .first(&mut *conn)
+        .expect("marker");
+    assert_eq!(marker, audit::CHAIN_KEYED);
+    // An edit of the legacy part, recomputed to the legacy head, no longer fits the keyed
+    // marker that covers it.
+    diesel::sql_query("UPDATE audit_events SET subject = 'user:mallory' WHERE seq = 1")
+        .execute(&mut *conn)
+        .expect("tamper");
+    let edited: audit::AuditEvent = audit_events::table
+        .find(1)
+        .select(audit::AuditEvent::as_select())
+        .first(&mut *conn)
+        .expect("first");
+    diesel::update(audit_events::table.find(1))
+        .set(audit_events::hash.eq(edited.legacy_hash()))
+        .execute(&mut *conn)
+        .expect("rehash");
+    drop(conn);
+    let (ok, output) = app.verify_audit();
+    assert!(!ok, "{output}");
+}
+
+/// Verifying while others append reads one snapshot (the head first): never "tampered".
+#[tokio::test]
+async fn verification_during_appends_never_reads_as_tampering() {
+    let app = spawn_app().await;
+    let db = app.store();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let (db, stop) = (db.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut conn = db.get().expect("conn");
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    audit::append(
+                        &mut conn,
+                        NewEvent::new(format!("test:{w}"), "test.append", format!("item:{i}")),
+                    )
+                    .expect("append");
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let token = app.admin_token().await;
+    for _ in 0..20 {
+        let mut conn = db.get().expect("conn");
+        let report = audit::verify(&mut conn).expect("verify");
+        assert!(report.is_intact(), "{report:?}");
+        drop(conn);
+        let (status, report) = app.get_json(&token, "/api/v1/audit/verify").await;
+        assert_eq!(status, 200);
+        assert_eq!(report["first_break"], serde_json::Value::Null, "{report}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.join().expect("writer");
+    }
+}

@@ -159,13 +159,19 @@ async fn users_and_tokens_from_the_command_line() {
     assert!(log.contains("cli:"), "{log}");
 }
 
-type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// A `steward serve` process on port 0; returns it, its port, and its stderr lines (still
 /// being collected while it runs).
-fn start_server(env: &[(&str, String)]) -> (Child, u16, Lines) {
+pub fn start_server(env: &[(&str, String)]) -> (Child, u16, Lines) {
+    start_server_with(&[], env)
+}
+
+/// `steward serve ARGS` on port 0.
+pub fn start_server_with(args: &[&str], env: &[(&str, String)]) -> (Child, u16, Lines) {
     let mut child = Command::new(steward_bin())
         .arg("serve")
+        .args(args)
         .env("STEWARD__TRAINING__ON_FIRST_START", "false")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("STEWARD__SERVER__PORT", "0")
@@ -203,7 +209,7 @@ fn start_server(env: &[(&str, String)]) -> (Child, u16, Lines) {
     panic!("steward serve did not start:\n{seen}");
 }
 
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     Command::new("kill")
         .args(["-TERM", &pid])

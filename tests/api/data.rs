@@ -283,6 +283,39 @@ async fn checkout_is_byte_identical_and_a_corrupt_blob_is_refused() {
         .expect("checkout");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
+
+    // Adding the same bytes again repairs the blob, and says so in the answer and the log.
+    let response = app.upload(&token, uci("cleveland"), "again.csv").await;
+    assert_eq!(response.status(), 200);
+    let outcome: Value = response.json().await.expect("json");
+    assert_eq!(outcome["created"], false);
+    assert!(
+        outcome["repaired"]
+            .as_str()
+            .unwrap_or("")
+            .contains("corrupt"),
+        "{outcome}"
+    );
+    let fixed = client()
+        .get(app.url("/api/v1/datasets/heart/versions/1/content"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("content");
+    assert_eq!(fixed.status(), 200);
+    assert_eq!(
+        fixed.bytes().await.expect("bytes").as_ref(),
+        uci("cleveland").as_slice()
+    );
+    let (_, events) = app.get_json(&token, "/api/v1/audit?limit=5").await;
+    assert!(
+        events.to_string().contains("dataset.blob_repair"),
+        "{events}"
+    );
+    // A sound blob is left as it is.
+    let response = app.upload(&token, uci("cleveland"), "again.csv").await;
+    let outcome: Value = response.json().await.expect("json");
+    assert_eq!(outcome["repaired"], Value::Null);
 }
 
 #[tokio::test]

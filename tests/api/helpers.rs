@@ -124,10 +124,13 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
-/// A client with its own cookie jar that does not follow redirects, so tests see them.
+/// A client with its own cookie jar that does not follow redirects, so tests see them. It
+/// keeps no idle connections: a server may close one after an answer that left the body
+/// unread, and a reused closed connection would fail the next request for the wrong reason.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
+        .pool_max_idle_per_host(0)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
@@ -418,5 +421,49 @@ impl TestApp {
     pub fn verify_audit(&self) -> (bool, String) {
         let (code, out, err) = self.run_cli(&["audit", "verify"]);
         (code == 0, format!("{out}{err}"))
+    }
+}
+
+impl TestApp {
+    /// Creates a user through the API with an admin's token; returns a token of theirs.
+    pub async fn user_token(&self, admin_token: &str, username: &str, role: &str) -> String {
+        let password = format!("{username}-password-1");
+        let (status, out) = self
+            .api(
+                admin_token,
+                "POST",
+                "/api/v1/users",
+                serde_json::json!({ "username": username, "password": password, "role": role }),
+            )
+            .await;
+        assert_eq!(status, 201, "{out}");
+        self.login_token(username, &password).await
+    }
+
+    /// A login form post whose TCP peer is this test, with extra headers (X-Forwarded-For…).
+    pub async fn login_with_headers(
+        &self,
+        username: &str,
+        password: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let visitor = self.visitor();
+        let page = visitor
+            .get("/login")
+            .await
+            .text()
+            .await
+            .expect("login page");
+        let csrf = form_csrf(&page).expect("login form has a csrf_token");
+        let mut request = visitor.client.post(self.url("/login")).form(&[
+            ("username", username),
+            ("password", password),
+            ("csrf_token", csrf.as_str()),
+            ("next", "/"),
+        ]);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("POST /login")
     }
 }

@@ -8,12 +8,17 @@
 
 mod helpers;
 
+mod access;
 mod audit;
 mod auth;
+mod bounds;
 mod cli;
+mod control;
 mod dashboard;
 mod data;
+mod layers;
 mod probes;
+mod routes;
 mod serving;
 mod store;
 mod train;

@@ -160,8 +160,17 @@ test('a prediction and its feedback show up on the Predictions page', async () =
   const patient = { age: 63, sex: 1, cp: 1, trestbps: 145, chol: 233, fbs: 1, restecg: 2,
     thalach: 150, exang: 0, oldpeak: 2.3, slope: 3, ca: 0, thal: 6 };
   const answer = await (await page.request.post(`${base}/predict`, { data: patient })).json();
-  const feedback = await page.request.post(`${base}/feedback`, { data: { request_id: answer.request_id, label: 1 } });
+  // Feedback needs a caller (serving.feedback_requires_token): this session, with its CSRF
+  // token as htmx would send it.
+  const csrf = await page.evaluate(() => JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token']);
+  const forged = await page.request.post(`${base}/feedback`, { data: { request_id: answer.request_id, label: 1 } });
+  assert.equal(forged.status(), 403, 'a session without its CSRF token is refused');
+  const feedback = await page.request.post(`${base}/feedback`, {
+    data: { request_id: answer.request_id, label: 1 },
+    headers: { 'X-CSRF-Token': csrf },
+  });
   assert.equal(feedback.status(), 201);
+  assert.equal((await feedback.json()).actor, 'user:admin');
   await page.goto(`${base}/predictions`);
   const row = page.locator('#predictions-table tr', { hasText: answer.request_id });
   assert.equal(await row.count(), 1);

@@ -1,0 +1,287 @@
+//! A consistent control plane: what the registry says is what is served, one training at a
+//! time, strict bodies that start nothing when wrong, and data gates that hold.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, client, spawn_app_with};
+
+async fn app_with_model() -> TestApp {
+    spawn_app_with(|s| {
+        s.training.on_first_start = true;
+        s.training.models = vec![steward::ml::models::ModelKind::Lr];
+        s.serving.refresh_secs = 3600;
+    })
+    .await
+}
+
+/// Registers `n` more versions of the served model (LR on Cleveland).
+async fn register_more(app: &TestApp, token: &str, n: usize) -> Vec<i64> {
+    let mut versions = Vec::new();
+    for _ in 0..n {
+        let (status, out) = app
+            .api(
+                token,
+                "POST",
+                "/api/v1/runs",
+                json!({ "models": ["lr"], "register": true }),
+            )
+            .await;
+        assert_eq!(status, 201, "{out}");
+        versions.push(out["registered"]["version"].as_i64().expect("version"));
+    }
+    versions
+}
+
+async fn served(app: &TestApp) -> i64 {
+    let info: Value = client()
+        .get(app.url("/model/info"))
+        .send()
+        .await
+        .expect("info")
+        .json()
+        .await
+        .expect("json");
+    info["version"].as_i64().expect("served version")
+}
+
+async fn production(app: &TestApp, token: &str) -> Option<i64> {
+    let (_, model) = app.get_json(token, "/api/v1/models/heart-disease").await;
+    model["production"].as_i64()
+}
+
+/// A version whose artifact can't be served is refused inside the promotion, with 409 saying
+/// which version is served; the registry and the server stay as they were.
+#[tokio::test]
+async fn an_unservable_version_is_never_promoted() {
+    let app = app_with_model().await;
+    let token = app.admin_token().await;
+    let v = register_more(&app, &token, 1).await[0];
+    let (_, detail) = app
+        .get_json(
+            &token,
+            &format!("/api/v1/models/heart-disease/versions/{v}"),
+        )
+        .await;
+    let hash = detail["artifact_hash"].as_str().expect("hash");
+    let blob = app
+        .dir
+        .path()
+        .join("var/blobs")
+        .join(&hash[..2])
+        .join(&hash[2..]);
+    let mut bytes = std::fs::read(&blob).expect("blob");
+    bytes[20] ^= 1;
+    std::fs::write(&blob, bytes).expect("corrupt");
+
+    let (status, out) = app
+        .api(
+            &token,
+            "POST",
+            &format!("/api/v1/models/heart-disease/versions/{v}/stage"),
+            json!({ "stage": "Production", "reason": "try" }),
+        )
+        .await;
+    assert_eq!(status, 409, "{out}");
+    let message = out["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(&format!("v{v} cannot be served"))
+            && message.contains("v1 stays in Production"),
+        "{message}"
+    );
+    assert_eq!(production(&app, &token).await, Some(1));
+    assert_eq!(served(&app).await, 1);
+    let (code, _, err) =
+        app.run_cli(&["models", "promote", &v.to_string(), "--stage", "Production"]);
+    assert_eq!(code, 2, "the CLI checks the same: {err}");
+    assert!(err.contains("cannot be served"), "{err}");
+}
+
+/// After concurrent promotions have all answered, the served model is the registry's
+/// Production version: swaps happen in commit order.
+#[tokio::test]
+async fn after_concurrent_promotions_the_registry_is_what_is_served() {
+    let app = app_with_model().await;
+    let token = app.admin_token().await;
+    let mut versions = vec![1];
+    versions.extend(register_more(&app, &token, 3).await);
+    for round in 0..5 {
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let v = versions[(i + round) % versions.len()];
+                let (url, token) = (
+                    app.url(&format!("/api/v1/models/heart-disease/versions/{v}/stage")),
+                    token.clone(),
+                );
+                tokio::spawn(async move {
+                    client()
+                        .post(url)
+                        .bearer_auth(token)
+                        .json(&json!({ "stage": "Production", "reason": "race" }))
+                        .send()
+                        .await
+                        .expect("promote")
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        for task in tasks {
+            let status = task.await.expect("task");
+            assert!(status == 200 || status == 409, "{status}");
+        }
+        let registry = production(&app, &token)
+            .await
+            .expect("a Production version");
+        assert_eq!(served(&app).await, registry, "round {round}");
+    }
+}
+
+/// One training at a time: a second gets 409 at once. A malformed or misspelt body is a 400
+/// naming the problem, and starts nothing.
+#[tokio::test]
+async fn one_training_at_a_time_and_strict_bodies_start_nothing() {
+    let app = app_with_model().await;
+    let token = app.admin_token().await;
+    let (_, before) = app.get_json(&token, "/api/v1/runs").await;
+    let runs_before = before.as_array().map(Vec::len).unwrap_or(0);
+    for (content_type, body, expected) in [
+        ("application/json", r#"{"modles": ["lr"]}"#, 400),
+        ("application/json", r#"{"models": ["lr"],"#, 400),
+        ("application/json", r#"{"models": ["gbm"]}"#, 400),
+        ("text/plain", "models=lr", 415),
+    ] {
+        let (status, out) = app
+            .post_as(Some(&token), "/api/v1/runs", content_type, body)
+            .await;
+        assert_eq!(status, expected, "{body}: {out}");
+        if body.contains("modles") {
+            assert!(
+                out["message"].as_str().unwrap_or("").contains("modles"),
+                "{out}"
+            );
+        }
+    }
+    let (status, out) = app
+        .post_as(
+            Some(&token),
+            "/api/v1/models/heart-disease/rollback",
+            "application/json",
+            r#"{"reasn": "typo"}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "{out}");
+    let (_, after) = app.get_json(&token, "/api/v1/runs").await;
+    assert_eq!(
+        after.as_array().map(Vec::len).unwrap_or(0),
+        runs_before,
+        "nothing started"
+    );
+    assert_eq!(
+        production(&app, &token).await,
+        Some(1),
+        "nothing rolled back"
+    );
+
+    let start = |token: String| {
+        let url = app.url("/api/v1/runs");
+        tokio::spawn(async move {
+            client()
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({ "models": ["lr", "rf"] }))
+                .send()
+                .await
+                .expect("train")
+                .status()
+                .as_u16()
+        })
+    };
+    let (a, b) = (start(token.clone()), start(token.clone()));
+    let mut statuses = vec![a.await.expect("a"), b.await.expect("b")];
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [201, 409],
+        "one trains, the other is told it is running"
+    );
+}
+
+/// Names from the API are checked: a suite name is never a path, and errors carry no server
+/// folders.
+#[tokio::test]
+async fn names_from_the_api_are_checked() {
+    let app = spawn_app_with(|_| {}).await;
+    let token = app.admin_token().await;
+    for suite in ["../../../etc/passwd", "heart/../heart", ".hidden"] {
+        let (status, out) = app
+            .api(
+                &token,
+                "POST",
+                "/api/v1/validations",
+                json!({ "suite": suite, "dataset": "heart" }),
+            )
+            .await;
+        assert_eq!(status, 422, "{suite}: {out}");
+        let text = out.to_string();
+        assert!(
+            !text.contains("config/expectations") && !text.contains("/etc/"),
+            "{text}"
+        );
+    }
+    let (status, out) = app
+        .api(
+            &token,
+            "POST",
+            "/api/v1/validations",
+            json!({ "suite": "nope", "dataset": "heart" }),
+        )
+        .await;
+    assert_eq!(status, 422, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no such suite"),
+        "{out}"
+    );
+    assert!(!out.to_string().contains("expectations/"), "{out}");
+    let response = client()
+        .post(app.url("/api/v1/datasets/bad%20name!/versions"))
+        .bearer_auth(&token)
+        .body("age\n1\n")
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), 422);
+}
+
+/// A version nobody validated never becomes current, and training on it needs --force (the
+/// runs then say so).
+#[tokio::test]
+async fn an_unvalidated_version_is_not_current_and_blocks_training() {
+    let app = spawn_app_with(|s| s.dataset.suite = "no-such-suite".into()).await;
+    let token = app.admin_token().await;
+    let (_, versions) = app
+        .get_json(&token, "/api/v1/datasets/heart/versions/1")
+        .await;
+    assert_eq!(versions["current"], false, "{versions}");
+    let (_, datasets) = app.get_json(&token, "/api/v1/datasets").await;
+    assert_eq!(datasets[0]["current_version"], Value::Null, "{datasets}");
+    let (code, _, err) = app.run_cli(&["train", "--dataset-version", "1", "--models", "lr"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no recorded validation"), "{err}");
+    let (code, out, err) = app.run_cli(&[
+        "train",
+        "--dataset-version",
+        "1",
+        "--models",
+        "lr",
+        "--force",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let outcome: Value = serde_json::from_str(&out).expect("json");
+    let run = outcome["candidates"][0]["run"]["id"].as_str().expect("run");
+    let (_, detail) = app.get_json(&token, &format!("/api/v1/runs/{run}")).await;
+    assert!(detail.to_string().contains("never validated"), "{detail}");
+}
