@@ -364,12 +364,15 @@ pub fn redact_url(raw: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(raw) else {
         return "<unparseable url>".to_owned();
     };
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("***"));
-    }
     let secret_query = parsed
         .query_pairs()
         .any(|(k, _)| SECRET_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str()));
+    if parsed.password().is_none() && !secret_query {
+        return raw.to_owned();
+    }
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
     if secret_query {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()

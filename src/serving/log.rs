@@ -234,15 +234,18 @@ impl Writer {
         }
     }
 
-    /// Stores a batch: a few whole-batch attempts, then row by row ([`Writer::store_one`]).
-    /// Nothing is dropped; the one exception is a log whose handles are all gone without a
-    /// flush: then there is nobody left to retry for.
+    /// Stores a batch, whole: while the store is unavailable it is retried as it is (requests
+    /// meanwhile wait, then get 503). When the store refuses it [`BATCH_ATTEMPTS`] times, it
+    /// is stored row by row ([`Writer::store_one`]), so that a poison row is found and set
+    /// aside. Nothing is dropped; the one exception is a log whose handles are all gone
+    /// without a flush: then there is nobody left to retry for.
     fn store(&mut self, rows: &[PredictionRow]) {
         if rows.is_empty() {
             return;
         }
         let mut backoff = Duration::from_millis(50);
-        for attempt in 1..=BATCH_ATTEMPTS {
+        let mut refusals = 0;
+        loop {
             let started = Instant::now();
             match self.sink.insert(rows) {
                 Ok(()) => {
@@ -256,11 +259,15 @@ impl Writer {
                     return;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, rows = rows.len(), attempt, "storing predictions failed");
-                    if attempt < BATCH_ATTEMPTS {
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tracing::error!(error = %e, rows = rows.len(), "storing predictions failed");
+                    if matches!(e, SinkError::Refused(_)) {
+                        refusals += 1;
+                        if refusals >= BATCH_ATTEMPTS {
+                            break;
+                        }
                     }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

@@ -145,18 +145,21 @@ pub type SharedPromote = Arc<
 >;
 
 /// At most one training per process; a second gets 409 instead of waiting.
-pub struct TrainingGate(tokio::sync::Semaphore);
+pub struct TrainingGate(Arc<tokio::sync::Semaphore>);
 
 impl Default for TrainingGate {
     fn default() -> Self {
-        TrainingGate(tokio::sync::Semaphore::new(1))
+        TrainingGate(Arc::new(tokio::sync::Semaphore::new(1)))
     }
 }
 
 impl TrainingGate {
-    pub fn try_enter(&self) -> Result<tokio::sync::SemaphorePermit<'_>, AppError> {
+    /// The gate, held until the permit is dropped: by the training itself, so a caller that
+    /// goes away (a closed connection) does not open the gate while the fit goes on.
+    pub fn try_enter(&self) -> Result<tokio::sync::OwnedSemaphorePermit, AppError> {
         self.0
-            .try_acquire()
+            .clone()
+            .try_acquire_owned()
             .map_err(|_| AppError::Conflict("training already running in this server".into()))
     }
 }
@@ -172,8 +175,9 @@ pub async fn run(
     actor: String,
     promote: SharedPromote,
 ) -> Result<TrainOutcome, AppError> {
-    let _permit = gate.try_enter()?;
+    let permit = gate.try_enter()?;
     tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         train(
             &db,
             blobs.as_ref(),
