@@ -9,7 +9,7 @@ use crate::ml::metrics::{CalibrationBin, RocPoint};
 
 const COLORS: [&str; 4] = ["#2563eb", "#dc2626", "#059669", "#d97706"];
 
-/// Plot area inside a 360 × 300 canvas.
+/// Plot area inside a 360-wide canvas; the legend goes below it, so it never covers a curve.
 const LEFT: f64 = 48.0;
 const TOP: f64 = 28.0;
 const SIZE_X: f64 = 292.0;
@@ -19,7 +19,7 @@ struct Series {
     label: String,
     color: &'static str,
     points: String,
-    /// Dots at the points (calibration bins); the ROC curve is a line only.
+    /// Dots at the points (calibration bins, few-point histories); a curve is a line only.
     dots: Vec<(f64, f64)>,
 }
 
@@ -30,46 +30,161 @@ struct XyChart<'a> {
     x_label: &'a str,
     y_label: &'a str,
     series: Vec<Series>,
-    ticks: Vec<(f64, f64, String)>,
+    x_ticks: Vec<(f64, String)>,
+    y_ticks: Vec<(f64, String)>,
+    diagonal: bool,
     left: f64,
     top: f64,
     right: f64,
     bottom: f64,
+    height: f64,
 }
 
-fn px(x: f64) -> f64 {
-    LEFT + x.clamp(0.0, 1.0) * SIZE_X
+/// A linear axis from `min` to `max`.
+#[derive(Debug, Clone, Copy)]
+struct Scale {
+    min: f64,
+    max: f64,
 }
 
-fn py(y: f64) -> f64 {
-    TOP + (1.0 - y.clamp(0.0, 1.0)) * SIZE_Y
+impl Scale {
+    const UNIT: Scale = Scale { min: 0.0, max: 1.0 };
+
+    /// A range covering `values` with a little room, never empty.
+    fn covering(values: impl Iterator<Item = f64>) -> Scale {
+        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+        for v in values.filter(|v| v.is_finite()) {
+            min = min.min(v);
+            max = max.max(v);
+        }
+        if !min.is_finite() {
+            return Scale::UNIT;
+        }
+        if max - min < 1e-12 {
+            return Scale {
+                min: min - 0.5,
+                max: max + 0.5,
+            };
+        }
+        let pad = (max - min) * 0.05;
+        Scale {
+            min: min - pad,
+            max: max + pad,
+        }
+    }
+
+    fn share(&self, v: f64) -> f64 {
+        ((v - self.min) / (self.max - self.min)).clamp(0.0, 1.0)
+    }
+
+    /// The exact range of `values` (steps: folds, rounds), or [0, 1] when there are none.
+    fn exact(values: impl Iterator<Item = f64>) -> Scale {
+        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+        for v in values.filter(|v| v.is_finite()) {
+            min = min.min(v);
+            max = max.max(v);
+        }
+        if !min.is_finite() || max - min < 1e-12 {
+            return Scale::covering([min, max].into_iter());
+        }
+        Scale { min, max }
+    }
+
+    /// Ticks at whole steps (at most five), for an axis of steps.
+    fn integer_ticks(&self) -> Vec<(f64, String)> {
+        let span = (self.max - self.min).max(1.0);
+        let step = (span / 4.0).ceil().max(1.0);
+        let mut out = Vec::new();
+        let mut v = self.min.ceil();
+        while v <= self.max + 1e-9 && out.len() < 6 {
+            out.push((self.share(v), format!("{v:.0}")));
+            v += step;
+        }
+        out
+    }
+
+    /// Five ticks, labelled with as few decimals as tell them apart.
+    fn ticks(&self) -> Vec<(f64, String)> {
+        let step = (self.max - self.min) / 4.0;
+        let decimals = if step >= 10.0 {
+            0
+        } else if step >= 1.0 {
+            1
+        } else if step >= 0.1 {
+            2
+        } else {
+            3
+        };
+        (0..5)
+            .map(|i| {
+                let v = self.min + step * f64::from(i);
+                let label = if *self == Scale::UNIT {
+                    format!("{}", v)
+                } else {
+                    format!("{v:.decimals$}")
+                };
+                (self.share(v), label)
+            })
+            .collect()
+    }
 }
 
-fn polyline(points: impl Iterator<Item = (f64, f64)>) -> String {
+impl PartialEq for Scale {
+    fn eq(&self, other: &Self) -> bool {
+        self.min == other.min && self.max == other.max
+    }
+}
+
+fn px(share: f64) -> f64 {
+    LEFT + share.clamp(0.0, 1.0) * SIZE_X
+}
+
+fn py(share: f64) -> f64 {
+    TOP + (1.0 - share.clamp(0.0, 1.0)) * SIZE_Y
+}
+
+fn polyline(points: impl Iterator<Item = (f64, f64)>, x: Scale, y: Scale) -> String {
     points
-        .map(|(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+        .map(|(a, b)| format!("{:.1},{:.1}", px(x.share(a)), py(y.share(b))))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn xy(title: &str, x_label: &str, y_label: &str, series: Vec<Series>) -> String {
-    let ticks = [0.0, 0.25, 0.5, 0.75, 1.0]
-        .iter()
-        .map(|&t| (px(t), py(t), format!("{t}")))
-        .collect();
+fn xy(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: Vec<Series>,
+    (x, y): (Scale, Scale),
+    diagonal: bool,
+) -> String {
+    let bottom = TOP + SIZE_Y;
+    // Without the chance diagonal the x axis counts steps (folds, rounds): whole ticks.
+    let x_ticks = if diagonal {
+        x.ticks()
+    } else {
+        x.integer_ticks()
+    };
     XyChart {
         title,
         x_label,
         y_label,
+        x_ticks: x_ticks.into_iter().map(|(s, l)| (px(s), l)).collect(),
+        y_ticks: y.ticks().into_iter().map(|(s, l)| (py(s), l)).collect(),
+        height: bottom + 48.0 + series.len() as f64 * 16.0,
         series,
-        ticks,
+        diagonal,
         left: LEFT,
         top: TOP,
         right: LEFT + SIZE_X,
-        bottom: TOP + SIZE_Y,
+        bottom,
     }
     .render()
     .unwrap_or_default()
+}
+
+fn color(i: usize) -> &'static str {
+    COLORS.get(i % COLORS.len()).copied().unwrap_or("#2563eb")
 }
 
 /// ROC curves, one per (label, points), over the chance diagonal.
@@ -79,8 +194,12 @@ pub fn roc(curves: &[(String, &[RocPoint])]) -> String {
         .enumerate()
         .map(|(i, (label, points))| Series {
             label: label.clone(),
-            color: COLORS.get(i % COLORS.len()).copied().unwrap_or("#2563eb"),
-            points: polyline(points.iter().map(|p| (p.fpr, p.tpr))),
+            color: color(i),
+            points: polyline(
+                points.iter().map(|p| (p.fpr, p.tpr)),
+                Scale::UNIT,
+                Scale::UNIT,
+            ),
             dots: Vec::new(),
         })
         .collect();
@@ -89,18 +208,30 @@ pub fn roc(curves: &[(String, &[RocPoint])]) -> String {
         "false positive rate",
         "true positive rate",
         series,
+        (Scale::UNIT, Scale::UNIT),
+        true,
     )
 }
 
 /// The reliability diagram: observed positive rate against mean predicted probability per bin.
 pub fn calibration(label: &str, bins: &[CalibrationBin]) -> String {
+    let unit = Scale::UNIT;
     let series = vec![Series {
         label: label.to_owned(),
-        color: COLORS[0],
-        points: polyline(bins.iter().map(|b| (b.mean_predicted, b.fraction_positive))),
+        color: color(0),
+        points: polyline(
+            bins.iter().map(|b| (b.mean_predicted, b.fraction_positive)),
+            unit,
+            unit,
+        ),
         dots: bins
             .iter()
-            .map(|b| (px(b.mean_predicted), py(b.fraction_positive)))
+            .map(|b| {
+                (
+                    px(unit.share(b.mean_predicted)),
+                    py(unit.share(b.fraction_positive)),
+                )
+            })
             .collect(),
     }];
     xy(
@@ -108,7 +239,40 @@ pub fn calibration(label: &str, bins: &[CalibrationBin]) -> String {
         "mean predicted probability",
         "observed positive rate",
         series,
+        (unit, unit),
+        true,
     )
+}
+
+/// A metric's history: one line per (label, points of (step, value)), on axes that fit the
+/// data (XGBoost's holdout log-loss per boosting round, a metric per cross-validation fold).
+/// Series with a handful of points get dots, so single folds can be read.
+pub fn history(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[(String, Vec<(f64, f64)>)],
+) -> String {
+    let x = Scale::exact(lines.iter().flat_map(|(_, p)| p.iter().map(|(a, _)| *a)));
+    let y = Scale::covering(lines.iter().flat_map(|(_, p)| p.iter().map(|(_, b)| *b)));
+    let series = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (label, points))| Series {
+            label: label.clone(),
+            color: color(i),
+            points: polyline(points.iter().copied(), x, y),
+            dots: if points.len() <= 20 {
+                points
+                    .iter()
+                    .map(|&(a, b)| (px(x.share(a)), py(y.share(b))))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        })
+        .collect();
+    xy(title, x_label, y_label, series, (x, y), false)
 }
 
 #[derive(Template)]
@@ -214,6 +378,22 @@ mod tests {
             "labels are escaped: {svg}"
         );
         assert!(svg.contains("48.0,256.0 194.0,28.0"), "{svg}");
+        // The legend sits below the plot area (y past its bottom at 256), never on a curve.
+        assert!(
+            svg.contains(r#"y="306""#) || svg.contains(r#"y="306.0""#),
+            "{svg}"
+        );
+        let svg = history(
+            "Holdout log-loss",
+            "round",
+            "log-loss",
+            &[("xgb".into(), vec![(0.0, 0.69), (1.0, 0.6), (2.0, 0.55)])],
+        );
+        assert!(svg.contains("<circle"), "few points get dots: {svg}");
+        assert!(
+            !svg.contains("stroke-dasharray"),
+            "no chance diagonal: {svg}"
+        );
         let svg = confusion(&[[5, 1], [2, 7]]);
         assert!(svg.contains(">7<") && svg.contains("true positives"));
     }

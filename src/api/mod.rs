@@ -6,6 +6,7 @@
 mod audit;
 mod datasets;
 mod models;
+pub mod openapi;
 mod overview;
 pub mod probes;
 pub mod serving;
@@ -19,59 +20,64 @@ use crate::http::Access::{Feedback, Open, Read, Role as Needs, Sensitive, Servin
 use crate::http::headers::api_not_found;
 
 crate::route_table! { ROUTES, handlers;
-    get "/health" => probes::get_health, Open;
-    get "/ready" => probes::get_ready, Open;
-    get "/metrics" => probes::get_metrics, Open;
-    post "/predict" => serving::predict, Serving;
-    post "/invocations" => serving::invocations, Serving;
-    get "/model/info" => serving::model_info, Serving;
-    post "/feedback" => serving::post_feedback, Feedback;
-    get "/openapi.json" => serving::openapi_json, Open;
-    get "/api/v1/overview" => overview::get_overview, Read;
-    get "/api/v1/settings" => overview::get_settings, Needs(Role::Admin);
-    get "/api/v1/me" => users::get_me, Needs(Role::Viewer);
-    get "/api/v1/users" => users::list_users, Needs(Role::Admin);
-    post "/api/v1/users" => users::create_user, Needs(Role::Admin);
-    post "/api/v1/users/{username}/disable" => users::disable_user, Needs(Role::Admin);
-    get "/api/v1/tokens" => tokens::list_tokens, Needs(Role::Viewer);
-    post "/api/v1/tokens" => tokens::create_token, Needs(Role::Viewer);
-    delete "/api/v1/tokens/{id}" => tokens::revoke_token, Needs(Role::Viewer);
-    get "/api/v1/audit" => audit::list_audit, Read;
-    get "/api/v1/audit/verify" => audit::verify_audit, Read;
-    get "/api/v1/datasets" => datasets::list_datasets, Read;
-    get "/api/v1/datasets/{name}/versions" => datasets::list_versions, Read;
-    post "/api/v1/datasets/{name}/versions" => datasets::add_version, Needs(Role::Admin);
-    get "/api/v1/datasets/{name}/versions/{version}" => datasets::get_version, Read;
-    get "/api/v1/datasets/{name}/versions/{version}/content" => datasets::get_version_content, Sensitive;
-    get "/api/v1/datasets/{name}/diff" => datasets::diff_versions, Read;
-    put "/api/v1/datasets/{name}/current" => datasets::set_current, Needs(Role::Admin);
-    get "/api/v1/validations" => datasets::list_validations, Read;
-    post "/api/v1/validations" => datasets::create_validation, Needs(Role::Approver);
-    get "/api/v1/validations/{id}" => datasets::get_validation, Sensitive;
-    get "/api/v1/expectations/{suite}/suggest" => datasets::suggest_suite, Read;
-    get "/api/v1/predictions" => serving::list_predictions, Sensitive;
-    get "/api/v1/predictions/dead-letters" => serving::list_dead_letters, Sensitive;
-    get "/api/v1/experiments" => models::list_experiments, Read;
-    get "/api/v1/experiments/{name}/runs" => models::list_experiment_runs, Read;
-    get "/api/v1/runs" => models::list_runs, Read;
-    post "/api/v1/runs" => models::create_runs, Needs(Role::Admin);
-    get "/api/v1/runs/compare" => models::compare_runs, Read;
-    get "/api/v1/runs/{id}" => models::get_run, Read;
-    get "/api/v1/runs/{id}/artifacts/{name}" => models::get_run_artifact, Read;
-    get "/api/v1/models" => models::list_models, Read;
-    get "/api/v1/models/{name}" => models::get_model, Read;
-    get "/api/v1/models/{name}/versions/{version}" => models::get_model_version, Read;
-    post "/api/v1/models/{name}/versions/{version}/stage" => models::set_stage, Needs(Role::Approver);
-    post "/api/v1/models/{name}/rollback" => models::rollback_model, Needs(Role::Approver);
+    get "/health" => probes::get_health, Open, "Liveness: the process answers";
+    get "/ready" => probes::get_ready, Open, "Readiness: store, migrations and a served model";
+    get "/metrics" => probes::get_metrics, Open, "Prometheus metrics";
+    post "/predict" => serving::predict, Serving, "Score one patient or a batch";
+    post "/invocations" => serving::invocations, Serving, "MLflow's scoring protocol";
+    get "/model/info" => serving::model_info, Serving, "The model being served";
+    post "/feedback" => serving::post_feedback, Feedback, "Record the true label of a logged prediction";
+    get "/openapi.json" => serving::openapi_json, Open, "This OpenAPI description";
+    get "/api/v1/overview" => overview::get_overview, Read, "What the store holds";
+    get "/api/v1/settings" => overview::get_settings, Needs(Role::Admin), "The effective configuration, secrets masked";
+    get "/api/v1/me" => users::get_me, Needs(Role::Viewer), "The caller";
+    get "/api/v1/users" => users::list_users, Needs(Role::Admin), "List users";
+    post "/api/v1/users" => users::create_user, Needs(Role::Admin), "Create a user";
+    post "/api/v1/users/{username}/disable" => users::disable_user, Needs(Role::Admin), "Disable a user and end their sessions";
+    get "/api/v1/tokens" => tokens::list_tokens, Needs(Role::Viewer), "List API tokens (yours; everyone's for an admin)";
+    post "/api/v1/tokens" => tokens::create_token, Needs(Role::Viewer), "Create an API token, shown once";
+    delete "/api/v1/tokens/{id}" => tokens::revoke_token, Needs(Role::Viewer), "Revoke an API token";
+    get "/api/v1/audit" => audit::list_audit, Read, "The audit log, newest first";
+    get "/api/v1/audit/verify" => audit::verify_audit, Read, "Verify the audit chain";
+    get "/api/v1/datasets" => datasets::list_datasets, Read, "List datasets";
+    get "/api/v1/datasets/{name}/versions" => datasets::list_versions, Read, "List a dataset's versions";
+    post "/api/v1/datasets/{name}/versions" => datasets::add_version, Needs(Role::Admin), "Add a file (the body) as a new version";
+    get "/api/v1/datasets/{name}/versions/{version}" => datasets::get_version, Read, "A version with its profile and validations";
+    get "/api/v1/datasets/{name}/versions/{version}/content" => datasets::get_version_content, Sensitive, "A version's file, byte for byte";
+    get "/api/v1/datasets/{name}/diff" => datasets::diff_versions, Read, "Two versions' profiles side by side, with effect sizes";
+    put "/api/v1/datasets/{name}/current" => datasets::set_current, Needs(Role::Admin), "Move a dataset's current version";
+    get "/api/v1/validations" => datasets::list_validations, Read, "List validation runs";
+    post "/api/v1/validations" => datasets::create_validation, Needs(Role::Approver), "Validate a stored version against a suite";
+    get "/api/v1/validations/{id}" => datasets::get_validation, Sensitive, "A validation run's result, in GX's shape";
+    get "/api/v1/expectations/{suite}/suggest" => datasets::suggest_suite, Read, "Draft an expectation suite from a version";
+    get "/api/v1/predictions" => serving::list_predictions, Sensitive, "The prediction log, newest first";
+    get "/api/v1/predictions/dead-letters" => serving::list_dead_letters, Sensitive, "Prediction-log rows the store refused";
+    get "/api/v1/experiments" => models::list_experiments, Read, "List experiments";
+    get "/api/v1/experiments/{name}/runs" => models::list_experiment_runs, Read, "An experiment's runs, best first by a metric";
+    get "/api/v1/runs" => models::list_runs, Read, "List runs, best first by a metric";
+    post "/api/v1/runs" => models::create_runs, Needs(Role::Admin), "Train now; answers when the runs have ended";
+    get "/api/v1/runs/compare" => models::compare_runs, Read, "Two runs side by side";
+    get "/api/v1/runs/{id}" => models::get_run, Read, "A run: params, metrics with steps, tags, artifacts";
+    get "/api/v1/runs/{id}/artifacts/{name}" => models::get_run_artifact, Read, "An artifact's bytes, verified by hash";
+    get "/api/v1/models" => models::list_models, Read, "List registered models";
+    get "/api/v1/models/{name}" => models::get_model, Read, "A model's versions, stages and history";
+    get "/api/v1/models/{name}/versions/{version}" => models::get_model_version, Read, "One model version";
+    post "/api/v1/models/{name}/versions/{version}/stage" => models::set_stage, Needs(Role::Approver), "Move a version to a stage";
+    post "/api/v1/models/{name}/rollback" => models::rollback_model, Needs(Role::Approver), "Roll Production back";
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     crate::http::routes::register(cfg, ROUTES, handlers());
-    cfg.service(
-        utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", {
-            use utoipa::OpenApi;
-            serving::ApiDoc::openapi()
+    cfg.route(
+        "/docs",
+        web::get().to(|| async {
+            actix_web::HttpResponse::PermanentRedirect()
+                .insert_header(("Location", "/docs/"))
+                .finish()
         }),
+    )
+    .service(
+        utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()),
     )
     .route("/api/{tail:.*}", web::to(api_not_found));
 }

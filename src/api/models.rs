@@ -227,6 +227,9 @@ pub struct StageBody {
     stage: String,
     #[serde(default)]
     reason: String,
+    /// Promote a version trained on data whose validation failed (needs a reason).
+    #[serde(default)]
+    force: bool,
 }
 
 pub async fn set_stage(
@@ -247,15 +250,12 @@ pub async fn set_stage(
     let out = state
         .db
         .run(move |conn| {
-            serving.transition(
-                conn,
-                blobs.as_ref(),
-                &name,
-                version,
-                stage,
-                &actor,
-                &body.reason,
-            )
+            let change = registry::Change {
+                actor: &actor,
+                reason: &body.reason,
+                force: body.force,
+            };
+            serving.transition(conn, blobs.as_ref(), &name, version, stage, change)
         })
         .await?;
     Ok(HttpResponse::Ok().json(out))
@@ -266,6 +266,10 @@ pub async fn set_stage(
 pub struct RollbackBody {
     #[serde(default)]
     reason: String,
+    /// Roll back to this version (one that was in Production before); default: walk back the
+    /// Production history, skipping versions rolled back from.
+    #[serde(default)]
+    to: Option<i32>,
 }
 
 /// Rolls Production back. An empty body has no reason; any other body is parsed strictly.
@@ -278,11 +282,18 @@ pub async fn rollback_model(
     let user = identity.require(Role::Approver)?;
     let actor = format!("user:{}", user.username);
     let name = path.into_inner();
-    let reason = body.0.reason;
+    let RollbackBody { reason, to } = body.0;
     let (serving, blobs) = (state.serving.clone(), state.blobs.clone());
     let out = state
         .db
-        .run(move |conn| serving.rollback(conn, blobs.as_ref(), &name, &actor, &reason))
+        .run(move |conn| {
+            let change = registry::Change {
+                actor: &actor,
+                reason: &reason,
+                force: false,
+            };
+            serving.rollback(conn, blobs.as_ref(), &name, to, change)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(out))
 }

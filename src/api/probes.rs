@@ -50,7 +50,10 @@ pub async fn get_ready(state: web::Data<AppState>) -> HttpResponse {
 }
 
 pub async fn get_metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut body = state.telemetry.render();
+    let served = state.serving.current();
+    body.push_str(&crate::serving::model_info_exposition(served.as_deref()));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.telemetry.render())
+        .body(body)
 }

@@ -118,6 +118,7 @@ async fn score(
     let version = model.version.version;
     let now = crate::db::now();
     let latency = started.elapsed().as_micros() as i64;
+    let batch_rows = i32::try_from(scored.rows.len()).unwrap_or(i32::MAX);
     let mut out = Vec::with_capacity(scored.rows.len());
     let mut log = Vec::with_capacity(scored.rows.len());
     let mut positives = 0_u64;
@@ -136,6 +137,7 @@ async fn score(
             probability: p,
             prediction: class,
             latency_us: latency,
+            batch_rows,
         });
         out.push((id, p, class));
     }
@@ -175,7 +177,8 @@ pub struct PredictResponse {
     path = "/predict",
     tag = "serving",
     params(PredictQuery),
-    request_body(content = Object, description = "An object of named features, or {\"instances\": [objects]}", content_type = "application/json"),
+    request_body(content = Object, description = "An object of named features, or {\"instances\": [objects]}", content_type = "application/json",
+        example = json!({"age": 63, "sex": 1, "cp": 1, "trestbps": 145, "chol": 233, "fbs": 1, "restecg": 2, "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6})),
     responses(
         (status = 200, description = "The prediction, or a list for a batch", body = PredictResponse),
         (status = 400, description = "Malformed JSON"),
@@ -260,7 +263,8 @@ fn mlflow_error(status: actix_web::http::StatusCode, message: String) -> HttpRes
     post,
     path = "/invocations",
     tag = "serving",
-    request_body(content = Object, description = "MLflow input: exactly one of dataframe_split, dataframe_records, instances, inputs; or text/csv"),
+    request_body(content = Object, description = "MLflow input: exactly one of dataframe_split, dataframe_records, instances, inputs; or text/csv", content_type = "application/json",
+        example = json!({"dataframe_split": {"columns": ["age", "sex", "cp", "trestbps", "chol", "fbs", "restecg", "thalach", "exang", "oldpeak", "slope", "ca", "thal"], "data": [[63, 1, 1, 145, 233, 1, 2, 150, 0, 2.3, 3, 0, 6]]}})),
     responses(
         (status = 200, description = "{\"predictions\": [0 or 1, ...]}"),
         (status = 400, description = "MLflow's BAD_REQUEST: none or several input keys, malformed JSON or CSV"),
@@ -384,6 +388,14 @@ pub async fn post_feedback(
 #[serde(deny_unknown_fields)]
 pub struct RecentQuery {
     limit: Option<i64>,
+    /// Only this model version.
+    version: Option<i32>,
+    /// Only this predicted class (0 or 1).
+    class: Option<i32>,
+    /// Only rows with (`true`) or without (`false`) a feedback label.
+    labelled: Option<bool>,
+    /// Rows older than this request id: the last one of the previous page.
+    before: Option<String>,
 }
 
 /// `GET /api/v1/predictions`: the prediction log's size and newest rows (viewer).
@@ -394,12 +406,22 @@ pub async fn list_predictions(
 ) -> Result<HttpResponse, AppError> {
     // Patient features: a viewer at least, even with public reads.
     identity.require(Role::Viewer)?;
-    let limit = query.limit.unwrap_or(50);
+    let q = query.into_inner();
+    if q.before.as_ref().is_some_and(|b| b.len() > 64) {
+        return Err(AppError::validation("before", "must be a request id"));
+    }
+    let log_query = crate::serving::log::LogQuery {
+        limit: q.limit.unwrap_or(50),
+        version: q.version,
+        class: q.class,
+        labelled: q.labelled,
+        before: q.before,
+    };
     let (recent, dead) = state
         .db
         .run(move |conn| {
             Ok((
-                crate::serving::log::recent(conn, limit)?,
+                crate::serving::log::page(conn, &log_query)?,
                 crate::serving::log::dead_letters(conn, 0)?,
             ))
         })
@@ -424,6 +446,7 @@ pub async fn list_predictions(
                 "probability": r.probability,
                 "prediction": r.prediction,
                 "latency_us": r.latency_us,
+                "batch_rows": r.batch_rows,
                 "label": label,
             })
         })
@@ -438,10 +461,16 @@ pub async fn list_predictions(
 
 /// `GET /api/v1/predictions/dead-letters`: rows the store refused on their own, set aside so
 /// they could not block the log, newest first (viewer).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitQuery {
+    limit: Option<i64>,
+}
+
 pub async fn list_dead_letters(
     state: web::Data<AppState>,
     identity: Identity,
-    query: web::Query<RecentQuery>,
+    query: web::Query<LimitQuery>,
 ) -> Result<HttpResponse, AppError> {
     identity.require(Role::Viewer)?;
     let limit = query.limit.unwrap_or(100);
@@ -475,6 +504,5 @@ pub async fn list_dead_letters(
 pub struct ApiDoc;
 
 pub async fn openapi_json() -> HttpResponse {
-    use utoipa::OpenApi;
-    HttpResponse::Ok().json(ApiDoc::openapi())
+    HttpResponse::Ok().json(super::openapi::document())
 }

@@ -209,7 +209,14 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
             let d = datasets::diff_versions(&mut conn, &dataset, from, to)?;
             println!("{dataset} v{from} → v{to}");
             println!("  rows: {} → {}", d.rows.0, d.rows.1);
-            println!("  hash: {} → {}", &a.hash[..12], &b.hash[..12]);
+            let short = |h: &str| h.get(..12).unwrap_or(h).to_owned();
+            println!("  hash: {} → {}", short(&a.hash), short(&b.hash));
+            println!(
+                "  * marks a column whose distribution moved: Cohen's d ≥ {}, category shares apart by TVD ≥ {}, or the missing share moving {} points",
+                crate::data::profile::SHIFT_D,
+                crate::data::profile::SHIFT_TVD,
+                crate::data::profile::SHIFT_MISSING_PP
+            );
             for c in &d.columns_added {
                 println!("  column added: {c}");
             }
@@ -245,9 +252,22 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
                 let stat = |p: Option<&ColumnProfile>, f: fn(&ColumnProfile) -> Option<f64>| {
                     show(p.and_then(f))
                 };
-                let changed = if c.changes.is_empty() { " " } else { "~" };
+                // `*` marks a column whose distribution moved past what the row counts explain.
+                let changed = if c.shift.as_ref().is_some_and(|s| s.shifted) {
+                    "*"
+                } else {
+                    " "
+                };
+                let effect = c
+                    .shift
+                    .as_ref()
+                    .map(|s| {
+                        let m = if s.measure == "cohens_d" { "d" } else { "TVD" };
+                        format!("{m}={:.2}", s.value)
+                    })
+                    .unwrap_or_default();
                 println!(
-                    "{changed} {:<9} {:>9} {:>9}  {:>9} {:>9}  {:>9} {:>9}  {:>8} {:>8}  {:>8} {:>8}",
+                    "{changed} {:<9} {:>9} {:>9}  {:>9} {:>9}  {:>9} {:>9}  {:>8} {:>8}  {:>8} {:>8}  {effect}",
                     c.name,
                     miss(l),
                     miss(r),
@@ -282,6 +302,15 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
         }
         DataCommand::Use { version, dataset } => {
             let dataset = name(dataset);
+            crate::data::catalog::find_version(&mut conn, &dataset, version)?;
+            let warnings = crate::training::ValidationGate::of(&mut conn, &dataset, version)?
+                .warnings(&dataset, version);
+            if !warnings.is_empty() {
+                eprintln!(
+                    "warning: {dataset} v{version} did not pass its validation: {}",
+                    warnings.join(", ")
+                );
+            }
             datasets::use_version(&mut conn, &dataset, version, &cli_actor())?;
             println!("{dataset} now uses v{version}");
         }

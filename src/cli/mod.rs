@@ -32,6 +32,10 @@ pub struct Cli {
     /// An extra TOML file layered over the defaults and the STEWARD_ENV overlay.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Who the audit log names for this command's changes (`cli:NAME`); default: $USER, else
+    /// the login name of the process's user, else `uid-N`.
+    #[arg(long, global = true, value_name = "NAME")]
+    actor: Option<String>,
     /// Folder holding the <STEWARD_ENV>.toml overlays.
     #[arg(
         long,
@@ -145,7 +149,16 @@ enum AuditCommand {
 }
 
 pub fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
+    let actor = match cli.actor.as_deref().map(check_actor).transpose() {
+        Ok(a) => a.unwrap_or_else(system_user),
+        Err(e) => {
+            eprintln!("error: --actor {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _ = ACTOR.set(format!("cli:{actor}"));
     let settings = match Settings::load(&cli.config_dir, cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -223,7 +236,75 @@ pub(crate) fn open_db(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+static ACTOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// How the audit log names this command: `cli:` and the actor `main` settled on.
 pub(crate) fn cli_actor() -> String {
-    let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    format!("cli:{who}")
+    ACTOR
+        .get()
+        .cloned()
+        .unwrap_or_else(|| format!("cli:{}", system_user()))
+}
+
+fn check_actor(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > 64
+        || name.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err("must be 1-64 characters with no spaces or control characters".into());
+    }
+    Ok(name.to_owned())
+}
+
+/// The user running the command: `$USER`, else the login name of the process's user id (from
+/// `/etc/passwd`), else `uid-N`.
+fn system_user() -> String {
+    if let Some(user) = std::env::var("USER")
+        .ok()
+        .and_then(|u| check_actor(&u).ok())
+    {
+        return user;
+    }
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        });
+    let Some(uid) = uid else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == uid).then(|| name.to_owned())
+            })
+        })
+        .and_then(|name| check_actor(&name).ok())
+        .unwrap_or_else(|| format!("uid-{uid}"))
+}
+
+/// A command piped into `head` ends quietly when the pipe closes: printing to a closed
+/// stdout panics in `println!`, and this hook turns that one panic into a silent exit.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

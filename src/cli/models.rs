@@ -34,11 +34,19 @@ pub(super) enum ModelsCommand {
         /// Why, kept with the transition and in the audit log.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Promote to Production even though the version was trained on data whose validation
+        /// failed (needs --reason; the override is audited).
+        #[arg(long)]
+        force: bool,
     },
-    /// Re-promote the version that was in Production before the current one.
+    /// Roll Production back: to the version before it in the Production history, skipping
+    /// versions rolled back from (so repeated rollbacks walk further back), or to --to V.
     Rollback {
         #[arg(long, default_value = "")]
         reason: String,
+        /// Roll back to this version (one that was in Production before).
+        #[arg(long, value_name = "V")]
+        to: Option<i32>,
     },
     /// Score a version (default: Production) on labelled data: a file, or a dataset version.
     Evaluate {
@@ -126,6 +134,7 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
             version,
             stage,
             reason,
+            force,
         } => {
             let blobs = LocalBlobStore::new(&settings.storage.dir);
             let features = settings.dataset.feature_names();
@@ -133,33 +142,50 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
                 blobs: &blobs,
                 features: &features,
             };
-            let out = registry::transition(
-                &mut conn,
-                model,
-                version,
-                stage,
-                &cli_actor(),
-                &reason,
-                &servable,
-            )?;
+            let actor = cli_actor();
+            let change = registry::Change {
+                actor: &actor,
+                reason: &reason,
+                force,
+            };
+            if stage == Stage::Production {
+                let target = registry::find_version(&mut conn, model, version)?;
+                let failures = registry::data_failures(&mut conn, &target)?;
+                if !failures.is_empty() {
+                    eprintln!(
+                        "warning: {model} v{version} was trained on {} v{}, whose validation failed: {}",
+                        target.dataset,
+                        target.dataset_version,
+                        failures.join(", ")
+                    );
+                }
+            }
+            let out = registry::transition(&mut conn, model, version, stage, change, &servable)?;
             let archived = out
                 .archived
                 .map(|a| format!("; v{a} archived"))
                 .unwrap_or_default();
             println!("{model} v{version}: {} → {stage}{archived}", out.from_stage);
         }
-        ModelsCommand::Rollback { reason } => {
+        ModelsCommand::Rollback { reason, to } => {
             let blobs = LocalBlobStore::new(&settings.storage.dir);
             let features = settings.dataset.feature_names();
             let servable = registry::Servable {
                 blobs: &blobs,
                 features: &features,
             };
-            let out = registry::rollback(&mut conn, model, &cli_actor(), &reason, &servable)?;
+            let actor = cli_actor();
+            let change = registry::Change {
+                actor: &actor,
+                reason: &reason,
+                force: false,
+            };
+            let out = registry::rollback(&mut conn, model, to, change, &servable)?;
             println!(
-                "{model}: rolled back to v{} (v{} archived)",
+                "{model}: rolled back from v{} to v{}: {}",
+                out.archived.map(|a| a.to_string()).unwrap_or("-".into()),
                 out.version.version,
-                out.archived.map(|a| a.to_string()).unwrap_or("-".into())
+                describe(&out.version)
             );
         }
         ModelsCommand::Evaluate {
@@ -169,12 +195,40 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
             json,
         } => {
             let blobs = LocalBlobStore::new(&settings.storage.dir);
+            let mut validation = None;
             let (source, table) = match file {
                 Some(path) => {
                     let bytes = std::fs::read(&path)
                         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
                     let name = path.display().to_string();
-                    (name.clone(), read_table(&bytes, &name, &settings.dataset)?)
+                    let table = read_table(&bytes, &name, &settings.dataset)?;
+                    // The file is checked against the suite first: figures on data that
+                    // fails it say so before anything else.
+                    let schema = &settings.dataset;
+                    if let Ok(suite) =
+                        crate::data::expectations::Suite::load(&schema.suites_dir, &schema.suite)
+                    {
+                        let result = crate::data::expectations::validate(&suite, &table, &name);
+                        let failed: Vec<String> = result
+                            .results
+                            .iter()
+                            .filter(|r| !r.success)
+                            .map(|r| r.label())
+                            .collect();
+                        if !failed.is_empty() && !json {
+                            println!(
+                                "warning: {name} fails the suite `{}`: {}",
+                                suite.name,
+                                failed.join(", ")
+                            );
+                        }
+                        validation = Some(serde_json::json!({
+                            "suite": suite.name,
+                            "success": result.success,
+                            "failed": failed,
+                        }));
+                    }
+                    (name.clone(), table)
                 }
                 None => {
                     let dataset = &settings.dataset.name;
@@ -186,7 +240,7 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
             };
             let (v, m) = training::evaluate_on(&mut conn, &blobs, settings, version, &table)?;
             if json {
-                let out = serde_json::json!({ "model": v.model, "version": v.version, "data": source, "metrics": m });
+                let out = serde_json::json!({ "model": v.model, "version": v.version, "data": source, "validation": validation, "metrics": m });
                 println!("{}", serde_json::to_string_pretty(&out)?);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -207,4 +261,23 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A version as the CLI names it: kind, key figures and the data it learned from.
+fn describe(v: &registry::ModelVersion) -> String {
+    let metrics = v.metrics();
+    let figure = |name: &str| {
+        metrics
+            .get(name)
+            .map(|x| format!("{x:.3}"))
+            .unwrap_or_else(|| "–".into())
+    };
+    format!(
+        "{}, CV ROC-AUC {}, holdout ROC-AUC {}, trained on {} v{}",
+        v.model_kind,
+        figure("cv_roc_auc_mean"),
+        figure("holdout_roc_auc"),
+        v.dataset,
+        v.dataset_version
+    )
 }

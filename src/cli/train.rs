@@ -56,6 +56,30 @@ pub(super) fn train_command(args: TrainArgs, settings: &Settings) -> anyhow::Res
         experiment: args.experiment,
         source: "cli".into(),
     };
+    {
+        // Training on data that did not pass its validation is told, not hidden: critical
+        // failures still need --force, the others train with the runs tagged.
+        let mut conn = db.get()?;
+        let dataset = request
+            .dataset
+            .clone()
+            .unwrap_or_else(|| settings.dataset.name.clone());
+        if let Ok(n) = crate::data::resolve_version(&mut conn, &dataset, request.version) {
+            let warnings =
+                training::ValidationGate::of(&mut conn, &dataset, n)?.warnings(&dataset, n);
+            if !warnings.is_empty() {
+                eprintln!(
+                    "warning: {dataset} v{n} did not pass its validation: {}{}",
+                    warnings.join(", "),
+                    if request.register {
+                        "; a version registered from it needs --force (with a reason) to be promoted"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
     // One bar per model; indicatif draws only on a terminal.
     let bar: Mutex<Option<(ModelKind, ProgressBar)>> = Mutex::new(None);
     let style = ProgressStyle::with_template("{msg:>22} [{bar:30}] {pos}/{len} fits {elapsed}")

@@ -120,6 +120,90 @@ pub struct ColumnDiff {
     pub right: Option<ColumnProfile>,
     /// Statistics that differ, as `stat: left → right` lines.
     pub changes: Vec<String>,
+    /// How far the column's distribution moved, whatever the row counts.
+    pub shift: Option<Shift>,
+}
+
+/// How far a column moved beyond what a change of row count explains. A mean or a category
+/// count changes whenever rows are added; an effect size does not grow with them:
+///
+/// - numeric: Cohen's d, the difference of the means over the pooled standard deviation
+///   `sqrt((s₁² + s₂²) / 2)` (Cohen 1988; |d| ≥ 0.2 is a "small" effect);
+/// - categorical: the total variation distance between the category shares of the non-missing
+///   values, `½ Σ |p₁ − p₂|` over the listed categories (≥ 0.1 counts);
+/// - both: the change of the missing share, in percentage points (±5 counts).
+#[derive(Debug, Clone, Serialize)]
+pub struct Shift {
+    /// `cohens_d` or `total_variation`.
+    pub measure: &'static str,
+    pub value: f64,
+    pub missing_pp: f64,
+    /// Past a threshold above: the column really changed.
+    pub shifted: bool,
+}
+
+/// Cohen's d at or past which a numeric column counts as shifted.
+pub const SHIFT_D: f64 = 0.2;
+/// Total variation distance at or past which a categorical column counts as shifted.
+pub const SHIFT_TVD: f64 = 0.1;
+/// Change of the missing share, in percentage points, that counts as a shift.
+pub const SHIFT_MISSING_PP: f64 = 5.0;
+
+fn shift(l: &ColumnProfile, r: &ColumnProfile) -> Shift {
+    let missing_pp = r.missing_percent - l.missing_percent;
+    let (measure, value) = match l.kind {
+        ColumnKind::Numeric => {
+            let d = match (l.mean, r.mean, l.std, r.std) {
+                (Some(m1), Some(m2), Some(s1), Some(s2)) => {
+                    let pooled = ((s1 * s1 + s2 * s2) / 2.0).sqrt();
+                    if pooled > 0.0 {
+                        (m2 - m1) / pooled
+                    } else if m1 == m2 {
+                        0.0
+                    } else {
+                        f64::INFINITY
+                    }
+                }
+                _ => 0.0,
+            };
+            ("cohens_d", d)
+        }
+        ColumnKind::Categorical => {
+            let share = |p: &ColumnProfile, k: &str| {
+                let n: u64 = p.categories.iter().map(|(_, c)| c).sum();
+                p.categories
+                    .iter()
+                    .find(|(c, _)| c == k)
+                    .map(|(_, c)| *c as f64 / n.max(1) as f64)
+                    .unwrap_or(0.0)
+            };
+            let mut keys: Vec<&str> = l
+                .categories
+                .iter()
+                .chain(&r.categories)
+                .map(|(k, _)| k.as_str())
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let tvd = keys
+                .iter()
+                .map(|k| (share(l, k) - share(r, k)).abs())
+                .sum::<f64>()
+                / 2.0;
+            ("total_variation", tvd)
+        }
+    };
+    let threshold = if measure == "cohens_d" {
+        SHIFT_D
+    } else {
+        SHIFT_TVD
+    };
+    Shift {
+        measure,
+        value,
+        missing_pp,
+        shifted: value.abs() >= threshold || missing_pp.abs() >= SHIFT_MISSING_PP,
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,15 +226,16 @@ pub fn diff(left: &TableProfile, right: &TableProfile) -> ProfileDiff {
         .map(|name| {
             let l = left.column(name).cloned();
             let r = right.column(name).cloned();
-            let changes = match (&l, &r) {
-                (Some(l), Some(r)) => column_changes(l, r),
-                _ => Vec::new(),
+            let (changes, shift) = match (&l, &r) {
+                (Some(l), Some(r)) => (column_changes(l, r), Some(shift(l, r))),
+                _ => (Vec::new(), None),
             };
             ColumnDiff {
                 name: name.clone(),
                 left: l,
                 right: r,
                 changes,
+                shift,
             }
         })
         .collect();
@@ -216,4 +301,52 @@ fn show_categories(c: &[(String, u64)]) -> String {
         .map(|(k, n)| format!("{k}:{n}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod shift_tests {
+    use super::*;
+
+    fn numeric(mean: f64, std: f64, missing_percent: f64) -> ColumnProfile {
+        ColumnProfile {
+            name: "x".into(),
+            kind: ColumnKind::Numeric,
+            count: 100,
+            missing: 0,
+            missing_percent,
+            distinct: 50,
+            mean: Some(mean),
+            std: Some(std),
+            min: None,
+            p25: None,
+            p50: None,
+            p75: None,
+            max: None,
+            categories: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_shift_is_an_effect_size_not_a_changed_statistic() {
+        // More rows, a slightly different mean: no shift.
+        let s = shift(&numeric(54.4, 9.0, 0.0), &numeric(54.6, 9.1, 0.0));
+        assert!(!s.shifted && s.value.abs() < 0.05, "{s:?}");
+        // Half a standard deviation: a shift, d = 0.5.
+        let s = shift(&numeric(50.0, 10.0, 0.0), &numeric(55.0, 10.0, 0.0));
+        assert!(s.shifted && (s.value - 0.5).abs() < 1e-12, "{s:?}");
+        // The same mean, but a third of the values now missing.
+        let s = shift(&numeric(50.0, 10.0, 0.0), &numeric(50.0, 10.0, 30.0));
+        assert!(s.shifted && s.missing_pp == 30.0, "{s:?}");
+        let cats = |a: u64, b: u64| ColumnProfile {
+            kind: ColumnKind::Categorical,
+            mean: None,
+            std: None,
+            categories: vec![("0".into(), a), ("1".into(), b)],
+            ..numeric(0.0, 0.0, 0.0)
+        };
+        // Twice the rows, the same shares: no shift; 50/50 against 80/20: TVD 0.3.
+        assert!(!shift(&cats(50, 50), &cats(100, 100)).shifted);
+        let s = shift(&cats(50, 50), &cats(80, 20));
+        assert!(s.shifted && (s.value - 0.3).abs() < 1e-12, "{s:?}");
+    }
 }

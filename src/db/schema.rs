@@ -213,6 +213,7 @@ diesel::table! {
         actor -> Text,
         reason -> Text,
         created_at -> Timestamp,
+        rollback -> Bool,
     }
 }
 
@@ -227,6 +228,7 @@ diesel::table! {
         probability -> Double,
         prediction -> Integer,
         latency_us -> BigInt,
+        batch_rows -> Integer,
     }
 }
 

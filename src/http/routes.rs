@@ -66,12 +66,14 @@ impl Access {
     }
 }
 
-/// One route: its method (`get`, `post`, `put`, `delete`), its path pattern and its access.
+/// One route: its method (`get`, `post`, `put`, `delete`), its path pattern, its access and
+/// what it does (the OpenAPI summary).
 #[derive(Debug, Clone, Copy)]
 pub struct RouteSpec {
     pub method: &'static str,
     pub path: &'static str,
     pub access: Access,
+    pub summary: &'static str,
 }
 
 impl RouteSpec {
@@ -82,13 +84,13 @@ impl RouteSpec {
 }
 
 /// Declares a route table: `pub const NAME: &[RouteSpec]` and `fn handlers() -> Vec<Route>`
-/// from one list of `method "path" => handler, access;` lines, in matching order.
+/// from one list of `method "path" => handler, access, "summary";` lines, in matching order.
 #[macro_export]
 macro_rules! route_table {
-    ($table:ident, $handlers:ident; $( $method:ident $path:literal => $handler:expr, $access:expr; )*) => {
-        /// Every route of this face: method, path pattern, who may call it.
+    ($table:ident, $handlers:ident; $( $method:ident $path:literal => $handler:expr, $access:expr, $summary:literal; )*) => {
+        /// Every route of this face: method, path pattern, who may call it, what it does.
         pub const $table: &[$crate::http::RouteSpec] = &[
-            $( $crate::http::RouteSpec { method: stringify!($method), path: $path, access: $access }, )*
+            $( $crate::http::RouteSpec { method: stringify!($method), path: $path, access: $access, summary: $summary }, )*
         ];
         fn $handlers() -> Vec<actix_web::Route> {
             vec![ $( actix_web::web::$method().to($handler), )* ]

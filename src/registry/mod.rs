@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::audit::{self, NewEvent};
 use crate::data::blob::BlobStore;
+use crate::data::catalog;
 use crate::db::schema::{model_versions, registered_models, stage_transitions};
 use crate::db::{DbConnection, now};
 use crate::error::AppError;
@@ -83,8 +84,13 @@ pub struct ModelVersion {
 }
 
 impl ModelVersion {
+    /// The run's summary metrics when it was registered (series left out, also those a
+    /// version registered before the series were renamed still carries).
     pub fn metrics(&self) -> BTreeMap<String, f64> {
-        serde_json::from_str(&self.metrics_json).unwrap_or_default()
+        let mut all: BTreeMap<String, f64> =
+            serde_json::from_str(&self.metrics_json).unwrap_or_default();
+        all.retain(|name, _| !tracking::is_series(name));
+        all
     }
 }
 
@@ -99,6 +105,8 @@ pub struct StageTransition {
     pub actor: String,
     pub reason: String,
     pub created_at: chrono::NaiveDateTime,
+    /// Part of a rollback: the re-promotion, or the archiving of the version rolled back from.
+    pub rollback: bool,
 }
 
 fn ensure_model(conn: &mut DbConnection, name: &str) -> Result<(), AppError> {
@@ -201,6 +209,10 @@ pub struct TransitionOutcome {
     pub archived: Option<i32>,
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one stage change's parts, all stored"
+)]
 fn record(
     conn: &mut DbConnection,
     model: &str,
@@ -209,6 +221,7 @@ fn record(
     to: Stage,
     actor: &str,
     reason: &str,
+    rollback: bool,
 ) -> Result<(), AppError> {
     let max: Option<i64> = stage_transitions::table
         .select(diesel::dsl::max(stage_transitions::seq))
@@ -230,9 +243,43 @@ fn record(
             actor: actor.to_owned(),
             reason: reason.to_owned(),
             created_at: now(),
+            rollback,
         })
         .execute(conn)?;
     Ok(())
+}
+
+/// Who asks for a stage change, why, and whether they override the data gate.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub actor: &'a str,
+    pub reason: &'a str,
+    /// Promote even though the version was trained on data whose validation failed; needs a
+    /// reason, and the audit event records the failures and the override.
+    pub force: bool,
+}
+
+/// What the latest validation of the dataset version a model version was trained on failed,
+/// as labels (empty when it passed or was never recorded).
+pub fn data_failures(
+    conn: &mut DbConnection,
+    version: &ModelVersion,
+) -> Result<Vec<String>, AppError> {
+    let Some(run) =
+        catalog::latest_runs_by_version(conn, &version.dataset)?.remove(&version.dataset_version)
+    else {
+        return Ok(Vec::new());
+    };
+    if run.success {
+        return Ok(Vec::new());
+    }
+    Ok(run
+        .result()?
+        .results
+        .iter()
+        .filter(|r| !r.success)
+        .map(|r| r.label())
+        .collect())
 }
 
 /// What a version must pass to enter Production: its artifact is in the blob store and hashes
@@ -278,26 +325,57 @@ impl Servable<'_> {
 /// Moves a version to a stage. Promoting to Production checks that the version can be served
 /// ([`Servable`]) and archives the version that held it. Runs inside the audit lock, so
 /// concurrent promotions queue and the one-Production rule holds.
+///
+/// A promotion to Production of a version trained on data whose validation failed (critical
+/// or not) is refused with 409 naming the failures, unless `change.force` with a reason.
 pub fn transition(
     conn: &mut DbConnection,
     model: &str,
     version: i32,
     to: Stage,
-    actor: &str,
-    reason: &str,
+    change: Change<'_>,
     servable: &Servable<'_>,
 ) -> Result<TransitionOutcome, AppError> {
     audit::with_event(conn, |conn| {
-        transition_locked(
+        let target = find_version(conn, model, version)?;
+        let mut gate = json!(null);
+        if to == Stage::Production {
+            let failures = data_failures(conn, &target)?;
+            if !failures.is_empty() {
+                if !change.force {
+                    return Err(AppError::Conflict(format!(
+                        "{model} v{version} was trained on {} v{}, whose validation failed: {}; \
+                         promote it with force and a reason if you mean to",
+                        target.dataset,
+                        target.dataset_version,
+                        failures.join(", ")
+                    )));
+                }
+                if change.reason.trim().is_empty() {
+                    return Err(AppError::validation(
+                        "reason",
+                        "forcing a promotion past failed validation needs a reason",
+                    ));
+                }
+                gate = json!({ "forced": true, "validation_failures": failures });
+            }
+        }
+        let (outcome, mut event) = transition_locked(
             conn,
             model,
             version,
             to,
-            actor,
-            reason,
+            change,
             "model.transition",
             servable,
-        )
+            false,
+        )?;
+        if !gate.is_null() {
+            if let Some(after) = event.after.as_mut().and_then(|a| a.as_object_mut()) {
+                after.insert("data_gate".into(), gate);
+            }
+        }
+        Ok((outcome, event))
     })
 }
 
@@ -310,11 +388,12 @@ fn transition_locked(
     model: &str,
     version: i32,
     to: Stage,
-    actor: &str,
-    reason: &str,
+    change: Change<'_>,
     action: &'static str,
     servable: &Servable<'_>,
+    rollback: bool,
 ) -> Result<(TransitionOutcome, NewEvent), AppError> {
+    let (actor, reason) = (change.actor, change.reason);
     let current = find_version(conn, model, version)?;
     if current.stage == to.as_str() {
         return Err(AppError::Conflict(format!(
@@ -334,11 +413,21 @@ fn transition_locked(
                 Stage::Archived,
                 actor,
                 &format!("replaced by v{version}: {reason}"),
+                rollback,
             )?;
             archived = Some(prod.version);
         }
     }
-    record(conn, model, version, &current.stage, to, actor, reason)?;
+    record(
+        conn,
+        model,
+        version,
+        &current.stage,
+        to,
+        actor,
+        reason,
+        rollback,
+    )?;
     metrics::counter!(crate::telemetry::MODEL_TRANSITIONS_TOTAL, "stage" => to.as_str())
         .increment(1);
     let updated = find_version(conn, model, version)?;
@@ -355,43 +444,104 @@ fn transition_locked(
     ))
 }
 
-/// Re-promotes the version that was in Production before the current one.
+/// Where a rollback goes: walking the Production history back from the newest promotion, the
+/// first version that is not the current one and was never rolled back from. So repeated
+/// rollbacks walk further back instead of toggling between two versions.
+pub fn rollback_target(
+    conn: &mut DbConnection,
+    model: &str,
+) -> Result<Option<(ModelVersion, ModelVersion)>, AppError> {
+    let Some(current) = production(conn, model)? else {
+        return Ok(None);
+    };
+    let history: Vec<StageTransition> = stage_transitions::table
+        .filter(stage_transitions::model.eq(model))
+        .order(stage_transitions::seq.desc())
+        .select(StageTransition::as_select())
+        .load(conn)?;
+    let rolled_back_from: Vec<i32> = history
+        .iter()
+        .filter(|t| t.rollback && t.from_stage == Stage::Production.as_str())
+        .map(|t| t.version)
+        .collect();
+    let target = history
+        .iter()
+        .filter(|t| t.to_stage == Stage::Production.as_str())
+        .map(|t| t.version)
+        .find(|v| *v != current.version && !rolled_back_from.contains(v));
+    match target {
+        Some(v) => Ok(Some((current, find_version(conn, model, v)?))),
+        None => Ok(None),
+    }
+}
+
+/// Rolls Production back: to `to` when given (a version that was in Production before), else
+/// to [`rollback_target`]. Both transitions are marked as a rollback.
 pub fn rollback(
     conn: &mut DbConnection,
     model: &str,
-    actor: &str,
-    reason: &str,
+    to: Option<i32>,
+    change: Change<'_>,
     servable: &Servable<'_>,
 ) -> Result<TransitionOutcome, AppError> {
     audit::with_event(conn, |conn| {
         let current = production(conn, model)?.ok_or_else(|| {
             AppError::Conflict(format!("{model} has no Production version to roll back"))
         })?;
-        let previous = previous_production(conn, model, current.version)?.ok_or_else(|| {
-            AppError::Conflict(format!(
-                "{model} has no earlier Production version than v{}",
-                current.version
-            ))
-        })?;
-        let reason = if reason.trim().is_empty() {
+        let target = match to {
+            Some(v) => {
+                let was_production: i64 = stage_transitions::table
+                    .filter(stage_transitions::model.eq(model))
+                    .filter(stage_transitions::version.eq(v))
+                    .filter(stage_transitions::to_stage.eq(Stage::Production.as_str()))
+                    .count()
+                    .get_result(conn)?;
+                find_version(conn, model, v)?;
+                if v == current.version {
+                    return Err(AppError::Conflict(format!(
+                        "{model} v{v} is the Production version already"
+                    )));
+                }
+                if was_production == 0 {
+                    return Err(AppError::Conflict(format!(
+                        "{model} v{v} was never in Production; promote it instead of rolling back to it"
+                    )));
+                }
+                v
+            }
+            None => rollback_target(conn, model)?
+                .map(|(_, t)| t.version)
+                .ok_or_else(|| {
+                    AppError::Conflict(format!(
+                        "{model} has no earlier Production version to roll back to from v{} \
+                         (versions rolled back from are skipped)",
+                        current.version
+                    ))
+                })?,
+        };
+        let reason = if change.reason.trim().is_empty() {
             format!("rollback from v{}", current.version)
         } else {
-            format!("rollback from v{}: {reason}", current.version)
+            format!("rollback from v{}: {}", current.version, change.reason)
         };
         transition_locked(
             conn,
             model,
-            previous,
+            target,
             Stage::Production,
-            actor,
-            &reason,
+            Change {
+                reason: &reason,
+                ..change
+            },
             "model.rollback",
             servable,
+            true,
         )
     })
 }
 
-/// The version most recently moved to Production before `version` last was, other than it.
+/// The version in Production before `version` was last promoted, other than it: what its
+/// figures are compared with.
 pub fn previous_production(
     conn: &mut DbConnection,
     model: &str,

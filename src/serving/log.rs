@@ -49,7 +49,10 @@ pub struct PredictionRow {
     pub features_json: String,
     pub probability: f64,
     pub prediction: i32,
+    /// The request's latency: for a batch, the whole batch's.
     pub latency_us: i64,
+    /// Rows the request scored (1, or the batch's size).
+    pub batch_rows: i32,
 }
 
 impl PredictionRow {
@@ -386,10 +389,10 @@ enum Sink {
 
 /// The same columns and timestamp text as diesel's `Insertable`, so diesel reads the rows back.
 const SQLITE_INSERT: &str = "INSERT INTO predictions (request_id, created_at, model, \
-     model_version, endpoint, features_json, probability, prediction, latency_us) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+     model_version, endpoint, features_json, probability, prediction, latency_us, batch_rows) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
-/// Rows per INSERT statement on Postgres: 9 columns each stays far under its parameter limit.
+/// Rows per INSERT statement on Postgres: 10 columns each stays far under its parameter limit.
 const ROWS_PER_STATEMENT: usize = 500;
 
 impl Sink {
@@ -536,6 +539,7 @@ fn sqlite_insert(conn: &mut rusqlite::Connection, rows: &[PredictionRow]) -> rus
                 row.probability,
                 row.prediction,
                 row.latency_us,
+                row.batch_rows,
             ])?;
         }
     }
@@ -593,17 +597,55 @@ pub struct Recent {
 }
 
 pub fn recent(conn: &mut DbConnection, limit: i64) -> Result<Recent, AppError> {
+    page(
+        conn,
+        &LogQuery {
+            limit,
+            ..LogQuery::default()
+        },
+    )
+}
+
+/// Which rows of the log to read: newest first, optionally only one model version, one
+/// predicted class, with or without a feedback label, and older than a request id (the
+/// previous page's last: the key is UUIDv7, so it pages through time).
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub limit: i64,
+    pub version: Option<i32>,
+    pub class: Option<i32>,
+    pub labelled: Option<bool>,
+    pub before: Option<String>,
+}
+
+/// A page of the log (`total` and `labelled` count the whole log).
+pub fn page(conn: &mut DbConnection, q: &LogQuery) -> Result<Recent, AppError> {
     use crate::db::schema::feedback;
     let total: i64 = predictions::table.count().get_result(conn)?;
     let labelled: i64 = feedback::table.count().get_result(conn)?;
-    let rows = predictions::table
+    let mut query = predictions::table
         .left_join(feedback::table)
         // Request ids are UUIDv7, so the key read backwards is newest first (the migration
         // that dropped the created_at index says more).
         .order(predictions::request_id.desc())
-        .limit(limit.clamp(0, 1000))
+        .limit(q.limit.clamp(0, 1000))
         .select((PredictionRow::as_select(), feedback::label.nullable()))
-        .load(conn)?;
+        .into_boxed();
+    if let Some(v) = q.version {
+        query = query.filter(predictions::model_version.eq(v));
+    }
+    if let Some(c) = q.class {
+        query = query.filter(predictions::prediction.eq(c));
+    }
+    match q.labelled {
+        Some(true) => query = query.filter(feedback::label.is_not_null()),
+        Some(false) => query = query.filter(feedback::label.is_null()),
+        None => {}
+    }
+    if let Some(before) = &q.before {
+        query = query.filter(predictions::request_id.lt(before.clone()));
+    }
+    let rows = query.load(conn)?;
     Ok(Recent {
         total,
         labelled,

@@ -39,7 +39,7 @@ use crate::error::AppError;
 use crate::ml::TrainedModel;
 use crate::ml::explain::{self, Explanation};
 use crate::ml::features::Raw;
-use crate::registry::{self, ModelVersion, Servable, Stage, TransitionOutcome};
+use crate::registry::{self, Change, ModelVersion, Servable, Stage, TransitionOutcome};
 use crate::telemetry::{
     INFERENCE_DURATION_SECONDS, MODEL_INFO, MODEL_LOAD_FAILURES_TOTAL, PREDICTIONS_TOTAL,
     SERVING_SATURATED_TOTAL,
@@ -285,10 +285,6 @@ impl Serving {
     }
 
     /// Moves a version to a stage and serves the outcome (see [`Serving::apply`]).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one transition's parts, all needed"
-    )]
     pub fn transition(
         &self,
         conn: &mut DbConnection,
@@ -296,41 +292,40 @@ impl Serving {
         model: &str,
         version: i32,
         stage: Stage,
-        actor: &str,
-        reason: &str,
+        change: Change<'_>,
     ) -> Result<TransitionOutcome, AppError> {
         self.apply(conn, blobs, |conn, servable| {
-            registry::transition(conn, model, version, stage, actor, reason, servable)
+            registry::transition(conn, model, version, stage, change, servable)
         })
     }
 
     /// The promotion training uses in the server: [`Serving::transition`] to Production.
     pub fn promoter(self: &Arc<Self>, blobs: Arc<dyn BlobStore>) -> crate::training::SharedPromote {
         let serving = self.clone();
-        Arc::new(move |conn, model, version, actor, reason| {
+        Arc::new(move |conn, model, version, change| {
             serving.transition(
                 conn,
                 blobs.as_ref(),
                 model,
                 version,
                 Stage::Production,
-                actor,
-                reason,
+                change,
             )
         })
     }
 
-    /// Rolls Production back and serves the outcome (see [`Serving::apply`]).
+    /// Rolls Production back (to `to`, or walking back the history) and serves the outcome
+    /// (see [`Serving::apply`]).
     pub fn rollback(
         &self,
         conn: &mut DbConnection,
         blobs: &dyn BlobStore,
         model: &str,
-        actor: &str,
-        reason: &str,
+        to: Option<i32>,
+        change: Change<'_>,
     ) -> Result<TransitionOutcome, AppError> {
         self.apply(conn, blobs, |conn, servable| {
-            registry::rollback(conn, model, actor, reason, servable)
+            registry::rollback(conn, model, to, change, servable)
         })
     }
 
@@ -342,8 +337,7 @@ impl Serving {
         let production = registry::production(conn, &self.model_name)?;
         let current = self.current();
         let Some(production) = production else {
-            if let Some(old) = current {
-                set_info_gauge(&old.version, 0.0);
+            if current.is_some() {
                 self.slot.store(None);
                 tracing::warn!(model = %self.model_name, "no Production version; serving stopped");
                 return Ok(Refresh::Cleared);
@@ -379,10 +373,6 @@ impl Serving {
                 trained.features.join(", ")
             )));
         }
-        if let Some(old) = &current {
-            set_info_gauge(&old.version, 0.0);
-        }
-        set_info_gauge(&version, 1.0);
         tracing::info!(model = %self.model_name, version = number, kind = %version.model_kind, "serving");
         let label = version.version.to_string();
         let predictions = ["0", "1"].map(|class| {
@@ -434,7 +424,25 @@ fn compute(model: &ServedModel, rows: Vec<Vec<Raw>>, explain: bool) -> Result<Sc
     })
 }
 
-fn set_info_gauge(v: &ModelVersion, value: f64) {
-    metrics::gauge!(MODEL_INFO, "model" => v.model.clone(), "version" => v.version.to_string(), "stage" => v.stage.clone())
-        .set(value);
+/// `model_info{model, version, stage} 1` for the served version, as Prometheus text: one
+/// series, the one served, written at each scrape (a version no longer served leaves no series
+/// behind, with a stage that has changed since).
+pub fn model_info_exposition(served: Option<&ServedModel>) -> String {
+    let escape = |v: &str| {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let mut out = format!(
+        "# HELP {MODEL_INFO} 1 for the model version being served, by model, version and stage.\n# TYPE {MODEL_INFO} gauge\n"
+    );
+    if let Some(m) = served {
+        out.push_str(&format!(
+            "{MODEL_INFO}{{model=\"{}\",version=\"{}\",stage=\"{}\"}} 1\n",
+            escape(&m.version.model),
+            m.version.version,
+            escape(&m.version.stage)
+        ));
+    }
+    out
 }

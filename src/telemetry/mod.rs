@@ -150,10 +150,6 @@ fn describe() {
         PREDICTIONS_TOTAL,
         "Rows scored, by model version and predicted class."
     );
-    describe_gauge!(
-        MODEL_INFO,
-        "1 for the model version being served (0 for ones served before), by model, version and stage."
-    );
     describe_counter!(
         VALIDATION_FAILURES_TOTAL,
         "Prediction request fields refused, by field (unknown_field, body for the rest)."

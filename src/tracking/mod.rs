@@ -60,7 +60,12 @@ impl Run {
     }
 
     pub fn short_id(&self) -> &str {
-        &self.id[..8.min(self.id.len())]
+        self.id.get(..8).unwrap_or(&self.id)
+    }
+
+    /// The start of the dataset's hash, to tell versions apart at a glance.
+    pub fn short_hash(&self) -> &str {
+        self.dataset_hash.get(..12).unwrap_or(&self.dataset_hash)
     }
 }
 
@@ -93,6 +98,27 @@ pub struct RunArtifact {
     pub hash: String,
     pub media_type: String,
     pub size_bytes: i64,
+}
+
+/// Metric series Steward records step by step: per-fold values (`cv_fold_*`), grid points
+/// (`grid_*`) and per-round losses (`*_by_round`), and the per-fold `cv_<m>` series of runs
+/// recorded before they were renamed. Their last step is no summary, so summaries (runs
+/// tables, sort keys, registered versions, `/model/info`) leave them out; run pages plot them.
+pub fn is_series(name: &str) -> bool {
+    const LEGACY_FOLDS: [&str; 8] = [
+        "cv_accuracy",
+        "cv_precision",
+        "cv_recall",
+        "cv_f1",
+        "cv_roc_auc",
+        "cv_pr_auc",
+        "cv_log_loss",
+        "cv_brier",
+    ];
+    name.starts_with("cv_fold_")
+        || name.starts_with("grid_")
+        || name.ends_with("_by_round")
+        || LEGACY_FOLDS.contains(&name)
 }
 
 /// Metrics where lower is better, for sorting runs best first.
@@ -572,7 +598,7 @@ pub fn latest_metrics(
             .order(run_metrics::step.asc())
             .select(RunMetric::as_select())
             .load(conn)?;
-        for m in rows {
+        for m in rows.into_iter().filter(|m| !is_series(&m.name)) {
             out.entry(m.run_id).or_default().insert(m.name, m.value);
         }
     }
@@ -618,7 +644,7 @@ pub struct RunDetail {
     #[serde(flatten)]
     pub run: Run,
     pub params: serde_json::Value,
-    /// The last value of each metric.
+    /// The last value of each metric that is no series ([`is_series`]).
     pub metrics: BTreeMap<String, f64>,
     /// Each metric's values over its steps, for those with more than one step.
     pub history: BTreeMap<String, Vec<(i32, f64)>>,
@@ -631,7 +657,9 @@ pub fn run_detail(conn: &mut DbConnection, id: &str) -> Result<RunDetail, AppErr
     let mut metrics = BTreeMap::new();
     let mut history: BTreeMap<String, Vec<(i32, f64)>> = BTreeMap::new();
     for m in metrics_of(conn, &run.id)? {
-        metrics.insert(m.name.clone(), m.value);
+        if !is_series(&m.name) {
+            metrics.insert(m.name.clone(), m.value);
+        }
         history.entry(m.name).or_default().push((m.step, m.value));
     }
     history.retain(|_, v| v.len() > 1);

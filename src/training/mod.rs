@@ -78,6 +78,8 @@ pub struct ValidationGate {
     pub validated: bool,
     /// Critical expectations its latest validation failed, as labels.
     pub critical: Vec<String>,
+    /// Every expectation its latest validation failed, critical or not.
+    pub failed: Vec<String>,
 }
 
 impl ValidationGate {
@@ -85,19 +87,45 @@ impl ValidationGate {
         let Some(run) = catalog::latest_runs_by_version(conn, dataset)?.remove(&version) else {
             return Ok(ValidationGate::default());
         };
-        let critical = if run.critical_failures == 0 {
-            Vec::new()
-        } else {
-            run.result()?
+        if run.success {
+            return Ok(ValidationGate {
+                validated: true,
+                ..ValidationGate::default()
+            });
+        }
+        let result = run.result()?;
+        Ok(ValidationGate {
+            validated: true,
+            critical: result
                 .critical_failures()
                 .iter()
                 .map(|r| r.label())
-                .collect()
-        };
-        Ok(ValidationGate {
-            validated: true,
-            critical,
+                .collect(),
+            failed: result
+                .results
+                .iter()
+                .filter(|r| !r.success)
+                .map(|r| r.label())
+                .collect(),
         })
+    }
+
+    /// What to tell a person before training on this version: that it was never validated,
+    /// or each expectation it failed (empty when it passed).
+    pub fn warnings(&self, dataset: &str, version: i32) -> Vec<String> {
+        if !self.validated {
+            return vec![format!("{dataset} v{version} has no recorded validation")];
+        }
+        self.failed
+            .iter()
+            .map(|f| {
+                if self.critical.contains(f) {
+                    format!("{f} (critical)")
+                } else {
+                    f.clone()
+                }
+            })
+            .collect()
     }
 
     /// Why training must be forced on this version, if it must.
@@ -131,15 +159,25 @@ impl ValidationGate {
 
 /// Promotes a registered version (model, version, reason) inside the caller's rules: the
 /// server's keeps its serving slot in step, the CLI's only checks that the model can be served.
-/// Arguments: the store, the model, the version, the actor and the reason.
+/// Arguments: the store, the model, the version and who asks why.
 pub type Promote<'a> = &'a (
-        dyn Fn(&mut DbConnection, &str, i32, &str, &str) -> Result<TransitionOutcome, AppError>
+        dyn Fn(
+    &mut DbConnection,
+    &str,
+    i32,
+    registry::Change<'_>,
+) -> Result<TransitionOutcome, AppError>
             + Sync
     );
 
 /// A [`Promote`] that can be sent to the blocking pool.
 pub type SharedPromote = Arc<
-    dyn Fn(&mut DbConnection, &str, i32, &str, &str) -> Result<TransitionOutcome, AppError>
+    dyn Fn(
+            &mut DbConnection,
+            &str,
+            i32,
+            registry::Change<'_>,
+        ) -> Result<TransitionOutcome, AppError>
         + Send
         + Sync,
 >;
@@ -244,6 +282,8 @@ pub fn train(
         (number, gate, version, examples)
     };
     let forced = gate.forced_tag().filter(|_| request.force);
+    // Failures that do not block (non-critical) still travel with the runs.
+    let failed_tag = (!gate.failed.is_empty()).then(|| gate.failed.join("; "));
 
     let mut candidates = Vec::new();
     for &kind in &models {
@@ -274,6 +314,9 @@ pub fn train(
         tracking::set_tag(&mut conn, &run.id, "source", &request.source)?;
         if let Some(forced) = &forced {
             tracking::set_tag(&mut conn, &run.id, "forced", forced)?;
+        }
+        if let Some(failed) = &failed_tag {
+            tracking::set_tag(&mut conn, &run.id, "validation_failed", failed)?;
         }
         // No connection is held while the model fits.
         drop(conn);
@@ -335,7 +378,14 @@ pub fn train(
                 "best of {} candidates by {select_by} ({auc:.3})",
                 candidates.len()
             );
-            promoted = Some(promote(&mut conn, model, v.version, actor, &reason)?);
+            // A forced training forces its promotion too (the reason says why it was chosen,
+            // the audit event that the data gate was overridden).
+            let change = registry::Change {
+                actor,
+                reason: &reason,
+                force: request.force,
+            };
+            promoted = Some(promote(&mut conn, model, v.version, change)?);
         }
         registered = Some(v);
     }
@@ -404,8 +454,9 @@ fn run_candidate(
     Ok(report)
 }
 
-/// The metrics a run records: per-fold values as steps, summaries at step 0, XGBoost's loss per
-/// boosting round, and the grid's scores per parameter set.
+/// The metrics a run records: per-fold values as steps of `cv_fold_<m>` (so the last fold is
+/// never taken for a summary), summaries at step 0 (`cv_<m>_mean`, `cv_<m>_std`,
+/// `holdout_<m>`), XGBoost's loss per boosting round, and the grid's scores per parameter set.
 pub fn run_metrics(report: &CandidateReport) -> Vec<(String, i32, f64)> {
     let mut values: Vec<(String, i32, f64)> = Vec::new();
     let mut put = |name: &str, step: usize, value: f64| {
@@ -413,7 +464,7 @@ pub fn run_metrics(report: &CandidateReport) -> Vec<(String, i32, f64)> {
     };
     for (i, m) in report.cv.folds.iter().enumerate() {
         for (name, v) in metric_fields(m) {
-            put(&format!("cv_{name}"), i, v);
+            put(&format!("cv_fold_{name}"), i, v);
         }
     }
     let cv = &report.cv;
@@ -545,23 +596,16 @@ pub fn report_of(
 pub fn servable_promotion<'a>(
     blobs: &'a dyn BlobStore,
     settings: &'a Settings,
-) -> impl Fn(&mut DbConnection, &str, i32, &str, &str) -> Result<TransitionOutcome, AppError> + Sync + 'a
-{
-    move |conn, model, version, actor, reason| {
+) -> impl Fn(&mut DbConnection, &str, i32, registry::Change<'_>) -> Result<TransitionOutcome, AppError>
++ Sync
++ 'a {
+    move |conn, model, version, change| {
         let features = settings.dataset.feature_names();
         let servable = registry::Servable {
             blobs,
             features: &features,
         };
-        registry::transition(
-            conn,
-            model,
-            version,
-            Stage::Production,
-            actor,
-            reason,
-            &servable,
-        )
+        registry::transition(conn, model, version, Stage::Production, change, &servable)
     }
 }
 

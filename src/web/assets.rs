@@ -19,3 +19,10 @@ pub async fn get_asset(path: web::Path<String>) -> HttpResponse {
         None => HttpResponse::NotFound().body("no such file"),
     }
 }
+
+/// Browsers ask for `/favicon.ico` whatever the page says: send them to the SVG.
+pub async fn get_favicon() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/static/favicon.svg"))
+        .finish()
+}

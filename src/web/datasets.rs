@@ -33,8 +33,13 @@ pub struct VersionRow {
 struct VersionsPartial {
     dataset: String,
     versions: Vec<VersionRow>,
+    /// Every recent validation run, of a dataset version or of a file (`steward validate
+    /// --file`): (id, when, suite, what was validated, status).
+    runs: Vec<(String, String, String, String, String)>,
     is_admin: bool,
     notice: Option<String>,
+    /// Making a version current past its failed validation, shown for a second click.
+    confirm: Option<(i32, Vec<String>)>,
 }
 
 #[derive(Template)]
@@ -57,16 +62,33 @@ async fn versions_partial(
     notice: Option<String>,
 ) -> Result<VersionsPartial, AppError> {
     let name = dataset.clone();
-    let (current, versions, runs) = state
+    let (current, versions, runs, recent) = state
         .db
         .run(move |conn| {
             Ok((
                 catalog::find_dataset(conn, &name)?.and_then(|d| d.current_version),
                 catalog::list_versions(conn, &name)?,
                 catalog::latest_runs_by_version(conn, &name)?,
+                catalog::list_runs(conn, None, 50)?,
             ))
         })
         .await?;
+    let recent = recent
+        .into_iter()
+        .map(|r| {
+            let what = match (&r.dataset, r.version) {
+                (Some(d), Some(v)) => format!("{d} v{v}"),
+                _ => format!("file {}", r.source),
+            };
+            (
+                r.id.clone(),
+                when(&r.created_at),
+                r.suite.clone(),
+                what,
+                r.status().to_owned(),
+            )
+        })
+        .collect();
     let versions = versions
         .into_iter()
         .map(|v| {
@@ -92,8 +114,10 @@ async fn versions_partial(
     Ok(VersionsPartial {
         dataset,
         versions,
+        runs: recent,
         is_admin,
         notice,
+        confirm: None,
     })
 }
 
@@ -137,8 +161,13 @@ pub async fn get_datasets(
 #[serde(deny_unknown_fields)]
 pub struct UseForm {
     version: i32,
+    /// "true" after the person saw the version's validation failures and confirmed.
+    #[serde(default)]
+    force: String,
 }
 
+/// "Make current". A version whose validation failed (or was never recorded) first shows the
+/// failures and asks again.
 pub async fn post_current(
     state: web::Data<AppState>,
     identity: Identity,
@@ -147,7 +176,23 @@ pub async fn post_current(
 ) -> Result<HttpResponse, AppError> {
     identity.require(Role::Admin)?;
     let dataset = path.into_inner();
-    let version = form.version;
+    let UseForm { version, force } = form.into_inner();
+    if force != "true" {
+        let name = dataset.clone();
+        let failures = state
+            .db
+            .run(move |conn| {
+                catalog::find_version(conn, &name, version)?;
+                Ok(crate::training::ValidationGate::of(conn, &name, version)?
+                    .warnings(&name, version))
+            })
+            .await?;
+        if !failures.is_empty() {
+            let mut partial = versions_partial(&state, dataset, true, None).await?;
+            partial.confirm = Some((version, failures));
+            return Ok(html(partial.render()?));
+        }
+    }
     let actor = identity.actor();
     let name = dataset.clone();
     state
@@ -265,6 +310,7 @@ pub async fn get_version(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DiffQuery {
     from: i32,
     to: i32,
@@ -272,7 +318,10 @@ pub struct DiffQuery {
 
 pub struct DiffRow {
     pub name: String,
+    /// The distribution moved past what the row counts explain (see `Shift`).
     pub changed: bool,
+    /// The effect size in words: `d = 0.52`, `TVD = 0.12`, `missing +30.0 pp`.
+    pub effect: String,
     pub left: Option<ProfileRow>,
     pub right: Option<ProfileRow>,
     pub changes: Vec<String>,
@@ -280,9 +329,24 @@ pub struct DiffRow {
 
 impl From<&ColumnDiff> for DiffRow {
     fn from(c: &ColumnDiff) -> Self {
+        let effect = c
+            .shift
+            .as_ref()
+            .map(|s| {
+                let measure = if s.measure == "cohens_d" { "d" } else { "TVD" };
+                let mut text = format!("{measure} = {:.2}", s.value);
+                if s.missing_pp.abs() >= 0.05 {
+                    text.push_str(&format!(", missing {:+.1} pp", s.missing_pp));
+                }
+                text
+            })
+            .unwrap_or_else(|| "–".into());
         DiffRow {
             name: c.name.clone(),
-            changed: !c.changes.is_empty(),
+            changed: c.shift.as_ref().is_some_and(|s| s.shifted)
+                || c.left.is_none()
+                || c.right.is_none(),
+            effect,
             left: c.left.as_ref().map(ProfileRow::from),
             right: c.right.as_ref().map(ProfileRow::from),
             changes: c.changes.clone(),
@@ -360,14 +424,14 @@ impl From<&ExpectationResult> for ExpectationRow {
             critical: r.is_critical(),
             kind: r.kind().to_owned(),
             column: r.column().unwrap_or("").to_owned(),
-            kwargs: kwargs.to_string(),
+            kwargs: super::spaced_json(&kwargs),
             observed: match &r.result.observed_value {
                 Some(serde_json::Value::Number(n))
                     if n.as_f64().is_some_and(|x| x.fract() != 0.0) =>
                 {
                     show(n.as_f64())
                 }
-                Some(v) => v.to_string(),
+                Some(v) => super::spaced_json(v),
                 None => String::new(),
             },
             unexpected: match (r.result.unexpected_count, r.result.unexpected_percent) {

@@ -26,32 +26,33 @@ use crate::http::Access::{Open, Read, Role as Needs, Sensitive};
 pub use crate::http::hx::html;
 
 crate::route_table! { ROUTES, handlers;
-    get "/" => overview::get_overview, Read;
-    get "/login" => login::get_login, Open;
-    post "/login" => login::post_login, Open;
-    post "/logout" => login::post_logout, Open;
-    get "/activity" => activity::get_activity, Read;
-    get "/datasets" => datasets::get_datasets, Read;
-    get "/datasets/{name}/versions/{version}" => datasets::get_version, Read;
-    get "/datasets/{name}/diff" => datasets::get_diff, Read;
-    post "/datasets/{name}/current" => datasets::post_current, Needs(Role::Admin);
-    get "/validations/{id}" => datasets::get_validation, Sensitive;
-    get "/access" => access::get_access, Needs(Role::Viewer);
-    post "/access/users" => access::create_user, Needs(Role::Admin);
-    post "/access/users/{username}/disable" => access::disable_user, Needs(Role::Admin);
-    post "/access/tokens" => access::create_token, Needs(Role::Viewer);
-    post "/access/tokens/{id}/revoke" => access::revoke_token, Needs(Role::Viewer);
-    get "/experiments" => models::get_experiments, Read;
-    post "/experiments/train" => models::post_train, Needs(Role::Admin);
-    get "/experiments/compare" => models::get_compare, Read;
-    get "/runs/{id}" => models::get_run, Read;
-    post "/runs/{id}/register" => models::post_register, Needs(Role::Admin);
-    get "/models" => models::get_models, Read;
-    post "/models/versions/{version}/stage" => models::post_stage, Needs(Role::Approver);
-    post "/models/rollback" => models::post_rollback, Needs(Role::Approver);
-    get "/performance" => models::get_performance, Read;
-    get "/predictions" => predictions::get_predictions, Sensitive;
-    get "/{page}" => planned::get_planned_page, Read;
+    get "/" => overview::get_overview, Read, "Overview";
+    get "/login" => login::get_login, Open, "The login page";
+    post "/login" => login::post_login, Open, "Log in";
+    post "/logout" => login::post_logout, Open, "Log out";
+    get "/activity" => activity::get_activity, Read, "Agent activity: the audit feed";
+    get "/datasets" => datasets::get_datasets, Read, "Datasets and their versions";
+    get "/datasets/{name}/versions/{version}" => datasets::get_version, Read, "A dataset version's profile";
+    get "/datasets/{name}/diff" => datasets::get_diff, Read, "Two versions side by side";
+    post "/datasets/{name}/current" => datasets::post_current, Needs(Role::Admin), "Make a version current";
+    get "/validations/{id}" => datasets::get_validation, Sensitive, "A validation run's data docs";
+    get "/access" => access::get_access, Needs(Role::Viewer), "Users and API tokens";
+    post "/access/users" => access::create_user, Needs(Role::Admin), "Add a user";
+    post "/access/users/{username}/disable" => access::disable_user, Needs(Role::Admin), "Disable a user";
+    post "/access/tokens" => access::create_token, Needs(Role::Viewer), "Create a token";
+    post "/access/tokens/{id}/revoke" => access::revoke_token, Needs(Role::Viewer), "Revoke a token";
+    get "/experiments" => models::get_experiments, Read, "Experiments and runs";
+    post "/experiments/train" => models::post_train, Needs(Role::Admin), "Train now";
+    get "/experiments/compare" => models::get_compare, Read, "Compare two runs";
+    get "/runs/{id}" => models::get_run, Read, "A run";
+    post "/runs/{id}/register" => models::post_register, Needs(Role::Admin), "Register a run's model";
+    get "/models" => models::get_models, Read, "The model registry";
+    post "/models/versions/{version}/stage" => models::post_stage, Needs(Role::Approver), "Move a version to a stage";
+    post "/models/rollback" => models::post_rollback, Needs(Role::Approver), "Roll Production back";
+    get "/performance" => models::get_performance, Read, "Model performance";
+    get "/predictions" => predictions::get_predictions, Sensitive, "The prediction log";
+    get "/favicon.ico" => assets::get_favicon, Open, "The icon";
+    get "/{page}" => planned::get_planned_page, Read, "Pages still to be built";
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -78,7 +79,7 @@ pub const NAV: &[NavItem] = &[
     },
     NavItem {
         path: "/performance",
-        title: "Model performance",
+        title: "Performance",
     },
     NavItem {
         path: "/predictions",
@@ -86,7 +87,7 @@ pub const NAV: &[NavItem] = &[
     },
     NavItem {
         path: "/drift",
-        title: "Drift analysis",
+        title: "Drift",
     },
     NavItem {
         path: "/approvals",
@@ -94,11 +95,11 @@ pub const NAV: &[NavItem] = &[
     },
     NavItem {
         path: "/trends",
-        title: "Historical trends",
+        title: "Trends",
     },
     NavItem {
         path: "/activity",
-        title: "Agent activity",
+        title: "Activity",
     },
     NavItem {
         path: "/experiments",
@@ -139,7 +140,43 @@ impl Chrome {
     }
 }
 
-/// Formats a stored UTC timestamp for people.
+/// Formats a stored UTC timestamp for people (always saying UTC).
 pub fn when(at: &chrono::NaiveDateTime) -> String {
     at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// Compact JSON with a space after each comma and colon outside strings, so a page can wrap it
+/// between values, never inside a number (`10000000` must not read as `1000000` / `0`).
+pub fn spaced_json(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    let (mut in_string, mut escaped) = (false, false);
+    for c in text.chars() {
+        out.push(c);
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c == ',' || c == ':' {
+            out.push(' ');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_is_spaced_between_values_only() {
+        let v = serde_json::json!({"max_value": 10000000, "set": [1, 2], "s": "a,b:\\\"c"});
+        assert_eq!(
+            super::spaced_json(&v),
+            r#"{"max_value": 10000000, "s": "a,b:\\\"c", "set": [1, 2]}"#
+        );
+    }
 }

@@ -59,8 +59,17 @@ struct RunsPartial {
     columns: Vec<(String, String)>,
     metric_names: Vec<String>,
     runs: Vec<RunLine>,
+    /// The dataset versions the experiment's runs learned from: ("dataset:version", label).
+    data_options: Vec<(String, String)>,
+    /// The one shown, when filtered ("dataset:version").
+    data: String,
+    /// How many dataset versions the rows shown span (a ranking across several compares data
+    /// as much as models).
+    data_versions: usize,
     is_admin: bool,
     notice: Option<String>,
+    /// Training past the data gate, shown for a second, deliberate click: the failures.
+    confirm: Vec<String>,
 }
 
 #[derive(Template)]
@@ -72,18 +81,33 @@ struct ExperimentsPage {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RunsQuery {
     experiment: Option<String>,
     sort: Option<String>,
+    /// Only runs on this dataset version, as `dataset:version` (empty: all).
+    data: Option<String>,
+}
+
+/// What the runs table shows: an experiment, sorted by a metric, maybe on one dataset version.
+struct RunsView {
+    experiment: String,
+    sort: String,
+    data: String,
 }
 
 async fn runs_partial(
     state: &AppState,
-    experiment: String,
-    sort: String,
+    view: RunsView,
     is_admin: bool,
     notice: Option<String>,
+    confirm: Vec<String>,
 ) -> Result<RunsPartial, AppError> {
+    let RunsView {
+        experiment,
+        sort,
+        data,
+    } = view;
     let (exp, key, model) = (
         experiment.clone(),
         sort.clone(),
@@ -100,6 +124,26 @@ async fn runs_partial(
             Ok((rows, registered))
         })
         .await?;
+    let key = |r: &RunRow| format!("{}:{}", r.run.dataset, r.run.dataset_version);
+    let mut data_options: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                key(r),
+                data_of(&r.run.dataset, r.run.dataset_version, &r.run.dataset_hash),
+            )
+        })
+        .collect();
+    data_options.sort();
+    data_options.dedup();
+    let rows: Vec<RunRow> = rows
+        .into_iter()
+        .filter(|r| data.is_empty() || key(r) == data)
+        .collect();
+    let mut hashes: Vec<&str> = rows.iter().map(|r| r.run.dataset_hash.as_str()).collect();
+    hashes.sort_unstable();
+    hashes.dedup();
+    let data_versions = hashes.len();
     let mut metric_names: Vec<String> = rows
         .iter()
         .flat_map(|r| r.metrics.keys().cloned())
@@ -124,7 +168,7 @@ async fn runs_partial(
             short: r.run.short_id().to_owned(),
             model: r.run.model_kind.clone(),
             status: r.run.status.clone(),
-            dataset: format!("{} v{}", r.run.dataset, r.run.dataset_version),
+            dataset: data_of(&r.run.dataset, r.run.dataset_version, &r.run.dataset_hash),
             started: when(&r.run.started_at),
             id: r.run.id,
         })
@@ -135,8 +179,12 @@ async fn runs_partial(
         columns,
         metric_names,
         runs,
+        data_options,
+        data,
+        data_versions,
         is_admin,
         notice,
+        confirm,
     })
 }
 
@@ -157,7 +205,12 @@ pub async fn get_experiments(
         .unwrap_or_else(|| state.settings.training.experiment.clone());
     let sort = q.sort.unwrap_or_else(|| "cv_roc_auc_mean".into());
     let is_admin = is_role(&identity, Role::Admin);
-    let partial = runs_partial(&state, experiment, sort, is_admin, None).await?;
+    let view = RunsView {
+        experiment,
+        sort,
+        data: q.data.unwrap_or_default(),
+    };
+    let partial = runs_partial(&state, view, is_admin, None, Vec::new()).await?;
     let experiments = if hx.0 {
         Vec::new()
     } else {
@@ -183,13 +236,46 @@ pub async fn get_experiments(
 
 /// "Train now" on the Experiments page: the configured candidates on the current version,
 /// recorded as runs (registration stays a separate, deliberate step on the Models page).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TrainForm {
+    /// "true" after the person saw the data's validation failures and confirmed.
+    #[serde(default)]
+    force: String,
+}
+
+/// "Train now". On a version whose validation failed (or was never recorded), the failures
+/// are shown first and a second, deliberate click trains anyway (the runs are tagged).
 pub async fn post_train(
     state: web::Data<AppState>,
     identity: Identity,
+    form: web::Form<TrainForm>,
 ) -> Result<HttpResponse, AppError> {
     identity.require(Role::Admin)?;
+    let force = form.into_inner().force == "true";
+    if !force {
+        let dataset = state.settings.dataset.name.clone();
+        let failures = state
+            .db
+            .run(move |conn| {
+                let number = crate::data::resolve_version(conn, &dataset, None)?;
+                let gate = training::ValidationGate::of(conn, &dataset, number)?;
+                Ok(gate.warnings(&dataset, number))
+            })
+            .await?;
+        if !failures.is_empty() {
+            let view = RunsView {
+                experiment: state.settings.training.experiment.clone(),
+                sort: "cv_roc_auc_mean".into(),
+                data: String::new(),
+            };
+            let partial = runs_partial(&state, view, true, None, failures).await?;
+            return Ok(html(partial.render()?));
+        }
+    }
     let request = TrainRequest {
         source: "dashboard".into(),
+        force,
         ..TrainRequest::default()
     };
     let outcome = training::run(
@@ -215,14 +301,12 @@ pub async fn post_train(
         outcome.dataset_version,
         outcome.seconds
     );
-    let partial = runs_partial(
-        &state,
-        outcome.experiment,
-        "cv_roc_auc_mean".into(),
-        true,
-        Some(notice),
-    )
-    .await?;
+    let view = RunsView {
+        experiment: outcome.experiment,
+        sort: "cv_roc_auc_mean".into(),
+        data: String::new(),
+    };
+    let partial = runs_partial(&state, view, true, Some(notice), Vec::new()).await?;
     Ok(html(partial.render()?))
 }
 
@@ -274,8 +358,74 @@ struct RunPage {
     started: String,
     cards: Vec<Card>,
     charts: Vec<String>,
+    /// Metric series plotted over their steps (per fold, per boosting round, per step).
+    histories: Vec<String>,
+    /// Summary metrics, each value formatted for its kind.
+    metrics: Vec<(String, String)>,
     slices: Vec<SliceTable>,
     grid: Vec<(String, String)>,
+}
+
+/// A metric's value as people read it: counts as integers, the rest to four places.
+pub fn fmt_metric(name: &str, value: f64) -> String {
+    let count = name.ends_with("rows") || name.ends_with("_count") || name.starts_with("n_");
+    if count && value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.4}")
+    }
+}
+
+/// The run's metric series as charts: the per-fold values of the main metrics in one, and
+/// every other series (XGBoost's holdout log-loss per round, an MLflow run's steps) in its own.
+fn history_charts(detail: &RunDetail) -> Vec<String> {
+    let points = |h: &Vec<(i32, f64)>, offset: f64| -> Vec<(f64, f64)> {
+        h.iter()
+            .map(|&(step, v)| (f64::from(step) + offset, v))
+            .collect()
+    };
+    let mut out = Vec::new();
+    let folds: Vec<(String, Vec<(f64, f64)>)> = [
+        ("roc_auc", "ROC-AUC"),
+        ("accuracy", "accuracy"),
+        ("f1", "F1"),
+    ]
+    .iter()
+    .filter_map(|(m, label)| {
+        detail
+            .history
+            .get(&format!("cv_fold_{m}"))
+            .map(|h| ((*label).to_owned(), points(h, 1.0)))
+    })
+    .collect();
+    if !folds.is_empty() {
+        out.push(charts::history(
+            "Each cross-validation fold",
+            "fold",
+            "metric on the fold's held-out rows",
+            &folds,
+        ));
+    }
+    if let Some(h) = detail.history.get("holdout_logloss_by_round") {
+        out.push(charts::history(
+            "Holdout log-loss by boosting round",
+            "round",
+            "log-loss",
+            &[("holdout".into(), points(h, 1.0))],
+        ));
+    }
+    let others = detail.history.iter().filter(|(name, _)| {
+        !name.starts_with("cv_fold_") && name.as_str() != "holdout_logloss_by_round"
+    });
+    for (name, h) in others.take(6) {
+        out.push(charts::history(
+            name,
+            "step",
+            name,
+            &[(name.clone(), points(h, 0.0))],
+        ));
+    }
+    out
 }
 
 /// The stored SVG artifacts of a run, in page order.
@@ -398,31 +548,67 @@ pub async fn get_run(
             })
             .unwrap_or_default(),
         charts,
+        histories: history_charts(&detail),
+        metrics: detail
+            .metrics
+            .iter()
+            .map(|(name, v)| (name.clone(), fmt_metric(name, *v)))
+            .collect(),
         detail,
     };
     Ok(html(page.render()?))
 }
 
 /// "Register" on a finished run's page: the next version of the registered model, in stage
-/// None; the browser then goes to the Models page to promote it.
+/// None; the browser then goes to the Models page to promote it. A run trained on data whose
+/// validation failed first shows the failures and asks again.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterForm {
+    #[serde(default)]
+    force: String,
+}
+
+#[derive(Template)]
+#[template(path = "register_confirm.html")]
+struct RegisterConfirm {
+    run_id: String,
+    data: String,
+    failures: Vec<String>,
+}
+
 pub async fn post_register(
     state: web::Data<AppState>,
     identity: Identity,
     path: web::Path<String>,
+    form: web::Form<RegisterForm>,
 ) -> Result<HttpResponse, AppError> {
     identity.require(Role::Admin)?;
     let id = path.into_inner();
+    let force = form.into_inner().force == "true";
     let (model, actor) = (state.settings.registry.model.clone(), identity.actor());
-    state
+    let outcome = state
         .db
         .run(move |conn| {
             let run = tracking::find_run(conn, &id)?;
-            registry::register(conn, &model, &run, &actor)
+            let gate = training::ValidationGate::of(conn, &run.dataset, run.dataset_version)?;
+            let warnings = gate.warnings(&run.dataset, run.dataset_version);
+            if !force && !warnings.is_empty() {
+                return Ok(Err(RegisterConfirm {
+                    data: format!("{} v{}", run.dataset, run.dataset_version),
+                    run_id: run.id,
+                    failures: warnings,
+                }));
+            }
+            registry::register(conn, &model, &run, &actor).map(Ok)
         })
         .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header(("HX-Redirect", "/models"))
-        .finish())
+    match outcome {
+        Ok(_) => Ok(HttpResponse::Ok()
+            .insert_header(("HX-Redirect", "/models"))
+            .finish()),
+        Err(confirm) => Ok(html(confirm.render()?)),
+    }
 }
 
 #[derive(Template)]
@@ -485,7 +671,7 @@ pub async fn get_compare(
         metrics: c
             .metrics
             .iter()
-            .filter(|m| !m.name.starts_with("cv_") || m.name.ends_with("_mean"))
+            .filter(|m| !tracking::is_series(&m.name))
             .map(|m| (m.name.clone(), fmt(m.a), fmt(m.b), fmt_delta(m.delta())))
             .collect(),
         roc,
@@ -495,12 +681,21 @@ pub async fn get_compare(
     Ok(html(page.render()?))
 }
 
+/// A promotion past the data gate, shown for a second, deliberate click.
+pub struct GateConfirm {
+    pub version: i32,
+    pub dataset: String,
+    pub failures: Vec<String>,
+}
+
 #[derive(Template)]
 #[template(path = "models_partial.html")]
 struct ModelsPartial {
     detail: ModelDetail,
     can_approve: bool,
-    can_rollback: bool,
+    /// Where "Roll back" goes, named with its figures: (version, description).
+    rollback_to: Option<(i32, String)>,
+    confirm: Option<GateConfirm>,
     notice: Option<String>,
 }
 
@@ -511,27 +706,49 @@ struct ModelsPage {
     partial: ModelsPartial,
 }
 
+/// A version as a confirmation names it: kind, key figures and its data.
+fn describe(v: &registry::ModelVersion) -> String {
+    let m = v.metrics();
+    format!(
+        "{}, CV ROC-AUC {}, holdout ROC-AUC {}, trained on {} v{}",
+        v.model_kind,
+        fmt(m.get("cv_roc_auc_mean").copied()),
+        fmt(m.get("holdout_roc_auc").copied()),
+        v.dataset,
+        v.dataset_version
+    )
+}
+
 async fn models_partial(
     state: &AppState,
     can_approve: bool,
+    confirm: Option<GateConfirm>,
     notice: Option<String>,
 ) -> Result<ModelsPartial, AppError> {
     let name = state.settings.registry.model.clone();
-    let (detail, can_rollback) = state
+    let (detail, rollback_to) = state
         .db
         .run(move |conn| {
             let detail = registry::model_detail(conn, &name)?;
-            let can_rollback = match detail.production {
-                Some(p) => registry::previous_production(conn, &name, p)?.is_some(),
-                None => false,
-            };
-            Ok((detail, can_rollback))
+            let rollback_to = registry::rollback_target(conn, &name)?.map(|(current, target)| {
+                (
+                    target.version,
+                    format!(
+                        "Roll back Production from v{} to v{} ({})?",
+                        current.version,
+                        target.version,
+                        describe(&target)
+                    ),
+                )
+            });
+            Ok((detail, rollback_to))
         })
         .await?;
     Ok(ModelsPartial {
         detail,
         can_approve,
-        can_rollback,
+        rollback_to,
+        confirm,
         notice,
     })
 }
@@ -542,7 +759,7 @@ pub async fn get_models(
     hx: HxRequest,
 ) -> Result<HttpResponse, AppError> {
     identity.require_read(&state.settings.auth)?;
-    let partial = models_partial(&state, is_role(&identity, Role::Approver), None).await?;
+    let partial = models_partial(&state, is_role(&identity, Role::Approver), None, None).await?;
     page_or_partial(hx, partial, |partial| {
         ModelsPage {
             chrome: Chrome::new(&identity, "/models"),
@@ -553,10 +770,14 @@ pub async fn get_models(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StageForm {
     stage: String,
     #[serde(default)]
     reason: String,
+    /// "true" after the person saw the data gate's failures and confirmed.
+    #[serde(default)]
+    force: String,
 }
 
 /// htmx sends the answer to `hx-prompt` in this header.
@@ -569,6 +790,8 @@ fn prompt(req: &HttpRequest) -> String {
         .to_owned()
 }
 
+/// A stage change. Promoting a version trained on data whose validation failed first shows
+/// the failures and asks again; the second click forces it, with a reason (audited).
 pub async fn post_stage(
     state: web::Data<AppState>,
     identity: Identity,
@@ -588,20 +811,42 @@ pub async fn post_stage(
     } else {
         form.reason
     };
-    let (model, actor) = (state.settings.registry.model.clone(), identity.actor());
+    let force = form.force == "true";
+    let model = state.settings.registry.model.clone();
+    if stage == Stage::Production && !force {
+        let name = model.clone();
+        let gate = state
+            .db
+            .run(move |conn| {
+                let v = registry::find_version(conn, &name, version)?;
+                let failures = registry::data_failures(conn, &v)?;
+                Ok((format!("{} v{}", v.dataset, v.dataset_version), failures))
+            })
+            .await?;
+        if !gate.1.is_empty() {
+            let confirm = GateConfirm {
+                version,
+                dataset: gate.0,
+                failures: gate.1,
+            };
+            return Ok(html(
+                models_partial(&state, true, Some(confirm), None)
+                    .await?
+                    .render()?,
+            ));
+        }
+    }
+    let actor = identity.actor();
     let (serving, blobs) = (state.serving.clone(), state.blobs.clone());
     let out = state
         .db
         .run(move |conn| {
-            serving.transition(
-                conn,
-                blobs.as_ref(),
-                &model,
-                version,
-                stage,
-                &actor,
-                &reason,
-            )
+            let change = registry::Change {
+                actor: &actor,
+                reason: &reason,
+                force,
+            };
+            serving.transition(conn, blobs.as_ref(), &model, version, stage, change)
         })
         .await?;
     let archived = out
@@ -610,29 +855,54 @@ pub async fn post_stage(
         .unwrap_or_default();
     let notice = format!("v{version} moved to {stage}.{archived}");
     Ok(html(
-        models_partial(&state, true, Some(notice)).await?.render()?,
+        models_partial(&state, true, None, Some(notice))
+            .await?
+            .render()?,
     ))
+}
+
+/// "Roll back": to the version the button named (the form carries it, so a rollback made
+/// meanwhile by someone else is not followed by a second, unseen one).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackForm {
+    to: Option<i32>,
 }
 
 pub async fn post_rollback(
     state: web::Data<AppState>,
     identity: Identity,
+    form: web::Form<RollbackForm>,
     req: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
     identity.require(Role::Approver)?;
     let reason = prompt(&req);
+    let to = form.into_inner().to;
     let (model, actor) = (state.settings.registry.model.clone(), identity.actor());
     let (serving, blobs) = (state.serving.clone(), state.blobs.clone());
     let out = state
         .db
-        .run(move |conn| serving.rollback(conn, blobs.as_ref(), &model, &actor, &reason))
+        .run(move |conn| {
+            let change = registry::Change {
+                actor: &actor,
+                reason: &reason,
+                force: false,
+            };
+            serving.rollback(conn, blobs.as_ref(), &model, to, change)
+        })
         .await?;
     let notice = format!(
-        "Rolled back: v{} is in Production again.",
-        out.version.version
+        "Rolled back from v{} to v{}: {}.",
+        out.archived
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "–".into()),
+        out.version.version,
+        describe(&out.version)
     );
     Ok(html(
-        models_partial(&state, true, Some(notice)).await?.render()?,
+        models_partial(&state, true, None, Some(notice))
+            .await?
+            .render()?,
     ))
 }
 
@@ -644,10 +914,20 @@ struct PerformancePage {
     /// (version, stage, model kind, dataset, run id, short run id)
     version: Option<(i32, String, String, String, String, String)>,
     compared_with: String,
+    /// Why the figures are not compared: the two versions learned from different data.
+    data_differs: Option<String>,
     cards: Vec<Card>,
     charts: Vec<String>,
     slices: Vec<SliceTable>,
     versions: Vec<(i32, String)>,
+}
+
+/// A dataset version as comparisons name it: name, version and the start of its hash.
+fn data_of(dataset: &str, version: i32, hash: &str) -> String {
+    format!(
+        "{dataset} v{version} ({})",
+        hash.chars().take(12).collect::<String>()
+    )
 }
 
 #[derive(Deserialize)]
@@ -714,6 +994,7 @@ pub async fn get_performance(
         model,
         version: None,
         compared_with: String::new(),
+        data_differs: None,
         cards: Vec::new(),
         charts: Vec::new(),
         slices: Vec::new(),
@@ -726,19 +1007,41 @@ pub async fn get_performance(
             .as_ref()
             .map(|p| format!("v{} ({})", p.version, p.model_kind))
             .unwrap_or_default();
+        // Figures on different data are not compared: the change would mix the model's with
+        // the data's.
+        let same_data = previous
+            .as_ref()
+            .is_none_or(|p| p.dataset == v.dataset && p.dataset_hash == v.dataset_hash);
+        if let (Some(p), false) = (&previous, same_data) {
+            page.data_differs = Some(format!(
+                "v{} learned from {}, v{} from {}: their figures are not compared.",
+                v.version,
+                data_of(&v.dataset, v.dataset_version, &v.dataset_hash),
+                p.version,
+                data_of(&p.dataset, p.dataset_version, &p.dataset_hash)
+            ));
+        }
+        let here = data_of(&v.dataset, v.dataset_version, &v.dataset_hash);
         page.cards = PERFORMANCE_CARDS
             .iter()
             .map(|(k, label)| {
                 let value = now.get(*k).copied();
                 let delta = value.zip(before.as_ref().and_then(|b| b.get(*k).copied()));
+                let sub = match (delta, same_data) {
+                    (Some((a, b)), true) => {
+                        format!(
+                            "{} vs {} on {here}",
+                            fmt_delta(Some(a - b)),
+                            page.compared_with
+                        )
+                    }
+                    (Some(_), false) => format!("on {here}; not compared (different data)"),
+                    (None, _) => format!("on {here}; no previous production version"),
+                };
                 Card {
                     label: (*label).to_owned(),
                     value: fmt(value),
-                    sub: delta
-                        .map(|(a, b)| {
-                            format!("{} vs {}", fmt_delta(Some(a - b)), page.compared_with)
-                        })
-                        .unwrap_or_else(|| "no previous production version".into()),
+                    sub,
                 }
             })
             .collect();

@@ -16,6 +16,7 @@ mod cli;
 mod control;
 mod dashboard;
 mod data;
+mod figures;
 mod layers;
 mod probes;
 mod routes;

@@ -156,6 +156,7 @@ async fn every_route_enforces_its_declared_access() {
         method: "post",
         path: "/logout",
         access: Access::Open,
+        summary: "Log out",
     };
     let vera = &callers[0];
     assert_eq!(send(&vera.session, &logout, None, None).await, 403);

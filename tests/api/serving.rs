@@ -502,6 +502,7 @@ async fn a_full_prediction_log_makes_callers_wait_and_loses_nothing() {
         probability: 0.5,
         prediction: 1,
         latency_us: i,
+        batch_rows: 1,
     };
     // Another connection holds a write lock on the log's table.
     let mut locker = db.get().expect("conn");

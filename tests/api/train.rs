@@ -82,8 +82,18 @@ async fn training_is_reproducible_and_meets_the_reference_bar() {
     assert_eq!(run["dataset_version"], 1);
     assert_eq!(run["steward_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(
-        run["history"]["cv_roc_auc"].as_array().map(Vec::len),
-        Some(5)
+        run["history"]["cv_fold_roc_auc"].as_array().map(Vec::len),
+        Some(5),
+        "per-fold values are a series named as one"
+    );
+    // Summaries are summaries: no per-fold value can pass for one.
+    let metrics = run["metrics"].as_object().expect("metrics");
+    assert!(metrics.contains_key("cv_accuracy_mean"));
+    assert!(
+        !metrics
+            .keys()
+            .any(|k| k.starts_with("cv_fold_") || k == "cv_accuracy"),
+        "{metrics:?}"
     );
     assert_eq!(
         run["history"]["holdout_logloss_by_round"]
@@ -318,10 +328,11 @@ async fn first_start_promotes_the_best_and_the_registry_keeps_its_history() {
         [(2, "Production".to_owned()), (1, "Archived".to_owned())]
     );
 
-    // Rollback re-promotes v1, from the CLI this time.
+    // Rollback re-promotes v1, from the CLI this time, naming where it went.
     let (code, out, err) = app.run_cli(&["models", "rollback", "--reason", "drill"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("rolled back to v1"), "{out}");
+    assert!(out.contains("rolled back from v2 to v1"), "{out}");
+    assert!(out.contains("CV ROC-AUC"), "the target's figures: {out}");
     let (_, model) = app
         .api(&admin, "GET", "/api/v1/models/heart-disease", json!({}))
         .await;
@@ -333,12 +344,23 @@ async fn first_start_promotes_the_best_and_the_registry_keeps_its_history() {
     assert_eq!(last["to_stage"], "Production");
     assert_eq!(last["reason"], "rollback from v2: drill");
     assert!(last["actor"].as_str().expect("actor").starts_with("cli:"));
+    // A second rollback does not toggle back to v2 (it was rolled back from); there is
+    // nothing earlier, so it is refused. Going back to v2 is an explicit choice.
     let (status, out) = app
         .api(
             &approver,
             "POST",
             "/api/v1/models/heart-disease/rollback",
             json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "{out}");
+    let (status, out) = app
+        .api(
+            &approver,
+            "POST",
+            "/api/v1/models/heart-disease/rollback",
+            json!({ "to": 2 }),
         )
         .await;
     assert_eq!(status, 200, "{out}");
@@ -386,7 +408,7 @@ async fn first_start_promotes_the_best_and_the_registry_keeps_its_history() {
     app.login_admin().await;
     let page = app.get("/models").await.text().await.expect("html");
     assert!(
-        page.contains("rollback from v2: drill") && page.contains("Roll back Production"),
+        page.contains("rollback from v2: drill") && !page.contains("id=\"rollback\""),
         "{page}"
     );
     let page = app.get("/performance").await.text().await.expect("html");

@@ -146,7 +146,7 @@ test('the first model is in production; a run is registered, promoted and rolled
   await page.click('#versions-table tr:has-text("v2") button:has-text("Promote")');
   await page.waitForSelector('#registry p.ok');
   assert.match(await page.textContent('#registry p.ok'), /v2 moved to Production\. v1 archived/);
-  await page.click('button:has-text("Roll back Production")');
+  await page.click('#rollback');
   await page.waitForSelector('#registry p.ok:has-text("Rolled back")');
   assert.match(await page.textContent('#transitions-table'), /rollback from v2: e2e check/);
   assert.match(await page.textContent('#versions-table tr.current'), /v1/);
@@ -192,5 +192,63 @@ test('/docs is Swagger UI from the binary, listing the prediction endpoints', as
   }
   assert.deepEqual(external, [], 'no asset comes from outside the server');
   await page.screenshot({ path: join(root, 'target', 'e2e-docs.png') });
+  await page.close();
+});
+
+test('repeated rollbacks walk back the history, and each confirmation names its target', async () => {
+  const { page, errors } = await loggedIn();
+  const dialogs = [];
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.accept(d.type() === 'prompt' ? 'e2e walk back' : undefined); });
+  // A third version: register a run nobody registered yet, promote it.
+  await page.goto(`${base}/experiments`);
+  const unregistered = page.locator('tr.run-row', { has: page.locator('td:last-child:empty') }).first();
+  await unregistered.locator('a').first().click();
+  await page.click('button:has-text("Register")');
+  await page.waitForURL(/\/models$/);
+  const newest = await page.locator('#versions-table tbody tr').first().locator('td').first().textContent();
+  await page.click(`#versions-table tr:has-text("${newest.trim()}") button:has-text("Promote")`);
+  await page.waitForSelector('#registry p.ok');
+  // v2 was rolled back from earlier: the rollback skips it and names v1, with its figures.
+  assert.match(await page.textContent('#rollback'), /Roll back to v1/);
+  await page.click('#rollback');
+  await page.waitForSelector('#registry p.ok:has-text("Rolled back")');
+  const confirmation = dialogs.find((m) => m.startsWith('Roll back Production'));
+  assert.match(confirmation, new RegExp(`from ${newest.trim()} to v1 \\(\\w+, CV ROC-AUC 0\\.\\d{3}`));
+  assert.match(await page.textContent('#versions-table tr.current'), /v1/);
+  assert.equal(await page.locator('#rollback').count(), 0, 'nothing earlier that was not rolled back from');
+  await page.screenshot({ path: join(root, 'target', 'e2e-rollback.png'), fullPage: true });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a version that failed its validation is shown with its failures before it is made current or trained on', async () => {
+  const { page, errors } = await loggedIn();
+  const csrf = await page.evaluate(() => JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token']);
+  const { readFileSync } = await import('node:fs');
+  const hungary = readFileSync(join(root, 'data', 'uci-heart-disease', 'processed.hungarian.data'));
+  const added = await page.request.post(`${base}/api/v1/datasets/heart/versions?file_name=hungarian.data&message=Hungary`, {
+    data: hungary, headers: { 'X-CSRF-Token': csrf, 'Content-Type': 'text/csv' },
+  });
+  assert.equal(added.status(), 201);
+  const version = (await added.json()).version.version;
+  page.on('dialog', (d) => d.accept());
+  await page.goto(`${base}/datasets`);
+  // Move back to Cleveland (passed: no question), then forward to Hungary (failed: asked again).
+  await page.click('#versions tr:has-text("v1") button:has-text("Make current")');
+  await page.waitForSelector('#versions p.ok');
+  await page.click(`#versions tr:has-text("v${version}") button:has-text("Make current")`);
+  await page.waitForSelector('#current-confirm');
+  assert.match(await page.textContent('#current-confirm'), /expect_column_values_to_not_be_null\(ca\)/);
+  await page.screenshot({ path: join(root, 'target', 'e2e-current-confirm.png'), fullPage: true });
+  await page.click('#current-confirm button:has-text("Make current anyway")');
+  await page.waitForSelector(`#versions p.ok:has-text("now uses v${version}")`);
+  // Train now on it: the same question first.
+  await page.goto(`${base}/experiments`);
+  await page.click('button:has-text("Train now")');
+  await page.waitForSelector('#train-confirm');
+  assert.match(await page.textContent('#train-confirm'), /not_be_null\(thal\)/);
+  await page.click('#train-confirm button:has-text("Train anyway")');
+  await page.waitForSelector('#runs p.ok:has-text("Trained")');
+  assert.deepEqual(errors, []);
   await page.close();
 });
