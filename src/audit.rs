@@ -371,22 +371,35 @@ pub fn latest_with_action(
 }
 
 /// Actions whose details only admins read: configuration, users, tokens and logins. Others see
-/// that such an event happened, by whom and on what, but not its before/after.
+/// that such an event happened, and when, but not by whom, on what, nor its before/after.
 pub fn is_admin_only(action: &str) -> bool {
     ["config.", "user.", "token.", "auth."]
         .iter()
         .any(|prefix| action.starts_with(prefix))
 }
 
-/// Leaves out the before/after of admin-only events unless the reader is an admin.
+/// What a non-admin reads in place of an admin-only event's actor and subject.
+pub const REDACTED: &str = "(admin only)";
+
+/// Leaves out who and what of admin-only events unless the reader is an admin: before/after,
+/// subject and actor (which name users: a failed login's subject would otherwise tell an
+/// existing name from an unknown one). The action and time stay.
 pub fn redact_for(events: &mut [AuditEvent], admin: bool) {
-    if admin {
-        return;
+    for e in events.iter_mut() {
+        redact(e, admin);
     }
-    for e in events.iter_mut().filter(|e| is_admin_only(&e.action)) {
-        e.before_json = None;
-        e.after_json = None;
+}
+
+/// [`redact_for`] for one event; says whether anything was left out.
+pub fn redact(e: &mut AuditEvent, admin: bool) -> bool {
+    if admin || !is_admin_only(&e.action) {
+        return false;
     }
+    e.before_json = None;
+    e.after_json = None;
+    e.subject = REDACTED.to_owned();
+    e.actor = REDACTED.to_owned();
+    true
 }
 
 /// Where the chain first breaks.
@@ -398,7 +411,12 @@ pub struct Break {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
+    /// Events known intact, from the first: up to the head when the chain holds, else up to
+    /// the break.
     pub events_checked: u64,
+    /// Of those, the events hashed by this verification (the rest were verified before and
+    /// their last hash still holds).
+    pub events_hashed: u64,
     /// The head this verification read first: the snapshot it checked up to.
     pub head_seq: i64,
     #[serde(skip)]
@@ -418,7 +436,9 @@ pub fn verify(conn: &mut DbConnection) -> Result<Verification, AppError> {
 }
 
 /// Verifies the chain from a position verified before (`(seq, hash)`): the event at `seq`
-/// must still carry `hash`, and every event after it is checked. `None` checks from the start.
+/// must still carry `hash` (else the chain was cut and regrown, or rewritten: a break), the
+/// head may not be behind it (a cut tail), and every event after it is checked. `None` checks
+/// from the start.
 ///
 /// The head is read first and only events up to it are walked: events appended meanwhile
 /// are left for the next verification, so concurrent appends never read as tampering.
@@ -429,8 +449,9 @@ pub fn verify_since(
     const PAGE: i64 = 1000;
     let key = process_key()?;
     let head = head(conn)?;
-    let broken = |seq: i64, checked: u64, reason: String| Verification {
+    let broken = |seq: i64, checked: u64, hashed: u64, reason: String| Verification {
         events_checked: checked,
+        events_hashed: hashed,
         head_seq: head.seq,
         head_hash: head.hash.clone(),
         first_break: Some(Break { seq, reason }),
@@ -440,42 +461,71 @@ pub fn verify_since(
             return Ok(broken(
                 head.seq,
                 0,
+                0,
                 format!("the chain is said to be keyed from event {k}, past its head"),
             ));
         }
         if k > 1 && k <= head.seq {
-            let marker: Option<String> = audit_events::table
+            let marker: Option<(String, Option<String>)> = audit_events::table
                 .find(k)
-                .select(audit_events::action)
+                .select((audit_events::action, audit_events::after_json))
                 .first(conn)
                 .optional()?;
-            if marker.as_deref() != Some(CHAIN_KEYED) {
+            let legacy_events = marker
+                .as_ref()
+                .and_then(|(_, after)| after.as_deref())
+                .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+                .and_then(|a| a.get("legacy_events").and_then(|n| n.as_i64()));
+            let is_marker = marker.as_ref().map(|(action, _)| action.as_str()) == Some(CHAIN_KEYED);
+            if !is_marker || legacy_events != Some(k - 1) {
                 return Ok(broken(
                     k,
                     0,
+                    0,
                     format!(
-                        "the chain is said to be keyed from event {k}, which is no {CHAIN_KEYED} event"
+                        "the chain is said to be keyed from event {k}, which is no {CHAIN_KEYED} \
+                         event over the {} events before it",
+                        k - 1
                     ),
                 ));
             }
         }
     }
     let (mut expected_seq, mut prev_hash) = match from {
-        Some((seq, hash)) if seq <= head.seq => {
+        Some((seq, _)) if seq > head.seq => {
+            return Ok(broken(
+                head.seq + 1,
+                u64::try_from(head.seq).unwrap_or(0),
+                0,
+                format!(
+                    "the log ends at event {} but it had been verified up to event {seq} (a cut tail)",
+                    head.seq
+                ),
+            ));
+        }
+        Some((seq, hash)) => {
             let stored: Option<String> = audit_events::table
                 .find(seq)
                 .select(audit_events::hash)
                 .first(conn)
                 .optional()?;
-            if stored.as_deref() == Some(hash.as_str()) {
-                (seq + 1, hash)
-            } else {
-                (1, GENESIS_HASH.to_owned())
+            if stored.as_deref() != Some(hash.as_str()) {
+                return Ok(broken(
+                    seq,
+                    0,
+                    0,
+                    format!(
+                        "event {seq} no longer has the hash it was verified with (the chain was \
+                         cut and regrown, or rewritten)"
+                    ),
+                ));
             }
+            (seq + 1, hash)
         }
-        _ => (1, GENESIS_HASH.to_owned()),
+        None => (1, GENESIS_HASH.to_owned()),
     };
-    let mut checked = 0_u64;
+    let before = u64::try_from(expected_seq - 1).unwrap_or(0);
+    let mut hashed = 0_u64;
     while expected_seq <= head.seq {
         let rows: Vec<AuditEvent> = audit_events::table
             .filter(audit_events::seq.ge(expected_seq))
@@ -491,7 +541,8 @@ pub fn verify_since(
             if row.seq != expected_seq {
                 return Ok(broken(
                     expected_seq,
-                    checked,
+                    before + hashed,
+                    hashed,
                     format!(
                         "event {expected_seq} is missing (next present is {})",
                         row.seq
@@ -501,14 +552,16 @@ pub fn verify_since(
             if row.prev_hash != prev_hash {
                 return Ok(broken(
                     row.seq,
-                    checked,
+                    before + hashed,
+                    hashed,
                     "prev_hash does not match the previous event's hash".into(),
                 ));
             }
             if row.expected_hash(key, head.keyed_from) != row.hash {
                 return Ok(broken(
                     row.seq,
-                    checked,
+                    before + hashed,
+                    hashed,
                     "contents do not match the stored hash (the row was altered, or hashed \
                      without the chain key)"
                         .into(),
@@ -516,13 +569,14 @@ pub fn verify_since(
             }
             prev_hash = row.hash;
             expected_seq += 1;
-            checked += 1;
+            hashed += 1;
         }
     }
     if expected_seq - 1 != head.seq || prev_hash != head.hash {
         return Ok(broken(
             expected_seq,
-            checked,
+            before + hashed,
+            hashed,
             format!(
                 "the log ends at event {} but its head records event {}",
                 expected_seq - 1,
@@ -531,27 +585,71 @@ pub fn verify_since(
         ));
     }
     Ok(Verification {
-        events_checked: checked,
+        events_checked: before + hashed,
+        events_hashed: hashed,
         head_seq: head.seq,
         head_hash: head.hash,
         first_break: None,
     })
 }
 
-/// The last position verified intact, so a page view re-hashes only what was appended since.
-#[derive(Default)]
-pub struct VerifiedPosition(Mutex<Option<(i64, String)>>);
+/// The server's running verification: the furthest position verified intact (so a page view
+/// re-hashes only what was appended since, and a head that falls behind it is a cut), checked
+/// each time against the head record outside the database. Every verification sets
+/// `steward_audit_chain_intact`.
+pub struct VerifiedPosition {
+    position: Mutex<Option<(i64, String)>>,
+    storage_dir: PathBuf,
+}
 
 impl VerifiedPosition {
-    /// Verifies from the cached position and moves it forward when the chain holds.
-    pub fn verify(&self, conn: &mut DbConnection) -> Result<Verification, AppError> {
-        let from = self.0.lock().ok().and_then(|g| g.clone());
-        let report = verify_since(conn, from)?;
-        if let Ok(mut guard) = self.0.lock() {
-            *guard = report
-                .is_intact()
-                .then(|| (report.head_seq, report.head_hash.clone()));
+    pub fn new(storage_dir: &Path) -> Self {
+        Self {
+            position: Mutex::new(None),
+            storage_dir: storage_dir.to_owned(),
         }
+    }
+
+    /// Verifies from the furthest position verified intact and moves it forward when the
+    /// chain holds; a break leaves the position where it was, so it stays visible.
+    pub fn verify(&self, conn: &mut DbConnection) -> Result<Verification, AppError> {
+        let from = self.position.lock().ok().and_then(|g| g.clone());
+        let report = verify_since(conn, from)?;
+        self.finish(conn, report)
+    }
+
+    /// Verifies the whole chain from the first event, and also that it still holds the
+    /// furthest position verified before (a scheduled check: rows altered behind the
+    /// position show here, not in [`Self::verify`]).
+    pub fn verify_full(&self, conn: &mut DbConnection) -> Result<Verification, AppError> {
+        let from = self.position.lock().ok().and_then(|g| g.clone());
+        let mut report = verify_since(conn, None)?;
+        if report.is_intact() && from.is_some() {
+            let held = verify_since(conn, from)?;
+            if !held.is_intact() {
+                report.first_break = held.first_break;
+            }
+        }
+        self.finish(conn, report)
+    }
+
+    fn finish(
+        &self,
+        conn: &mut DbConnection,
+        mut report: Verification,
+    ) -> Result<Verification, AppError> {
+        if report.is_intact() {
+            report.first_break = check_head_record(conn, &self.storage_dir)?;
+        }
+        let intact = report.is_intact();
+        if intact {
+            if let Ok(mut guard) = self.position.lock() {
+                *guard = Some((report.head_seq, report.head_hash.clone()));
+            }
+        } else if let Some(b) = &report.first_break {
+            tracing::error!(event = b.seq, reason = %b.reason, "THE AUDIT LOG IS BROKEN");
+        }
+        metrics::gauge!(crate::telemetry::AUDIT_CHAIN_INTACT).set(if intact { 1.0 } else { 0.0 });
         Ok(report)
     }
 }
@@ -595,6 +693,7 @@ pub fn check_head_record(
         }));
     }
     if record.keyed_from.is_some() && now.keyed_from != record.keyed_from {
+        // A keyed part never moves or goes away (clearing it would let plain hashes pass).
         return Ok(Some(Break {
             seq: record.keyed_from.unwrap_or(0),
             reason: "the chain's keyed part does not start where it did".into(),
@@ -619,8 +718,18 @@ pub fn check_head_record(
     Ok(None)
 }
 
-/// Writes the head to the log and to `<storage_dir>/audit-head.json`.
+/// Writes the head to the log and to `<storage_dir>/audit-head.json`, after checking the store
+/// against the record already there: a record is never moved backwards or to another keyed
+/// part, so the evidence of a cut tail or a downgraded chain stays until someone who can
+/// write the storage directory moves it aside.
 pub fn record_head(conn: &mut DbConnection, storage_dir: &Path) -> Result<Head, AppError> {
+    if let Some(b) = check_head_record(conn, storage_dir)? {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "the audit head record was not updated: the log is broken at event {}: {}",
+            b.seq,
+            b.reason
+        )));
+    }
     let head = head(conn)?;
     tracing::info!(
         audit_head_seq = head.seq,
@@ -648,27 +757,74 @@ pub struct Prepared {
     pub broken: Option<Break>,
 }
 
-/// Loads and installs the chain key, keys a chain begun before the key (after verifying it),
-/// and with `full_check` verifies the whole chain and compares it with the recorded head.
+/// How a process opens the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// The server's start: keys a chain begun before the key, verifies the whole chain and
+    /// compares it with the head record.
+    Start,
+    /// A command that appends events: keys a chain begun before the key.
+    Command,
+    /// A command that only reads (`steward audit verify`): creates no key file and appends
+    /// nothing; a chain begun before the key is verified with its plain hashes.
+    ReadOnly,
+    /// `steward audit adopt`: keys a chain begun before the key with a key that existed before
+    /// (configured, or a key file): what a start does only with a key it generated itself.
+    Adopt,
+}
+
+/// Loads and installs the chain key, keys a chain begun before the key, and on
+/// [`Opening::Start`] verifies the whole chain and compares it with the recorded head.
+///
+/// A chain without `keyed_from` is either one begun before the key existed (an upgrade) or a
+/// keyed chain rewritten with plain hashes by someone who has the database but not the key (a
+/// downgrade). It is verified, then keyed automatically only when nothing says it was ever
+/// keyed: no head record says so, and the key was generated by this very start (no key
+/// existed). With a key that existed before (configured, or a key file) it is a break until a
+/// person adopts it with `steward audit adopt` ([`Opening::Adopt`]).
 pub fn prepare(
     conn: &mut DbConnection,
     configured_key: &str,
     storage_dir: &Path,
-    full_check: bool,
+    opening: Opening,
 ) -> anyhow::Result<Prepared> {
     let head = head(conn)?;
-    let may_create = head.keyed_from.is_none();
-    let (key, source) = load_key(configured_key, storage_dir, may_create)?;
+    let unkeyed = head.keyed_from.is_none();
+    let read_only = opening == Opening::ReadOnly;
+    let (key, source) = match load_key(configured_key, storage_dir, unkeyed && !read_only) {
+        Ok(found) => found,
+        // Reading a chain that was never keyed needs no key; one is made up for this
+        // process and never written or used.
+        Err(_) if read_only && unkeyed => {
+            (ChainKey::generate(), KeySource::Generated(PathBuf::new()))
+        }
+        Err(e) => return Err(e),
+    };
     install_key(key.clone())?;
     let mut keyed_now = None;
-    if head.keyed_from.is_none() && head.seq > 0 {
-        // Verify the unkeyed chain before vouching for it with the key.
-        let legacy = verify(conn)?;
-        if let Some(b) = legacy.first_break {
+    if unkeyed && head.seq > 0 && !read_only {
+        // Verify the unkeyed chain, and that it was never recorded keyed, before vouching
+        // for it with the key.
+        let mut broken = verify(conn)?.first_break;
+        if broken.is_none() {
+            broken = check_head_record(conn, storage_dir)?;
+        }
+        let key_is_new = matches!(source, KeySource::Generated(_));
+        if broken.is_none() && !key_is_new && opening != Opening::Adopt {
+            broken = Some(Break {
+                seq: 1,
+                reason: "the chain has no keyed part, but a chain key existed before this \
+                         start: either a keyed chain was rewritten without its key, or a chain \
+                         from before the key is being upgraded; after checking which, adopt it \
+                         with `steward audit adopt`"
+                    .into(),
+            });
+        }
+        if broken.is_some() {
             return Ok(Prepared {
                 source,
                 keyed_now: None,
-                broken: Some(b),
+                broken,
             });
         }
         let event = conn.transaction(|conn| {
@@ -690,7 +846,7 @@ pub fn prepare(
         keyed_now = event;
     }
     let mut broken = None;
-    if full_check {
+    if opening == Opening::Start {
         broken = verify(conn)?.first_break;
         if broken.is_none() {
             broken = check_head_record(conn, storage_dir)?;

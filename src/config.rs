@@ -48,8 +48,9 @@ pub struct AuditSettings {
     /// the first start into `<storage.dir>/audit.key` (readable by its owner only).
     #[serde(serialize_with = "serialize_redacted")]
     pub key: SecretString,
-    /// Seconds between writes of the chain's head to the log (and to `<storage.dir>/audit-head.json`),
-    /// so a cut tail shows against an earlier record.
+    /// Seconds between re-verifications of the whole chain, each followed by a write of its
+    /// head to the log and to `<storage.dir>/audit-head.json`, so a cut tail shows against an
+    /// earlier record.
     pub head_log_secs: u64,
     /// Start even though the chain does not verify (`steward serve --allow-broken-audit`);
     /// never read from a file or the environment.

@@ -180,12 +180,36 @@ pub fn bounded_details(details: &[FieldError]) -> Vec<FieldError> {
 }
 
 impl From<diesel::result::Error> for AppError {
+    /// A store too busy to answer in time (SQLite's busy timeout passed while another writer
+    /// held the lock; PostgreSQL's lock or statement timeout) is a 503 with Retry-After, not
+    /// an internal error: the request may simply be tried again.
     fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
         match e {
-            diesel::result::Error::NotFound => AppError::NotFound("not found".into()),
+            E::NotFound => AppError::NotFound("not found".into()),
+            E::DatabaseError(K::Unknown, ref info) if is_busy(info.message()) => {
+                tracing::warn!(error = %e, "the store was busy");
+                AppError::Overloaded {
+                    message: "the store is busy; try again shortly".into(),
+                    retry_after_secs: 1,
+                }
+            }
             other => AppError::Internal(other.into()),
         }
     }
+}
+
+/// The store's words for "busy, try later": SQLite's SQLITE_BUSY/SQLITE_LOCKED, and
+/// PostgreSQL's lock and statement timeouts (diesel passes no SQLSTATE for these).
+fn is_busy(message: &str) -> bool {
+    [
+        "database is locked",
+        "database table is locked",
+        "canceling statement due to lock timeout",
+        "canceling statement due to statement timeout",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 impl From<askama::Error> for AppError {
@@ -236,6 +260,29 @@ pub fn path_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_store_is_a_503_with_retry_after() {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        let busy = E::DatabaseError(K::Unknown, Box::new("database is locked".to_owned()));
+        let e = AppError::from(busy);
+        assert!(
+            matches!(
+                e,
+                AppError::Overloaded {
+                    retry_after_secs: 1,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.status_code(),
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        let other = E::DatabaseError(K::Unknown, Box::new("syntax error".to_owned()));
+        assert!(matches!(AppError::from(other), AppError::Internal(_)));
+    }
 
     #[test]
     fn bodies_are_bounded() {

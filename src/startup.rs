@@ -149,7 +149,7 @@ impl Application {
             login_gate: Arc::new(tokio::sync::Semaphore::new(settings.auth.login_concurrency)),
             trusted_proxies: Arc::new(settings.server.trusted_networks()),
             training_gate: Arc::new(training::TrainingGate::default()),
-            audit_verified: Arc::new(audit::VerifiedPosition::default()),
+            audit_verified: Arc::new(audit::VerifiedPosition::new(&settings.storage.dir)),
             settings: settings.clone(),
             db: prepared.db,
             blobs: prepared.blobs,
@@ -185,6 +185,7 @@ impl Application {
                     }
                 })
                 .wrap(from_fn(crate::http::headers::json_errors))
+                .wrap(from_fn(crate::http::headers::every_response))
                 .wrap(Compress::default())
                 .wrap(from_fn(telemetry::record_http))
                 .app_data(data.clone())
@@ -259,10 +260,34 @@ impl Application {
             }
         }
         .context("HTTP server failed");
-        // No request is in flight now: store what the prediction log still holds.
-        match self.state.serving.log.flush().await {
-            Ok(()) => tracing::info!("prediction log flushed"),
-            Err(e) => tracing::error!(error = %e, "flushing the prediction log"),
+        // The audit head, outside the database, as the process leaves it (a tail cut while it
+        // is down shows at the next start).
+        let dir = self.state.settings.storage.dir.clone();
+        let cache = self.state.audit_verified.clone();
+        let recorded = self
+            .state
+            .db
+            .run(move |conn| {
+                let report = cache.verify(conn)?;
+                match report.first_break {
+                    Some(_) => Ok(None),
+                    None => audit::record_head(conn, &dir).map(Some),
+                }
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "recording the audit head at shutdown");
+        }
+        // No request is in flight now: store what the prediction log still holds, waiting
+        // for the store at most server.shutdown_timeout_secs.
+        let drain = Duration::from_secs(self.state.settings.server.shutdown_timeout_secs);
+        match tokio::time::timeout(drain, self.state.serving.log.flush()).await {
+            Ok(Ok(())) => tracing::info!("prediction log flushed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "flushing the prediction log"),
+            Err(_) => tracing::error!(
+                queued = self.state.serving.log.depth(),
+                "the store did not take the prediction log's last rows in time; they are lost"
+            ),
         }
         stop_jobs.cancel();
         while jobs.join_next().await.is_some() {}
@@ -309,7 +334,7 @@ fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
         &mut conn,
         settings.audit.key.expose_secret(),
         &settings.storage.dir,
-        true,
+        audit::Opening::Start,
     )?;
     if let Some(broken) = &audit.broken {
         if !settings.audit.allow_broken {
@@ -327,6 +352,12 @@ fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
             "THE AUDIT LOG IS BROKEN. Serving anyway because of --allow-broken-audit; new events \
              chain from the current head. Investigate with `steward audit verify`."
         );
+        // The log itself says that the server ran over a broken chain, and where it broke.
+        audit::append(
+            &mut conn,
+            audit::NewEvent::new("system", "audit.started_broken", "audit")
+                .after(serde_json::json!({ "first_break": broken.seq, "reason": broken.reason })),
+        )?;
     }
     let generated_admin_password =
         accounts::bootstrap_admin(&mut conn, settings.auth.admin_password.expose_secret())?;
@@ -335,7 +366,10 @@ fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
     let interrupted_runs = tracking::sweep_interrupted(&mut conn)?;
     drop(conn);
     let bootstrapped = data::bootstrap(&db, blobs.as_ref(), &settings.dataset)?;
-    audit::record_head(&mut *db.get()?, &settings.storage.dir)?;
+    // A broken chain's head record stays as it was: it is the evidence.
+    if audit.broken.is_none() {
+        audit::record_head(&mut *db.get()?, &settings.storage.dir)?;
+    }
     let trained = training::bootstrap(&db, blobs.as_ref(), settings)?;
     Ok(Prepared {
         db,
@@ -420,15 +454,27 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
             Ok(())
         },
     );
-    // The audit chain's head, outside the database: a cut tail shows against it.
+    // The whole chain re-verified, and its head written outside the database (a cut tail
+    // shows against it); a break sets steward_audit_chain_intact to 0 and keeps the record.
     scheduler.register(
         "audit_head",
         Duration::from_secs(settings.audit.head_log_secs),
         |state: AppState| async move {
             let dir = state.settings.storage.dir.clone();
+            let cache = state.audit_verified.clone();
             state
                 .db
-                .run(move |conn| audit::record_head(conn, &dir))
+                .run(move |conn| {
+                    let report = cache.verify_full(conn)?;
+                    if let Some(b) = report.first_break {
+                        return Err(crate::error::AppError::Internal(anyhow::anyhow!(
+                            "the audit log is broken at event {}: {}; its head record is kept",
+                            b.seq,
+                            b.reason
+                        )));
+                    }
+                    audit::record_head(conn, &dir)
+                })
                 .await?;
             Ok(())
         },

@@ -13,9 +13,9 @@ pub struct Page {
     pub before: Option<i64>,
 }
 
-/// Newest first; page back with `?before=<seq>`. The before/after of configuration, user,
-/// token and login events are for admins: others get the event with them left out and
-/// `redacted: true` (the hashes still let anyone check the chain with the admin's copy).
+/// Newest first; page back with `?before=<seq>`. The actor, subject and before/after of
+/// configuration, user, token and login events are for admins: others get the event with them
+/// left out and `redacted: true` (the hashes still let anyone check the chain with the admin's copy).
 pub async fn list_audit(
     state: web::Data<AppState>,
     identity: Identity,
@@ -31,11 +31,7 @@ pub async fn list_audit(
     let shown: Vec<serde_json::Value> = events
         .into_iter()
         .map(|mut e| {
-            let redacted = !admin && audit::is_admin_only(&e.action);
-            if redacted {
-                e.before_json = None;
-                e.after_json = None;
-            }
+            let redacted = audit::redact(&mut e, admin);
             let mut value = serde_json::to_value(&e).unwrap_or_default();
             if let Some(object) = value.as_object_mut() {
                 object.insert("redacted".into(), redacted.into());

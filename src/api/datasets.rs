@@ -10,6 +10,7 @@ use crate::data::expectations::{Suite, ValidationResult};
 use crate::data::profile::{ProfileDiff, TableProfile};
 use crate::data::{self as datasets, AddOutcome};
 use crate::error::AppError;
+use crate::http::body::StrictJson;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -139,6 +140,7 @@ pub async fn add_version(
     identity: Identity,
     path: web::Path<String>,
     query: web::Query<AddQuery>,
+    req: actix_web::HttpRequest,
     mut body: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     use tokio::io::AsyncWriteExt;
@@ -148,6 +150,15 @@ pub async fn add_version(
     let AddQuery { message, file_name } = query.into_inner();
     let file_name = datasets::clean_file_name(file_name.as_deref().unwrap_or("upload"));
     let limit = state.settings.dataset.upload_limit_bytes;
+    // A declared length past the limit is refused before a byte is spooled.
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(AppError::PayloadTooLarge { limit });
+    }
     let internal = |e: std::io::Error| AppError::Internal(anyhow::anyhow!("upload spool: {e}"));
     let spool = tempfile::NamedTempFile::new_in(&state.settings.storage.dir).map_err(internal)?;
     let mut file = tokio::fs::File::from_std(spool.reopen().map_err(internal)?);
@@ -222,17 +233,28 @@ pub async fn set_current(
     state: web::Data<AppState>,
     identity: Identity,
     path: web::Path<String>,
-    body: web::Json<UseBody>,
+    body: StrictJson<UseBody>,
 ) -> Result<HttpResponse, AppError> {
     identity.require(Role::Admin)?;
     let name = path.into_inner();
     let version = body.version;
     let actor = identity.actor();
-    let v = state
+    let (v, warnings) = state
         .db
-        .run(move |conn| datasets::use_version(conn, &name, version, &actor))
+        .run(move |conn| {
+            let warnings =
+                crate::training::ValidationGate::of(conn, &name, version)?.warnings(&name, version);
+            let v = datasets::use_version(conn, &name, version, &actor)?;
+            Ok((v, warnings))
+        })
         .await?;
-    Ok(HttpResponse::Ok().json(v))
+    // The version, and what its validation failed (or that it has none): the dashboard asks
+    // again before this; an API caller is told.
+    let mut body = serde_json::to_value(&v).map_err(|e| AppError::Internal(e.into()))?;
+    if let Some(object) = body.as_object_mut() {
+        object.insert("validation_warnings".into(), warnings.into());
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
 
 #[derive(Deserialize)]
@@ -265,7 +287,7 @@ impl RunWithResult {
 pub async fn create_validation(
     state: web::Data<AppState>,
     identity: Identity,
-    body: web::Json<ValidateBody>,
+    body: StrictJson<ValidateBody>,
 ) -> Result<HttpResponse, AppError> {
     identity.require(Role::Approver)?;
     let ValidateBody {

@@ -8,8 +8,9 @@ use serde::Deserialize;
 use crate::auth::{Identity, Role};
 use crate::error::AppError;
 use crate::http::OptionalJson;
+use crate::http::body::StrictJson;
 use crate::ml::models::ModelKind;
-use crate::registry::{self, Stage, VersionRow};
+use crate::registry::{self, Stage};
 use crate::state::AppState;
 use crate::tracking::{self, runs_table};
 use crate::training::{self, TrainRequest};
@@ -131,6 +132,8 @@ pub struct TrainBody {
     #[serde(default)]
     promote: bool,
     experiment: Option<String>,
+    /// Why; recorded with the promotion, and needed to force one past failed validation.
+    reason: Option<String>,
 }
 
 /// Trains now and answers when the runs have ended (seconds on the bundled data). An empty
@@ -152,6 +155,7 @@ pub async fn create_runs(
         register: body.register || body.promote,
         promote: body.promote,
         experiment: body.experiment,
+        reason: body.reason,
         source: "api".into(),
     };
     let outcome = train(&state, request, actor).await?;
@@ -216,9 +220,12 @@ pub async fn get_model_version(
     let (name, version) = path.into_inner();
     let v = state
         .db
-        .run(move |conn| registry::find_version(conn, &name, version))
+        .run(move |conn| {
+            let v = registry::find_version(conn, &name, version)?;
+            registry::version_row(conn, v)
+        })
         .await?;
-    Ok(HttpResponse::Ok().json(VersionRow::from(v)))
+    Ok(HttpResponse::Ok().json(v))
 }
 
 #[derive(Deserialize)]
@@ -236,7 +243,7 @@ pub async fn set_stage(
     state: web::Data<AppState>,
     identity: Identity,
     path: web::Path<(String, i32)>,
-    body: web::Json<StageBody>,
+    body: StrictJson<StageBody>,
 ) -> Result<HttpResponse, AppError> {
     let user = identity.require(Role::Approver)?;
     let actor = format!("user:{}", user.username);
@@ -270,6 +277,10 @@ pub struct RollbackBody {
     /// Production history, skipping versions rolled back from.
     #[serde(default)]
     to: Option<i32>,
+    /// Roll back even though the target was trained on data whose validation failed (needs a
+    /// reason; audited).
+    #[serde(default)]
+    force: bool,
 }
 
 /// Rolls Production back. An empty body has no reason; any other body is parsed strictly.
@@ -282,7 +293,7 @@ pub async fn rollback_model(
     let user = identity.require(Role::Approver)?;
     let actor = format!("user:{}", user.username);
     let name = path.into_inner();
-    let RollbackBody { reason, to } = body.0;
+    let RollbackBody { reason, to, force } = body.0;
     let (serving, blobs) = (state.serving.clone(), state.blobs.clone());
     let out = state
         .db
@@ -290,7 +301,7 @@ pub async fn rollback_model(
             let change = registry::Change {
                 actor: &actor,
                 reason: &reason,
-                force: false,
+                force,
             };
             serving.rollback(conn, blobs.as_ref(), &name, to, change)
         })

@@ -1,15 +1,150 @@
 //! The OpenAPI description: the serving endpoints in full (from their `utoipa::path`
 //! annotations, with schemas and examples), and every other route of the route table
 //! ([`super::ROUTES`]) from its line there: method, path, path parameters, summary and whether
-//! it needs a bearer token. A route added to the table is described without more work.
+//! it needs a bearer token, with the query parameters and an example request body from the
+//! tables below, so that Swagger UI's "Try it out" works for each. A test holds every route
+//! that changes something to a body here or to its short list of routes that take none.
 
 use utoipa::OpenApi;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Required, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Required, ResponseBuilder};
 
 use super::serving::ApiDoc;
+
+/// Example request bodies: (method, path, media type, example).
+const BODIES: &[(&str, &str, &str, &str)] = &[
+    (
+        "post",
+        "/api/v1/users",
+        "application/json",
+        r#"{"username": "alice", "password": "a-long-password", "role": "viewer"}"#,
+    ),
+    (
+        "post",
+        "/api/v1/tokens",
+        "application/json",
+        r#"{"name": "ci", "role": "viewer", "expires_in": "90d"}"#,
+    ),
+    (
+        "post",
+        "/api/v1/datasets/{name}/versions",
+        "text/csv",
+        "63.0,1.0,1.0,145.0,233.0,1.0,2.0,150.0,0.0,2.3,3.0,0.0,6.0,0\n67.0,1.0,4.0,160.0,286.0,0.0,2.0,108.0,1.0,1.5,2.0,3.0,3.0,2\n",
+    ),
+    (
+        "put",
+        "/api/v1/datasets/{name}/current",
+        "application/json",
+        r#"{"version": 1}"#,
+    ),
+    (
+        "post",
+        "/api/v1/validations",
+        "application/json",
+        r#"{"dataset": "heart", "version": 1, "suite": "heart"}"#,
+    ),
+    (
+        "post",
+        "/api/v1/runs",
+        "application/json",
+        r#"{"models": ["lr"], "register": true, "promote": false}"#,
+    ),
+    (
+        "post",
+        "/api/v1/models/{name}/versions/{version}/stage",
+        "application/json",
+        r#"{"stage": "Production", "reason": "better holdout ROC-AUC on the same data"}"#,
+    ),
+    (
+        "post",
+        "/api/v1/models/{name}/rollback",
+        "application/json",
+        r#"{"reason": "v3 misclassifies the Hungarian patients"}"#,
+    ),
+];
+
+/// Query parameters: (path, [(name, description)]).
+const QUERIES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "/api/v1/audit",
+        &[
+            ("limit", "Events, newest first (default 100)"),
+            ("before", "Only events older than this seq (the next page)"),
+        ],
+    ),
+    (
+        "/api/v1/datasets/{name}/versions",
+        &[
+            ("file_name", "POST: the file's name, kept with the version"),
+            ("message", "POST: what this version is"),
+        ],
+    ),
+    (
+        "/api/v1/datasets/{name}/diff",
+        &[
+            ("from", "A version (required)"),
+            ("to", "Another version (required)"),
+        ],
+    ),
+    (
+        "/api/v1/validations",
+        &[
+            ("dataset", "Only this dataset's runs"),
+            ("limit", "Runs, newest first"),
+        ],
+    ),
+    (
+        "/api/v1/expectations/{suite}/suggest",
+        &[
+            ("dataset", "Default: dataset.name"),
+            ("version", "Default: the current one"),
+        ],
+    ),
+    (
+        "/api/v1/predictions",
+        &[
+            ("limit", "Rows, newest first"),
+            ("version", "Only this model version"),
+            ("class", "Only this predicted class (0 or 1)"),
+            ("labelled", "true: with a feedback label; false: without"),
+            ("before", "Rows older than this request id (the next page)"),
+        ],
+    ),
+    (
+        "/api/v1/predictions/dead-letters",
+        &[("limit", "Rows, newest first")],
+    ),
+    (
+        "/api/v1/experiments/{name}/runs",
+        &[
+            (
+                "sort",
+                "A summary metric, best first (cv_roc_auc_mean, holdout_f1, ...)",
+            ),
+            ("limit", "Runs"),
+        ],
+    ),
+    (
+        "/api/v1/runs",
+        &[
+            (
+                "sort",
+                "A summary metric, best first (cv_roc_auc_mean, holdout_f1, ...)",
+            ),
+            ("limit", "Runs"),
+        ],
+    ),
+    (
+        "/api/v1/runs/compare",
+        &[
+            ("a", "A run id (required)"),
+            ("b", "Another run id (required)"),
+        ],
+    ),
+];
 
 /// The whole API's description.
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -57,6 +192,44 @@ pub fn document() -> utoipa::openapi::OpenApi {
                 ),
             )
             .response("404", ResponseBuilder::new().description("Nothing there"));
+        if let Some((_, _, media, example)) = BODIES
+            .iter()
+            .find(|(m, p, _, _)| *m == spec.method && *p == spec.path)
+        {
+            let example = if *media == "application/json" {
+                serde_json::from_str(example).unwrap_or(serde_json::Value::Null)
+            } else {
+                serde_json::Value::String((*example).to_owned())
+            };
+            operation = operation
+                .request_body(Some(
+                    RequestBodyBuilder::new()
+                        .content(*media, ContentBuilder::new().example(Some(example)).build())
+                        .required(Some(Required::True))
+                        .build(),
+                ))
+                .response(
+                    "409",
+                    ResponseBuilder::new()
+                        .description("Refused by the state it found (the message says why)"),
+                )
+                .response(
+                    "422",
+                    ResponseBuilder::new().description("A field is invalid (named in details)"),
+                );
+        }
+        if let Some((_, params)) = QUERIES.iter().find(|(p, _)| *p == spec.path) {
+            for (name, what) in *params {
+                operation = operation.parameter(
+                    ParameterBuilder::new()
+                        .name(*name)
+                        .parameter_in(ParameterIn::Query)
+                        .required(Required::False)
+                        .description(Some(*what))
+                        .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                );
+            }
+        }
         for name in path_parameters(spec.path) {
             operation = operation.parameter(
                 ParameterBuilder::new()
@@ -130,5 +303,52 @@ mod tests {
         assert_eq!(rollback["summary"], "Roll Production back");
         assert_eq!(rollback["parameters"][0]["name"], "name");
         assert!(rollback["security"].is_array());
+    }
+
+    /// Routes that change something and take no body.
+    const NO_BODY: &[(&str, &str)] = &[
+        ("post", "/api/v1/users/{username}/disable"),
+        ("delete", "/api/v1/tokens/{id}"),
+    ];
+
+    /// "Try it out" needs a body: every route that changes something has an example or is
+    /// known to take none, and each example is valid JSON where it says JSON.
+    #[test]
+    fn every_change_has_a_body_or_is_known_to_need_none() {
+        let json = serde_json::to_value(document()).expect("json");
+        for spec in super::super::ROUTES {
+            if spec.method == "get" || !spec.path.starts_with("/api/v1/") {
+                continue;
+            }
+            let listed = NO_BODY.contains(&(spec.method, spec.path));
+            let op = &json["paths"][spec.path][spec.method];
+            assert!(
+                listed || op["requestBody"].is_object(),
+                "{} {} has no example body",
+                spec.method,
+                spec.path
+            );
+        }
+        for (_, path, media, example) in BODIES {
+            if *media == "application/json" {
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(example).is_ok(),
+                    "{path}"
+                );
+            }
+        }
+        let feedback = &json["paths"]["/feedback"]["post"];
+        assert!(feedback["security"].is_array(), "{feedback}");
+    }
+
+    #[test]
+    fn every_api_route_answers_errors_in_json() {
+        for spec in super::super::ROUTES {
+            assert!(
+                crate::http::headers::speaks_json(spec.path),
+                "{} errors are JSON",
+                spec.path
+            );
+        }
     }
 }

@@ -38,6 +38,27 @@ async fn body(
     read_body(&mut payload, req, limit).await
 }
 
+/// Bodies longer than this are parsed on the blocking pool, behind the batch slots
+/// (`serving.offload_concurrency`): parsing megabytes of JSON would hold a worker.
+const PARSE_OFF_WORKERS_BYTES: usize = 64 * 1024;
+
+/// Parses a body: on the worker when it is small, else off the workers (503 with Retry-After
+/// when every batch slot stays busy for `serving.offload_wait_ms`).
+async fn parse_off_workers<T: Send + 'static>(
+    state: &AppState,
+    body: web::BytesMut,
+    parse: impl FnOnce(&request::FeatureSchema, &[u8]) -> T + Send + 'static,
+) -> Result<T, AppError> {
+    if body.len() <= PARSE_OFF_WORKERS_BYTES {
+        return Ok(parse(&state.serving.schema, &body));
+    }
+    let serving = state.serving.clone();
+    state
+        .serving
+        .offload(move || parse(&serving.schema, &body))
+        .await
+}
+
 fn current_model(state: &AppState) -> Result<std::sync::Arc<ServedModel>, AppError> {
     state.serving.current().ok_or_else(|| {
         AppError::Unavailable(format!(
@@ -76,18 +97,25 @@ fn parse_error(state: &AppState, e: ParseError) -> AppError {
                 message: format!("at most {max} rows per request"),
             }],
         },
-        ParseError::Invalid(errors) => {
+        ParseError::Invalid { errors, total } => {
             count_failures(state, &errors);
+            const LISTED: usize = 5;
+            let more = total.saturating_sub(LISTED);
             let message = format!(
-                "{} invalid field{}: {}",
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" },
+                "{} invalid field{}: {}{}",
+                total,
+                if total == 1 { "" } else { "s" },
                 errors
                     .iter()
-                    .take(5)
+                    .take(LISTED)
                     .map(|e| format!("{} {}", e.field, e.message))
                     .collect::<Vec<_>>()
-                    .join("; ")
+                    .join("; "),
+                if more > 0 {
+                    format!("; and {more} more (see details)")
+                } else {
+                    String::new()
+                }
             );
             AppError::Validation {
                 message,
@@ -171,7 +199,9 @@ pub struct PredictResponse {
     explanation: Option<Value>,
 }
 
-/// Scores one patient (an object of features) or a batch (`{"instances": [...]}`).
+/// Score one patient or a batch
+///
+/// One object of named features, or a batch as `{"instances": [...]}`.
 #[utoipa::path(
     post,
     path = "/predict",
@@ -203,8 +233,12 @@ pub async fn predict(
             "POST /predict takes Content-Type: application/json".into(),
         ));
     }
-    let parsed = request::parse_predict(&state.serving.schema, &body, serving.max_batch)
-        .map_err(|e| parse_error(&state, e))?;
+    let max_batch = serving.max_batch;
+    let parsed = parse_off_workers(&state, body, move |schema, body| {
+        request::parse_predict(schema, body, max_batch)
+    })
+    .await?
+    .map_err(|e| parse_error(&state, e))?;
     let model = current_model(&state)?;
     let batch = parsed.batch;
     let (scored, explanations) = score(
@@ -257,8 +291,10 @@ fn mlflow_error(status: actix_web::http::StatusCode, message: String) -> HttpRes
     HttpResponse::build(status).json(json!({ "error_code": "BAD_REQUEST", "message": message }))
 }
 
-/// MLflow's scoring protocol: `dataframe_split`, `dataframe_records`, `instances` or `inputs`
-/// as JSON, or CSV with a header row; answers `{"predictions": [classes]}`.
+/// MLflow's scoring protocol
+///
+/// `dataframe_split`, `dataframe_records`, `instances` or `inputs` as JSON, or CSV with a
+/// header row; answers `{"predictions": [classes]}`.
 #[utoipa::path(
     post,
     path = "/invocations",
@@ -281,15 +317,21 @@ pub async fn invocations(
     authorize(&state, &req).await?;
     let serving = &state.settings.serving;
     let body = body(payload, &req, serving.body_limit_bytes).await?;
-    let schema = &state.serving.schema;
+    let max_batch = serving.max_batch;
     let parsed = match mime(&req).as_str() {
-        "application/json" => request::parse_invocations_json(schema, &body, serving.max_batch),
-        "text/csv" => request::parse_invocations_csv(
-            schema,
-            &body,
-            serving.max_batch,
-            &state.settings.dataset.missing_values,
-        ),
+        "application/json" => {
+            parse_off_workers(&state, body, move |schema, body| {
+                request::parse_invocations_json(schema, body, max_batch)
+            })
+            .await?
+        }
+        "text/csv" => {
+            let missing = state.settings.dataset.missing_values.clone();
+            parse_off_workers(&state, body, move |schema, body| {
+                request::parse_invocations_csv(schema, body, max_batch, &missing)
+            })
+            .await?
+        }
         other => {
             return Ok(HttpResponse::UnsupportedMediaType()
                 .content_type("text/plain")
@@ -313,8 +355,10 @@ pub async fn invocations(
     Ok(HttpResponse::Ok().json(json!({ "predictions": predictions })))
 }
 
-/// The model being served: version, stage, when it was trained, on which dataset version, its
-/// metrics and the feature schema a request must follow.
+/// The model being served
+///
+/// Version, stage, when it was trained, on which dataset version, its metrics and the feature
+/// schema a request must follow.
 #[utoipa::path(
     get,
     path = "/model/info",
@@ -335,12 +379,16 @@ pub async fn model_info(
     Ok(HttpResponse::Ok().json(info))
 }
 
-/// Records the true label of an earlier prediction.
+/// Record the true label of a logged prediction
+///
+/// Needs a bearer token (any role), or a dashboard session with its CSRF token, unless
+/// `serving.feedback_requires_token = false`.
 #[utoipa::path(
     post,
     path = "/feedback",
     tag = "serving",
     request_body = FeedbackRequest,
+    security(("bearer" = [])),
     responses(
         (status = 201, body = Feedback),
         (status = 401, description = "No token, with serving.feedback_requires_token (the default)"),
@@ -364,8 +412,12 @@ pub async fn post_feedback(
             "POST /feedback takes Content-Type: application/json".into(),
         ));
     }
-    let request: FeedbackRequest = serde_json::from_slice(&body)
-        .map_err(|e| AppError::BadRequest(format!("malformed feedback: {e}")))?;
+    let request: FeedbackRequest = serde_json::from_slice(&body).map_err(|e| {
+        AppError::BadRequest(format!(
+            "malformed feedback: {}",
+            crate::http::body::json_error_text(&e)
+        ))
+    })?;
     let request = std::sync::Arc::new(request);
     let store = || {
         let (request, actor) = (request.clone(), actor.clone());
@@ -374,10 +426,12 @@ pub async fn post_feedback(
             .run(move |conn| feedback::record(conn, &request, &actor))
     };
     let stored = match store().await {
-        // The prediction may still be in the log's queue: wait for it to be stored, once.
-        Err(AppError::NotFound(_)) => {
-            state.serving.log.flush().await?;
-            store().await?
+        // A prediction made moments ago may still be in the log's queue: wait for it to be
+        // stored, once and at most serving.log_wait_ms. An id that is no recent prediction
+        // (its UUIDv7 time) costs no flush.
+        Err(AppError::NotFound(e)) if feedback::may_be_queued(&request.request_id) => {
+            state.serving.log.flush_within_wait().await?;
+            store().await.map_err(|_| AppError::NotFound(e))?
         }
         other => other?,
     };
@@ -496,7 +550,7 @@ pub async fn list_dead_letters(
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "Steward", description = "Predictions from the production model, and the probes."),
+    info(title = "Steward", description = "Steward's HTTP API: predictions from the Production model and their feedback, the probes, and the JSON API under /api/v1 (datasets, validations, runs, the model registry, the prediction log, the audit log, users and tokens). Send `Authorization: Bearer <token>` (Authorize, above) for routes that need a role."),
     paths(predict, invocations, model_info, post_feedback, super::probes::get_health, super::probes::get_ready),
     components(schemas(PredictResponse, ModelInfo, Feedback, FeedbackRequest)),
     tags((name = "serving", description = "Predictions and feedback"), (name = "probes", description = "Liveness and readiness"))
@@ -504,5 +558,12 @@ pub async fn list_dead_letters(
 pub struct ApiDoc;
 
 pub async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().json(super::openapi::document())
+    // Built once: the description is fixed for the binary.
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        serde_json::to_string(&super::openapi::document()).unwrap_or_else(|_| "{}".into())
+    });
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body.as_str())
 }

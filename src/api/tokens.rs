@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::tokens::{self, ApiToken};
 use crate::auth::{Identity, Role, accounts};
 use crate::error::AppError;
+use crate::http::body::StrictJson;
 use crate::state::AppState;
 
 /// A viewer sees their own tokens; an admin sees everyone's.
@@ -46,7 +47,7 @@ pub struct CreatedToken {
 pub async fn create_token(
     state: web::Data<AppState>,
     identity: Identity,
-    body: web::Json<NewToken>,
+    body: StrictJson<NewToken>,
 ) -> Result<HttpResponse, AppError> {
     let owner = identity.require(Role::Viewer)?.clone();
     let actor = identity.actor();
@@ -78,11 +79,17 @@ pub async fn revoke_token(
     let user = identity.require(Role::Viewer)?.clone();
     let actor = identity.actor();
     let id = path.into_inner();
+    // A scoped token revokes only tokens no wider than itself.
+    let limit = identity
+        .is_scoped_token()
+        .then(|| identity.token_ceiling())
+        .flatten();
     let token = state
         .db
         .run(move |conn| {
             accounts::revoke_token(conn, &actor, &id, |t| {
-                t.user_id == user.id || user.role == Role::Admin
+                let owned = t.user_id == user.id || user.role == Role::Admin;
+                owned && limit.is_none_or(|(role, expires)| accounts::no_wider(t, role, expires))
             })
         })
         .await?;

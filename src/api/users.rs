@@ -3,6 +3,7 @@ use serde::Deserialize;
 
 use crate::auth::{Identity, Role, accounts, users};
 use crate::error::AppError;
+use crate::http::body::StrictJson;
 use crate::state::AppState;
 
 pub async fn get_me(identity: Identity) -> Result<HttpResponse, AppError> {
@@ -30,7 +31,7 @@ pub struct NewUser {
 pub async fn create_user(
     state: web::Data<AppState>,
     identity: Identity,
-    body: web::Json<NewUser>,
+    body: StrictJson<NewUser>,
 ) -> Result<HttpResponse, AppError> {
     identity.require(Role::Admin)?;
     let actor = identity.actor();

@@ -81,13 +81,15 @@ pub fn parse_lifetime(text: &str) -> Result<chrono::Duration, AppError> {
         )
     };
     let text = text.trim();
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let (number, unit) = [("m", 'm'), ("h", 'h'), ("d", 'd')]
+        .into_iter()
+        .find_map(|(unit, c)| text.strip_suffix(c).map(|n| (n, unit)))
+        .ok_or_else(bad)?;
     let n: i64 = number.parse().map_err(|_| bad())?;
     let duration = match unit {
         "m" => chrono::Duration::try_minutes(n),
         "h" => chrono::Duration::try_hours(n),
-        "d" => chrono::Duration::try_days(n),
-        _ => None,
+        _ => chrono::Duration::try_days(n),
     }
     .ok_or_else(bad)?;
     if n <= 0 || duration > chrono::Duration::days(MAX_TOKEN_DAYS) {
@@ -112,8 +114,13 @@ pub fn create_token(
             .map(|(r, _)| r.min(owner.role))
             .unwrap_or(owner.role);
         if role > most {
+            let why = if ceiling.is_some_and(|(r, _)| r < owner.role) {
+                "the token you call with"
+            } else {
+                "its user"
+            };
             return Err(AppError::Forbidden(format!(
-                "a token made this way can be at most {most}, not {role}"
+                "role {role} is more than {why} may do: at most {most}"
             )));
         }
     }
@@ -122,7 +129,9 @@ pub fn create_token(
             Some(at) if at <= cap => {}
             _ => {
                 return Err(AppError::Forbidden(format!(
-                    "this token expires at {cap} UTC; a token it makes must expire no later"
+                    "the token you call with expires at {} UTC, and a token it makes must \
+                     expire no later: give expires_in (such as 1h or 7d) within that",
+                    cap.format("%Y-%m-%d %H:%M")
                 )));
             }
         }
@@ -153,6 +162,18 @@ pub fn create_token(
 
 /// Revokes a token. `may_revoke` says whether the actor may touch this token (its owner or an
 /// admin); the check happens under the same lock as the change.
+/// Whether `token` does no more than a caller limited to `role` until `expires_at`: it has a
+/// role of its own at most `role`, and (when the caller expires) an expiry no later. A scoped
+/// token may revoke only such tokens, never its owner's wider ones.
+pub fn no_wider(token: &ApiToken, role: Role, expires_at: Option<chrono::NaiveDateTime>) -> bool {
+    let role_ok = token.role().ok().flatten().is_some_and(|r| r <= role);
+    let expiry_ok = match expires_at {
+        None => true,
+        Some(limit) => token.expires_at.is_some_and(|e| e <= limit),
+    };
+    role_ok && expiry_ok
+}
+
 pub fn revoke_token(
     conn: &mut DbConnection,
     actor: &str,

@@ -23,6 +23,8 @@ pub enum Identity {
         token_id: String,
         /// When the token stops working; `None` never.
         expires_at: Option<chrono::NaiveDateTime>,
+        /// The token has a role or an expiry of its own: it may do less than its owner.
+        scoped: bool,
     },
 }
 
@@ -80,6 +82,12 @@ impl Identity {
 
     /// What a token minted by this caller may be at most: its role, and an expiry no later
     /// than the caller's own token (a session or an unexpiring token sets no cap).
+    /// A token narrower than its owner (a role or an expiry of its own): it may only act on
+    /// tokens no wider than itself ([`crate::auth::accounts::no_wider`]).
+    pub fn is_scoped_token(&self) -> bool {
+        matches!(self, Identity::Token { scoped: true, .. })
+    }
+
     pub fn token_ceiling(&self) -> Option<(Role, Option<chrono::NaiveDateTime>)> {
         match self {
             Identity::Anonymous => None,

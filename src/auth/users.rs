@@ -71,13 +71,12 @@ pub fn insert(
     password_hash: String,
     role: Role,
 ) -> Result<User, AppError> {
-    let exists: i64 = users::table
-        .filter(users::username.eq(username))
-        .count()
-        .get_result(conn)?;
-    if exists > 0 {
+    // Names that differ only in case read as one person in the audit log: refused too.
+    let wanted = username.to_lowercase();
+    let taken: Vec<String> = users::table.select(users::username).load(conn)?;
+    if let Some(existing) = taken.iter().find(|n| n.to_lowercase() == wanted) {
         return Err(AppError::Conflict(format!(
-            "user `{username}` already exists"
+            "user `{existing}` already exists (names are told apart regardless of case)"
         )));
     }
     let at = now();

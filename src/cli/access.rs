@@ -105,14 +105,14 @@ pub(super) fn tokens_command(cmd: TokensCommand, settings: &Settings) -> anyhow:
                 };
                 let expires = t
                     .expires_at
-                    .map(|e| e.format("%Y-%m-%d %H:%M").to_string())
+                    .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string())
                     .unwrap_or_else(|| "never".into());
                 println!(
                     "{:<36} {:<20} {:<11} {:<9} {:<17} {status}",
                     t.id,
                     t.name,
                     t.prefix,
-                    t.role_name.as_deref().unwrap_or("-"),
+                    t.role_name.as_deref().unwrap_or("as its user"),
                     expires
                 );
             }
@@ -126,7 +126,38 @@ pub(super) fn tokens_command(cmd: TokensCommand, settings: &Settings) -> anyhow:
 }
 
 pub(super) fn audit_command(cmd: AuditCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let mut conn = open_store(settings)?;
+    if let AuditCommand::Adopt = cmd {
+        use secrecy::ExposeSecret;
+        let db = crate::db::Db::connect(&settings.database)?;
+        let mut conn = db.get()?;
+        crate::db::run_migrations(&mut conn)?;
+        let prepared = audit::prepare(
+            &mut conn,
+            settings.audit.key.expose_secret(),
+            &settings.storage.dir,
+            audit::Opening::Adopt,
+        )?;
+        return match (prepared.broken, prepared.keyed_now) {
+            (Some(b), _) => {
+                println!(
+                    "not adopted: the chain is BROKEN at event {}: {}",
+                    b.seq, b.reason
+                );
+                Ok(ExitCode::FAILURE)
+            }
+            (None, Some(seq)) => {
+                audit::record_head(&mut conn, &settings.storage.dir)?;
+                println!("the chain verified intact and is keyed from event {seq} on");
+                Ok(ExitCode::SUCCESS)
+            }
+            (None, None) => {
+                println!("nothing to adopt: the chain is keyed already (or empty)");
+                Ok(ExitCode::SUCCESS)
+            }
+        };
+    }
+    // Reading the log writes nothing: no key file, no keying event.
+    let mut conn = super::open_db_as(settings, audit::Opening::ReadOnly)?.get()?;
     match cmd {
         AuditCommand::Verify => {
             let report = audit::verify(&mut conn)?;
@@ -140,6 +171,13 @@ pub(super) fn audit_command(cmd: AuditCommand, settings: &Settings) -> anyhow::R
                         "audit chain intact: {} events verified",
                         report.events_checked
                     );
+                    let head = audit::head(&mut conn)?;
+                    if head.keyed_from.is_none() && head.seq > 0 {
+                        println!(
+                            "note: no part of it is keyed yet (plain hashes, from before the \
+                             audit key); the server keys it at start, or `steward audit adopt`"
+                        );
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(b) => {
@@ -155,10 +193,15 @@ pub(super) fn audit_command(cmd: AuditCommand, settings: &Settings) -> anyhow::R
             for e in audit::list(&mut conn, limit, None)? {
                 println!(
                     "{:>6}  {}  {:<20} {:<22} {}",
-                    e.seq, e.created_at, e.actor, e.action, e.subject
+                    e.seq,
+                    e.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    e.actor,
+                    e.action,
+                    e.subject
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Adopt => Ok(ExitCode::SUCCESS),
     }
 }

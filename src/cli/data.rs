@@ -17,7 +17,8 @@ use crate::data::{self as datasets, infer, table};
 #[derive(Subcommand)]
 pub(super) enum DataCommand {
     /// Add a CSV or Parquet file as the next version of a dataset (the same bytes give the
-    /// same version), make it current, and validate it against the dataset's suite.
+    /// same version) and validate it against the dataset's suite; it becomes current when the
+    /// validation passed (else `data use V` makes it current, after a warning).
     Add {
         file: PathBuf,
         /// Dataset name (default: dataset.name from the configuration).
@@ -150,6 +151,26 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
             if let Some(e) = &outcome.validation_error {
                 println!("not validated: {e}");
             }
+            let current =
+                catalog::find_dataset(&mut conn, &dataset)?.and_then(|d| d.current_version);
+            if outcome.current {
+                println!("{dataset} now uses v{}", v.version);
+            } else if current != Some(v.version) {
+                let why = if outcome.validation.is_some() {
+                    "its validation failed"
+                } else {
+                    "it was not validated"
+                };
+                eprintln!(
+                    "warning: {dataset} v{} was not made current: {why}; {dataset} still uses {}. \
+                     `steward data use {} --dataset {dataset}` uses it anyway",
+                    v.version,
+                    current
+                        .map(|c| format!("v{c}"))
+                        .unwrap_or_else(|| "no version".into()),
+                    v.version
+                );
+            }
         }
         DataCommand::List { dataset } => {
             let dataset = name(dataset);
@@ -157,7 +178,7 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
                 catalog::find_dataset(&mut conn, &dataset)?.and_then(|d| d.current_version);
             let runs = catalog::latest_runs_by_version(&mut conn, &dataset)?;
             println!(
-                "  {:>4}  {:<12} {:>8} {:>4}  {:<20} {:<10} message",
+                "  {:>4}  {:<12} {:>8} {:>4}  {:<23} {:<10} message",
                 "ver", "hash", "rows", "cols", "created", "validation"
             );
             for v in catalog::list_versions(&mut conn, &dataset)? {
@@ -167,12 +188,12 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
                     .map(ValidationRun::status)
                     .unwrap_or("-");
                 println!(
-                    "{mark} {:>4}  {:<12} {:>8} {:>4}  {:<20} {:<10} {}",
+                    "{mark} {:>4}  {:<12} {:>8} {:>4}  {:<23} {:<10} {}",
                     v.version,
-                    &v.hash[..12],
+                    v.hash.get(..12).unwrap_or(&v.hash),
                     v.row_count,
                     v.column_count,
-                    v.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    v.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
                     status,
                     v.message
                 );
@@ -197,7 +218,11 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
                     .map(|p| format!("v{p}"))
                     .unwrap_or("-".into())
             );
-            println!("  added    {} by {}", v.created_at, v.created_by);
+            println!(
+                "  added    {} by {}",
+                v.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                v.created_by
+            );
             println!("  message  {}", v.message);
             println!();
             print_profile(&v.profile()?.columns);
@@ -386,13 +411,17 @@ fn print_profile(columns: &[ColumnProfile]) {
 fn print_run_summary(run: &ValidationRun) -> anyhow::Result<()> {
     let result = run.result()?;
     println!(
-        "validation {} against suite `{}`: {} ({}/{} expectations met, {} critical failures) [run {}]",
+        "validation {} against suite `{}`: {} ({}/{} expectations met, {}) [run {}]",
         run.source,
         run.suite,
         run.status(),
         run.successful,
         run.evaluated,
-        run.critical_failures,
+        super::plural(
+            u64::try_from(run.critical_failures).unwrap_or(0),
+            "critical failure",
+            "critical failures"
+        ),
         run.id
     );
     for r in result.results.iter().filter(|r| !r.success) {
@@ -452,7 +481,8 @@ pub(super) fn validate_command(
     let run = match (&args.file, &args.dataset) {
         (Some(file), _) => {
             let bytes = read_file(file)?;
-            let label = file.display().to_string();
+            // The file's name, not its path on this machine: the run is shown to readers.
+            let label = file_label(file);
             let t = table::read_table(&bytes, &label, schema)?;
             datasets::validate_table(&mut conn, &suite, &t, None, &label, &cli_actor())?
         }

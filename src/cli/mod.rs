@@ -26,7 +26,8 @@ use crate::startup::{Application, shutdown_signal};
              serving, drift monitoring, remediation and an audit log, in one binary.",
     after_help = "Configuration: built-in defaults (config/default.toml), then \
                   config/$STEWARD_ENV.toml, then --config FILE, then STEWARD__SECTION__KEY \
-                  variables, then PORT and DATABASE_URL."
+                  variables, then PORT and DATABASE_URL.\n\nExit status: 0 done; 1 refused or \
+                  failed (the message says why); 2 a usage or configuration error."
 )]
 pub struct Cli {
     /// An extra TOML file layered over the defaults and the STEWARD_ENV overlay.
@@ -146,6 +147,10 @@ enum AuditCommand {
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
+    /// Key a chain begun before the audit key existed, after verifying its plain hashes (a
+    /// start does this itself only with a key it generated; with a configured key or an
+    /// existing key file, a chain without a keyed part may be a forgery, so a person decides).
+    Adopt,
 }
 
 pub fn main() -> ExitCode {
@@ -167,11 +172,20 @@ pub fn main() -> ExitCode {
         }
     };
     crate::telemetry::init_logging(&settings.log);
-    match run(cli.command, settings) {
+    let outcome = run(cli.command, settings.clone());
+    // A command that may have appended to the audit chain writes its head outside the
+    // database too, so a tail cut after it shows (the server writes it periodically).
+    if OPENED_FOR_WRITING.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Err(e) = record_head(&settings) {
+            eprintln!("warning: the audit head record was not updated: {e:#}");
+        }
+    }
+    match outcome {
         Ok(code) => code,
+        // 1: the command ran and was refused or failed; 2 is for usage and configuration.
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::FAILURE
         }
     }
 }
@@ -223,6 +237,27 @@ pub(crate) fn open_store(settings: &Settings) -> anyhow::Result<PooledDb> {
 /// The store's pool, migrated and with the audit chain key installed, for commands that take
 /// connections per step (training).
 pub(crate) fn open_db(settings: &Settings) -> anyhow::Result<Db> {
+    open_db_as(settings, crate::audit::Opening::Command)
+}
+
+/// A command opened the store to write (see `main`).
+static OPENED_FOR_WRITING: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+fn record_head(settings: &Settings) -> anyhow::Result<()> {
+    let db = Db::connect(&settings.database)?;
+    crate::audit::record_head(&mut *db.get()?, &settings.storage.dir)?;
+    Ok(())
+}
+
+/// [`open_db`] with the chain opened as `opening` (read-only for `audit verify`).
+pub(crate) fn open_db_as(
+    settings: &Settings,
+    opening: crate::audit::Opening,
+) -> anyhow::Result<Db> {
+    if opening != crate::audit::Opening::ReadOnly {
+        OPENED_FOR_WRITING.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     use secrecy::ExposeSecret;
     let db = Db::connect(&settings.database)?;
     let mut conn = db.get()?;
@@ -231,9 +266,25 @@ pub(crate) fn open_db(settings: &Settings) -> anyhow::Result<Db> {
         &mut conn,
         settings.audit.key.expose_secret(),
         &settings.storage.dir,
-        false,
+        opening,
     )?;
     Ok(db)
+}
+
+/// A figure as the CLI prints it: a whole number (a count: rows, folds) without decimals,
+/// anything else to four places.
+pub(crate) fn figure(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+/// `1 version`, `2 versions`.
+pub(crate) fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 static ACTOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();

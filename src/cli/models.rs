@@ -42,11 +42,16 @@ pub(super) enum ModelsCommand {
     /// Roll Production back: to the version before it in the Production history, skipping
     /// versions rolled back from (so repeated rollbacks walk further back), or to --to V.
     Rollback {
+        /// Why, kept with the transition and in the audit log.
         #[arg(long, default_value = "")]
         reason: String,
         /// Roll back to this version (one that was in Production before).
         #[arg(long, value_name = "V")]
         to: Option<i32>,
+        /// Roll back even though the target was trained on data whose validation failed
+        /// (needs --reason; the override is audited).
+        #[arg(long)]
+        force: bool,
     },
     /// Score a version (default: Production) on labelled data: a file, or a dataset version.
     Evaluate {
@@ -88,8 +93,8 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
                     format!("{} v{}", v.dataset, v.dataset_version),
                     f("cv_roc_auc_mean"),
                     f("holdout_roc_auc"),
-                    &v.run_id[..8],
-                    v.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    v.run_id.get(..8).unwrap_or(&v.run_id),
+                    v.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
                     v.created_by
                 );
             }
@@ -115,14 +120,14 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
             println!("artifact  blake3 {}", v.artifact_hash);
             for (k, x) in v.metrics() {
                 if k.ends_with("_mean") || k.starts_with("holdout_") && !k.contains("by_round") {
-                    println!("  {k:<28} {x:.4}");
+                    println!("  {k:<28} {}", super::figure(x));
                 }
             }
             println!("transitions");
             for t in history {
                 println!(
                     "  {}  {} → {}  by {}: {}",
-                    t.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    t.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
                     t.from_stage,
                     t.to_stage,
                     t.actor,
@@ -138,22 +143,21 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
         } => {
             let blobs = LocalBlobStore::new(&settings.storage.dir);
             let features = settings.dataset.feature_names();
-            let servable = registry::Servable {
-                blobs: &blobs,
-                features: &features,
-            };
+            let servable = registry::Servable::new(&blobs, &features);
             let actor = cli_actor();
             let change = registry::Change {
                 actor: &actor,
                 reason: &reason,
                 force,
             };
-            if stage == Stage::Production {
+            // Forcing past the data gate says what is overridden; without --force the refusal
+            // names the failures itself.
+            if stage == Stage::Production && force {
                 let target = registry::find_version(&mut conn, model, version)?;
                 let failures = registry::data_failures(&mut conn, &target)?;
                 if !failures.is_empty() {
                     eprintln!(
-                        "warning: {model} v{version} was trained on {} v{}, whose validation failed: {}",
+                        "warning: forcing past failed validation: {model} v{version} was trained on {} v{}, whose validation failed: {}",
                         target.dataset,
                         target.dataset_version,
                         failures.join(", ")
@@ -167,20 +171,27 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
                 .unwrap_or_default();
             println!("{model} v{version}: {} → {stage}{archived}", out.from_stage);
         }
-        ModelsCommand::Rollback { reason, to } => {
+        ModelsCommand::Rollback { reason, to, force } => {
             let blobs = LocalBlobStore::new(&settings.storage.dir);
             let features = settings.dataset.feature_names();
-            let servable = registry::Servable {
-                blobs: &blobs,
-                features: &features,
-            };
+            let servable = registry::Servable::new(&blobs, &features);
             let actor = cli_actor();
             let change = registry::Change {
                 actor: &actor,
                 reason: &reason,
-                force: false,
+                force,
             };
             let out = registry::rollback(&mut conn, model, to, change, &servable)?;
+            let failures = registry::data_failures(&mut conn, &out.version)?;
+            if !failures.is_empty() {
+                eprintln!(
+                    "warning: forced past failed validation: v{} was trained on {} v{}, whose validation failed: {}",
+                    out.version.version,
+                    out.version.dataset,
+                    out.version.dataset_version,
+                    failures.join(", ")
+                );
+            }
             println!(
                 "{model}: rolled back from v{} to v{}: {}",
                 out.archived.map(|a| a.to_string()).unwrap_or("-".into()),

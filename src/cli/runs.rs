@@ -84,7 +84,7 @@ pub(super) fn runs_command(cmd: RunsCommand, settings: &Settings) -> anyhow::Res
                     f("cv_accuracy_mean"),
                     f("cv_f1_mean"),
                     f("holdout_roc_auc"),
-                    r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                    r.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
                 );
             }
         }
@@ -112,7 +112,7 @@ pub(super) fn runs_command(cmd: RunsCommand, settings: &Settings) -> anyhow::Res
             );
             println!(
                 "started    {} by {}; {}",
-                r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                r.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
                 r.created_by,
                 r.duration_ms
                     .map(|ms| format!("{:.2} s", ms as f64 / 1000.0))
@@ -130,7 +130,7 @@ pub(super) fn runs_command(cmd: RunsCommand, settings: &Settings) -> anyhow::Res
                     .get(k)
                     .map(|h| format!("  ({} steps)", h.len()))
                     .unwrap_or_default();
-                println!("  {k:<28} {v:.4}{steps}");
+                println!("  {k:<28} {}{steps}", super::figure(*v));
             }
             println!("artifacts");
             for a in &d.artifacts {
@@ -139,7 +139,7 @@ pub(super) fn runs_command(cmd: RunsCommand, settings: &Settings) -> anyhow::Res
                     a.name,
                     a.size_bytes,
                     a.media_type,
-                    &a.hash[..12]
+                    a.hash.get(..12).unwrap_or(&a.hash)
                 );
             }
         }
@@ -149,9 +149,28 @@ pub(super) fn runs_command(cmd: RunsCommand, settings: &Settings) -> anyhow::Res
                 println!("{}", serde_json::to_string_pretty(&c)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let show = |v: &Option<serde_json::Value>| {
-                v.as_ref().map(|v| v.to_string()).unwrap_or("-".into())
+            let show = |v: &Option<serde_json::Value>| match v {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => "-".into(),
             };
+            let same_data = c.a.run.dataset == c.b.run.dataset
+                && c.a.run.dataset_version == c.b.run.dataset_version
+                && c.a.run.dataset_hash == c.b.run.dataset_hash;
+            if !same_data {
+                eprintln!(
+                    "warning: different data: {} learned from {} v{} ({}), {} from {} v{} ({}); \
+                     their figures are not compared",
+                    c.a.run.short_id(),
+                    c.a.run.dataset,
+                    c.a.run.dataset_version,
+                    c.a.run.short_hash(),
+                    c.b.run.short_id(),
+                    c.b.run.dataset,
+                    c.b.run.dataset_version,
+                    c.b.run.short_hash()
+                );
+            }
             println!(
                 "{:<28} {:>14} {:>14}",
                 "",
@@ -162,13 +181,29 @@ pub(super) fn runs_command(cmd: RunsCommand, settings: &Settings) -> anyhow::Res
                 "{:<28} {:>14} {:>14}",
                 "model", c.a.run.model_kind, c.b.run.model_kind
             );
-            for p in &c.params {
+            println!(
+                "{:<28} {:>14} {:>14}",
+                "data",
+                format!("{} v{}", c.a.run.dataset, c.a.run.dataset_version),
+                format!("{} v{}", c.b.run.dataset, c.b.run.dataset_version)
+            );
+            for p in c.params.iter().filter(|p| p.name != "model") {
                 println!("{:<28} {:>14} {:>14}", p.name, show(&p.a), show(&p.b));
             }
-            println!("{:<28} {:>14} {:>14} {:>10}", "metric", "", "", "b − a");
+            let delta_heading = if same_data { "b − a" } else { "" };
+            println!(
+                "{:<28} {:>14} {:>14} {:>10}",
+                "metric", "", "", delta_heading
+            );
             for m in &c.metrics {
-                let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or("-".into());
-                let d = m.delta().map(|d| format!("{d:+.4}")).unwrap_or_default();
+                let f = |v: Option<f64>| v.map(super::figure).unwrap_or("-".into());
+                let d = match m.delta() {
+                    Some(d) if same_data => {
+                        let shown = super::figure(d);
+                        if d >= 0.0 { format!("+{shown}") } else { shown }
+                    }
+                    _ => String::new(),
+                };
                 println!("{:<28} {:>14} {:>14} {:>10}", m.name, f(m.a), f(m.b), d);
             }
         }

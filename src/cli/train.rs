@@ -34,9 +34,14 @@ pub(super) struct TrainArgs {
     /// Experiment to record the runs under (default: training.experiment).
     #[arg(long)]
     experiment: Option<String>,
-    /// Train even when the version failed a critical expectation; the runs are tagged `forced`.
+    /// Train even when the version failed a critical expectation (the runs are tagged
+    /// `forced`); with --promote and --reason, also promote past failed validation.
     #[arg(long)]
     force: bool,
+    /// Why: recorded with the promotion; needed with --force to promote a model trained on
+    /// data that failed validation.
+    #[arg(long)]
+    reason: Option<String>,
     /// Print the outcome as JSON.
     #[arg(long)]
     json: bool,
@@ -54,6 +59,7 @@ pub(super) fn train_command(args: TrainArgs, settings: &Settings) -> anyhow::Res
         register: args.register || args.promote,
         promote: args.promote,
         experiment: args.experiment,
+        reason: args.reason,
         source: "cli".into(),
     };
     {
@@ -72,7 +78,7 @@ pub(super) fn train_command(args: TrainArgs, settings: &Settings) -> anyhow::Res
                     "warning: {dataset} v{n} did not pass its validation: {}{}",
                     warnings.join(", "),
                     if request.register {
-                        "; a version registered from it needs --force (with a reason) to be promoted"
+                        "; a version registered from it needs --force and --reason to be promoted"
                     } else {
                         ""
                     }
@@ -123,7 +129,10 @@ pub(super) fn train_command(args: TrainArgs, settings: &Settings) -> anyhow::Res
             outcome.dataset,
             outcome.dataset_version,
             outcome.rows,
-            &outcome.dataset_hash[..12],
+            outcome
+                .dataset_hash
+                .get(..12)
+                .unwrap_or(&outcome.dataset_hash),
             t.folds,
             t.seed,
             t.holdout,
@@ -168,7 +177,7 @@ pub(super) fn train_command(args: TrainArgs, settings: &Settings) -> anyhow::Res
                 v.model,
                 v.version,
                 v.model_kind,
-                &v.run_id[..8]
+                v.run_id.get(..8).unwrap_or(&v.run_id)
             );
         }
         if let Some(p) = &outcome.promoted {
@@ -186,7 +195,11 @@ pub(super) fn train_command(args: TrainArgs, settings: &Settings) -> anyhow::Res
             settings.training.select_by, outcome.seconds
         );
     }
-    let failed = outcome.candidates.iter().any(|c| c.report.is_none());
+    if let Some(why) = &outcome.promotion_refused {
+        eprintln!("error: registered but not promoted: {why}");
+    }
+    let failed = outcome.candidates.iter().any(|c| c.report.is_none())
+        || outcome.promotion_refused.is_some();
     Ok(if failed {
         ExitCode::from(1)
     } else {

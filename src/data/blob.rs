@@ -63,7 +63,11 @@ impl LocalBlobStore {
         if !valid {
             return Err(BlobError::BadHash(hash.to_owned()));
         }
-        Ok(self.root.join(&hash[..2]).join(&hash[2..]))
+        let (shard, rest) = (hash.get(..2), hash.get(2..));
+        match (shard, rest) {
+            (Some(shard), Some(rest)) => Ok(self.root.join(shard).join(rest)),
+            _ => Err(BlobError::BadHash(hash.to_owned())),
+        }
     }
 }
 

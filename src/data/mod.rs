@@ -99,8 +99,8 @@ pub struct AddOutcome {
     pub version: DatasetVersion,
     /// False when these bytes were already a version of the dataset.
     pub created: bool,
-    /// The version is the dataset's current one now (a new version becomes current once its
-    /// validation is recorded).
+    /// The version is the dataset's current one now (a new version becomes current when its
+    /// validation passed).
     pub current: bool,
     pub validation: Option<ValidationRun>,
     /// Why the new version could not be validated, if it could not (it is then not current).
@@ -121,9 +121,12 @@ pub struct Upload<'a> {
 /// Adds a file as the next version of its dataset; the same bytes again give the existing
 /// version (and a stored blob that no longer matches is rewritten from them, audited). The file
 /// is read and checked before anything is written, and a failed add leaves neither a row nor a
-/// new blob. The new version is validated against the dataset's suite and becomes current once
-/// that validation is recorded. Store connections are taken per step, never while the file is
-/// parsed.
+/// new blob. The new version is validated against the dataset's suite and becomes current only
+/// when that validation passed: a version that failed (or could not be validated) is kept,
+/// and made current by a person who saw its failures ([`use_version`]). Bytes added again
+/// whose version was never validated (an add interrupted before its validation) are validated
+/// now, as a new version would be. Store connections are taken per step, never while the file
+/// is parsed.
 pub fn add_version(
     db: &Db,
     blobs: &dyn BlobStore,
@@ -149,8 +152,18 @@ pub fn add_version(
     let existing = catalog::find_by_hash(&mut *db.get()?, dataset, &hash)?;
     if let Some(existing) = existing {
         let repaired = repair_blob(db, blobs, &existing, bytes, actor)?;
-        let current = catalog::find_dataset(&mut *db.get()?, dataset)?
-            .and_then(|d| d.current_version)
+        let mut conn = db.get()?;
+        let validated =
+            catalog::latest_runs_by_version(&mut conn, dataset)?.contains_key(&existing.version);
+        if !validated {
+            let table = read_table(bytes, file_name, schema)?;
+            let mut outcome =
+                validate_added(&mut conn, schema, existing, &table, file_name, actor)?;
+            outcome.created = false;
+            outcome.repaired = repaired;
+            return Ok(outcome);
+        }
+        let current = catalog::find_dataset(&mut conn, dataset)?.and_then(|d| d.current_version)
             == Some(existing.version);
         return Ok(AddOutcome {
             version: existing,
@@ -230,18 +243,30 @@ pub fn add_version(
         "other".to_owned()
     };
     metrics::counter!(DATASET_VERSIONS_ADDED_TOTAL, "dataset" => label).increment(1);
+    validate_added(conn, schema, version, &table, file_name, actor)
+}
+
+/// Validates an added version against the dataset's suite and makes it current when it
+/// passed: a version nobody checked, or one that failed, never silently becomes what training
+/// uses by default.
+fn validate_added(
+    conn: &mut DbConnection,
+    schema: &DatasetSettings,
+    version: DatasetVersion,
+    table: &Table,
+    file_name: &str,
+    actor: &str,
+) -> Result<AddOutcome, AppError> {
     let (validation, validation_error) = match Suite::load(&schema.suites_dir, &schema.suite) {
         Ok(suite) => {
-            let run = validate_table(conn, &suite, &table, Some(&version), file_name, actor)?;
+            let run = validate_table(conn, &suite, table, Some(&version), file_name, actor)?;
             (Some(run), None)
         }
         Err(e) => (None, Some(e.to_string())),
     };
-    // Current only once its validation is recorded: a version nobody checked never becomes
-    // what training uses by default.
-    let current = validation.is_some();
+    let current = validation.as_ref().is_some_and(|run| run.success);
     if current {
-        use_version(conn, dataset, version.version, actor)?;
+        use_version(conn, &version.dataset, version.version, actor)?;
     }
     Ok(AddOutcome {
         version,

@@ -230,6 +230,17 @@ pub fn revert_all_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<Stri
     Ok(reverted.iter().map(ToString::to_string).collect())
 }
 
+/// Reverts the newest applied migration; answers its version (a test of a data migration
+/// steps back one, writes rows as the older schema would, and migrates again).
+pub fn revert_last_migration(conn: &mut DbConnection) -> anyhow::Result<String> {
+    let reverted = match conn {
+        DbConnection::Sqlite(c) => c.revert_last_migration(SQLITE_MIGRATIONS),
+        DbConnection::Postgres(c) => c.revert_last_migration(POSTGRES_MIGRATIONS),
+    }
+    .map_err(|e| anyhow::anyhow!("reverting a migration: {e}"))?;
+    Ok(reverted.to_string())
+}
+
 /// Migrations embedded in this binary that the store has not applied yet.
 pub fn pending_migrations(conn: &mut DbConnection) -> anyhow::Result<usize> {
     let pending = match conn {

@@ -25,7 +25,8 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(AppError::PayloadTooLarge { limit });
     }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    // What the client declares is not what it sends: start small, grow with what arrives.
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit).min(64 * 1024));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| AppError::BadRequest(format!("reading the body: {e}")))?;
         if body.len() + chunk.len() > limit {
@@ -46,9 +47,86 @@ pub fn mime(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
+/// serde's message for a body that did not parse, in words a client knows: "expected i32"
+/// becomes "expected an integer".
+pub fn json_error_text(e: &serde_json::Error) -> String {
+    let mut text = e.to_string();
+    for (rust, words) in [
+        ("i32", "an integer"),
+        ("i64", "an integer"),
+        ("u32", "a whole number"),
+        ("u64", "a whole number"),
+        ("usize", "a whole number"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+    ] {
+        text = text.replace(&format!("expected {rust}"), &format!("expected {words}"));
+    }
+    text
+}
+
+/// Parses a JSON object as `T`. Only an object: serde would also fill a struct from an array,
+/// positionally, so `[null, true]` would set fields nobody named.
+fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(AppError::BadRequest(
+            "the body must be a JSON object with named fields".into(),
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| AppError::BadRequest(format!("malformed JSON body: {}", json_error_text(&e))))
+}
+
+/// The limit on a request body, from the configuration.
+fn limit_of(req: &HttpRequest) -> usize {
+    req.app_data::<web::Data<AppState>>()
+        .map(|s| s.settings.server.body_limit_bytes)
+        .unwrap_or(1 << 20)
+}
+
+/// A JSON object body, required: `application/json`, parsed strictly as `T` (whose
+/// `deny_unknown_fields` refuses a misspelt key; a field given twice is refused too). Anything
+/// else is a 400 or 415 naming the problem.
+pub struct StrictJson<T>(pub T);
+
+impl<T> StrictJson<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for StrictJson<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for StrictJson<T> {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if mime(&req) != "application/json" {
+                return Err(AppError::UnsupportedMediaType(
+                    "the body must be Content-Type: application/json".into(),
+                ));
+            }
+            let bytes = read_body(&mut payload, &req, limit_of(&req)).await?;
+            parse_object(&bytes).map(StrictJson)
+        })
+    }
+}
+
 /// A JSON body that may be left out. An empty body is `T::default()`; anything else must be
-/// `application/json` and parse strictly as `T` (whose `deny_unknown_fields` refuses a
-/// misspelt key): malformed JSON or an unknown field is a 400 naming it, never the defaults.
+/// an `application/json` object and parse strictly as `T` (whose `deny_unknown_fields` refuses
+/// a misspelt key): malformed JSON, an array or an unknown field is a 400 naming it, never the
+/// defaults.
 pub struct OptionalJson<T>(pub T);
 
 impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
@@ -59,11 +137,7 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
         let req = req.clone();
         let mut payload = payload.take();
         Box::pin(async move {
-            let limit = req
-                .app_data::<web::Data<AppState>>()
-                .map(|s| s.settings.server.body_limit_bytes)
-                .unwrap_or(1 << 20);
-            let bytes = read_body(&mut payload, &req, limit).await?;
+            let bytes = read_body(&mut payload, &req, limit_of(&req)).await?;
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 return Ok(OptionalJson(T::default()));
             }
@@ -72,9 +146,7 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJson<T> {
                     "a body must be Content-Type: application/json (or left empty)".into(),
                 ));
             }
-            serde_json::from_slice(&bytes)
-                .map(OptionalJson)
-                .map_err(|e| AppError::BadRequest(format!("malformed JSON body: {e}")))
+            parse_object(&bytes).map(OptionalJson)
         })
     }
 }

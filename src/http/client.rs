@@ -65,10 +65,21 @@ impl ClientInfo {
     }
 
     /// The address as a throttle key and in audit events.
+    /// The client as a throttle key: an IPv4 address, or an IPv6 address's /64 (one host
+    /// usually holds the whole /64, so a finer key would let it vary its address freely).
     pub fn key(&self) -> String {
-        self.ip
-            .map(|ip| ip.to_string())
-            .unwrap_or_else(|| "unknown".into())
+        match self.ip {
+            Some(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+            }
+            Some(std::net::IpAddr::V6(v6)) => v6
+                .to_ipv4_mapped()
+                .map(|v4| v4.to_string())
+                .unwrap_or_default(),
+            Some(ip) => ip.to_string(),
+            None => "unknown".into(),
+        }
     }
 }
 
@@ -76,6 +87,21 @@ impl ClientInfo {
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;
+
+    #[test]
+    fn an_ipv6_client_is_keyed_by_its_64() {
+        let info = |ip: &str| ClientInfo {
+            ip: Some(ip.parse().expect("ip")),
+            https: false,
+        };
+        assert_eq!(
+            info("2001:db8:1:2:aaaa::1").key(),
+            info("2001:db8:1:2:bbbb::9").key()
+        );
+        assert_ne!(info("2001:db8:1:2::1").key(), info("2001:db8:1:3::1").key());
+        assert_eq!(info("::ffff:10.1.2.3").key(), "10.1.2.3");
+        assert_eq!(info("10.1.2.3").key(), "10.1.2.3");
+    }
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|n| n.parse().expect("net")).collect()

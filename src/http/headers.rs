@@ -40,12 +40,41 @@ pub async fn dashboard(
     Ok(response)
 }
 
+/// Headers every response gets unless its face set them: `nosniff`, no framing (also as CSP
+/// `frame-ancestors`, so Swagger UI on `/docs/` can't be framed on this origin either) and a
+/// strict referrer policy.
+pub async fn every_response(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let mut response = next.call(req).await?.map_into_boxed_body();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+    ] {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    Ok(response)
+}
+
 /// Paths whose errors follow the JSON contract.
-fn speaks_json(path: &str) -> bool {
+pub(crate) fn speaks_json(path: &str) -> bool {
     path.starts_with("/api/")
         || matches!(
             path,
-            "/predict" | "/feedback" | "/model/info" | "/health" | "/ready" | "/metrics"
+            "/predict"
+                | "/invocations"
+                | "/feedback"
+                | "/model/info"
+                | "/openapi.json"
+                | "/health"
+                | "/ready"
+                | "/metrics"
         )
 }
 

@@ -133,11 +133,16 @@ async fn from_token(state: &AppState, plaintext: String) -> Result<Identity, App
             if let Some(role) = token.role()? {
                 user.role = user.role.min(role);
             }
-            tokens::touch(conn, &token)?;
+            // When a token was last used is a courtesy: a busy store does not fail the request.
+            if let Err(e) = tokens::touch(conn, &token) {
+                tracing::warn!(error = %e, "recording a token's last use");
+            }
+            let scoped = token.role_name.is_some() || token.expires_at.is_some();
             Ok(Identity::Token {
                 user,
                 token_id: token.id,
                 expires_at: token.expires_at,
+                scoped,
             })
         })
         .await

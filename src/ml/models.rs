@@ -543,9 +543,9 @@ fn xgb_gain(dump: &[String], width: usize) -> (Vec<f64>, Vec<usize>) {
         let Some(start) = line.find("[f") else {
             continue;
         };
-        let rest = &line[start + 2..];
+        let rest = line.get(start + 2..).unwrap_or_default();
         let end = rest.find(['<', ']']).unwrap_or(rest.len());
-        let Ok(feature) = rest[..end].parse::<usize>() else {
+        let Ok(feature) = rest.get(..end).unwrap_or_default().parse::<usize>() else {
             continue;
         };
         let g = line

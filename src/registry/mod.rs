@@ -84,6 +84,11 @@ pub struct ModelVersion {
 }
 
 impl ModelVersion {
+    /// The start of the run's id, to tell runs apart at a glance.
+    pub fn short_run_id(&self) -> &str {
+        self.run_id.get(..8).unwrap_or(&self.run_id)
+    }
+
     /// The run's summary metrics when it was registered (series left out, also those a
     /// version registered before the series were renamed still carries).
     pub fn metrics(&self) -> BTreeMap<String, f64> {
@@ -249,6 +254,21 @@ fn record(
     Ok(())
 }
 
+/// Longest reason a stage change (or a training's promotion) may give, in characters: it is
+/// stored in the history and the audit log.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// Refuses a reason longer than [`MAX_REASON_CHARS`] (422 naming `reason`).
+pub fn check_reason(reason: &str) -> Result<(), AppError> {
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(AppError::validation(
+            "reason",
+            format!("must be at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
 /// Who asks for a stage change, why, and whether they override the data gate.
 #[derive(Debug, Clone, Copy)]
 pub struct Change<'a> {
@@ -282,17 +302,78 @@ pub fn data_failures(
         .collect())
 }
 
+/// The data gate of a move into Production (a promotion or a rollback): a version trained on
+/// data whose validation failed needs `change.force` and a reason, else 409 naming the
+/// failures. Answers what the audit event records (`null` when the data passed).
+fn data_gate(
+    conn: &mut DbConnection,
+    target: &ModelVersion,
+    change: &Change<'_>,
+    (verb, noun): (&str, &str),
+) -> Result<serde_json::Value, AppError> {
+    let failures = data_failures(conn, target)?;
+    if failures.is_empty() {
+        return Ok(json!(null));
+    }
+    if !change.force {
+        return Err(AppError::Conflict(format!(
+            "{} v{} was trained on {} v{}, whose validation failed: {}; {verb} it with force \
+             and a reason if you mean to",
+            target.model,
+            target.version,
+            target.dataset,
+            target.dataset_version,
+            failures.join(", ")
+        )));
+    }
+    if change.reason.trim().is_empty() {
+        return Err(AppError::validation(
+            "reason",
+            format!("forcing a {noun} past failed validation needs a reason"),
+        ));
+    }
+    Ok(json!({ "forced": true, "validation_failures": failures }))
+}
+
 /// What a version must pass to enter Production: its artifact is in the blob store and hashes
 /// to the recorded hash, it reads as a model, and it was trained on the features the server
 /// serves. Checked inside the transition's transaction, so a version that could not be served
 /// never becomes Production.
+///
+/// The artifact is read and parsed before the transaction ([`Servable::preload`]), so the
+/// store's write lock is not held while a large model loads; inside, a preloaded model whose
+/// artifact hash is still the version's is taken as checked, and the serving slot then swaps
+/// in that same model ([`Servable::take_preloaded`]) instead of loading it again.
 pub struct Servable<'a> {
     pub blobs: &'a dyn BlobStore,
     /// The configured schema's feature names, in order.
     pub features: &'a [String],
+    preloaded: std::cell::RefCell<Option<(ModelVersion, TrainedModel)>>,
 }
 
-impl Servable<'_> {
+impl<'a> Servable<'a> {
+    pub fn new(blobs: &'a dyn BlobStore, features: &'a [String]) -> Self {
+        Servable {
+            blobs,
+            features,
+            preloaded: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// Loads and verifies `version` ahead of a transition into Production, outside any
+    /// transaction. A version that does not load is left to the check inside, which refuses it
+    /// with the reason.
+    pub fn preload(&self, conn: &mut DbConnection, model: &str, version: i32) {
+        if let Ok(loaded) = load(conn, self.blobs, model, version) {
+            *self.preloaded.borrow_mut() = Some(loaded);
+        }
+    }
+
+    /// The model preloaded (and checked) for the transition, for the serving slot.
+    pub fn take_preloaded(&self) -> Option<(ModelVersion, TrainedModel)> {
+        self.preloaded.borrow_mut().take()
+    }
+
     fn check(
         &self,
         conn: &mut DbConnection,
@@ -309,8 +390,18 @@ impl Servable<'_> {
                 "{model} v{version} cannot be served ({why}); refused: {still}"
             ))
         };
-        let (_, trained) =
-            load(conn, self.blobs, model, version).map_err(|e| refuse(e.to_string()))?;
+        let row = find_version(conn, model, version)?;
+        let mut preloaded = self.preloaded.borrow_mut();
+        let fresh = preloaded
+            .as_ref()
+            .is_some_and(|(v, _)| v.id == row.id && v.artifact_hash == row.artifact_hash);
+        if !fresh {
+            *preloaded =
+                Some(load(conn, self.blobs, model, version).map_err(|e| refuse(e.to_string()))?);
+        }
+        let Some((_, trained)) = preloaded.as_ref() else {
+            return Err(refuse("it did not load".into()));
+        };
         if trained.features != self.features {
             return Err(refuse(format!(
                 "trained on features ({}) that the configured schema does not have ({})",
@@ -336,30 +427,22 @@ pub fn transition(
     change: Change<'_>,
     servable: &Servable<'_>,
 ) -> Result<TransitionOutcome, AppError> {
+    check_reason(change.reason)?;
+    if to == Stage::Production {
+        servable.preload(conn, model, version);
+    }
     audit::with_event(conn, |conn| {
         let target = find_version(conn, model, version)?;
-        let mut gate = json!(null);
-        if to == Stage::Production {
-            let failures = data_failures(conn, &target)?;
-            if !failures.is_empty() {
-                if !change.force {
-                    return Err(AppError::Conflict(format!(
-                        "{model} v{version} was trained on {} v{}, whose validation failed: {}; \
-                         promote it with force and a reason if you mean to",
-                        target.dataset,
-                        target.dataset_version,
-                        failures.join(", ")
-                    )));
-                }
-                if change.reason.trim().is_empty() {
-                    return Err(AppError::validation(
-                        "reason",
-                        "forcing a promotion past failed validation needs a reason",
-                    ));
-                }
-                gate = json!({ "forced": true, "validation_failures": failures });
-            }
+        if target.stage == to.as_str() {
+            return Err(AppError::Conflict(format!(
+                "{model} v{version} is already in {to}"
+            )));
         }
+        let gate = if to == Stage::Production {
+            data_gate(conn, &target, &change, ("promote", "promotion"))?
+        } else {
+            json!(null)
+        };
         let (outcome, mut event) = transition_locked(
             conn,
             model,
@@ -431,9 +514,17 @@ fn transition_locked(
     metrics::counter!(crate::telemetry::MODEL_TRANSITIONS_TOTAL, "stage" => to.as_str())
         .increment(1);
     let updated = find_version(conn, model, version)?;
+    // `production` before and after: the version in Production (a promotion moves it from
+    // the archived one to this one; other moves leave it out).
+    let production_after = (to == Stage::Production).then_some(version);
     let event = NewEvent::new(actor, action, format!("model:{model}/{version}"))
         .before(json!({ "stage": current.stage, "production": archived }))
-        .after(json!({ "stage": to.as_str(), "reason": reason, "archived": archived }));
+        .after(json!({
+            "stage": to.as_str(),
+            "production": production_after,
+            "reason": reason,
+            "archived": archived,
+        }));
     Ok((
         TransitionOutcome {
             version: updated,
@@ -444,9 +535,42 @@ fn transition_locked(
     ))
 }
 
-/// Where a rollback goes: walking the Production history back from the newest promotion, the
-/// first version that is not the current one and was never rolled back from. So repeated
-/// rollbacks walk further back instead of toggling between two versions.
+/// The Production history as a stack, replayed from the stage transitions in order: a
+/// promotion pushes its version (moving it to the top if it was already there); a rollback to a
+/// version on the stack drops everything above it, and a rollback (`--to`) to one that had left
+/// the stack pushes it like a promotion. The top is the version in Production; the one below is where a
+/// rollback goes. Versions rolled back from leave the stack, so repeated rollbacks walk further
+/// back, and a later promotion of one of them puts it on top again.
+pub fn production_stack(conn: &mut DbConnection, model: &str) -> Result<Vec<i32>, AppError> {
+    let promotions: Vec<StageTransition> = stage_transitions::table
+        .filter(stage_transitions::model.eq(model))
+        .filter(stage_transitions::to_stage.eq(Stage::Production.as_str()))
+        .order(stage_transitions::seq.asc())
+        .select(StageTransition::as_select())
+        .load(conn)?;
+    Ok(replay_stack(
+        promotions.iter().map(|t| (t.version, t.rollback)),
+    ))
+}
+
+/// [`production_stack`]'s replay over `(version, rollback)` promotions, oldest first.
+fn replay_stack(promotions: impl Iterator<Item = (i32, bool)>) -> Vec<i32> {
+    let mut stack: Vec<i32> = Vec::new();
+    for (version, rollback) in promotions {
+        let on_stack = stack.iter().position(|v| *v == version);
+        if let (true, Some(at)) = (rollback, on_stack) {
+            stack.truncate(at + 1);
+        } else {
+            stack.retain(|v| *v != version);
+            stack.push(version);
+        }
+    }
+    stack
+}
+
+/// Where a rollback goes: the version below the current one in the [`production_stack`]. So
+/// repeated rollbacks walk further back instead of toggling between two versions, and a version
+/// rolled back from is not gone back to until it is promoted again.
 pub fn rollback_target(
     conn: &mut DbConnection,
     model: &str,
@@ -454,21 +578,8 @@ pub fn rollback_target(
     let Some(current) = production(conn, model)? else {
         return Ok(None);
     };
-    let history: Vec<StageTransition> = stage_transitions::table
-        .filter(stage_transitions::model.eq(model))
-        .order(stage_transitions::seq.desc())
-        .select(StageTransition::as_select())
-        .load(conn)?;
-    let rolled_back_from: Vec<i32> = history
-        .iter()
-        .filter(|t| t.rollback && t.from_stage == Stage::Production.as_str())
-        .map(|t| t.version)
-        .collect();
-    let target = history
-        .iter()
-        .filter(|t| t.to_stage == Stage::Production.as_str())
-        .map(|t| t.version)
-        .find(|v| *v != current.version && !rolled_back_from.contains(v));
+    let stack = production_stack(conn, model)?;
+    let target = stack.iter().rev().find(|v| **v != current.version).copied();
     match target {
         Some(v) => Ok(Some((current, find_version(conn, model, v)?))),
         None => Ok(None),
@@ -476,7 +587,9 @@ pub fn rollback_target(
 }
 
 /// Rolls Production back: to `to` when given (a version that was in Production before), else
-/// to [`rollback_target`]. Both transitions are marked as a rollback.
+/// to [`rollback_target`]. Both transitions are marked as a rollback. The data gate holds as
+/// for a promotion: a target trained on data whose validation failed needs `change.force` and
+/// a reason (its failures may have been recorded since it last served).
 pub fn rollback(
     conn: &mut DbConnection,
     model: &str,
@@ -484,6 +597,15 @@ pub fn rollback(
     change: Change<'_>,
     servable: &Servable<'_>,
 ) -> Result<TransitionOutcome, AppError> {
+    check_reason(change.reason)?;
+    // The likely target, loaded before the transaction (re-decided inside).
+    let likely = match to {
+        Some(v) => Some(v),
+        None => rollback_target(conn, model)?.map(|(_, t)| t.version),
+    };
+    if let Some(v) = likely {
+        servable.preload(conn, model, v);
+    }
     audit::with_event(conn, |conn| {
         let current = production(conn, model)?.ok_or_else(|| {
             AppError::Conflict(format!("{model} has no Production version to roll back"))
@@ -514,17 +636,19 @@ pub fn rollback(
                 .ok_or_else(|| {
                     AppError::Conflict(format!(
                         "{model} has no earlier Production version to roll back to from v{} \
-                         (versions rolled back from are skipped)",
+                         (versions rolled back from are skipped until promoted again)",
                         current.version
                     ))
                 })?,
         };
+        let target_version = find_version(conn, model, target)?;
+        let gate = data_gate(conn, &target_version, &change, ("roll back to", "rollback"))?;
         let reason = if change.reason.trim().is_empty() {
             format!("rollback from v{}", current.version)
         } else {
             format!("rollback from v{}: {}", current.version, change.reason)
         };
-        transition_locked(
+        let (outcome, mut event) = transition_locked(
             conn,
             model,
             target,
@@ -536,7 +660,13 @@ pub fn rollback(
             "model.rollback",
             servable,
             true,
-        )
+        )?;
+        if !gate.is_null() {
+            if let Some(after) = event.after.as_mut().and_then(|a| a.as_object_mut()) {
+                after.insert("data_gate".into(), gate);
+            }
+        }
+        Ok((outcome, event))
     })
 }
 
@@ -618,22 +748,42 @@ pub struct VersionRow {
     #[serde(flatten)]
     pub version: ModelVersion,
     pub metrics: BTreeMap<String, f64>,
+    /// The latest validation of the dataset version it was trained on failed (critical or
+    /// not): moving it into Production needs force and a reason.
+    pub data_failed: bool,
 }
 
-impl From<ModelVersion> for VersionRow {
-    fn from(version: ModelVersion) -> Self {
-        VersionRow {
-            metrics: version.metrics(),
-            version,
-        }
-    }
+/// One version with its summary metrics and whether its data failed validation.
+pub fn version_row(conn: &mut DbConnection, version: ModelVersion) -> Result<VersionRow, AppError> {
+    let data_failed = !data_failures(conn, &version)?.is_empty();
+    Ok(VersionRow {
+        metrics: version.metrics(),
+        version,
+        data_failed,
+    })
 }
 
 pub fn model_detail(conn: &mut DbConnection, name: &str) -> Result<ModelDetail, AppError> {
-    let versions: Vec<VersionRow> = list_versions(conn, name)?
-        .into_iter()
-        .map(VersionRow::from)
-        .collect();
+    let mut validations: BTreeMap<String, BTreeMap<i32, bool>> = BTreeMap::new();
+    let mut versions = Vec::new();
+    for v in list_versions(conn, name)? {
+        if !validations.contains_key(&v.dataset) {
+            let runs = catalog::latest_runs_by_version(conn, &v.dataset)?
+                .into_iter()
+                .map(|(number, run)| (number, run.success))
+                .collect();
+            validations.insert(v.dataset.clone(), runs);
+        }
+        let passed = validations
+            .get(&v.dataset)
+            .and_then(|runs| runs.get(&v.dataset_version))
+            .copied();
+        versions.push(VersionRow {
+            metrics: v.metrics(),
+            version: v,
+            data_failed: passed == Some(false),
+        });
+    }
     Ok(ModelDetail {
         name: name.to_owned(),
         production: versions
@@ -684,8 +834,16 @@ pub fn load(
 ) -> Result<(ModelVersion, TrainedModel), AppError> {
     let v = find_version(conn, model, version)?;
     let bytes = blobs.get(&v.artifact_hash).map_err(|e| {
+        // A file system path stays in the log, out of answers.
+        let why = match &e {
+            crate::data::blob::BlobError::Io { .. } => {
+                tracing::error!(model, version, error = %e, "reading a model artifact");
+                "the artifact store could not read it".to_owned()
+            }
+            other => other.to_string(),
+        };
         AppError::Unavailable(format!(
-            "{model} v{version}: its artifact cannot be used: {e}"
+            "{model} v{version}: its artifact cannot be used: {why}"
         ))
     })?;
     let trained = TrainedModel::from_bytes(&bytes)
@@ -704,5 +862,50 @@ pub fn resolve(
         None => production(conn, model)?.ok_or_else(|| {
             AppError::NotFound(format!("model `{model}` has no Production version"))
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replay_stack;
+
+    fn promote(v: i32) -> (i32, bool) {
+        (v, false)
+    }
+    fn rollback(v: i32) -> (i32, bool) {
+        (v, true)
+    }
+
+    #[test]
+    fn repeated_rollbacks_walk_back_and_a_promotion_starts_again() {
+        // Promote 1, 2, 3; roll back twice: 3 → 2 → 1.
+        let history = [promote(1), promote(2), promote(3), rollback(2), rollback(1)];
+        assert_eq!(replay_stack(history.into_iter()), vec![1]);
+        // Promoting 3 again puts it on top of 1: a rollback goes to 1, not nowhere.
+        let history = [
+            promote(1),
+            promote(2),
+            promote(3),
+            rollback(2),
+            rollback(1),
+            promote(3),
+        ];
+        assert_eq!(replay_stack(history.into_iter()), vec![1, 3]);
+        // Promoting 1 over 3 moves 1 to the top: a rollback goes to 3.
+        let history = [promote(1), promote(3), promote(1)];
+        assert_eq!(replay_stack(history.into_iter()), vec![3, 1]);
+    }
+
+    #[test]
+    fn a_rollback_to_an_earlier_version_drops_what_was_above_it() {
+        let history = [promote(1), promote(2), promote(3), promote(4), rollback(2)];
+        assert_eq!(replay_stack(history.into_iter()), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_rollback_to_a_version_rolled_back_from_pushes_it() {
+        // 3 was rolled back from; `--to 3` from 1 goes forward, and 1 stays below it.
+        let history = [promote(1), promote(3), rollback(1), rollback(3)];
+        assert_eq!(replay_stack(history.into_iter()), vec![1, 3]);
     }
 }

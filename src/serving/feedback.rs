@@ -27,8 +27,22 @@ pub struct FeedbackRequest {
 }
 
 /// Stores a label; the prediction must be in the log already (`NotFound` otherwise: callers
-/// flush the log's queue and try once more). One statement, so concurrent labels for one id
+/// flush the log's queue and try once more, when [`may_be_queued`]). One statement, so concurrent labels for one id
 /// race in the store itself: the first is stored, the others get 409, on either backend.
+/// Whether `request_id` could name a prediction still in the log's queue: a UUIDv7 (what
+/// predictions answer with) made in the last minute.
+pub fn may_be_queued(request_id: &str) -> bool {
+    let Ok(id) = uuid::Uuid::parse_str(request_id) else {
+        return false;
+    };
+    let Some((secs, _)) = id.get_timestamp().map(|t| t.to_unix()) else {
+        return false;
+    };
+    let now = chrono::Utc::now().timestamp();
+    let made = i64::try_from(secs).unwrap_or(i64::MAX);
+    (now - 60..=now + 5).contains(&made)
+}
+
 pub fn record(
     conn: &mut DbConnection,
     request: &FeedbackRequest,
@@ -63,5 +77,18 @@ pub fn record(
             "no prediction with request_id `{id}`"
         ))),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_be_queued;
+
+    #[test]
+    fn only_a_recent_uuid_v7_may_be_queued() {
+        assert!(may_be_queued(&uuid::Uuid::now_v7().to_string()));
+        assert!(!may_be_queued(&uuid::Uuid::new_v4().to_string()));
+        assert!(!may_be_queued("01890000-0000-7000-8000-000000000000"));
+        assert!(!may_be_queued("not-a-uuid"));
     }
 }

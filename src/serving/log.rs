@@ -169,6 +169,20 @@ impl PredictionLog {
         wait.await.map_err(|_| stopped())
     }
 
+    /// [`Self::flush`], waiting at most `serving.log_wait_ms`: then 503 with Retry-After (the
+    /// store is slow or unavailable; the rows stay queued).
+    pub async fn flush_within_wait(&self) -> Result<(), AppError> {
+        match tokio::time::timeout(self.wait, self.flush()).await {
+            Ok(flushed) => flushed,
+            Err(_) => Err(AppError::Overloaded {
+                message: "the prediction log is behind (the store is slow or unavailable); \
+                          try again shortly"
+                    .into(),
+                retry_after_secs: 1,
+            }),
+        }
+    }
+
     /// Rows waiting in the queue.
     pub fn depth(&self) -> usize {
         self.capacity.saturating_sub(self.room.available_permits())
@@ -209,6 +223,9 @@ impl Writer {
                 .set(self.capacity.saturating_sub(self.room.available_permits()) as f64);
             self.store(&rows);
             self.room.add_permits(rows.len().min(self.capacity));
+            // And as the store leaves it (else the gauge keeps the depth before the last batch).
+            metrics::gauge!(PREDICTION_LOG_QUEUE_DEPTH)
+                .set(self.capacity.saturating_sub(self.room.available_permits()) as f64);
             for done in waiters {
                 let _ = done.send(());
             }
@@ -238,7 +255,8 @@ impl Writer {
     }
 
     /// Stores a batch, whole: while the store is unavailable it is retried as it is (requests
-    /// meanwhile wait, then get 503). When the store refuses it [`BATCH_ATTEMPTS`] times, it
+    /// meanwhile wait, then get 503). When the store refuses it [`BATCH_ATTEMPTS`] times while
+    /// taking a probe row each time (so the refusal is the batch's, not the store's), it
     /// is stored row by row ([`Writer::store_one`]), so that a poison row is found and set
     /// aside. Nothing is dropped; the one exception is a log whose handles are all gone
     /// without a flush: then there is nobody left to retry for.
@@ -263,7 +281,7 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, rows = rows.len(), "storing predictions failed");
-                    if matches!(e, SinkError::Refused(_)) {
+                    if matches!(e, SinkError::Refused(_)) && self.sink.probe().is_ok() {
                         refusals += 1;
                         if refusals >= BATCH_ATTEMPTS {
                             break;
@@ -286,7 +304,8 @@ impl Writer {
     }
 
     /// Stores one row. While the store is unavailable the row is retried. When the store
-    /// answers and refuses the row, it goes to the dead letters; if the store can't take that
+    /// answers and refuses the row while it takes a probe row ([`Sink::probe`]), the row goes
+    /// to the dead letters; if the store can't take that
     /// either, the store is the trouble, and the row is retried from the start.
     fn store_one(&mut self, row: &PredictionRow) {
         let mut backoff = Duration::from_millis(50);
@@ -296,14 +315,16 @@ impl Writer {
                     metrics::counter!(PREDICTION_LOG_ROWS_TOTAL).increment(1);
                     return;
                 }
-                Err(SinkError::Refused(why)) => match self.sink.dead_letter(row, &why) {
-                    Ok(()) => {
-                        metrics::counter!(PREDICTION_LOG_DEAD_LETTERS_TOTAL).increment(1);
-                        tracing::error!(request_id = %row.request_id, error = %why, "the store refused a prediction-log row; it is set aside in prediction_dead_letters");
-                        return;
+                Err(SinkError::Refused(why)) if self.sink.probe().is_ok() => {
+                    match self.sink.dead_letter(row, &why) {
+                        Ok(()) => {
+                            metrics::counter!(PREDICTION_LOG_DEAD_LETTERS_TOTAL).increment(1);
+                            tracing::error!(request_id = %row.request_id, error = %why, "the store refused a prediction-log row; it is set aside in prediction_dead_letters");
+                            return;
+                        }
+                        Err(e) => e,
                     }
-                    Err(e) => e,
-                },
+                }
                 Err(e) => e,
             };
             if self.abandoned() {
@@ -367,6 +388,9 @@ impl From<diesel::result::Error> for SinkError {
                 | K::ReadOnlyTransaction,
                 _,
             ) => SinkError::Unavailable(format!("PostgreSQL: {e}")),
+            // A constraint, a type, or an error diesel can't name (PostgreSQL's lock and
+            // statement timeouts, a full disk and a shutdown among them): the writer tells the
+            // row's refusal from the store's trouble with a probe row.
             E::DatabaseError(_, _) | E::SerializationError(_) => {
                 SinkError::Refused(format!("PostgreSQL: {e}"))
             }
@@ -449,6 +473,49 @@ impl Sink {
         }
     }
 
+    /// Whether the store takes a row now: a well-formed row inserted and rolled back, taking
+    /// the same locks and space a real one would. A refusal that the probe shares is the
+    /// store's trouble (a lock or statement timeout, a full disk, a shutdown: PostgreSQL's
+    /// errors reach us without their SQLSTATE), not the row's.
+    fn probe(&mut self) -> Result<(), SinkError> {
+        let row = PredictionRow {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            created_at: crate::db::now(),
+            model: "probe".into(),
+            model_version: 0,
+            endpoint: "probe".into(),
+            features_json: "[]".into(),
+            probability: 0.5,
+            prediction: 0,
+            latency_us: 0,
+            batch_rows: 1,
+        };
+        match self {
+            Sink::Sqlite { path, conn } => {
+                let mut c = Self::sqlite(path, conn)?;
+                sqlite_insert_then(&mut c, std::slice::from_ref(&row), false)?;
+                *conn = Some(c);
+                Ok(())
+            }
+            Sink::Pool(db) => {
+                let mut pooled = db.get()?;
+                let DbConnection::Postgres(c) = &mut *pooled else {
+                    return Err(SinkError::Unavailable("not a PostgreSQL store".into()));
+                };
+                let outcome = c.transaction(|c| {
+                    diesel::insert_into(predictions::table)
+                        .values(&row)
+                        .execute(c)?;
+                    Err::<(), _>(diesel::result::Error::RollbackTransaction)
+                });
+                match outcome {
+                    Err(diesel::result::Error::RollbackTransaction) | Ok(()) => Ok(()),
+                    Err(e) => Err(SinkError::Unavailable(format!("PostgreSQL: {e}"))),
+                }
+            }
+        }
+    }
+
     /// Sets a row aside with the error the store gave for it (once: a row already set aside
     /// stays as it was).
     fn dead_letter(&mut self, row: &PredictionRow, error: &str) -> Result<(), SinkError> {
@@ -525,6 +592,15 @@ pub fn dead_letters(conn: &mut DbConnection, limit: i64) -> Result<DeadLetters, 
 /// An immediate transaction takes the write lock (or waits for it, up to the busy timeout)
 /// before the first row; the prepared statement is stepped once per row.
 fn sqlite_insert(conn: &mut rusqlite::Connection, rows: &[PredictionRow]) -> rusqlite::Result<()> {
+    sqlite_insert_then(conn, rows, true)
+}
+
+/// Inserts `rows` in one transaction, committed or (a probe) rolled back.
+fn sqlite_insert_then(
+    conn: &mut rusqlite::Connection,
+    rows: &[PredictionRow],
+    commit: bool,
+) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut statement = tx.prepare_cached(SQLITE_INSERT)?;
@@ -543,7 +619,7 @@ fn sqlite_insert(conn: &mut rusqlite::Connection, rows: &[PredictionRow]) -> rus
             ])?;
         }
     }
-    tx.commit()
+    if commit { tx.commit() } else { tx.rollback() }
 }
 
 /// diesel's text for a SQLite `TIMESTAMP` (chrono's `%F %T%.f`), written digit by digit: the

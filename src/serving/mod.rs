@@ -216,6 +216,21 @@ impl Serving {
         .map_err(|e| AppError::Internal(anyhow::anyhow!("scoring task failed: {e}")))?
     }
 
+    /// Runs `work` on the blocking pool behind a batch slot (the one large batches use); 503
+    /// with Retry-After when every slot stays busy for `serving.offload_wait_ms`.
+    pub async fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AppError> {
+        let permit = acquire(&self.offload, self.limits.offload_wait, "batch").await?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("an offloaded task failed: {e}")))
+    }
+
     pub fn current(&self) -> Option<Arc<ServedModel>> {
         self.slot.load_full()
     }
@@ -260,11 +275,13 @@ impl Serving {
         blobs: &dyn BlobStore,
     ) -> Result<Refresh, AppError> {
         let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
-        self.sync_locked(conn, blobs)
+        self.sync_locked(conn, blobs, None)
     }
 
     /// Runs a registry change that may move Production, then brings the slot in line, holding
-    /// the order lock across both. Blocking. A failed change leaves the slot alone.
+    /// the order lock across both, with the model the change checked (no second load).
+    /// Blocking. A failed change leaves the slot alone; a change recorded that the slot cannot
+    /// follow is an error saying so (the slot retries at each `serving.refresh_secs`).
     pub fn apply<T>(
         &self,
         conn: &mut DbConnection,
@@ -273,13 +290,18 @@ impl Serving {
     ) -> Result<T, AppError> {
         let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
         let features = self.schema.names();
-        let servable = Servable {
-            blobs,
-            features: &features,
-        };
+        let servable = Servable::new(blobs, &features);
         let out = change(conn, &servable)?;
-        if let Err(e) = self.sync_locked(conn, blobs) {
+        if let Err(e) = self.sync_locked(conn, blobs, servable.take_preloaded()) {
             tracing::error!(error = %e, "the serving slot kept its model after a registry change");
+            let still = self
+                .current()
+                .map(|m| format!("v{}", m.version.version))
+                .unwrap_or_else(|| "nothing".into());
+            return Err(AppError::Unavailable(format!(
+                "the change was recorded, but the server could not load the new Production \
+                 version and still serves {still}: {e}; it tries again at each refresh"
+            )));
         }
         Ok(out)
     }
@@ -333,6 +355,7 @@ impl Serving {
         &self,
         conn: &mut DbConnection,
         blobs: &dyn BlobStore,
+        preloaded: Option<(registry::ModelVersion, crate::ml::TrainedModel)>,
     ) -> Result<Refresh, AppError> {
         let production = registry::production(conn, &self.model_name)?;
         let current = self.current();
@@ -351,7 +374,15 @@ impl Serving {
             return Ok(Refresh::Unchanged);
         }
         let number = production.version;
-        let loaded = registry::load(conn, blobs, &self.model_name, number);
+        let loaded = match preloaded {
+            Some((v, trained))
+                if v.id == production.id && v.artifact_hash == production.artifact_hash =>
+            {
+                // The stage moved since the preload; the row read now says so.
+                Ok((production.clone(), trained))
+            }
+            _ => registry::load(conn, blobs, &self.model_name, number),
+        };
         let (version, trained) = match loaded {
             Ok(pair) => pair,
             Err(e) => {
@@ -373,6 +404,9 @@ impl Serving {
                 trained.features.join(", ")
             )));
         }
+        // Built now, off the workers: an XGBoost model's native tree walk (else the first
+        // request after the swap would build it).
+        let _ = trained.predicts_with_library();
         tracing::info!(model = %self.model_name, version = number, kind = %version.model_kind, "serving");
         let label = version.version.to_string();
         let predictions = ["0", "1"].map(|class| {

@@ -18,8 +18,9 @@ use crate::data::schema::{ColumnKind, ColumnSpec, DatasetSettings, normalize_cat
 use crate::error::{FieldError, bounded};
 use crate::ml::features::Raw;
 
-/// Most field errors a parse keeps; the rest are counted in one last entry.
-pub const MAX_ERRORS: usize = 100;
+/// Field errors kept in a 422 (the rest are counted in one more entry): one fewer than the
+/// error contract's [`crate::error::MAX_DETAILS`], so that entry is not cut again.
+pub const MAX_ERRORS: usize = crate::error::MAX_DETAILS - 1;
 /// Longest piece of input (a key, a category) quoted back in an error.
 const MAX_ECHO: usize = 40;
 
@@ -52,6 +53,20 @@ impl Errors {
             });
         }
         self.list
+    }
+
+    /// Every error found, kept or only counted.
+    pub fn total(&self) -> usize {
+        self.list.len() + self.more
+    }
+
+    /// The errors as a parse failure that knows their true count.
+    pub fn into_invalid(self) -> ParseError {
+        let total = self.total();
+        ParseError::Invalid {
+            errors: self.into_vec(),
+            total,
+        }
     }
 }
 
@@ -170,7 +185,7 @@ impl FeatureSchema {
         if errors.is_empty() {
             Ok(out)
         } else {
-            Err(ParseError::Invalid(errors.into_vec()))
+            Err(errors.into_invalid())
         }
     }
 
@@ -296,8 +311,12 @@ pub enum ParseError {
     /// MLflow's own error for a body with none or several of its input keys: 400 in MLflow's
     /// error shape.
     MlflowFormat(String),
-    /// Well-formed, but fields are wrong: 422, every field named.
-    Invalid(Vec<FieldError>),
+    /// Well-formed, but fields are wrong: 422, each field named (the first [`MAX_ERRORS`],
+    /// then one entry counting the rest), with how many errors there were in all.
+    Invalid {
+        errors: Vec<FieldError>,
+        total: usize,
+    },
     /// More rows than `serving.max_batch`: 422, naming `instances`.
     TooMany { rows: usize, max: usize },
 }
@@ -555,7 +574,7 @@ fn check_size(rows: usize, max: usize) -> Result<(), ParseError> {
 
 fn finish(rows: Vec<Vec<Raw>>, errors: Errors, batch: bool) -> Result<PredictBody, ParseError> {
     if !errors.is_empty() {
-        return Err(ParseError::Invalid(errors.into_vec()));
+        return Err(errors.into_invalid());
     }
     if rows.is_empty() {
         return Err(ParseError::Malformed("no rows to predict".into()));
@@ -757,7 +776,7 @@ fn columnar(
         }
     }
     if !bad.is_empty() {
-        return Err(ParseError::Invalid(bad.into_vec()));
+        return Err(bad.into_invalid());
     }
     check_size(rows, max_batch)?;
     let cells: Vec<Option<&Value>> = schema
@@ -866,7 +885,7 @@ mod tests {
         assert!(!ok.batch);
         let bad = r#"{"age": "old", "sex": 7, "cp": 1, "trestbps": 900, "fbs": 1, "restecg": 2,
             "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 3, "ca": null, "thal": 6, "colour": "red"}"#;
-        let Err(ParseError::Invalid(errors)) = parse_predict(&s, bad.as_bytes(), 10) else {
+        let Err(ParseError::Invalid { errors, .. }) = parse_predict(&s, bad.as_bytes(), 10) else {
             panic!("expected field errors");
         };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();

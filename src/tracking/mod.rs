@@ -432,12 +432,22 @@ pub fn live_runs(conn: &mut DbConnection) -> Result<Vec<Run>, AppError> {
         .select(Run::as_select())
         .load(conn)?
         .into_iter()
-        .filter(|r| r.heartbeat_at >= stale_before && !owner_gone(&r.owner, &host))
+        .filter(|r| {
+            (r.heartbeat_at >= stale_before || owned_here(&r.owner, &host))
+                && !owner_gone(&r.owner, &host)
+        })
         .collect())
 }
 
+/// The owner is a process on this host (whose liveness [`owner_gone`] can check directly, so
+/// its heartbeat's age says nothing: a long fit step writes none).
+fn owned_here(owner: &str, host: &str) -> bool {
+    owner.split(':').next() == Some(host)
+}
+
 /// Marks failed every running run whose process is gone: one owned by this host whose process
-/// no longer runs, or one whose heartbeat is stale.
+/// no longer runs, or one owned elsewhere whose heartbeat is stale. A run of a live process on
+/// this host is never swept, however long its fit step.
 pub fn sweep_interrupted(conn: &mut DbConnection) -> Result<Vec<String>, AppError> {
     let running: Vec<Run> = runs::table
         .filter(runs::status.eq(RUNNING))
@@ -447,7 +457,8 @@ pub fn sweep_interrupted(conn: &mut DbConnection) -> Result<Vec<String>, AppErro
     let stale_before = now() - STALE_AFTER;
     let mut swept = Vec::new();
     for run in running {
-        if owner_gone(&run.owner, &host) || run.heartbeat_at < stale_before {
+        let stale = run.heartbeat_at < stale_before && !owned_here(&run.owner, &host);
+        if owner_gone(&run.owner, &host) || stale {
             let why = format!(
                 "interrupted: its process ({}) ended before the run did",
                 run.owner
@@ -555,6 +566,21 @@ pub fn runs_table(
     sort: Option<&str>,
     limit: i64,
 ) -> Result<Vec<RunRow>, AppError> {
+    if let Some(name) = experiment {
+        let exists: i64 = experiments::table
+            .filter(experiments::name.eq(name))
+            .count()
+            .get_result(conn)?;
+        if exists == 0 {
+            return Err(AppError::NotFound(format!(
+                "no experiment `{}`",
+                crate::error::bounded(name, 64)
+            )));
+        }
+    }
+    if let Some(key) = sort {
+        check_sort_key(conn, key)?;
+    }
     let runs = list_runs(conn, experiment, limit)?;
     let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
     let mut metrics = latest_metrics(conn, &ids)?;
@@ -576,6 +602,30 @@ pub fn runs_table(
         });
     }
     Ok(rows)
+}
+
+/// A sort key must be a summary metric: one training produces (`cv_<m>_mean`, `holdout_<m>`,
+/// ...) or one a run recorded; a series (`cv_fold_<m>`, per-round) or an unknown name is a 422
+/// naming `sort`, never silently "unsorted".
+pub fn check_sort_key(conn: &mut DbConnection, key: &str) -> Result<(), AppError> {
+    let known = crate::ml::selectable_metrics().iter().any(|m| m == key) || {
+        let recorded: i64 = run_metrics::table
+            .filter(run_metrics::name.eq(key))
+            .count()
+            .get_result(conn)?;
+        recorded > 0
+    };
+    if !known || is_series(key) {
+        return Err(AppError::validation(
+            "sort",
+            format!(
+                "`{}` is no summary metric; try cv_roc_auc_mean, cv_f1_mean, holdout_roc_auc or \
+                 another cv_<metric>_mean or holdout_<metric>",
+                crate::error::bounded(key, 64)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub fn metrics_of(conn: &mut DbConnection, run_id: &str) -> Result<Vec<RunMetric>, AppError> {

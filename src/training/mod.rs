@@ -39,8 +39,11 @@ pub struct TrainRequest {
     pub force: bool,
     /// Register the best run as a new version of the registered model.
     pub register: bool,
-    /// Also promote that version to Production (implies `register`).
+    /// Also promote that version to Production (implies `register`). On data whose
+    /// validation failed this needs `force` and a `reason`, checked before anything trains.
     pub promote: bool,
+    /// Why: recorded with the promotion; needed to force one past failed validation.
+    pub reason: Option<String>,
     /// Default: the configured experiment.
     pub experiment: Option<String>,
     /// Where the request came from, kept as the `source` tag (cli, api, dashboard, first-start).
@@ -68,6 +71,9 @@ pub struct TrainOutcome {
     pub best_run: Option<String>,
     pub registered: Option<ModelVersion>,
     pub promoted: Option<TransitionOutcome>,
+    /// Why the promotion asked for did not happen, when the version was registered but could
+    /// not enter Production (it stays registered, in stage None).
+    pub promotion_refused: Option<String>,
     pub seconds: f64,
 }
 
@@ -277,6 +283,22 @@ pub fn train(
                 return Err(AppError::Conflict(why));
             }
         }
+        if let Some(reason) = &request.reason {
+            registry::check_reason(reason)?;
+        }
+        // The promotion's data gate, checked before anything trains or is registered.
+        let reason_given = request
+            .reason
+            .as_deref()
+            .is_some_and(|r| !r.trim().is_empty());
+        if request.promote && !gate.failed.is_empty() && !(request.force && reason_given) {
+            return Err(AppError::Conflict(format!(
+                "{dataset} v{number} failed its validation ({}); a model trained on it is \
+                 promoted only with force and a reason (`--force --reason R`), or register it \
+                 without promoting",
+                gate.failed.join(", ")
+            )));
+        }
         let (version, table) = datasets::load_version(conn, blobs, schema, &dataset, number)?;
         let examples = Examples::from_table(&table, schema).map_err(AppError::BadRequest)?;
         (number, gate, version, examples)
@@ -363,7 +385,7 @@ pub fn train(
             }
         });
     let best_run = best.map(|(c, _)| c.run.id.clone());
-    let (mut registered, mut promoted) = (None, None);
+    let (mut registered, mut promoted, mut promotion_refused) = (None, None, None);
     if request.register || request.promote {
         let Some((best, auc)) = best else {
             return Err(AppError::Conflict(
@@ -374,18 +396,33 @@ pub fn train(
         let mut conn = db.get()?;
         let v = registry::register(&mut conn, model, &best.run, actor)?;
         if request.promote {
-            let reason = format!(
-                "best of {} candidates by {select_by} ({auc:.3})",
-                candidates.len()
+            let chosen = format!(
+                "best of {} {} by {select_by} ({auc:.3})",
+                candidates.len(),
+                if candidates.len() == 1 {
+                    "candidate"
+                } else {
+                    "candidates"
+                }
             );
-            // A forced training forces its promotion too (the reason says why it was chosen,
-            // the audit event that the data gate was overridden).
+            let reason = match request.reason.as_deref().map(str::trim) {
+                Some(r) if !r.is_empty() => format!("{r}; {chosen}"),
+                _ => chosen,
+            };
+            // A forced training forces its promotion too (the reason says why, the audit
+            // event that the data gate was overridden).
             let change = registry::Change {
                 actor,
                 reason: &reason,
                 force: request.force,
             };
-            promoted = Some(promote(&mut conn, model, v.version, change)?);
+            match promote(&mut conn, model, v.version, change) {
+                Ok(p) => promoted = Some(p),
+                Err(e) => {
+                    tracing::warn!(version = v.version, error = %e, "registered, not promoted");
+                    promotion_refused = Some(e.to_string());
+                }
+            }
         }
         registered = Some(v);
     }
@@ -399,6 +436,7 @@ pub fn train(
         best_run,
         registered,
         promoted,
+        promotion_refused,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -601,17 +639,15 @@ pub fn servable_promotion<'a>(
 + 'a {
     move |conn, model, version, change| {
         let features = settings.dataset.feature_names();
-        let servable = registry::Servable {
-            blobs,
-            features: &features,
-        };
+        let servable = registry::Servable::new(blobs, &features);
         registry::transition(conn, model, version, Stage::Production, change, &servable)
     }
 }
 
 /// On a store where the registered model has no version yet, trains the configured candidates
-/// on the dataset's current version and registers and promotes the best. Skipped when the
-/// version failed a critical expectation (the log says why).
+/// on the dataset's current version and registers and promotes the best. Skipped, with nothing
+/// registered (so the next start tries again), when the version failed any expectation: a
+/// model on such data is promoted only by a person, with a reason (the log says how).
 pub fn bootstrap(
     db: &Db,
     blobs: &dyn BlobStore,
@@ -645,9 +681,18 @@ pub fn bootstrap(
         &|_, _, _| {},
         &promote,
     ) {
-        Ok(outcome) => Ok(Some(outcome)),
+        Ok(outcome) => {
+            if let Some(why) = &outcome.promotion_refused {
+                tracing::warn!(%why, "first-start training registered a version but did not promote it");
+            }
+            Ok(Some(outcome))
+        }
         Err(AppError::Conflict(why)) => {
-            tracing::warn!(%why, "first-start training skipped");
+            tracing::warn!(
+                %why,
+                "first-start training skipped; nothing is served until a model is promoted \
+                 (steward train --promote --force --reason R, after looking at the data)"
+            );
             Ok(None)
         }
         Err(e) => Err(anyhow::anyhow!("first-start training: {e}")),

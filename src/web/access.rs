@@ -92,7 +92,7 @@ async fn partial(
                 .as_ref()
                 .map(when)
                 .unwrap_or_else(|| "never".into()),
-            role: t.role_name.clone().unwrap_or_else(|| "as owner".into()),
+            role: t.role_name.clone().unwrap_or_else(|| "as its user".into()),
             expires: t
                 .expires_at
                 .as_ref()

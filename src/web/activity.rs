@@ -1,4 +1,4 @@
-//! Agent activity: the audit feed, newest first, polled live by htmx. The agent's decisions and
+//! Activity: the audit feed, newest first, polled live by htmx. The agent's decisions and
 //! actions will land here beside the user and configuration events recorded today.
 
 use actix_web::{HttpResponse, web};
@@ -76,7 +76,8 @@ impl EventView {
     /// The event as `reader` may see it: configuration, user, token and login details are for
     /// admins; others see that the event happened.
     pub fn new(e: &AuditEvent, admin: bool) -> Self {
-        let withheld = audit::is_admin_only(&e.action) && !admin;
+        let mut e = e.clone();
+        let withheld = audit::redact(&mut e, admin);
         let change = if withheld {
             Vec::new()
         } else {

@@ -30,7 +30,7 @@ crate::route_table! { ROUTES, handlers;
     get "/login" => login::get_login, Open, "The login page";
     post "/login" => login::post_login, Open, "Log in";
     post "/logout" => login::post_logout, Open, "Log out";
-    get "/activity" => activity::get_activity, Read, "Agent activity: the audit feed";
+    get "/activity" => activity::get_activity, Read, "Activity: the audit feed";
     get "/datasets" => datasets::get_datasets, Read, "Datasets and their versions";
     get "/datasets/{name}/versions/{version}" => datasets::get_version, Read, "A dataset version's profile";
     get "/datasets/{name}/diff" => datasets::get_diff, Read, "Two versions side by side";

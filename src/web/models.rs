@@ -32,12 +32,21 @@ const RUN_COLUMNS: &[(&str, &str)] = &[
     ("fit_seconds", "Fit s"),
 ];
 
+/// A figure: a whole number (a count) without decimals, anything else to three places.
 fn fmt(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into())
+    match v {
+        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
+        Some(v) => format!("{v:.3}"),
+        None => "–".into(),
+    }
 }
 
 fn fmt_delta(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:+.3}")).unwrap_or_default()
+    match v {
+        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:+.0}"),
+        Some(v) => format!("{v:+.3}"),
+        None => String::new(),
+    }
 }
 
 pub struct RunLine {
@@ -89,6 +98,26 @@ pub struct RunsQuery {
     data: Option<String>,
 }
 
+/// A metric's name as a column heading: `holdout_f1` → "Holdout F1", `cv_pr_auc_mean` →
+/// "CV PR-AUC".
+fn metric_heading(name: &str) -> String {
+    let (prefix, rest) = if let Some(rest) = name.strip_prefix("cv_") {
+        ("CV ", rest.strip_suffix("_mean").unwrap_or(rest))
+    } else if let Some(rest) = name.strip_prefix("holdout_") {
+        ("Holdout ", rest)
+    } else {
+        ("", name)
+    };
+    let metric = match rest {
+        "roc_auc" => "ROC-AUC".to_owned(),
+        "pr_auc" => "PR-AUC".to_owned(),
+        "f1" => "F1".to_owned(),
+        "log_loss" => "log-loss".to_owned(),
+        other => other.replace('_', " "),
+    };
+    format!("{prefix}{metric}")
+}
+
 /// What the runs table shows: an experiment, sorted by a metric, maybe on one dataset version.
 struct RunsView {
     experiment: String,
@@ -116,7 +145,11 @@ async fn runs_partial(
     let (rows, registered): (Vec<RunRow>, BTreeMap<String, String>) = state
         .db
         .run(move |conn| {
-            let rows = runs_table(conn, Some(&exp), Some(&key), 500)?;
+            // The configured experiment has no runs before the first training: an empty table.
+            let rows = match runs_table(conn, Some(&exp), Some(&key), 500) {
+                Err(AppError::NotFound(_)) => Vec::new(),
+                other => other?,
+            };
             let registered = registry::list_versions(conn, &model)?
                 .into_iter()
                 .map(|v| (v.run_id, format!("v{} {}", v.version, v.stage)))
@@ -155,7 +188,7 @@ async fn runs_partial(
         .map(|(k, h)| ((*k).to_owned(), (*h).to_owned()))
         .collect();
     if !columns.iter().any(|(k, _)| *k == sort) && !sort.is_empty() {
-        columns.push((sort.clone(), sort.clone()));
+        columns.push((sort.clone(), metric_heading(&sort)));
     }
     let runs = rows
         .into_iter()
@@ -659,8 +692,15 @@ pub async fn get_compare(
     } else {
         charts::roc(&curves)
     };
-    let show =
-        |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or("–".into());
+    let show = |v: &Option<serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "–".into(),
+    };
+    // Figures learned from different data are shown, not subtracted.
+    let same_data = c.a.run.dataset == c.b.run.dataset
+        && c.a.run.dataset_version == c.b.run.dataset_version
+        && c.a.run.dataset_hash == c.b.run.dataset_hash;
     let page = ComparePage {
         chrome: Chrome::new(&identity, "/experiments"),
         params: c
@@ -672,7 +712,14 @@ pub async fn get_compare(
             .metrics
             .iter()
             .filter(|m| !tracking::is_series(&m.name))
-            .map(|m| (m.name.clone(), fmt(m.a), fmt(m.b), fmt_delta(m.delta())))
+            .map(|m| {
+                let delta = if same_data {
+                    fmt_delta(m.delta())
+                } else {
+                    String::new()
+                };
+                (m.name.clone(), fmt(m.a), fmt(m.b), delta)
+            })
             .collect(),
         roc,
         a: c.a,
@@ -693,10 +740,19 @@ pub struct GateConfirm {
 struct ModelsPartial {
     detail: ModelDetail,
     can_approve: bool,
-    /// Where "Roll back" goes, named with its figures: (version, description).
-    rollback_to: Option<(i32, String)>,
+    /// Where "Roll back" goes, and how the button asks.
+    rollback_to: Option<RollbackOffer>,
     confirm: Option<GateConfirm>,
     notice: Option<String>,
+}
+
+/// The "Roll back" button: its target, and its one question, which names the target with its
+/// figures (and its data's failed validation, when the rollback must be forced) and asks why.
+struct RollbackOffer {
+    version: i32,
+    prompt: String,
+    /// The target's data failed validation: the button forces, and the reason is required.
+    force: bool,
 }
 
 #[derive(Template)]
@@ -730,17 +786,32 @@ async fn models_partial(
         .db
         .run(move |conn| {
             let detail = registry::model_detail(conn, &name)?;
-            let rollback_to = registry::rollback_target(conn, &name)?.map(|(current, target)| {
-                (
-                    target.version,
-                    format!(
+            let rollback_to = match registry::rollback_target(conn, &name)? {
+                Some((current, target)) => {
+                    let failures = registry::data_failures(conn, &target)?;
+                    let asked = format!(
                         "Roll back Production from v{} to v{} ({})?",
                         current.version,
                         target.version,
                         describe(&target)
-                    ),
-                )
-            });
+                    );
+                    let prompt = if failures.is_empty() {
+                        format!("{asked} Why? (kept in the audit log)")
+                    } else {
+                        format!(
+                            "{asked} Its data failed validation: {}. Why roll back to it anyway? \
+                             (required, audited with the failures)",
+                            failures.join(", ")
+                        )
+                    };
+                    Some(RollbackOffer {
+                        version: target.version,
+                        prompt,
+                        force: !failures.is_empty(),
+                    })
+                }
+                None => None,
+            };
             Ok((detail, rollback_to))
         })
         .await?;
@@ -780,14 +851,23 @@ pub struct StageForm {
     force: String,
 }
 
-/// htmx sends the answer to `hx-prompt` in this header.
+/// htmx sends the answer to `hx-prompt` in this header: UTF-8, or (what a browser sends for
+/// characters past ASCII in a header) Latin-1.
 fn prompt(req: &HttpRequest) -> String {
-    req.headers()
+    let bytes = req
+        .headers()
         .get("HX-Prompt")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.trim().to_owned(),
+        Err(_) => bytes
+            .iter()
+            .map(|b| char::from(*b))
+            .collect::<String>()
+            .trim()
+            .to_owned(),
+    }
 }
 
 /// A stage change. Promoting a version trained on data whose validation failed first shows
@@ -867,6 +947,9 @@ pub async fn post_stage(
 #[serde(deny_unknown_fields)]
 pub struct RollbackForm {
     to: Option<i32>,
+    /// "true" when the button named the target's failed validation and asked for a reason.
+    #[serde(default)]
+    force: String,
 }
 
 pub async fn post_rollback(
@@ -877,7 +960,8 @@ pub async fn post_rollback(
 ) -> Result<HttpResponse, AppError> {
     identity.require(Role::Approver)?;
     let reason = prompt(&req);
-    let to = form.into_inner().to;
+    let form = form.into_inner();
+    let (to, force) = (form.to, form.force == "true");
     let (model, actor) = (state.settings.registry.model.clone(), identity.actor());
     let (serving, blobs) = (state.serving.clone(), state.blobs.clone());
     let out = state
@@ -886,7 +970,7 @@ pub async fn post_rollback(
             let change = registry::Change {
                 actor: &actor,
                 reason: &reason,
-                force: false,
+                force,
             };
             serving.rollback(conn, blobs.as_ref(), &model, to, change)
         })

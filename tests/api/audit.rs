@@ -52,6 +52,15 @@ async fn user_token_and_config_actions_are_audited() {
         .expect("json");
     assert!(report["first_break"].is_null(), "{report}");
     assert_eq!(report["events_checked"].as_u64(), Some(events.len() as u64));
+
+    // A second verification hashes only what is new, and still counts the whole chain.
+    let (_, again) = app.get_json(&token, "/api/v1/audit/verify").await;
+    assert!(again["first_break"].is_null(), "{again}");
+    assert_eq!(again["events_checked"], again["head_seq"], "{again}");
+    assert!(
+        again["events_hashed"].as_u64() < again["events_checked"].as_u64(),
+        "{again}"
+    );
 }
 
 #[tokio::test]
@@ -262,22 +271,46 @@ async fn serve_refuses_a_broken_chain_unless_told_to() {
         .output()
         .expect("serve");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("audit log is broken at event 1") && err.contains("--allow-broken-audit"),
         "{err}"
     );
 
+    let record_file = app.settings.storage.dir.join(audit::HEAD_FILE);
+    let record = std::fs::read_to_string(&record_file).expect("record");
     let (mut child, _, lines) = crate::cli::start_server_with(&["--allow-broken-audit"], &env);
     let status = crate::cli::terminate(&mut child);
     assert!(status.success());
     let log = lines.lock().expect("lines").join("\n");
     assert!(log.contains("THE AUDIT LOG IS BROKEN"), "{log}");
+    // Serving over it leaves the evidence: the head record as it was, an event saying so,
+    // and the next plain start still refused.
+    assert_eq!(
+        std::fs::read_to_string(&record_file).expect("record"),
+        record
+    );
+    let mut conn = db.get().expect("conn");
+    assert!(
+        audit::latest_with_action(&mut conn, "audit.started_broken")
+            .expect("latest")
+            .is_some()
+    );
+    drop(conn);
+    let out = app
+        .cli()
+        .arg("serve")
+        .env("STEWARD__SERVER__PORT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(1));
 }
 
 /// A chain from before the key (plain BLAKE3 hashes, no `keyed_from`) is verified and keyed
-/// from the next start on: an `audit.chain_keyed` event covers the old head, and a later
-/// edit of the old part still breaks the chain.
+/// when adopted (a start does it by itself only with a key it generated): an
+/// `audit.chain_keyed` event covers the old head, and a later edit of the old part still
+/// breaks the chain.
 #[tokio::test]
 async fn a_chain_from_before_the_key_is_verified_then_keyed() {
     use diesel::prelude::*;
@@ -307,6 +340,22 @@ async fn a_chain_from_before_the_key_is_verified_then_keyed() {
     std::fs::remove_file(app.settings.storage.dir.join(audit::HEAD_FILE)).expect("no record yet");
     drop(conn);
 
+    // `audit verify` only reads: it checks the plain hashes and keys nothing.
+    let (ok, output) = app.verify_audit();
+    assert!(ok, "{output}");
+    let mut conn = db.get().expect("conn");
+    assert_eq!(audit::head(&mut conn).expect("head"), legacy_head);
+    drop(conn);
+    assert!(output.contains("no part of it is keyed yet"), "{output}");
+    // With a key that existed before (configured here), a chain without a keyed part could be
+    // a forgery: a command does not key it; a person adopts it.
+    let _ = app.run_cli(&["users", "list"]);
+    let mut conn = db.get().expect("conn");
+    assert_eq!(audit::head(&mut conn).expect("head"), legacy_head);
+    drop(conn);
+    let (code, out, err) = app.run_cli(&["audit", "adopt"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("keyed from event"), "{out}");
     let (ok, output) = app.verify_audit();
     assert!(ok, "{output}");
     let mut conn = db.get().expect("conn");
@@ -374,4 +423,154 @@ async fn verification_during_appends_never_reads_as_tampering() {
     for w in writers {
         w.join().expect("writer");
     }
+}
+
+/// Rewrites the whole chain with plain hashes and clears `keyed_from`: what an attacker with
+/// the database but not the key would do to pass a forged chain off as one from before the key.
+fn downgrade_chain(conn: &mut DbConnection) {
+    use diesel::prelude::*;
+    use steward::db::schema::{audit_events, audit_head};
+    lift_guards(conn);
+    diesel::update(audit_head::table.find(1))
+        .set(audit_head::keyed_from.eq(None::<i64>))
+        .execute(conn)
+        .expect("unkey");
+    let mut first: audit::AuditEvent = audit_events::table
+        .find(1)
+        .select(audit::AuditEvent::as_select())
+        .first(conn)
+        .expect("first");
+    first.prev_hash = audit::GENESIS_HASH.into();
+    diesel::update(audit_events::table.find(1))
+        .set(audit_events::hash.eq(first.legacy_hash()))
+        .execute(conn)
+        .expect("legacy first");
+    rehash_from(conn, 2, audit::AuditEvent::legacy_hash);
+}
+
+/// A keyed chain can't be passed off as one from before the key: the head record says where
+/// the keyed part starts, no command keys it again, and the server's scheduled check fails.
+#[tokio::test]
+async fn a_keyed_chain_downgraded_to_plain_hashes_is_caught() {
+    let app = spawn_app().await;
+    app.admin_token().await;
+    let db = app.store();
+    let mut conn = db.get().expect("conn");
+    let record = std::fs::read_to_string(app.settings.storage.dir.join(audit::HEAD_FILE))
+        .expect("the start wrote a head record");
+    downgrade_chain(&mut conn);
+    assert!(
+        audit::verify(&mut conn).expect("verify").is_intact(),
+        "the database alone can't tell"
+    );
+    drop(conn);
+    let (ok, output) = app.verify_audit();
+    assert!(!ok, "{output}");
+    assert!(output.contains("keyed part"), "{output}");
+    // A writing command does not vouch for the forged chain with a keying event.
+    let _ = app.run_cli(&["users", "list"]);
+    let mut conn = db.get().expect("conn");
+    assert!(
+        audit::latest_with_action(&mut conn, audit::CHAIN_KEYED)
+            .expect("latest")
+            .is_none(),
+        "no keying event"
+    );
+    // The record is not moved to the forged head.
+    assert!(audit::record_head(&mut conn, &app.settings.storage.dir).is_err());
+    let after =
+        std::fs::read_to_string(app.settings.storage.dir.join(audit::HEAD_FILE)).expect("record");
+    assert_eq!(after, record);
+    drop(conn);
+    // Without the head record (lost storage) the key that existed before still says no:
+    // no command keys the forged chain, and the server does not start on it.
+    std::fs::remove_file(app.settings.storage.dir.join(audit::HEAD_FILE)).expect("rm");
+    let _ = app.run_cli(&["users", "list"]);
+    let mut conn = db.get().expect("conn");
+    assert!(
+        audit::latest_with_action(&mut conn, audit::CHAIN_KEYED)
+            .expect("latest")
+            .is_none(),
+        "no keying event"
+    );
+    drop(conn);
+    let out = app
+        .cli()
+        .arg("serve")
+        .env("STEWARD__SERVER__PORT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("steward audit adopt"), "{err}");
+}
+
+/// The running server holds the furthest position it verified: a tail cut and a head rewound
+/// behind it is a break at the next verification, and the head record is not moved back.
+#[tokio::test]
+async fn a_cut_tail_is_caught_by_the_running_server_and_the_record_is_kept() {
+    use diesel::prelude::*;
+    use steward::db::schema::audit_events;
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let (_, report) = app.get_json(&token, "/api/v1/audit/verify").await;
+    assert!(report["first_break"].is_null(), "{report}");
+    let db = app.store();
+    let mut conn = db.get().expect("conn");
+    let record =
+        std::fs::read_to_string(app.settings.storage.dir.join(audit::HEAD_FILE)).expect("record");
+    lift_guards(&mut conn);
+    let keep = 2_i64;
+    diesel::sql_query(format!("DELETE FROM audit_events WHERE seq > {keep}"))
+        .execute(&mut *conn)
+        .expect("cut");
+    let kept: String = audit_events::table
+        .find(keep)
+        .select(audit_events::hash)
+        .first(&mut *conn)
+        .expect("kept");
+    diesel::sql_query(format!(
+        "UPDATE audit_head SET seq = {keep}, hash = '{kept}' WHERE id = 1"
+    ))
+    .execute(&mut *conn)
+    .expect("rewind");
+    let (_, report) = app.get_json(&token, "/api/v1/audit/verify").await;
+    let reason = report["first_break"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("cut tail"), "{report}");
+    assert!(audit::record_head(&mut conn, &app.settings.storage.dir).is_err());
+    let after =
+        std::fs::read_to_string(app.settings.storage.dir.join(audit::HEAD_FILE)).expect("record");
+    assert_eq!(after, record, "the record is not moved back");
+}
+
+/// A command that appends writes the head record too: a tail cut right after it shows.
+#[tokio::test]
+async fn a_tail_cut_after_a_command_shows() {
+    use diesel::prelude::*;
+    use steward::db::schema::audit_events;
+    let app = spawn_app().await;
+    let (code, out, err) = app.run_cli(&["data", "use", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let db = app.store();
+    let mut conn = db.get().expect("conn");
+    let head = audit::head(&mut conn).expect("head");
+    lift_guards(&mut conn);
+    let keep = head.seq - 1;
+    diesel::sql_query(format!("DELETE FROM audit_events WHERE seq > {keep}"))
+        .execute(&mut *conn)
+        .expect("cut");
+    let kept: String = audit_events::table
+        .find(keep)
+        .select(audit_events::hash)
+        .first(&mut *conn)
+        .expect("kept");
+    diesel::sql_query(format!(
+        "UPDATE audit_head SET seq = {keep}, hash = '{kept}' WHERE id = 1"
+    ))
+    .execute(&mut *conn)
+    .expect("rewind");
+    let (ok, output) = app.verify_audit();
+    assert!(!ok, "{output}");
+    assert!(output.contains("cut tail"), "{output}");
 }

@@ -233,6 +233,15 @@ async fn every_mutation_requires_its_role() {
         .await
         .expect("create");
     assert_eq!(created.status(), 201);
+    // Another "vera" in other letters' case would read as the same person.
+    let twin = api
+        .post(app.url("/api/v1/users"))
+        .bearer_auth(&admin)
+        .json(&json!({ "username": "Vera", "password": "vera-password-2", "role": "admin" }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(twin.status(), 409);
 
     let viewer = app.login_token("vera", "vera-password-1").await;
     let denied = api

@@ -65,6 +65,22 @@ async fn columnar_inputs_cost_what_their_size_allows() {
             .all(|d| d["message"] == "unknown field" || d["field"] == "…")
     );
     assert!(out.to_string().len() < 20_000, "the answer is bounded too");
+    // The message counts every error, the details list 100 and count the rest.
+    let total: usize = out["message"]
+        .as_str()
+        .and_then(|m| m.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a count first");
+    let rest: usize = details
+        .last()
+        .and_then(|d| d["message"].as_str())
+        .and_then(|m| m.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the rest counted");
+    assert!(
+        total >= 300 && total == details.len() - 1 + rest,
+        "{total} vs {rest}: {out}"
+    );
 
     // Arrays of different lengths: each column and its length, never padded and scored.
     let (status, out) = app
@@ -430,6 +446,59 @@ async fn a_poison_row_goes_to_the_dead_letters_and_blocks_nothing() {
         metrics.contains("steward_prediction_log_dead_letters_total"),
         "counted"
     );
+}
+
+/// A store that refuses every row for a while (a lock or statement timeout, a full disk: on
+/// PostgreSQL these reach Steward without a code that says so) is the store's trouble, not the
+/// rows': the writer's probe row is refused too, so the rows wait and are stored once the
+/// store takes rows again, and nothing goes to the dead letters.
+#[tokio::test]
+async fn a_store_refusing_everything_for_a_while_sends_nothing_to_the_dead_letters() {
+    let app = serving_app(&[ModelKind::Lr], |s| s.serving.log_linger_ms = 0).await;
+    let db = app.store();
+    let mut conn = db.get().expect("conn");
+    let statements: &[&str] = match &*conn {
+        DbConnection::Sqlite(_) => &[
+            "CREATE TABLE outage (id INTEGER)",
+            "CREATE TRIGGER outage BEFORE INSERT ON predictions \
+             WHEN EXISTS (SELECT 1 FROM outage) BEGIN SELECT RAISE(ABORT, 'store trouble'); END",
+        ],
+        DbConnection::Postgres(_) => &[
+            "CREATE TABLE outage (id INTEGER)",
+            "CREATE FUNCTION outage() RETURNS trigger AS $$ BEGIN \
+             IF EXISTS (SELECT 1 FROM outage) THEN RAISE EXCEPTION 'store trouble'; END IF; \
+             RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER outage BEFORE INSERT ON predictions FOR EACH ROW EXECUTE FUNCTION outage()",
+        ],
+    };
+    for statement in statements {
+        diesel::sql_query(*statement)
+            .execute(&mut *conn)
+            .expect("trigger");
+    }
+    diesel::sql_query("INSERT INTO outage VALUES (1)")
+        .execute(&mut *conn)
+        .expect("outage");
+    let batch = json!({ "instances": [patient(), patient(), patient()] });
+    let (status, out) = app.predict(&batch).await;
+    assert!(status == 200 || status == 503, "{status} {out}");
+    // Longer than the writer's whole-batch attempts and its row-by-row pass would take.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    diesel::sql_query("DELETE FROM outage")
+        .execute(&mut *conn)
+        .expect("outage over");
+    drop(conn);
+    let token = app.admin_token().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, log) = app.get_json(&token, "/api/v1/predictions?limit=1").await;
+        assert_eq!(log["dead_letters"], 0, "{log}");
+        if log["total"] == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the log never settled: {log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// While the store refuses writes, a full queue makes requests wait at most

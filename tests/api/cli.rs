@@ -144,7 +144,7 @@ async fn users_and_tokens_from_the_command_line() {
     let (code, _, _) = steward(&["users", "disable", "carol"], &env);
     assert_eq!(code, 0);
     let (code, _, err) = steward(&["users", "disable", "nobody"], &env);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(err.contains("no user `nobody`"), "{err}");
 
     let (_, log, _) = steward(&["audit", "list", "--limit", "50"], &env);

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, client, spawn_app_with};
+use crate::helpers::{TestApp, client, spawn_app, spawn_app_with};
 
 async fn app_with_model() -> TestApp {
     spawn_app_with(|s| {
@@ -92,7 +92,7 @@ async fn an_unservable_version_is_never_promoted() {
     assert_eq!(served(&app).await, 1);
     let (code, _, err) =
         app.run_cli(&["models", "promote", &v.to_string(), "--stage", "Production"]);
-    assert_eq!(code, 2, "the CLI checks the same: {err}");
+    assert_eq!(code, 1, "the CLI checks the same: {err}");
     assert!(err.contains("cannot be served"), "{err}");
 }
 
@@ -148,6 +148,17 @@ async fn one_training_at_a_time_and_strict_bodies_start_nothing() {
         ("application/json", r#"{"modles": ["lr"]}"#, 400),
         ("application/json", r#"{"models": ["lr"],"#, 400),
         ("application/json", r#"{"models": ["gbm"]}"#, 400),
+        (
+            "application/json",
+            r#"{"models": ["lr"], "models": ["rf"]}"#,
+            400,
+        ),
+        // serde fills a struct from an array, positionally: only objects name their fields.
+        (
+            "application/json",
+            r#"[null, null, ["lr"], true, true, true, null]"#,
+            400,
+        ),
         ("text/plain", "models=lr", 415),
     ] {
         let (status, out) = app
@@ -170,6 +181,26 @@ async fn one_training_at_a_time_and_strict_bodies_start_nothing() {
         )
         .await;
     assert_eq!(status, 400, "{out}");
+    for (path, body) in [
+        ("/api/v1/models/heart-disease/rollback", "[]"),
+        (
+            "/api/v1/models/heart-disease/versions/1/stage",
+            r#"["Archived", "", true]"#,
+        ),
+        ("/api/v1/tokens", r#"["t", null, null]"#),
+    ] {
+        let (status, out) = app
+            .post_as(Some(&token), path, "application/json", body)
+            .await;
+        assert_eq!(status, 400, "{path} {body}: {out}");
+        assert!(
+            out["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("JSON object"),
+            "{out}"
+        );
+    }
     let (_, after) = app.get_json(&token, "/api/v1/runs").await;
     assert_eq!(
         after.as_array().map(Vec::len).unwrap_or(0),
@@ -268,7 +299,7 @@ async fn an_unvalidated_version_is_not_current_and_blocks_training() {
     let (_, datasets) = app.get_json(&token, "/api/v1/datasets").await;
     assert_eq!(datasets[0]["current_version"], Value::Null, "{datasets}");
     let (code, _, err) = app.run_cli(&["train", "--dataset-version", "1", "--models", "lr"]);
-    assert_eq!(code, 2, "{err}");
+    assert_eq!(code, 1, "{err}");
     assert!(err.contains("no recorded validation"), "{err}");
     let (code, out, err) = app.run_cli(&[
         "train",
@@ -284,4 +315,43 @@ async fn an_unvalidated_version_is_not_current_and_blocks_training() {
     let run = outcome["candidates"][0]["run"]["id"].as_str().expect("run");
     let (_, detail) = app.get_json(&token, &format!("/api/v1/runs/{run}")).await;
     assert!(detail.to_string().contains("never validated"), "{detail}");
+}
+
+/// A run of a live process on this host is never swept as interrupted, however old its
+/// heartbeat (a fit step longer than the staleness window writes none); a run owned on another
+/// host is judged by its heartbeat.
+#[tokio::test]
+async fn a_live_run_with_an_old_heartbeat_is_not_swept() {
+    use diesel::RunQueryDsl;
+    use steward::tracking;
+    let app = spawn_app().await;
+    let db = app.store();
+    let mut conn = db.get().expect("conn");
+    let new = || tracking::NewRun {
+        experiment: "sweep",
+        model_kind: "lr",
+        params: json!({}),
+        dataset: "heart",
+        dataset_version: 1,
+        dataset_hash: "0",
+    };
+    let mine = tracking::start_run(&mut conn, new(), "test").expect("run");
+    let elsewhere = tracking::start_run(&mut conn, new(), "test").expect("run");
+    diesel::sql_query(format!(
+        "UPDATE runs SET owner = 'another-host:1:1' WHERE id = '{}'",
+        elsewhere.id
+    ))
+    .execute(&mut *conn)
+    .expect("owner");
+    diesel::sql_query("UPDATE runs SET heartbeat_at = '2026-01-01 00:00:00'")
+        .execute(&mut *conn)
+        .expect("old heartbeats");
+    let swept = tracking::sweep_interrupted(&mut conn).expect("sweep");
+    assert_eq!(swept, std::slice::from_ref(&elsewhere.id));
+    let live: Vec<String> = tracking::live_runs(&mut conn)
+        .expect("live")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(live, [mine.id]);
 }

@@ -187,7 +187,7 @@ async fn a_real_browser_loads_the_dashboard_under_its_content_security_policy() 
         .expect("chromium is installed (make test installs it)");
     let dom = String::from_utf8_lossy(&out.stdout);
     let console = String::from_utf8_lossy(&out.stderr);
-    assert!(dom.contains("Agent activity"), "page rendered:\n{dom}");
+    assert!(dom.contains("<h1>Activity</h1>"), "page rendered:\n{dom}");
     assert!(dom.contains("Chain intact"), "{dom}");
     assert!(
         dom.contains("htmx-2.0.11.min.js"),

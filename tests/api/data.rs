@@ -389,7 +389,7 @@ async fn bad_files_get_clear_errors_and_leave_nothing_behind() {
         .args(["data", "add", "/no/such/file.csv"])
         .output()
         .expect("add");
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /no/such/file.csv"));
 }
 
@@ -422,7 +422,7 @@ async fn suites_with_unknown_types_or_bad_kwargs_are_refused() {
             .output()
             .expect("validate");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(
             err.contains(needle) && err.contains("expectation #0"),
             "{err}"
@@ -473,8 +473,8 @@ async fn the_datasets_page_lists_versions_and_admins_move_the_current_one() {
     let csrf = app.login_admin().await;
     let page = app.get("/datasets").await.text().await.expect("html");
     assert!(
-        page.contains("v2</a> <span class=\"badge\">current</span>"),
-        "{page}"
+        page.contains("v1</a> <span class=\"badge\">current</span>"),
+        "Hungary failed its validation, so it was added but not made current: {page}"
     );
     assert!(
         page.contains("processed.cleveland.data") && page.contains(">passed</a>"),
@@ -490,15 +490,15 @@ async fn the_datasets_page_lists_versions_and_admins_move_the_current_one() {
         .post(app.url("/datasets/heart/current"))
         .header("HX-Request", "true")
         .header("X-CSRF-Token", &csrf)
-        .form(&[("version", "1")])
+        .form(&[("version", "2"), ("force", "true")])
         .send()
         .await
         .expect("move");
     assert_eq!(moved.status(), 200);
     let partial = moved.text().await.expect("html");
-    assert!(partial.contains("heart now uses v1"), "{partial}");
+    assert!(partial.contains("heart now uses v2"), "{partial}");
     assert!(
-        partial.contains("v1</a> <span class=\"badge\">current</span>"),
+        partial.contains("v2</a> <span class=\"badge\">current</span>"),
         "{partial}"
     );
 
@@ -509,7 +509,7 @@ async fn the_datasets_page_lists_versions_and_admins_move_the_current_one() {
         .iter()
         .find(|e| e["action"] == "dataset.use")
         .expect("dataset.use is audited");
-    assert_eq!(used["before_json"], "{\"current_version\":2}");
+    assert_eq!(used["before_json"], "{\"current_version\":1}");
 
     let diff = app
         .get("/datasets/heart/diff?from=1&to=2")

@@ -34,7 +34,8 @@ async fn production(app: &TestApp, token: &str) -> i64 {
 }
 
 /// Repeated rollbacks walk further back through the Production history instead of toggling;
-/// `--to` picks one; the dashboard's confirmation names the target and its figures.
+/// `--to` picks one; a version rolled back from is skipped until promoted again; the
+/// dashboard's confirmation names the target and its figures.
 #[tokio::test]
 async fn rollback_walks_back_the_history() {
     let app = app_with_model().await;
@@ -98,6 +99,32 @@ async fn rollback_walks_back_the_history() {
         marked, 6,
         "both transitions of each of the three rollbacks are marked"
     );
+    // Going forward to v3 by choice keeps v1 below it.
+    let (status, out) = rollback(json!({})).await;
+    assert_eq!(
+        (status, out["version"]["version"].as_i64()),
+        (200, Some(1)),
+        "{out}"
+    );
+    // A version rolled back from is skipped only until it is promoted again: promoting v2,
+    // then v1 over it, and rolling back goes to v2.
+    for v in [2, 1] {
+        let (status, out) = app
+            .api(
+                &token,
+                "POST",
+                &format!("/api/v1/models/heart-disease/versions/{v}/stage"),
+                json!({ "stage": "Production", "reason": "again" }),
+            )
+            .await;
+        assert_eq!(status, 200, "{out}");
+    }
+    let (status, out) = rollback(json!({})).await;
+    assert_eq!(
+        (status, out["version"]["version"].as_i64()),
+        (200, Some(2)),
+        "{out}"
+    );
 }
 
 /// Registering a run twice is refused, never a silent duplicate.
@@ -145,7 +172,10 @@ async fn summaries_are_means_not_the_last_fold() {
         "{metrics:?}"
     );
     let token = app.admin_token().await;
-    let (_, runs) = app.get_json(&token, "/api/v1/runs?sort=cv_accuracy").await;
+    // The old per-fold name is no sort key any more.
+    let (status, out) = app.get_json(&token, "/api/v1/runs?sort=cv_accuracy").await;
+    assert_eq!(status, 422, "{out}");
+    let (_, runs) = app.get_json(&token, "/api/v1/runs?sort=cv_accuracy_mean").await;
     assert!(runs[0]["metrics"].get("cv_accuracy").is_none(), "{runs}");
     // The run page plots the per-fold values.
     let run = runs[0]["id"].as_str().expect("run").to_owned();
@@ -167,6 +197,8 @@ async fn comparisons_say_when_the_data_differs() {
     let app = app_with_model().await;
     let token = app.admin_token().await;
     let (code, _, err) = app.run_cli(&["data", "add", &uci("hungarian"), "-m", "Hungary"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = app.run_cli(&["data", "use", "2"]);
     assert_eq!(code, 0, "{err}");
     let outcome = register_lr(&app, &[]);
     assert_eq!(outcome["dataset_version"], 2);
@@ -221,8 +253,30 @@ async fn comparisons_say_when_the_data_differs() {
 async fn failed_validation_is_flagged_all_the_way_to_production() {
     let app = app_with_model().await;
     let token = app.admin_token().await;
-    let (code, _, err) = app.run_cli(&["data", "add", &uci("hungarian")]);
+    // Added and validated, but not made current: it failed.
+    let (code, out, err) = app.run_cli(&["data", "add", &uci("hungarian")]);
     assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("heart v2 was not made current: its validation failed")
+            && !out.contains("now uses v2"),
+        "{out}{err}"
+    );
+    let (code, _, err) = app.run_cli(&["data", "use", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("did not pass its validation"), "{err}");
+    // Promoting from training is refused before anything trains or is registered.
+    let (code, _, err) = app.run_cli(&["train", "--models", "lr", "--promote"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("promoted only with force and a reason"),
+        "{err}"
+    );
+    let (_, model) = app.get_json(&token, "/api/v1/models/heart-disease").await;
+    assert_eq!(
+        model["versions"].as_array().map(Vec::len),
+        Some(1),
+        "nothing was registered: {model}"
+    );
     let (code, out, err) = app.run_cli(&["train", "--models", "lr", "--register", "--json"]);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -279,6 +333,54 @@ async fn failed_validation_is_flagged_all_the_way_to_production() {
     let after: Value =
         serde_json::from_str(promoted["after_json"].as_str().expect("after")).expect("json");
     assert_eq!(after["data_gate"]["forced"], true, "{after}");
+
+    // Rolling back to it later holds the same gate.
+    let rollback = "/api/v1/models/heart-disease/rollback";
+    let (status, out) = app.api(&token, "POST", rollback, json!({})).await;
+    assert_eq!(
+        (status, &out["version"]["version"]),
+        (200, &json!(1)),
+        "{out}"
+    );
+    let (status, out) = app.api(&token, "POST", rollback, json!({ "to": 2 })).await;
+    assert_eq!(status, 409, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("roll back to it with force"),
+        "{out}"
+    );
+    let (status, out) = app
+        .api(&token, "POST", rollback, json!({ "to": 2, "force": true }))
+        .await;
+    assert_eq!(status, 422, "a reason is required: {out}");
+    let (status, out) = app
+        .api(
+            &token,
+            "POST",
+            rollback,
+            json!({ "to": 2, "force": true, "reason": "v1 misses Hungary" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+
+    // The API says what a version it makes current failed.
+    let (status, out) = app
+        .api(
+            &token,
+            "PUT",
+            "/api/v1/datasets/heart/current",
+            json!({ "version": 2 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    assert!(
+        out["validation_warnings"]
+            .to_string()
+            .contains("not_be_null(ca)"),
+        "{out}"
+    );
 
     let (code, out, err) = app.run_cli(&["models", "evaluate", "--file", &uci("switzerland")]);
     assert_eq!(code, 0, "{err}");
@@ -373,6 +475,84 @@ async fn the_diff_highlights_real_shifts() {
 #[tokio::test]
 async fn api_and_cli_polish() {
     let app = app_with_model().await;
+    // An unknown sort key or experiment is an error, never an unsorted or empty table.
+    let (code, _, err) = app.run_cli(&["runs", "list", "--sort", "nonsense"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("sort") && err.contains("no summary metric"),
+        "{err}"
+    );
+    let (code, _, err) = app.run_cli(&["runs", "list", "--experiment", "nope"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no experiment `nope`"), "{err}");
+    let (code, out, err) = app.run_cli(&["runs", "list", "--sort", "holdout_f1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let token = app.admin_token().await;
+    // Every example body in /openapi.json is one the route takes ("Try it out" works): it may
+    // be refused for the state it finds (409), never for its shape.
+    let spec: Value = client()
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("spec")
+        .json()
+        .await
+        .expect("json");
+    let mut tried = 0;
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        for (method, op) in item.as_object().expect("item") {
+            let Some(content) = op["requestBody"]["content"].as_object() else {
+                continue;
+            };
+            let (media, body) = content.iter().next().expect("a media type");
+            let example = match &body["example"] {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let name = if path.starts_with("/api/v1/models") {
+                "heart-disease"
+            } else {
+                "heart"
+            };
+            let url = path.replace("{name}", name).replace("{version}", "1");
+            let response = client()
+                .request(
+                    method.to_uppercase().parse().expect("method"),
+                    app.url(&url),
+                )
+                .bearer_auth(&token)
+                .header("Content-Type", media.as_str())
+                .body(example)
+                .send()
+                .await
+                .expect("send");
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap_or_default();
+            assert!(
+                !matches!(status, 400 | 413 | 415 | 422),
+                "{method} {url}: {status} {text}"
+            );
+            tried += 1;
+        }
+    }
+    assert!(tried >= 8, "{tried} examples tried");
+    let (status, out) = app
+        .get_json(&token, "/api/v1/runs?sort=cv_fold_roc_auc")
+        .await;
+    assert_eq!(status, 422, "a series is no sort key: {out}");
+    // Counts print as integers in the CLI.
+    let (_, runs) = app.get_json(&token, "/api/v1/runs").await;
+    let run = runs[0]["id"].as_str().expect("run").to_owned();
+    let (code, out, err) = app.run_cli(&["runs", "show", &run]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("holdout_rows") && l.trim_end().ends_with(" 61")),
+        "{out}"
+    );
     let docs = app.get("/docs").await;
     assert_eq!(docs.status(), 308);
     assert_eq!(docs.headers()["location"], "/docs/");

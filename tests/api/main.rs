@@ -3,6 +3,7 @@
 #![expect(
     clippy::expect_used,
     clippy::indexing_slicing,
+    clippy::string_slice,
     reason = "a test's failed expectation is its failure, with the message saying which"
 )]
 

@@ -34,6 +34,62 @@ async fn migrations_go_up_down_and_up_again() {
     assert_eq!(db::table_names(&mut conn).expect("tables"), tables);
 }
 
+/// Rollbacks recorded before `stage_transitions.rollback` existed are marked from their
+/// reasons when the store is migrated, so the first rollback after an upgrade walks back.
+#[tokio::test]
+async fn rollbacks_from_before_the_mark_are_marked() {
+    use diesel::RunQueryDsl;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = fresh_database(dir.path());
+    let settings = test_settings(dir.path(), &database.url);
+    let db = Db::connect(&settings.database).expect("connect");
+    let mut conn = db.get().expect("conn");
+    db::run_migrations(&mut conn).expect("up");
+    let last = db::revert_last_migration(&mut conn).expect("down one");
+    assert!(last.contains("000008"), "{last}");
+    diesel::sql_query(
+        "INSERT INTO registered_models (name, created_at) VALUES ('m', '2026-01-01 00:00:00')",
+    )
+    .execute(&mut *conn)
+    .expect("model");
+    for (seq, version, from, to, reason) in [
+        (1, 1, "None", "Production", "first"),
+        (2, 1, "Production", "Archived", "replaced by v2: newer"),
+        (3, 2, "None", "Production", "newer"),
+        (
+            4,
+            2,
+            "Production",
+            "Archived",
+            "replaced by v1: rollback from v2: bad",
+        ),
+        (5, 1, "Archived", "Production", "rollback from v2: bad"),
+    ] {
+        diesel::sql_query(format!(
+            "INSERT INTO stage_transitions (seq, model, version, from_stage, to_stage, actor, \
+             reason, created_at) VALUES ({seq}, 'm', {version}, '{from}', '{to}', 'test', \
+             '{reason}', '2026-01-01 00:00:00')"
+        ))
+        .execute(&mut *conn)
+        .expect("transition");
+    }
+    db::run_migrations(&mut conn).expect("up again");
+    let marked: Vec<i64> = steward::registry::transitions(&mut conn, "m")
+        .expect("transitions")
+        .into_iter()
+        .filter(|t| t.rollback)
+        .map(|t| t.seq)
+        .collect();
+    let mut marked = marked;
+    marked.sort();
+    assert_eq!(marked, [4, 5]);
+    assert_eq!(
+        steward::registry::production_stack(&mut conn, "m").expect("stack"),
+        [1],
+        "v2 was rolled back from: nothing to roll back to"
+    );
+}
+
 async fn start_error(url: &str) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut settings = test_settings(dir.path(), url);

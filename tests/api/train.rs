@@ -174,9 +174,14 @@ async fn training_refuses_a_version_that_failed_a_critical_expectation() {
         .await
         .expect("upload");
     assert_eq!(added.status(), 201);
+    let added: Value = added.json().await.expect("json");
+    assert_eq!(
+        added["current"], false,
+        "a blocked version is not made current"
+    );
 
-    let (code, _, err) = app.run_cli(&["train", "--models", "lr"]);
-    assert_eq!(code, 2);
+    let (code, _, err) = app.run_cli(&["train", "--models", "lr", "--dataset-version", "2"]);
+    assert_eq!(code, 1);
     assert!(
         err.contains("heart v2 failed critical expectations"),
         "{err}"
@@ -188,13 +193,16 @@ async fn training_refuses_a_version_that_failed_a_critical_expectation() {
     let refused = client()
         .post(app.url("/api/v1/runs"))
         .bearer_auth(&token)
-        .json(&json!({ "models": ["lr"] }))
+        .json(&json!({ "models": ["lr"], "dataset_version": 2 }))
         .send()
         .await
         .expect("train");
     assert_eq!(refused.status(), 409);
 
-    let forced = train_json(&app, &["--models", "lr", "--force"]);
+    let forced = train_json(
+        &app,
+        &["--models", "lr", "--force", "--dataset-version", "2"],
+    );
     let run = &candidate(&forced, "lr")["run"];
     assert_eq!(run["status"], "finished");
     let id = run["id"].as_str().expect("id");
@@ -407,8 +415,9 @@ async fn first_start_promotes_the_best_and_the_registry_keeps_its_history() {
     // The dashboard pages show the registry.
     app.login_admin().await;
     let page = app.get("/models").await.text().await.expect("html");
+    // Back on v2 by choice, a rollback goes to v1 again.
     assert!(
-        page.contains("rollback from v2: drill") && !page.contains("id=\"rollback\""),
+        page.contains("rollback from v2: drill") && page.contains("Roll back to v1</button>"),
         "{page}"
     );
     let page = app.get("/performance").await.text().await.expect("html");
@@ -447,7 +456,7 @@ async fn a_tampered_model_artifact_is_refused() {
     bytes[10] ^= 0x20;
     std::fs::write(&blob, bytes).expect("tamper");
     let (code, _, err) = app.run_cli(&["models", "evaluate", "--dataset-version", "1"]);
-    assert_eq!(code, 2);
+    assert_eq!(code, 1);
     assert!(
         err.contains("heart-disease v1: its artifact cannot be used") && err.contains("corrupt"),
         "{err}"
