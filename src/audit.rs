@@ -18,6 +18,7 @@
 //! The chain key is the process's, installed once at start ([`install_key`]) like the metrics
 //! recorder: every append in the process signs with it, whichever module reached the store.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -271,12 +272,61 @@ pub fn head(conn: &mut DbConnection) -> Result<Head, AppError> {
     })
 }
 
+/// The newest event this process appended, once its transaction committed: a head behind it,
+/// or another hash at its seq, is a cut or a rewrite, whatever the head record says (the record
+/// is written only now and then, so without this a DB-only attacker could cut what the process
+/// appended since).
+/// Kept per chain (named by its first event's hash), as one process may open several stores.
+static LAST_APPENDED: Mutex<BTreeMap<String, (i64, String)>> = Mutex::new(BTreeMap::new());
+
+/// A chain's name: its first event's hash.
+fn chain_id(conn: &mut DbConnection) -> Result<Option<String>, AppError> {
+    Ok(audit_events::table
+        .find(1)
+        .select(audit_events::hash)
+        .first(conn)
+        .optional()?)
+}
+
+fn note_appended(conn: &mut DbConnection, row: &AuditEvent) {
+    let Ok(Some(chain)) = chain_id(conn) else {
+        return;
+    };
+    if let Ok(mut last) = LAST_APPENDED.lock() {
+        let newer = last.get(&chain).is_none_or(|(seq, _)| *seq < row.seq);
+        if newer {
+            last.insert(chain, (row.seq, row.hash.clone()));
+        }
+    }
+}
+
+/// See [`LAST_APPENDED`].
+pub fn last_appended(conn: &mut DbConnection) -> Result<Option<(i64, String)>, AppError> {
+    let Some(chain) = chain_id(conn)? else {
+        return Ok(None);
+    };
+    Ok(LAST_APPENDED
+        .lock()
+        .ok()
+        .and_then(|last| last.get(&chain).cloned()))
+}
+
+/// Of two verified positions, the one further along.
+fn furthest(a: Option<(i64, String)>, b: Option<(i64, String)>) -> Option<(i64, String)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if b.0 > a.0 { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Appends one event to the chain, atomically.
 pub fn append(conn: &mut DbConnection, event: NewEvent) -> Result<AuditEvent, AppError> {
-    conn.transaction(|conn| {
+    let row = conn.transaction(|conn| {
         lock_head(conn)?;
         append_locked(conn, event)
-    })
+    })?;
+    note_appended(conn, &row);
+    Ok(row)
 }
 
 /// Runs a change and records the event it returns, in one transaction: both land or neither.
@@ -287,12 +337,14 @@ pub fn with_event<T>(
     conn: &mut DbConnection,
     change: impl FnOnce(&mut DbConnection) -> Result<(T, NewEvent), AppError>,
 ) -> Result<T, AppError> {
-    conn.transaction(|conn| {
+    let (value, row) = conn.transaction(|conn| {
         lock_head(conn)?;
         let (value, event) = change(conn)?;
-        append_locked(conn, event)?;
-        Ok(value)
-    })
+        let row = append_locked(conn, event)?;
+        Ok::<_, AppError>((value, row))
+    })?;
+    note_appended(conn, &row);
+    Ok(value)
 }
 
 /// Writing the head row takes the write lock on both backends, so concurrent appenders queue
@@ -318,9 +370,20 @@ fn append_locked(conn: &mut DbConnection, event: NewEvent) -> Result<AuditEvent,
         prev_hash: head.hash,
         hash: String::new(),
     };
-    // A chain that is not keyed yet gets keyed from this event on (a new store's first event;
-    // an old chain is keyed at start by `prepare`, which verifies it first).
-    let keyed_from = head.keyed_from.unwrap_or(row.seq);
+    // A new store's first event starts the keyed chain. A chain with events but no keyed part
+    // is keyed only by `prepare`'s `audit.chain_keyed` event (after verifying it): an event
+    // appended to it here would start a keyed part with no marker, which no adoption can mend.
+    let keyed_from = match head.keyed_from {
+        Some(k) => k,
+        None if head.seq == 0 => row.seq,
+        None => {
+            return Err(AppError::Conflict(
+                "the audit chain has no keyed part yet: nothing is appended to it until it is \
+                 keyed (a start with a key it generates, or `steward audit adopt`)"
+                    .into(),
+            ));
+        }
+    };
     row.hash = row.expected_hash(key, Some(keyed_from));
     diesel::insert_into(audit_events::table)
         .values(&row)
@@ -370,10 +433,11 @@ pub fn latest_with_action(
         .optional()?)
 }
 
-/// Actions whose details only admins read: configuration, users, tokens and logins. Others see
+/// Actions whose details only admins read: configuration, users, tokens, logins and the audit
+/// chain's own events (a break's reason). Others see
 /// that such an event happened, and when, but not by whom, on what, nor its before/after.
 pub fn is_admin_only(action: &str) -> bool {
-    ["config.", "user.", "token.", "auth."]
+    ["config.", "user.", "token.", "auth.", "audit."]
         .iter()
         .any(|prefix| action.starts_with(prefix))
 }
@@ -598,31 +662,60 @@ pub fn verify_since(
 /// each time against the head record outside the database. Every verification sets
 /// `steward_audit_chain_intact`.
 pub struct VerifiedPosition {
-    position: Mutex<Option<(i64, String)>>,
+    state: Mutex<Position>,
     storage_dir: PathBuf,
 }
 
+#[derive(Default)]
+struct Position {
+    /// The furthest (seq, hash) verified intact.
+    verified: Option<(i64, String)>,
+    /// The last break found; it stands until a full verification finds the chain intact, so a
+    /// quick check of the newest events can't hide what the scheduled full one found.
+    broken: Option<Break>,
+}
+
 impl VerifiedPosition {
-    pub fn new(storage_dir: &Path) -> Self {
+    /// `broken`: a break found already (at start, under `--allow-broken-audit`); it stands
+    /// until a full verification finds the chain intact.
+    pub fn new(storage_dir: &Path, broken: Option<Break>) -> Self {
         Self {
-            position: Mutex::new(None),
+            state: Mutex::new(Position {
+                verified: None,
+                broken,
+            }),
             storage_dir: storage_dir.to_owned(),
         }
     }
 
+    /// A break is known and not cleared by a full verification since.
+    pub fn is_broken(&self) -> bool {
+        self.state
+            .lock()
+            .map(|s| s.broken.is_some())
+            .unwrap_or(true)
+    }
+
     /// Verifies from the furthest position verified intact and moves it forward when the
-    /// chain holds; a break leaves the position where it was, so it stays visible.
+    /// chain holds; a break leaves the position where it was, so it stays visible, and a break
+    /// found before is reported until [`Self::verify_full`] finds the chain intact.
     pub fn verify(&self, conn: &mut DbConnection) -> Result<Verification, AppError> {
-        let from = self.position.lock().ok().and_then(|g| g.clone());
+        let from = furthest(
+            self.state.lock().ok().and_then(|g| g.verified.clone()),
+            last_appended(conn)?,
+        );
         let report = verify_since(conn, from)?;
-        self.finish(conn, report)
+        self.finish(conn, report, false)
     }
 
     /// Verifies the whole chain from the first event, and also that it still holds the
     /// furthest position verified before (a scheduled check: rows altered behind the
     /// position show here, not in [`Self::verify`]).
     pub fn verify_full(&self, conn: &mut DbConnection) -> Result<Verification, AppError> {
-        let from = self.position.lock().ok().and_then(|g| g.clone());
+        let from = furthest(
+            self.state.lock().ok().and_then(|g| g.verified.clone()),
+            last_appended(conn)?,
+        );
         let mut report = verify_since(conn, None)?;
         if report.is_intact() && from.is_some() {
             let held = verify_since(conn, from)?;
@@ -630,25 +723,43 @@ impl VerifiedPosition {
                 report.first_break = held.first_break;
             }
         }
-        self.finish(conn, report)
+        self.finish(conn, report, true)
     }
 
     fn finish(
         &self,
         conn: &mut DbConnection,
         mut report: Verification,
+        full: bool,
     ) -> Result<Verification, AppError> {
         if report.is_intact() {
             report.first_break = check_head_record(conn, &self.storage_dir)?;
         }
-        let intact = report.is_intact();
-        if intact {
-            if let Ok(mut guard) = self.position.lock() {
-                *guard = Some((report.head_seq, report.head_hash.clone()));
+        if let Ok(mut state) = self.state.lock() {
+            match &report.first_break {
+                Some(b) => {
+                    tracing::error!(event = b.seq, reason = %b.reason, "THE AUDIT LOG IS BROKEN");
+                    state.broken = Some(b.clone());
+                }
+                None => {
+                    // Only forward: a slower verification that read an older head does not
+                    // move the position back.
+                    let newer = state
+                        .verified
+                        .as_ref()
+                        .is_none_or(|(seq, _)| *seq <= report.head_seq);
+                    if newer {
+                        state.verified = Some((report.head_seq, report.head_hash.clone()));
+                    }
+                    if full {
+                        state.broken = None;
+                    } else if let Some(b) = &state.broken {
+                        report.first_break = Some(b.clone());
+                    }
+                }
             }
-        } else if let Some(b) = &report.first_break {
-            tracing::error!(event = b.seq, reason = %b.reason, "THE AUDIT LOG IS BROKEN");
         }
+        let intact = report.is_intact();
         metrics::gauge!(crate::telemetry::AUDIT_CHAIN_INTACT).set(if intact { 1.0 } else { 0.0 });
         Ok(report)
     }
@@ -663,24 +774,68 @@ pub struct HeadRecord {
     pub at: chrono::NaiveDateTime,
 }
 
+/// The head record, if there is one. A record that can't be read (another owner's file, say)
+/// or parsed is a break: it must not pass for "no record" and switch the check off. Reasons name
+/// the file, not its path.
+fn read_head_record(storage_dir: &Path) -> Result<Option<HeadRecord>, Break> {
+    let text = match std::fs::read_to_string(storage_dir.join(HEAD_FILE)) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Break {
+                seq: 0,
+                reason: format!("{HEAD_FILE} can't be read ({})", e.kind()),
+            });
+        }
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| Break {
+        seq: 0,
+        reason: format!("{HEAD_FILE} is not a head record: {e}"),
+    })
+}
+
+/// Moves the head record forward to the current head after checking that the chain from the
+/// recorded position to the head holds: what a command that appended does before it exits. A
+/// store without a record is verified whole first. Nothing is written when the head did not
+/// move past the record, or when the chain does not hold (the record stays as evidence).
+pub fn extend_head_record(conn: &mut DbConnection, storage_dir: &Path) -> Result<(), AppError> {
+    let record = read_head_record(storage_dir)
+        .map_err(|b| AppError::Internal(anyhow::anyhow!("the audit head record: {}", b.reason)))?;
+    let from = record.as_ref().map(|r| (r.seq, r.hash.clone()));
+    let now = head(conn)?;
+    if record.as_ref().is_some_and(|r| r.seq == now.seq) {
+        return Ok(());
+    }
+    let report = verify_since(conn, from)?;
+    // What this process appended must still be there too.
+    let mine = match last_appended(conn)? {
+        Some(position) => verify_since(conn, Some(position))?.first_break,
+        None => None,
+    };
+    let broken = match report.first_break.or(mine) {
+        Some(b) => Some(b),
+        None => check_head_record(conn, storage_dir)?,
+    };
+    if let Some(b) = broken {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "the audit log is broken at event {}: {}; its head record is kept",
+            b.seq,
+            b.reason
+        )));
+    }
+    write_head_record(conn, storage_dir).map(|_| ())
+}
+
 /// Compares the store with the head recorded in `<storage_dir>/audit-head.json`: the log may
 /// have grown since, but the recorded event must still be there with the same hash.
 pub fn check_head_record(
     conn: &mut DbConnection,
     storage_dir: &Path,
 ) -> Result<Option<Break>, AppError> {
-    let path = storage_dir.join(HEAD_FILE);
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(None);
-    };
-    let record: HeadRecord = match serde_json::from_str(&text) {
-        Ok(r) => r,
-        Err(e) => {
-            return Ok(Some(Break {
-                seq: 0,
-                reason: format!("{} is not a head record: {e}", path.display()),
-            }));
-        }
+    let record = match read_head_record(storage_dir) {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(None),
+        Err(b) => return Ok(Some(b)),
     };
     let now = head(conn)?;
     if now.seq < record.seq {
@@ -730,12 +885,18 @@ pub fn record_head(conn: &mut DbConnection, storage_dir: &Path) -> Result<Head, 
             b.reason
         )));
     }
-    let head = head(conn)?;
+    let head = write_head_record(conn, storage_dir)?;
     tracing::info!(
         audit_head_seq = head.seq,
         audit_head_hash = %head.hash,
         "audit chain head"
     );
+    Ok(head)
+}
+
+/// Writes the current head to `<storage_dir>/audit-head.json` (the caller checked it).
+fn write_head_record(conn: &mut DbConnection, storage_dir: &Path) -> Result<Head, AppError> {
+    let head = head(conn)?;
     let record = HeadRecord {
         seq: head.seq,
         hash: head.hash.clone(),
@@ -787,6 +948,7 @@ pub fn prepare(
     configured_key: &str,
     storage_dir: &Path,
     opening: Opening,
+    actor: &str,
 ) -> anyhow::Result<Prepared> {
     let head = head(conn)?;
     let unkeyed = head.keyed_from.is_none();
@@ -837,13 +999,16 @@ pub fn prepare(
             diesel::update(audit_head::table.find(1))
                 .set(audit_head::keyed_from.eq(Some(seq)))
                 .execute(conn)?;
-            let event = NewEvent::new("system", CHAIN_KEYED, "audit").after(serde_json::json!({
+            let event = NewEvent::new(actor, CHAIN_KEYED, "audit").after(serde_json::json!({
                 "legacy_events": head.seq,
                 "legacy_head": head.hash,
             }));
-            append_locked(conn, event).map(|e| Some(e.seq))
+            append_locked(conn, event).map(Some)
         })?;
-        keyed_now = event;
+        if let Some(row) = &event {
+            note_appended(conn, row);
+        }
+        keyed_now = event.map(|row| row.seq);
     }
     let mut broken = None;
     if opening == Opening::Start {

@@ -65,6 +65,12 @@ pub struct ServingSettings {
     pub max_batch: usize,
     /// Largest prediction request body, in bytes.
     pub body_limit_bytes: usize,
+    /// Bytes of prediction bodies (/predict, /invocations, /feedback) held in memory at once,
+    /// across all requests; a request whose body would pass it waits `offload_wait_ms`, then
+    /// gets 503. At least `body_limit_bytes`.
+    pub inflight_body_bytes: usize,
+    /// Seconds a prediction body may take to arrive (a slow sender holds memory); 408 past it.
+    pub body_read_secs: u64,
     /// Require a bearer token (any role) for /predict, /invocations, /model/info and /feedback.
     pub require_token: bool,
     /// Seconds between re-reads of the Production version from the store.
@@ -298,6 +304,7 @@ impl Settings {
         for (key, value) in [
             ("serving.max_batch", sv.max_batch),
             ("serving.body_limit_bytes", sv.body_limit_bytes),
+            ("serving.inflight_body_bytes", sv.inflight_body_bytes),
             ("serving.log_queue", sv.log_queue),
             ("serving.log_batch", sv.log_batch),
             ("serving.max_explain_batch", sv.max_explain_batch),
@@ -316,6 +323,15 @@ impl Settings {
         }
         if sv.refresh_secs == 0 {
             return invalid("serving.refresh_secs", "must be greater than 0");
+        }
+        if sv.inflight_body_bytes < sv.body_limit_bytes {
+            return invalid(
+                "serving.inflight_body_bytes",
+                "must be at least serving.body_limit_bytes (else a largest body never fits)",
+            );
+        }
+        if sv.body_read_secs == 0 || sv.body_read_secs > 600 {
+            return invalid("serving.body_read_secs", "must be between 1 and 600");
         }
         if sv.log_linger_ms > 1000 {
             return invalid(

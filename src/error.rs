@@ -42,6 +42,9 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The body did not arrive in time: 408.
+    #[error("{0}")]
+    Timeout(String),
     #[error("too many failed attempts; try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("{0}")]
@@ -88,6 +91,7 @@ impl AppError {
             AppError::BadRequest(_) => "bad_request",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
+            AppError::Timeout(_) => "request_timeout",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Unavailable(_) => "unavailable",
             AppError::Overloaded { .. } => "overloaded",
@@ -107,6 +111,7 @@ impl ResponseError for AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) | AppError::Overloaded { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -130,6 +135,10 @@ impl ResponseError for AppError {
                 retry_after_secs, ..
             } => {
                 response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            // Unavailable for now (a store that did not answer, no model yet): try again.
+            AppError::Unavailable(_) => {
+                response.insert_header(("Retry-After", "1"));
             }
             _ => {}
         }
@@ -201,7 +210,7 @@ impl From<diesel::result::Error> for AppError {
 
 /// The store's words for "busy, try later": SQLite's SQLITE_BUSY/SQLITE_LOCKED, and
 /// PostgreSQL's lock and statement timeouts (diesel passes no SQLSTATE for these).
-fn is_busy(message: &str) -> bool {
+pub fn is_busy(message: &str) -> bool {
     [
         "database is locked",
         "database table is locked",

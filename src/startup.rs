@@ -149,7 +149,16 @@ impl Application {
             login_gate: Arc::new(tokio::sync::Semaphore::new(settings.auth.login_concurrency)),
             trusted_proxies: Arc::new(settings.server.trusted_networks()),
             training_gate: Arc::new(training::TrainingGate::default()),
-            audit_verified: Arc::new(audit::VerifiedPosition::new(&settings.storage.dir)),
+            token_touch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            serving_bodies: Arc::new(crate::http::body::BodyBudget::new(
+                settings.serving.inflight_body_bytes,
+                Duration::from_millis(settings.serving.offload_wait_ms),
+                Duration::from_secs(settings.serving.body_read_secs),
+            )),
+            audit_verified: Arc::new(audit::VerifiedPosition::new(
+                &settings.storage.dir,
+                prepared.audit.broken.clone(),
+            )),
             settings: settings.clone(),
             db: prepared.db,
             blobs: prepared.blobs,
@@ -263,16 +272,15 @@ impl Application {
         // The audit head, outside the database, as the process leaves it (a tail cut while it
         // is down shows at the next start).
         let dir = self.state.settings.storage.dir.clone();
-        let cache = self.state.audit_verified.clone();
+        let known_broken = self.state.audit_verified.is_broken();
         let recorded = self
             .state
             .db
             .run(move |conn| {
-                let report = cache.verify(conn)?;
-                match report.first_break {
-                    Some(_) => Ok(None),
-                    None => audit::record_head(conn, &dir).map(Some),
+                if known_broken {
+                    return Ok(());
                 }
+                audit::extend_head_record(conn, &dir)
             })
             .await;
         if let Err(e) = recorded {
@@ -335,8 +343,18 @@ fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
         settings.audit.key.expose_secret(),
         &settings.storage.dir,
         audit::Opening::Start,
+        "system",
     )?;
     if let Some(broken) = &audit.broken {
+        // A chain that has events but no keyed part takes no events at all until it is keyed:
+        // serving over it is no option, whatever the flag says.
+        if audit::head(&mut conn)?.keyed_from.is_none() {
+            anyhow::bail!(
+                "the audit log can't take events: {} (event {}). Nothing was started.",
+                broken.reason,
+                broken.seq
+            );
+        }
         if !settings.audit.allow_broken {
             anyhow::bail!(
                 "the audit log is broken at event {}: {}. Nothing was started. Investigate with \
@@ -366,11 +384,12 @@ fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
     let interrupted_runs = tracking::sweep_interrupted(&mut conn)?;
     drop(conn);
     let bootstrapped = data::bootstrap(&db, blobs.as_ref(), &settings.dataset)?;
-    // A broken chain's head record stays as it was: it is the evidence.
+    let trained = training::bootstrap(&db, blobs.as_ref(), settings)?;
+    // The head as this start leaves it (the first-start training's events included); a broken
+    // chain's head record stays as it was: it is the evidence.
     if audit.broken.is_none() {
         audit::record_head(&mut *db.get()?, &settings.storage.dir)?;
     }
-    let trained = training::bootstrap(&db, blobs.as_ref(), settings)?;
     Ok(Prepared {
         db,
         blobs,

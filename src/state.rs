@@ -29,5 +29,9 @@ pub struct AppState {
     pub training_gate: Arc<TrainingGate>,
     /// How far the audit chain was last verified intact, so page views re-hash only what is new.
     pub audit_verified: Arc<VerifiedPosition>,
+    /// Room for prediction bodies held at once (`serving.inflight_body_bytes`).
+    pub serving_bodies: Arc<crate::http::body::BodyBudget>,
+    /// One write of a token's last use at a time (see `http::identity`).
+    pub token_touch_gate: Arc<tokio::sync::Semaphore>,
     pub started_at: chrono::DateTime<chrono::Utc>,
 }

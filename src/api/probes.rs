@@ -28,7 +28,22 @@ pub async fn get_ready(state: web::Data<AppState>) -> HttpResponse {
         Ok(n) => (false, "ok".to_owned(), format!("{n} pending")),
         Err(e) => (false, e.to_string(), "unknown".to_owned()),
     };
+    let name = state.settings.registry.model.clone();
+    let registry_says = state
+        .db
+        .run(move |conn| crate::registry::production(conn, &name))
+        .await
+        .ok()
+        .flatten();
     let model = match state.serving.current() {
+        // Serving, but not what the registry says (a promotion by another process not picked
+        // up yet, or a version that failed to load): still ready, and said.
+        Some(m) if registry_says.as_ref().is_some_and(|p| p.id != m.version.id) => format!(
+            "{} v{} (the registry's Production is v{}: the slot follows at its next refresh)",
+            m.version.model,
+            m.version.version,
+            registry_says.map(|p| p.version).unwrap_or_default()
+        ),
         Some(m) => format!("{} v{}", m.version.model, m.version.version),
         None => {
             ready = false;

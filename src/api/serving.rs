@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::auth::{Identity, Role};
 use crate::error::{AppError, FieldError};
-use crate::http::body::{mime, read_body};
+use crate::http::body::mime;
 use crate::serving::feedback::{self, Feedback, FeedbackRequest};
 use crate::serving::log::PredictionRow;
 use crate::serving::request::{self, ParseError};
@@ -29,13 +29,16 @@ async fn authorize(state: &AppState, req: &HttpRequest) -> Result<String, AppErr
     Ok(format!("user:{}", user.username))
 }
 
+/// Reads a prediction body within `serving.inflight_body_bytes` (shared by every request) and
+/// `serving.body_read_secs`; the permit holds its room until the handler is done with it.
 async fn body(
+    state: &AppState,
     payload: web::Payload,
     req: &HttpRequest,
     limit: usize,
-) -> Result<web::BytesMut, AppError> {
+) -> Result<(web::BytesMut, tokio::sync::OwnedSemaphorePermit), AppError> {
     let mut payload = payload.into_inner();
-    read_body(&mut payload, req, limit).await
+    state.serving_bodies.read(&mut payload, req, limit).await
 }
 
 /// Bodies longer than this are parsed on the blocking pool, behind the batch slots
@@ -227,7 +230,7 @@ pub async fn predict(
     let started = Instant::now();
     authorize(&state, &req).await?;
     let serving = &state.settings.serving;
-    let body = body(payload, &req, serving.body_limit_bytes).await?;
+    let (body, _room) = body(&state, payload, &req, serving.body_limit_bytes).await?;
     if mime(&req) != "application/json" {
         return Err(AppError::UnsupportedMediaType(
             "POST /predict takes Content-Type: application/json".into(),
@@ -316,7 +319,7 @@ pub async fn invocations(
     let started = Instant::now();
     authorize(&state, &req).await?;
     let serving = &state.settings.serving;
-    let body = body(payload, &req, serving.body_limit_bytes).await?;
+    let (body, _room) = body(&state, payload, &req, serving.body_limit_bytes).await?;
     let max_batch = serving.max_batch;
     let parsed = match mime(&req).as_str() {
         "application/json" => {
@@ -387,7 +390,8 @@ pub async fn model_info(
     post,
     path = "/feedback",
     tag = "serving",
-    request_body = FeedbackRequest,
+    request_body(content = FeedbackRequest, content_type = "application/json",
+        example = json!({"request_id": "0190b5d2-7c1e-7a3b-9f4e-2d8c6a1b3e5f", "label": 1})),
     security(("bearer" = [])),
     responses(
         (status = 201, body = Feedback),
@@ -406,18 +410,13 @@ pub async fn post_feedback(
     // The route guard has checked the caller (serving.feedback_requires_token); each label is
     // stored with who sent it.
     let actor = identity.actor();
-    let body = body(payload, &req, 64 * 1024).await?;
+    let (body, _room) = body(&state, payload, &req, 64 * 1024).await?;
     if mime(&req) != "application/json" {
         return Err(AppError::UnsupportedMediaType(
             "POST /feedback takes Content-Type: application/json".into(),
         ));
     }
-    let request: FeedbackRequest = serde_json::from_slice(&body).map_err(|e| {
-        AppError::BadRequest(format!(
-            "malformed feedback: {}",
-            crate::http::body::json_error_text(&e)
-        ))
-    })?;
+    let request: FeedbackRequest = crate::http::body::parse_object(&body)?;
     let request = std::sync::Arc::new(request);
     let store = || {
         let (request, actor) = (request.clone(), actor.clone());
@@ -426,12 +425,14 @@ pub async fn post_feedback(
             .run(move |conn| feedback::record(conn, &request, &actor))
     };
     let stored = match store().await {
-        // A prediction made moments ago may still be in the log's queue: wait for it to be
-        // stored, once and at most serving.log_wait_ms. An id that is no recent prediction
-        // (its UUIDv7 time) costs no flush.
-        Err(AppError::NotFound(e)) if feedback::may_be_queued(&request.request_id) => {
+        // A prediction may still be in the log's queue: wait for it to be stored, once and at
+        // most serving.log_wait_ms. With nothing queued, or an id that is no prediction of the
+        // last hour (its UUIDv7 time), there is nothing to wait for.
+        Err(AppError::NotFound(_))
+            if state.serving.log.depth() > 0 && feedback::may_be_queued(&request.request_id) =>
+        {
             state.serving.log.flush_within_wait().await?;
-            store().await.map_err(|_| AppError::NotFound(e))?
+            store().await?
         }
         other => other?,
     };

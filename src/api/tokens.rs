@@ -79,17 +79,21 @@ pub async fn revoke_token(
     let user = identity.require(Role::Viewer)?.clone();
     let actor = identity.actor();
     let id = path.into_inner();
-    // A scoped token revokes only tokens no wider than itself.
+    // A scoped token revokes only tokens no wider than itself (and itself).
     let limit = identity
         .is_scoped_token()
         .then(|| identity.token_ceiling())
         .flatten();
+    let own = identity.token_id().map(str::to_owned);
     let token = state
         .db
         .run(move |conn| {
             accounts::revoke_token(conn, &actor, &id, |t| {
                 let owned = t.user_id == user.id || user.role == Role::Admin;
-                owned && limit.is_none_or(|(role, expires)| accounts::no_wider(t, role, expires))
+                let itself = own.as_deref() == Some(t.id.as_str());
+                itself
+                    || (owned
+                        && limit.is_none_or(|(role, expires)| accounts::no_wider(t, role, expires)))
             })
         })
         .await?;

@@ -160,8 +160,6 @@ pub fn create_token(
     })
 }
 
-/// Revokes a token. `may_revoke` says whether the actor may touch this token (its owner or an
-/// admin); the check happens under the same lock as the change.
 /// Whether `token` does no more than a caller limited to `role` until `expires_at`: it has a
 /// role of its own at most `role`, and (when the caller expires) an expiry no later. A scoped
 /// token may revoke only such tokens, never its owner's wider ones.
@@ -174,6 +172,8 @@ pub fn no_wider(token: &ApiToken, role: Role, expires_at: Option<chrono::NaiveDa
     role_ok && expiry_ok
 }
 
+/// Revokes a token. `may_revoke` says whether the actor may touch this token (its owner or an
+/// admin); the check happens under the same lock as the change.
 pub fn revoke_token(
     conn: &mut DbConnection,
     actor: &str,

@@ -80,14 +80,22 @@ impl Identity {
         }
     }
 
-    /// What a token minted by this caller may be at most: its role, and an expiry no later
-    /// than the caller's own token (a session or an unexpiring token sets no cap).
     /// A token narrower than its owner (a role or an expiry of its own): it may only act on
     /// tokens no wider than itself ([`crate::auth::accounts::no_wider`]).
     pub fn is_scoped_token(&self) -> bool {
         matches!(self, Identity::Token { scoped: true, .. })
     }
 
+    /// The id of the token this request came with, if it came with one.
+    pub fn token_id(&self) -> Option<&str> {
+        match self {
+            Identity::Token { token_id, .. } => Some(token_id),
+            _ => None,
+        }
+    }
+
+    /// What a token minted by this caller may be at most: its role, and an expiry no later
+    /// than the caller's own token (a session or an unexpiring token sets no cap).
     pub fn token_ceiling(&self) -> Option<(Role, Option<chrono::NaiveDateTime>)> {
         match self {
             Identity::Anonymous => None,

@@ -5,9 +5,10 @@
 //! ([`crate::http::ClientInfo::key`]).
 //!
 //! Memory is bounded: keys are well-formed user names (checked by the caller) and addresses,
-//! buckets untouched for a minute (refilled) are swept by the scheduler, and past [`MAX_KEYS`]
-//! buckets a new name or address shares one overflow bucket while the buckets already held
-//! keep working: a flood of new keys throttles only new keys, and costs nothing per request.
+//! buckets untouched for a minute (refilled) are swept by the scheduler and, when the table is
+//! full, at most once a second on the spot; past [`MAX_KEYS`] live buckets a new name or address
+//! shares one overflow bucket while the buckets already held keep working: a flood of new keys
+//! throttles only new keys, for at most the minute its buckets stay live.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -30,7 +31,14 @@ const OVERFLOW: &str = "overflow";
 
 pub struct LoginThrottle {
     quota: Quota,
-    buckets: Mutex<HashMap<String, (DefaultDirectRateLimiter, Instant)>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Default)]
+struct Buckets {
+    map: HashMap<String, (DefaultDirectRateLimiter, Instant)>,
+    /// When a full table was last pruned of idle buckets (at most once a second).
+    pruned: Option<Instant>,
 }
 
 impl LoginThrottle {
@@ -38,7 +46,7 @@ impl LoginThrottle {
         let per_minute = NonZeroU32::new(attempts_per_minute).unwrap_or(NonZeroU32::MIN);
         LoginThrottle {
             quota: Quota::per_minute(per_minute),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::default()),
         }
     }
 
@@ -54,13 +62,22 @@ impl LoginThrottle {
             .buckets
             .lock()
             .map_err(|_| AppError::Internal(anyhow::anyhow!("the login throttle is poisoned")))?;
-        let key = if buckets.len() >= MAX_KEYS && !buckets.contains_key(&key) {
+        let now = Instant::now();
+        let Buckets { map, pruned } = &mut *buckets;
+        if map.len() >= MAX_KEYS && !map.contains_key(&key) {
+            // Full: drop idle buckets first (at most once a second, so a flood of new keys
+            // costs one pass a second, not one per request).
+            if pruned.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
+                map.retain(|_, (_, used)| now.duration_since(*used) < IDLE);
+                *pruned = Some(now);
+            }
+        }
+        let key = if map.len() >= MAX_KEYS && !map.contains_key(&key) {
             OVERFLOW.to_owned()
         } else {
             key
         };
-        let now = Instant::now();
-        let (limiter, used) = buckets
+        let (limiter, used) = map
             .entry(key)
             .or_insert_with(|| (RateLimiter::direct(self.quota), now));
         *used = now;
@@ -75,13 +92,13 @@ impl LoginThrottle {
     /// Drops buckets untouched for a minute (they have refilled); run by the scheduler.
     pub fn sweep(&self) {
         if let Ok(mut buckets) = self.buckets.lock() {
-            buckets.retain(|_, (_, used)| used.elapsed() < IDLE);
+            buckets.map.retain(|_, (_, used)| used.elapsed() < IDLE);
         }
     }
 
     /// Buckets held.
     pub fn len(&self) -> usize {
-        self.buckets.lock().map(|b| b.len()).unwrap_or(0)
+        self.buckets.lock().map(|b| b.map.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -133,13 +133,17 @@ pub fn revoke(conn: &mut DbConnection, id: &str) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The token's recorded last use is over a minute old (so [`touch`] would write).
+pub fn use_is_stale(token: &ApiToken) -> bool {
+    token
+        .last_used_at
+        .is_none_or(|last| now() - last > chrono::Duration::minutes(1))
+}
+
 /// Records use, at most once a minute per token, so reads don't each cost a write.
 pub fn touch(conn: &mut DbConnection, token: &ApiToken) -> Result<(), AppError> {
     let at = now();
-    let stale = token
-        .last_used_at
-        .is_none_or(|last| at - last > chrono::Duration::minutes(1));
-    if stale {
+    if use_is_stale(token) {
         diesel::update(api_tokens::table.find(&token.id))
             .set(api_tokens::last_used_at.eq(Some(at)))
             .execute(conn)?;

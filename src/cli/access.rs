@@ -37,7 +37,10 @@ pub(super) fn users_command(cmd: UsersCommand, settings: &Settings) -> anyhow::R
                 let status = if u.disabled { "disabled" } else { "active" };
                 println!(
                     "{:<24} {:<9} {:<9} {}",
-                    u.username, u.role, status, u.created_at
+                    u.username,
+                    u.role.as_str(),
+                    status,
+                    u.created_at.format("%Y-%m-%d %H:%M:%S UTC")
                 );
             }
         }
@@ -91,7 +94,7 @@ pub(super) fn tokens_command(cmd: TokensCommand, settings: &Settings) -> anyhow:
                 None => None,
             };
             println!(
-                "{:<36} {:<20} {:<11} {:<9} {:<17} status",
+                "{:<36} {:<20} {:<11} {:<11} {:<20} status",
                 "id", "name", "prefix", "role", "expires (UTC)"
             );
             let at = crate::db::now();
@@ -108,7 +111,7 @@ pub(super) fn tokens_command(cmd: TokensCommand, settings: &Settings) -> anyhow:
                     .map(|e| e.format("%Y-%m-%d %H:%M UTC").to_string())
                     .unwrap_or_else(|| "never".into());
                 println!(
-                    "{:<36} {:<20} {:<11} {:<9} {:<17} {status}",
+                    "{:<36} {:<20} {:<11} {:<11} {:<20} {status}",
                     t.id,
                     t.name,
                     t.prefix,
@@ -136,6 +139,7 @@ pub(super) fn audit_command(cmd: AuditCommand, settings: &Settings) -> anyhow::R
             settings.audit.key.expose_secret(),
             &settings.storage.dir,
             audit::Opening::Adopt,
+            &cli_actor(),
         )?;
         return match (prepared.broken, prepared.keyed_now) {
             (Some(b), _) => {
@@ -173,9 +177,22 @@ pub(super) fn audit_command(cmd: AuditCommand, settings: &Settings) -> anyhow::R
                     );
                     let head = audit::head(&mut conn)?;
                     if head.keyed_from.is_none() && head.seq > 0 {
+                        use secrecy::ExposeSecret;
+                        // The rule a start applies: with a key that exists already, a chain
+                        // without a keyed part may be a rewritten one.
+                        let key_exists = !settings.audit.key.expose_secret().is_empty()
+                            || settings.storage.dir.join(audit::KEY_FILE).exists();
+                        if key_exists {
+                            println!(
+                                "audit chain NOT KEYED: its plain hashes hold, but a chain key \
+                                 exists, so this may be a keyed chain rewritten without it; \
+                                 after checking, `steward audit adopt` keys it"
+                            );
+                            return Ok(ExitCode::FAILURE);
+                        }
                         println!(
                             "note: no part of it is keyed yet (plain hashes, from before the \
-                             audit key); the server keys it at start, or `steward audit adopt`"
+                             audit key); the next server start generates a key and keys it"
                         );
                     }
                     Ok(ExitCode::SUCCESS)

@@ -155,11 +155,14 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
                 catalog::find_dataset(&mut conn, &dataset)?.and_then(|d| d.current_version);
             if outcome.current {
                 println!("{dataset} now uses v{}", v.version);
-            } else if current != Some(v.version) {
-                let why = if outcome.validation.is_some() {
-                    "its validation failed"
-                } else {
-                    "it was not validated"
+            } else if current != Some(v.version)
+                && (outcome.created || outcome.validation.is_some())
+            {
+                // (Bytes added before, already validated, are only named "unchanged" above.)
+                let why = match outcome.validation.as_ref().map(ValidationRun::status) {
+                    Some("blocked") => "its validation failed a critical expectation (blocked)",
+                    Some(_) => "its validation failed",
+                    None => "it was not validated",
                 };
                 eprintln!(
                     "warning: {dataset} v{} was not made current: {why}; {dataset} still uses {}. \

@@ -173,8 +173,9 @@ pub fn main() -> ExitCode {
     };
     crate::telemetry::init_logging(&settings.log);
     let outcome = run(cli.command, settings.clone());
-    // A command that may have appended to the audit chain writes its head outside the
-    // database too, so a tail cut after it shows (the server writes it periodically).
+    // A command that may have appended to the audit chain moves the head record forward too,
+    // after checking the chain from the recorded position (so a tail cut after it shows, and a
+    // cut made before it is not papered over).
     if OPENED_FOR_WRITING.load(std::sync::atomic::Ordering::Relaxed) {
         if let Err(e) = record_head(&settings) {
             eprintln!("warning: the audit head record was not updated: {e:#}");
@@ -246,7 +247,7 @@ static OPENED_FOR_WRITING: std::sync::atomic::AtomicBool =
 
 fn record_head(settings: &Settings) -> anyhow::Result<()> {
     let db = Db::connect(&settings.database)?;
-    crate::audit::record_head(&mut *db.get()?, &settings.storage.dir)?;
+    crate::audit::extend_head_record(&mut *db.get()?, &settings.storage.dir)?;
     Ok(())
 }
 
@@ -262,19 +263,29 @@ pub(crate) fn open_db_as(
     let db = Db::connect(&settings.database)?;
     let mut conn = db.get()?;
     db::run_migrations(&mut conn)?;
-    crate::audit::prepare(
+    let prepared = crate::audit::prepare(
         &mut conn,
         settings.audit.key.expose_secret(),
         &settings.storage.dir,
         opening,
+        &cli_actor(),
     )?;
+    // A command that would append to a chain that could not be keyed stops here (reading it
+    // is `audit verify`'s job, which opens it read-only).
+    if let (Some(b), crate::audit::Opening::Command) = (&prepared.broken, opening) {
+        anyhow::bail!(
+            "the audit log can't take events: broken at event {}: {}",
+            b.seq,
+            b.reason
+        );
+    }
     Ok(db)
 }
 
-/// A figure as the CLI prints it: a whole number (a count: rows, folds) without decimals,
-/// anything else to four places.
-pub(crate) fn figure(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
+/// A metric's value as the CLI prints it: a count ([`crate::tracking::is_count`]) as a whole
+/// number, anything else to four places.
+pub(crate) fn figure(name: &str, x: f64) -> String {
+    if crate::tracking::is_count(name) {
         format!("{x:.0}")
     } else {
         format!("{x:.4}")

@@ -120,7 +120,7 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
             println!("artifact  blake3 {}", v.artifact_hash);
             for (k, x) in v.metrics() {
                 if k.ends_with("_mean") || k.starts_with("holdout_") && !k.contains("by_round") {
-                    println!("  {k:<28} {}", super::figure(x));
+                    println!("  {k:<28} {}", super::figure(&k, x));
                 }
             }
             println!("transitions");

@@ -130,7 +130,7 @@ pub(super) fn runs_command(cmd: RunsCommand, settings: &Settings) -> anyhow::Res
                     .get(k)
                     .map(|h| format!("  ({} steps)", h.len()))
                     .unwrap_or_default();
-                println!("  {k:<28} {}{steps}", super::figure(*v));
+                println!("  {k:<28} {}{steps}", super::figure(k, *v));
             }
             println!("artifacts");
             for a in &d.artifacts {
@@ -196,10 +196,10 @@ pub(super) fn runs_command(cmd: RunsCommand, settings: &Settings) -> anyhow::Res
                 "metric", "", "", delta_heading
             );
             for m in &c.metrics {
-                let f = |v: Option<f64>| v.map(super::figure).unwrap_or("-".into());
+                let f = |v: Option<f64>| v.map(|v| super::figure(&m.name, v)).unwrap_or("-".into());
                 let d = match m.delta() {
                     Some(d) if same_data => {
-                        let shown = super::figure(d);
+                        let shown = super::figure(&m.name, d);
                         if d >= 0.0 { format!("+{shown}") } else { shown }
                     }
                     _ => String::new(),

@@ -148,22 +148,33 @@ pub fn add_version(
             "must be at most 1000 characters",
         ));
     }
+    if message
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(AppError::validation(
+            "message",
+            "must not hold control characters",
+        ));
+    }
     let hash = hash_bytes(bytes);
     let existing = catalog::find_by_hash(&mut *db.get()?, dataset, &hash)?;
     if let Some(existing) = existing {
         let repaired = repair_blob(db, blobs, &existing, bytes, actor)?;
-        let mut conn = db.get()?;
-        let validated =
-            catalog::latest_runs_by_version(&mut conn, dataset)?.contains_key(&existing.version);
+        let validated = catalog::latest_runs_by_version(&mut *db.get()?, dataset)?
+            .contains_key(&existing.version);
         if !validated {
+            // Parsed before a connection is taken.
             let table = read_table(bytes, file_name, schema)?;
+            let mut conn = db.get()?;
             let mut outcome =
                 validate_added(&mut conn, schema, existing, &table, file_name, actor)?;
             outcome.created = false;
             outcome.repaired = repaired;
             return Ok(outcome);
         }
-        let current = catalog::find_dataset(&mut conn, dataset)?.and_then(|d| d.current_version)
+        let current = catalog::find_dataset(&mut *db.get()?, dataset)?
+            .and_then(|d| d.current_version)
             == Some(existing.version);
         return Ok(AddOutcome {
             version: existing,
@@ -205,8 +216,11 @@ pub fn add_version(
         };
         catalog::insert_version(conn, &version)?;
         let event = NewEvent::new(actor, "dataset.add", format!("dataset:{dataset}"))
+            // The current version does not move here (validation moves it, as dataset.use):
+            // before and after say so, and nothing reads as "current cleared".
             .before(json!({ "current_version": current }))
             .after(json!({
+                "current_version": current,
                 "version": version.version,
                 "hash": version.hash,
                 "rows": version.row_count,

@@ -37,6 +37,99 @@ pub async fn read_body(
     Ok(body)
 }
 
+/// Room for request bodies held in memory at once, across requests: what an open endpoint's
+/// bodies may cost together. Counted in KiB.
+pub struct BodyBudget {
+    room: std::sync::Arc<tokio::sync::Semaphore>,
+    /// How long a body waits for room before its request is answered 503.
+    wait: std::time::Duration,
+    /// How long a body may take to arrive (408 past it).
+    read: std::time::Duration,
+}
+
+impl BodyBudget {
+    pub fn new(bytes: usize, wait: std::time::Duration, read: std::time::Duration) -> Self {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX >> 3);
+        BodyBudget {
+            room: std::sync::Arc::new(tokio::sync::Semaphore::new(kib as usize)),
+            wait,
+            read,
+        }
+    }
+
+    /// Reads a body as [`read_body`] does, holding room for it: the room comes back when the
+    /// returned permit is dropped (keep it while the body is used). 503 with Retry-After when
+    /// there is no room for `serving.offload_wait_ms`; 408 when the body takes longer than
+    /// its read limit to arrive.
+    pub async fn read(
+        &self,
+        payload: &mut Payload,
+        req: &HttpRequest,
+        limit: usize,
+    ) -> Result<(web::BytesMut, tokio::sync::OwnedSemaphorePermit), AppError> {
+        let declared = declared_length(req);
+        if declared.is_some_and(|n| n > limit) {
+            return Err(AppError::PayloadTooLarge { limit });
+        }
+        let full = || AppError::Overloaded {
+            message: "too many request bodies are being received at once; try again shortly".into(),
+            retry_after_secs: 1,
+        };
+        let kib = |bytes: usize| u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        // Room for what the client declares (all of it, at once), else as the chunks arrive.
+        let mut held = match tokio::time::timeout(
+            self.wait,
+            self.room
+                .clone()
+                .acquire_many_owned(kib(declared.unwrap_or(0))),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(full()),
+        };
+        let read = async {
+            let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(64 * 1024));
+            while let Some(chunk) = payload.next().await {
+                let chunk =
+                    chunk.map_err(|e| AppError::BadRequest(format!("reading the body: {e}")))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(AppError::PayloadTooLarge { limit });
+                }
+                body.extend_from_slice(&chunk);
+                let needed = kib(body.len()).saturating_sub(held.num_permits() as u32);
+                if needed > 0 {
+                    match tokio::time::timeout(
+                        self.wait,
+                        self.room.clone().acquire_many_owned(needed),
+                    )
+                    .await
+                    {
+                        Ok(Ok(more)) => held.merge(more),
+                        _ => return Err(full()),
+                    }
+                }
+            }
+            Ok(body)
+        };
+        match tokio::time::timeout(self.read, read).await {
+            Ok(body) => Ok((body?, held)),
+            Err(_) => Err(AppError::Timeout(format!(
+                "the body took longer than {} s to arrive",
+                self.read.as_secs()
+            ))),
+        }
+    }
+}
+
+/// The Content-Length a request declares, if it declares one that parses.
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 /// The media type of a request, lower-cased, without parameters.
 pub fn mime(req: &HttpRequest) -> String {
     req.headers()
@@ -67,11 +160,17 @@ pub fn json_error_text(e: &serde_json::Error) -> String {
 
 /// Parses a JSON object as `T`. Only an object: serde would also fill a struct from an array,
 /// positionally, so `[null, true]` would set fields nobody named.
-fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(AppError::BadRequest(
             "the body must be a JSON object with named fields".into(),
+        ));
+    }
+    // No text Steward keeps may hold a NUL (PostgreSQL refuses it; nobody means it).
+    if bytes.windows(6).any(|w| w == b"\\u0000") {
+        return Err(AppError::BadRequest(
+            "the body holds a NUL character (\\u0000), which no field takes".into(),
         ));
     }
     serde_json::from_slice(bytes)

@@ -64,9 +64,9 @@ impl ClientInfo {
         }
     }
 
-    /// The address as a throttle key and in audit events.
-    /// The client as a throttle key: an IPv4 address, or an IPv6 address's /64 (one host
-    /// usually holds the whole /64, so a finer key would let it vary its address freely).
+    /// The client as a throttle key and in audit events: an IPv4 address, or an IPv6
+    /// address's /64 (one host usually holds the whole /64, so a finer key would let it vary
+    /// its address freely).
     pub fn key(&self) -> String {
         match self.ip {
             Some(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {

@@ -107,7 +107,7 @@ async fn from_token(state: &AppState, plaintext: String) -> Result<Identity, App
     if plaintext.is_empty() || plaintext.len() > MAX_TOKEN_CHARS {
         return Err(AppError::Unauthenticated("unknown API token".into()));
     }
-    state
+    let (identity, stale) = state
         .db
         .run(move |conn| {
             let token = tokens::find_by_plaintext(conn, &plaintext)?
@@ -133,19 +133,34 @@ async fn from_token(state: &AppState, plaintext: String) -> Result<Identity, App
             if let Some(role) = token.role()? {
                 user.role = user.role.min(role);
             }
-            // When a token was last used is a courtesy: a busy store does not fail the request.
-            if let Err(e) = tokens::touch(conn, &token) {
-                tracing::warn!(error = %e, "recording a token's last use");
-            }
+            let stale = tokens::use_is_stale(&token).then(|| token.clone());
             let scoped = token.role_name.is_some() || token.expires_at.is_some();
-            Ok(Identity::Token {
-                user,
-                token_id: token.id,
-                expires_at: token.expires_at,
-                scoped,
-            })
+            Ok((
+                Identity::Token {
+                    user,
+                    token_id: token.id,
+                    expires_at: token.expires_at,
+                    scoped,
+                },
+                stale,
+            ))
         })
-        .await
+        .await?;
+    // When a token was last used is a courtesy: written off the request's path, one write at
+    // a time (a busy store then holds one connection, not one per request), and skipped while
+    // another is in flight.
+    if let Some(token) = stale {
+        if let Ok(permit) = state.token_touch_gate.clone().try_acquire_owned() {
+            let db = state.db.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = db.run(move |conn| tokens::touch(conn, &token)).await {
+                    tracing::warn!(error = %e, "recording a token's last use");
+                }
+            });
+        }
+    }
+    Ok(identity)
 }
 
 /// A missing or expired session is simply anonymous: the dashboard then sends the person to

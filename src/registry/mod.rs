@@ -260,6 +260,15 @@ pub const MAX_REASON_CHARS: usize = 500;
 
 /// Refuses a reason longer than [`MAX_REASON_CHARS`] (422 naming `reason`).
 pub fn check_reason(reason: &str) -> Result<(), AppError> {
+    if reason
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(AppError::validation(
+            "reason",
+            "must not hold control characters",
+        ));
+    }
     if reason.chars().count() > MAX_REASON_CHARS {
         return Err(AppError::validation(
             "reason",
@@ -542,27 +551,63 @@ fn transition_locked(
 /// rollback goes. Versions rolled back from leave the stack, so repeated rollbacks walk further
 /// back, and a later promotion of one of them puts it on top again.
 pub fn production_stack(conn: &mut DbConnection, model: &str) -> Result<Vec<i32>, AppError> {
-    let promotions: Vec<StageTransition> = stage_transitions::table
+    let production = Stage::Production.as_str();
+    let rows: Vec<StageTransition> = stage_transitions::table
         .filter(stage_transitions::model.eq(model))
-        .filter(stage_transitions::to_stage.eq(Stage::Production.as_str()))
+        .filter(
+            stage_transitions::to_stage
+                .eq(production)
+                .or(stage_transitions::from_stage.eq(production)),
+        )
         .order(stage_transitions::seq.asc())
         .select(StageTransition::as_select())
         .load(conn)?;
-    Ok(replay_stack(
-        promotions.iter().map(|t| (t.version, t.rollback)),
-    ))
+    let mut moves = Vec::new();
+    for (i, t) in rows.iter().enumerate() {
+        if t.to_stage == production {
+            moves.push(if t.rollback {
+                Move::Rollback(t.version)
+            } else {
+                Move::Promote(t.version)
+            });
+        } else {
+            // Leaving Production: part of a replacement when the next transition (the same
+            // change) moves another version in; else a person took it out.
+            let replaced = rows
+                .get(i + 1)
+                .is_some_and(|next| next.seq == t.seq + 1 && next.to_stage == production);
+            if !replaced {
+                moves.push(Move::Demote(t.version));
+            }
+        }
+    }
+    Ok(replay_stack(&moves))
 }
 
-/// [`production_stack`]'s replay over `(version, rollback)` promotions, oldest first.
-fn replay_stack(promotions: impl Iterator<Item = (i32, bool)>) -> Vec<i32> {
+/// A step of the Production history.
+#[derive(Debug, Clone, Copy)]
+enum Move {
+    Promote(i32),
+    Rollback(i32),
+    /// Taken out of Production by hand (archived, staged): it leaves the stack.
+    Demote(i32),
+}
+
+/// [`production_stack`]'s replay, oldest first.
+fn replay_stack(moves: &[Move]) -> Vec<i32> {
     let mut stack: Vec<i32> = Vec::new();
-    for (version, rollback) in promotions {
-        let on_stack = stack.iter().position(|v| *v == version);
-        if let (true, Some(at)) = (rollback, on_stack) {
-            stack.truncate(at + 1);
-        } else {
-            stack.retain(|v| *v != version);
-            stack.push(version);
+    for m in moves {
+        match *m {
+            Move::Rollback(version) if stack.contains(&version) => {
+                if let Some(at) = stack.iter().position(|v| *v == version) {
+                    stack.truncate(at + 1);
+                }
+            }
+            Move::Promote(version) | Move::Rollback(version) => {
+                stack.retain(|v| *v != version);
+                stack.push(version);
+            }
+            Move::Demote(version) => stack.retain(|v| *v != version),
         }
     }
     stack
@@ -689,6 +734,34 @@ pub fn previous_production(
             seen_current = true;
         } else if seen_current {
             return Ok(Some(p.version));
+        }
+    }
+    Ok(None)
+}
+
+/// The version the audit log last put into Production (the newest `model.transition` or
+/// `model.rollback` event to Production), if any: every move into Production writes one in the
+/// same transaction, so a Production stage without it was set behind the registry's back (an
+/// edit of the database), and is not served.
+pub fn audited_production(conn: &mut DbConnection, model: &str) -> Result<Option<i32>, AppError> {
+    use crate::db::schema::audit_events;
+    let prefix = format!("model:{model}/");
+    let events: Vec<(String, Option<String>)> = audit_events::table
+        .filter(audit_events::action.eq_any(["model.transition", "model.rollback"]))
+        .filter(audit_events::subject.like(format!("{prefix}%")))
+        .order(audit_events::seq.desc())
+        .limit(500)
+        .select((audit_events::subject, audit_events::after_json))
+        .load(conn)?;
+    for (subject, after) in events {
+        let into_production = after
+            .as_deref()
+            .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+            .is_some_and(|a| {
+                a.get("stage").and_then(|s| s.as_str()) == Some(Stage::Production.as_str())
+            });
+        if into_production {
+            return Ok(subject.strip_prefix(&prefix).and_then(|v| v.parse().ok()));
         }
     }
     Ok(None)
@@ -867,20 +940,20 @@ pub fn resolve(
 
 #[cfg(test)]
 mod tests {
-    use super::replay_stack;
+    use super::{Move, replay_stack};
 
-    fn promote(v: i32) -> (i32, bool) {
-        (v, false)
+    fn promote(v: i32) -> Move {
+        Move::Promote(v)
     }
-    fn rollback(v: i32) -> (i32, bool) {
-        (v, true)
+    fn rollback(v: i32) -> Move {
+        Move::Rollback(v)
     }
 
     #[test]
     fn repeated_rollbacks_walk_back_and_a_promotion_starts_again() {
         // Promote 1, 2, 3; roll back twice: 3 → 2 → 1.
         let history = [promote(1), promote(2), promote(3), rollback(2), rollback(1)];
-        assert_eq!(replay_stack(history.into_iter()), vec![1]);
+        assert_eq!(replay_stack(&history), vec![1]);
         // Promoting 3 again puts it on top of 1: a rollback goes to 1, not nowhere.
         let history = [
             promote(1),
@@ -890,22 +963,29 @@ mod tests {
             rollback(1),
             promote(3),
         ];
-        assert_eq!(replay_stack(history.into_iter()), vec![1, 3]);
+        assert_eq!(replay_stack(&history), vec![1, 3]);
         // Promoting 1 over 3 moves 1 to the top: a rollback goes to 3.
         let history = [promote(1), promote(3), promote(1)];
-        assert_eq!(replay_stack(history.into_iter()), vec![3, 1]);
+        assert_eq!(replay_stack(&history), vec![3, 1]);
     }
 
     #[test]
     fn a_rollback_to_an_earlier_version_drops_what_was_above_it() {
         let history = [promote(1), promote(2), promote(3), promote(4), rollback(2)];
-        assert_eq!(replay_stack(history.into_iter()), vec![1, 2]);
+        assert_eq!(replay_stack(&history), vec![1, 2]);
     }
 
     #[test]
     fn a_rollback_to_a_version_rolled_back_from_pushes_it() {
         // 3 was rolled back from; `--to 3` from 1 goes forward, and 1 stays below it.
         let history = [promote(1), promote(3), rollback(1), rollback(3)];
-        assert_eq!(replay_stack(history.into_iter()), vec![1, 3]);
+        assert_eq!(replay_stack(&history), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_version_taken_out_by_hand_is_not_rolled_back_to() {
+        // 2 was archived by a person, then 3 promoted: a rollback goes to 1.
+        let history = [promote(1), promote(2), Move::Demote(2), promote(3)];
+        assert_eq!(replay_stack(&history), vec![1, 3]);
     }
 }

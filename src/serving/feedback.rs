@@ -26,11 +26,9 @@ pub struct FeedbackRequest {
     pub label: i32,
 }
 
-/// Stores a label; the prediction must be in the log already (`NotFound` otherwise: callers
-/// flush the log's queue and try once more, when [`may_be_queued`]). One statement, so concurrent labels for one id
-/// race in the store itself: the first is stored, the others get 409, on either backend.
 /// Whether `request_id` could name a prediction still in the log's queue: a UUIDv7 (what
-/// predictions answer with) made in the last minute.
+/// predictions answer with) made in the last hour (rows wait in the queue while the store is
+/// unavailable).
 pub fn may_be_queued(request_id: &str) -> bool {
     let Ok(id) = uuid::Uuid::parse_str(request_id) else {
         return false;
@@ -40,9 +38,13 @@ pub fn may_be_queued(request_id: &str) -> bool {
     };
     let now = chrono::Utc::now().timestamp();
     let made = i64::try_from(secs).unwrap_or(i64::MAX);
-    (now - 60..=now + 5).contains(&made)
+    (now - 3600..=now + 5).contains(&made)
 }
 
+/// Stores a label; the prediction must be in the log already (`NotFound` otherwise: callers
+/// flush the log's queue and try once more, when [`may_be_queued`]). One statement, so
+/// concurrent labels for one id race in the store itself: the first is stored, the others get
+/// 409, on either backend.
 pub fn record(
     conn: &mut DbConnection,
     request: &FeedbackRequest,

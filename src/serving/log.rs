@@ -388,9 +388,14 @@ impl From<diesel::result::Error> for SinkError {
                 | K::ReadOnlyTransaction,
                 _,
             ) => SinkError::Unavailable(format!("PostgreSQL: {e}")),
-            // A constraint, a type, or an error diesel can't name (PostgreSQL's lock and
-            // statement timeouts, a full disk and a shutdown among them): the writer tells the
-            // row's refusal from the store's trouble with a probe row.
+            // A lock or statement timeout says so in its words: the store is busy, the rows
+            // are fine (a probe might pass in the gap between two locks and blame them).
+            E::DatabaseError(K::Unknown, info) if crate::error::is_busy(info.message()) => {
+                SinkError::Unavailable(format!("PostgreSQL: {e}"))
+            }
+            // A constraint, a type, or another error diesel can't name (a full disk and a
+            // shutdown among them): the writer tells the row's refusal from the store's
+            // trouble with a probe row.
             E::DatabaseError(_, _) | E::SerializationError(_) => {
                 SinkError::Refused(format!("PostgreSQL: {e}"))
             }

@@ -280,8 +280,8 @@ impl Serving {
 
     /// Runs a registry change that may move Production, then brings the slot in line, holding
     /// the order lock across both, with the model the change checked (no second load).
-    /// Blocking. A failed change leaves the slot alone; a change recorded that the slot cannot
-    /// follow is an error saying so (the slot retries at each `serving.refresh_secs`).
+    /// Blocking. A failed change leaves the slot alone; a committed change the slot cannot
+    /// follow is logged and retried at each `serving.refresh_secs` (and /ready says so).
     pub fn apply<T>(
         &self,
         conn: &mut DbConnection,
@@ -292,16 +292,11 @@ impl Serving {
         let features = self.schema.names();
         let servable = Servable::new(blobs, &features);
         let out = change(conn, &servable)?;
+        // The change is committed: its answer says so. A slot that can't follow (the version
+        // was checked inside the change, so this is rare) is logged and counted, retried at
+        // each refresh, and /ready says the slot lags the registry until it catches up.
         if let Err(e) = self.sync_locked(conn, blobs, servable.take_preloaded()) {
             tracing::error!(error = %e, "the serving slot kept its model after a registry change");
-            let still = self
-                .current()
-                .map(|m| format!("v{}", m.version.version))
-                .unwrap_or_else(|| "nothing".into());
-            return Err(AppError::Unavailable(format!(
-                "the change was recorded, but the server could not load the new Production \
-                 version and still serves {still}: {e}; it tries again at each refresh"
-            )));
         }
         Ok(out)
     }
@@ -374,6 +369,24 @@ impl Serving {
             return Ok(Refresh::Unchanged);
         }
         let number = production.version;
+        // A version nobody moved into Production through the registry (no audit event says
+        // so) is not served: the stage was edited behind the registry's back.
+        let audited = registry::audited_production(conn, &self.model_name)?;
+        if audited != Some(number) {
+            metrics::counter!(MODEL_LOAD_FAILURES_TOTAL).increment(1);
+            tracing::error!(
+                model = %self.model_name,
+                version = number,
+                audited = ?audited,
+                "the registry's Production version has no audit event that put it there; \
+                 refusing to serve it and keeping the current model"
+            );
+            return Err(AppError::Conflict(format!(
+                "{} v{number} is marked Production, but no audit event moved it there; not \
+                 served",
+                self.model_name
+            )));
+        }
         let loaded = match preloaded {
             Some((v, trained))
                 if v.id == production.id && v.artifact_hash == production.artifact_hash =>

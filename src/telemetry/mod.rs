@@ -186,7 +186,7 @@ fn describe() {
     );
     describe_gauge!(
         AUDIT_CHAIN_INTACT,
-        "1 when the audit chain verified intact at start (0: started with --allow-broken-audit)."
+        "1 when the audit chain verified intact at its last verification (at start, on the schedule, on a page view); 0 while a break stands."
     );
     describe_counter!(
         BLOB_REPAIRS_TOTAL,

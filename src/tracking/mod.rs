@@ -100,6 +100,13 @@ pub struct RunArtifact {
     pub size_bytes: i64,
 }
 
+/// Whether a metric is a count (of rows: `rows`, `train_rows`, `holdout_rows`, or any
+/// `*_rows`), printed as a whole number; every other metric is a measurement and keeps its
+/// decimals, also when it happens to be whole (a ROC-AUC of 1.000).
+pub fn is_count(name: &str) -> bool {
+    name == "rows" || name.ends_with("_rows")
+}
+
 /// Metric series Steward records step by step: per-fold values (`cv_fold_*`), grid points
 /// (`grid_*`) and per-round losses (`*_by_round`), and the per-fold `cv_<m>` series of runs
 /// recorded before they were renamed. Their last step is no summary, so summaries (runs

@@ -262,6 +262,15 @@ pub fn train(
         .experiment
         .clone()
         .unwrap_or_else(|| settings.training.experiment.clone());
+    crate::data::check_name("experiment", &experiment)?;
+    // Each model once: a name given twice trains nothing twice.
+    let mut models = models;
+    let mut seen = Vec::new();
+    models.retain(|m| {
+        let first = !seen.contains(m);
+        seen.push(*m);
+        first
+    });
     let (number, gate, version, examples) = {
         let mut guard = db.get()?;
         let conn = &mut *guard;
@@ -284,7 +293,17 @@ pub fn train(
             }
         }
         if let Some(reason) = &request.reason {
-            registry::check_reason(reason)?;
+            // The promotion adds why this run was chosen (under 100 characters): the limit is
+            // checked here, before anything trains, with room for that.
+            if reason.chars().count() > registry::MAX_REASON_CHARS - 100 {
+                return Err(AppError::validation(
+                    "reason",
+                    format!(
+                        "must be at most {} characters (the promotion adds why this run was chosen)",
+                        registry::MAX_REASON_CHARS - 100
+                    ),
+                ));
+            }
         }
         // The promotion's data gate, checked before anything trains or is registered.
         let reason_given = request
@@ -658,10 +677,20 @@ pub fn bootstrap(
         let conn = &mut *conn;
         if !settings.training.on_first_start
             || !registry::list_versions(conn, &settings.registry.model)?.is_empty()
-            || catalog::find_dataset(conn, &settings.dataset.name)?
-                .and_then(|d| d.current_version)
-                .is_none()
         {
+            return Ok(None);
+        }
+        let dataset = catalog::find_dataset(conn, &settings.dataset.name)?;
+        if dataset.as_ref().and_then(|d| d.current_version).is_none() {
+            if dataset.is_some() {
+                // Added, but it did not pass its validation, so it is not current.
+                tracing::warn!(
+                    dataset = %settings.dataset.name,
+                    "first-start training skipped: the dataset has no current version (its \
+                     validation failed); look at it on the Datasets page, then `steward data \
+                     use V` and `steward train --promote` (with --force --reason R if it failed)"
+                );
+            }
             return Ok(None);
         }
     }

@@ -22,28 +22,23 @@ use crate::tracking::{self, RunDetail, RunRow, runs_table};
 use crate::training::{self, TrainRequest};
 
 /// Columns of the runs table: (metric, heading).
+/// Few enough to fit 1280 px; a run's page has every metric, and sorting by another adds its
+/// column first.
 const RUN_COLUMNS: &[(&str, &str)] = &[
     ("cv_roc_auc_mean", "CV ROC-AUC"),
     ("cv_accuracy_mean", "CV accuracy"),
     ("cv_f1_mean", "CV F1"),
-    ("cv_brier_mean", "CV Brier"),
     ("holdout_roc_auc", "Holdout ROC-AUC"),
-    ("holdout_accuracy", "Holdout accuracy"),
     ("fit_seconds", "Fit s"),
 ];
 
-/// A figure: a whole number (a count) without decimals, anything else to three places.
 fn fmt(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
-        Some(v) => format!("{v:.3}"),
-        None => "–".into(),
-    }
+    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into())
 }
 
-fn fmt_delta(v: Option<f64>) -> String {
+fn fmt_delta(name: &str, v: Option<f64>) -> String {
     match v {
-        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:+.0}"),
+        Some(v) if tracking::is_count(name) => format!("{v:+.0}"),
         Some(v) => format!("{v:+.3}"),
         None => String::new(),
     }
@@ -177,9 +172,13 @@ async fn runs_partial(
     hashes.sort_unstable();
     hashes.dedup();
     let data_versions = hashes.len();
+    // What ranking by means something: the summaries training produces (not counts, seconds
+    // or the per-run threshold), those present in these runs.
+    let selectable = crate::ml::selectable_metrics();
     let mut metric_names: Vec<String> = rows
         .iter()
         .flat_map(|r| r.metrics.keys().cloned())
+        .filter(|name| selectable.contains(name))
         .collect();
     metric_names.sort();
     metric_names.dedup();
@@ -188,7 +187,7 @@ async fn runs_partial(
         .map(|(k, h)| ((*k).to_owned(), (*h).to_owned()))
         .collect();
     if !columns.iter().any(|(k, _)| *k == sort) && !sort.is_empty() {
-        columns.push((sort.clone(), metric_heading(&sort)));
+        columns.insert(0, (sort.clone(), metric_heading(&sort)));
     }
     let runs = rows
         .into_iter()
@@ -401,8 +400,7 @@ struct RunPage {
 
 /// A metric's value as people read it: counts as integers, the rest to four places.
 pub fn fmt_metric(name: &str, value: f64) -> String {
-    let count = name.ends_with("rows") || name.ends_with("_count") || name.starts_with("n_");
-    if count && value.fract() == 0.0 && value.abs() < 1e15 {
+    if tracking::is_count(name) {
         format!("{value:.0}")
     } else {
         format!("{value:.4}")
@@ -714,11 +712,15 @@ pub async fn get_compare(
             .filter(|m| !tracking::is_series(&m.name))
             .map(|m| {
                 let delta = if same_data {
-                    fmt_delta(m.delta())
+                    fmt_delta(&m.name, m.delta())
                 } else {
                     String::new()
                 };
-                (m.name.clone(), fmt(m.a), fmt(m.b), delta)
+                let shown = |v: Option<f64>| {
+                    v.map(|v| fmt_metric(&m.name, v))
+                        .unwrap_or_else(|| "–".into())
+                };
+                (m.name.clone(), shown(m.a), shown(m.b), delta)
             })
             .collect(),
         roc,
@@ -733,6 +735,11 @@ pub struct GateConfirm {
     pub version: i32,
     pub dataset: String,
     pub failures: Vec<String>,
+    /// The reason given with the first click, carried to the second (asked again only when
+    /// none was given).
+    pub reason: String,
+    /// `reason` as JSON for the button's hx-vals.
+    pub vals: String,
 }
 
 #[derive(Template)]
@@ -904,10 +911,18 @@ pub async fn post_stage(
             })
             .await?;
         if !gate.1.is_empty() {
+            let vals = serde_json::json!({
+                "stage": "Production",
+                "force": "true",
+                "reason": reason,
+            })
+            .to_string();
             let confirm = GateConfirm {
                 version,
                 dataset: gate.0,
                 failures: gate.1,
+                reason: reason.clone(),
+                vals,
             };
             return Ok(html(
                 models_partial(&state, true, Some(confirm), None)
@@ -1115,7 +1130,7 @@ pub async fn get_performance(
                     (Some((a, b)), true) => {
                         format!(
                             "{} vs {} on {here}",
-                            fmt_delta(Some(a - b)),
+                            fmt_delta(k, Some(a - b)),
                             page.compared_with
                         )
                     }

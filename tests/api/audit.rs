@@ -340,16 +340,28 @@ async fn a_chain_from_before_the_key_is_verified_then_keyed() {
     std::fs::remove_file(app.settings.storage.dir.join(audit::HEAD_FILE)).expect("no record yet");
     drop(conn);
 
-    // `audit verify` only reads: it checks the plain hashes and keys nothing.
+    // `audit verify` only reads: it checks the plain hashes and keys nothing. With a key that
+    // existed before (configured here), a chain without a keyed part could be a forgery, so it
+    // says so and exits 1, as a start would refuse.
     let (ok, output) = app.verify_audit();
-    assert!(ok, "{output}");
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains("NOT KEYED") && output.contains("audit adopt"),
+        "{output}"
+    );
     let mut conn = db.get().expect("conn");
     assert_eq!(audit::head(&mut conn).expect("head"), legacy_head);
     drop(conn);
-    assert!(output.contains("no part of it is keyed yet"), "{output}");
-    // With a key that existed before (configured here), a chain without a keyed part could be
-    // a forgery: a command does not key it; a person adopts it.
-    let _ = app.run_cli(&["users", "list"]);
+    // No command appends to it (an event there would start a keyed part with no marker,
+    // which nothing could mend), reading or writing; a person adopts it.
+    for command in [
+        &["users", "list"][..],
+        &["users", "add", "bob", "--role", "viewer"][..],
+    ] {
+        let (code, out, err) = app.run_cli(command);
+        assert_eq!(code, 1, "{command:?}: {out}{err}");
+        assert!(err.contains("audit adopt"), "{err}");
+    }
     let mut conn = db.get().expect("conn");
     assert_eq!(audit::head(&mut conn).expect("head"), legacy_head);
     drop(conn);
@@ -573,4 +585,82 @@ async fn a_tail_cut_after_a_command_shows() {
     let (ok, output) = app.verify_audit();
     assert!(!ok, "{output}");
     assert!(output.contains("cut tail"), "{output}");
+}
+
+/// A break the scheduled full verification finds stands until a full verification finds the
+/// chain intact: a quick check of the newest events (a page view) can't hide it.
+#[tokio::test]
+async fn a_break_found_by_the_full_check_is_not_hidden_by_a_quick_one() {
+    let app = spawn_app().await;
+    app.admin_token().await;
+    let db = app.store();
+    let mut conn = db.get().expect("conn");
+    let position = audit::VerifiedPosition::new(&app.settings.storage.dir, None);
+    assert!(position.verify(&mut conn).expect("verify").is_intact());
+    lift_guards(&mut conn);
+    diesel::sql_query("UPDATE audit_events SET subject = 'user:mallory' WHERE seq = 2")
+        .execute(&mut *conn)
+        .expect("tamper");
+    // Behind the verified position: the quick check does not look there.
+    assert!(position.verify(&mut conn).expect("verify").is_intact());
+    let full = position.verify_full(&mut conn).expect("full");
+    assert_eq!(
+        full.first_break.as_ref().map(|b| b.seq),
+        Some(2),
+        "{full:?}"
+    );
+    let quick = position.verify(&mut conn).expect("verify");
+    assert_eq!(
+        quick.first_break.map(|b| b.seq),
+        Some(2),
+        "the break stands"
+    );
+    assert!(position.is_broken());
+}
+
+/// What the running server appended itself stays its evidence: a tail cut right after, before
+/// any verification or head record, is caught, and the record is not moved over it.
+#[tokio::test]
+async fn a_cut_of_what_the_server_just_appended_is_caught() {
+    use diesel::prelude::*;
+    use steward::db::schema::audit_events;
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    // Two more events through the server, nothing verified or recorded since.
+    for name in ["one", "two"] {
+        let (status, out) = app
+            .api(
+                &token,
+                "POST",
+                "/api/v1/tokens",
+                serde_json::json!({ "name": name }),
+            )
+            .await;
+        assert_eq!(status, 201, "{out}");
+    }
+    let db = app.store();
+    let mut conn = db.get().expect("conn");
+    let head = audit::head(&mut conn).expect("head");
+    lift_guards(&mut conn);
+    let keep = head.seq - 2;
+    diesel::sql_query(format!("DELETE FROM audit_events WHERE seq > {keep}"))
+        .execute(&mut *conn)
+        .expect("cut");
+    let kept: String = audit_events::table
+        .find(keep)
+        .select(audit_events::hash)
+        .first(&mut *conn)
+        .expect("kept");
+    diesel::sql_query(format!(
+        "UPDATE audit_head SET seq = {keep}, hash = '{kept}' WHERE id = 1"
+    ))
+    .execute(&mut *conn)
+    .expect("rewind");
+    assert!(
+        audit::extend_head_record(&mut conn, &app.settings.storage.dir).is_err(),
+        "the record is not moved over the cut"
+    );
+    let (_, report) = app.get_json(&token, "/api/v1/audit/verify").await;
+    let reason = report["first_break"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("cut tail"), "{report}");
 }

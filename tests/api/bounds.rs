@@ -646,3 +646,64 @@ async fn clients_cannot_invent_metric_series() {
     );
     assert!(!metrics.contains("no_such_feature_abcdef"));
 }
+
+/// What open endpoints make Steward hold is bounded: bodies held at once share
+/// `serving.inflight_body_bytes` (a body that would pass it waits, then gets 503 with
+/// Retry-After), and a body that takes longer than `serving.body_read_secs` to arrive is a 408.
+#[tokio::test]
+async fn bodies_held_at_once_are_bounded_and_slow_ones_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = serving_app(&[ModelKind::Lr], |s| {
+        s.serving.body_limit_bytes = 1 << 20;
+        s.serving.inflight_body_bytes = 1 << 20;
+        s.serving.offload_wait_ms = 200;
+        s.serving.body_read_secs = 2;
+    })
+    .await;
+    // A slow sender declares nearly the whole budget and sends a little of it.
+    let address = app
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    slow.write_all(
+        format!(
+            "POST /predict HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{{\"instances\": [",
+            (1 << 20) - 100
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("headers");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Another body finds no room: 503 with Retry-After, after the wait.
+    let started = Instant::now();
+    let response = app
+        .client
+        .post(app.url("/predict"))
+        .json(&patient())
+        .send()
+        .await
+        .expect("predict");
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The slow body runs out of time: 408, and its room comes back.
+    let mut answer = vec![0_u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let head = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    let (status, out) = app.predict(&patient()).await;
+    assert_eq!(status, 200, "{out}");
+}

@@ -139,8 +139,8 @@ test('the first model is in production; a run is registered, promoted and rolled
   assert.match(await page.textContent('#runs p.ok'), /Trained 3 of 3 candidates/);
   assert.equal(await page.locator('tr.run-row').count(), 6);
   // Sorting by a column swaps in the table.
-  await page.click('th a:has-text("CV Brier")');
-  await page.waitForSelector('th:has-text("CV Brier ▾")');
+  await page.click('th a:has-text("CV F1")');
+  await page.waitForSelector('th:has-text("CV F1 ▾")');
   await page.screenshot({ path: join(root, 'target', 'e2e-experiments.png'), fullPage: true });
 
   // Register an unregistered run from its page, then promote it and roll it back.
