@@ -57,6 +57,17 @@ impl BodyBudget {
         }
     }
 
+    /// `kib` of room: at once when there is some, else waiting up to `self.wait`.
+    async fn room(&self, kib: u32) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(permit) = self.room.clone().try_acquire_many_owned(kib) {
+            return Some(permit);
+        }
+        match tokio::time::timeout(self.wait, self.room.clone().acquire_many_owned(kib)).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => None,
+        }
+    }
+
     /// Reads a body as [`read_body`] does, holding room for it: the room comes back when the
     /// returned permit is dropped (keep it while the body is used). 503 with Retry-After when
     /// there is no room for `serving.offload_wait_ms`; 408 when the body takes longer than
@@ -76,18 +87,12 @@ impl BodyBudget {
             retry_after_secs: 1,
         };
         let kib = |bytes: usize| u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
-        // Room for what the client declares (all of it, at once), else as the chunks arrive.
-        let mut held = match tokio::time::timeout(
-            self.wait,
-            self.room
-                .clone()
-                .acquire_many_owned(kib(declared.unwrap_or(0))),
-        )
-        .await
-        {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(full()),
-        };
+        // Room for what the client declares (all of it, at once), else as the chunks arrive;
+        // without a wait (and its timer) when there is room.
+        let mut held = self
+            .room(kib(declared.unwrap_or(0)))
+            .await
+            .ok_or_else(full)?;
         let read = async {
             let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(64 * 1024));
             while let Some(chunk) = payload.next().await {
@@ -99,15 +104,7 @@ impl BodyBudget {
                 body.extend_from_slice(&chunk);
                 let needed = kib(body.len()).saturating_sub(held.num_permits() as u32);
                 if needed > 0 {
-                    match tokio::time::timeout(
-                        self.wait,
-                        self.room.clone().acquire_many_owned(needed),
-                    )
-                    .await
-                    {
-                        Ok(Ok(more)) => held.merge(more),
-                        _ => return Err(full()),
-                    }
+                    held.merge(self.room(needed).await.ok_or_else(full)?);
                 }
             }
             Ok(body)
