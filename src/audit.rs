@@ -434,8 +434,8 @@ pub fn latest_with_action(
 }
 
 /// Actions whose details only admins read: configuration, users, tokens, logins and the audit
-/// chain's own events (a break's reason). Others see
-/// that such an event happened, and when, but not by whom, on what, nor its before/after.
+/// chain's own events (a break's reason). Others see that such an event happened, and when,
+/// but not by whom, on what, nor its before/after.
 pub fn is_admin_only(action: &str) -> bool {
     ["config.", "user.", "token.", "auth.", "audit."]
         .iter()
