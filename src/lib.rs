@@ -23,6 +23,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod ml;
+pub mod monitoring;
 pub mod overview;
 pub mod registry;
 pub mod scheduler;
