@@ -39,6 +39,7 @@ pub struct Settings {
     pub registry: RegistrySettings,
     pub serving: ServingSettings,
     pub audit: AuditSettings,
+    pub monitoring: crate::monitoring::settings::MonitoringSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -298,6 +299,9 @@ impl Settings {
             return Err(ConfigError::Invalid { key, message });
         }
         if let Err((key, message)) = self.training.check_against(&self.dataset) {
+            return Err(ConfigError::Invalid { key, message });
+        }
+        if let Err((key, message)) = self.monitoring.check(&self.dataset.feature_names()) {
             return Err(ConfigError::Invalid { key, message });
         }
         let sv = &self.serving;

@@ -4,6 +4,7 @@
 
 mod access;
 mod data;
+mod drift;
 mod models;
 mod runs;
 mod train;
@@ -90,6 +91,9 @@ enum Command {
     /// The model registry: list, show, promote, rollback, evaluate.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// Drift reports with Evidently's statistics: compare two data sets.
+    #[command(subcommand)]
+    Drift(drift::DriftCommand),
 }
 
 #[derive(Subcommand)]
@@ -218,6 +222,7 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::train_command(args, &settings),
         Command::Runs(cmd) => runs::runs_command(cmd, &settings),
         Command::Models(cmd) => models::models_command(cmd, &settings),
+        Command::Drift(cmd) => drift::drift_command(cmd, &settings),
     }
 }
 

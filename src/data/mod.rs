@@ -10,6 +10,7 @@ pub mod expectations;
 pub mod infer;
 pub mod profile;
 pub mod schema;
+pub mod stream;
 pub mod table;
 
 use std::time::Instant;

@@ -204,7 +204,7 @@ fn check_structure(
 
 /// Whether the first row is a header: by configuration, or ("auto") when it names the schema's
 /// columns or is mostly words where numbers belong.
-fn is_header(fields: &[String], schema: &DatasetSettings) -> bool {
+pub(crate) fn is_header(fields: &[String], schema: &DatasetSettings) -> bool {
     match schema.header {
         HeaderMode::Present => true,
         HeaderMode::Absent => false,
@@ -221,7 +221,11 @@ fn is_header(fields: &[String], schema: &DatasetSettings) -> bool {
     }
 }
 
-fn check_header(fields: &[String], names: &[String], source_name: &str) -> Result<(), DataError> {
+pub(crate) fn check_header(
+    fields: &[String],
+    names: &[String],
+    source_name: &str,
+) -> Result<(), DataError> {
     let missing: Vec<&str> = names
         .iter()
         .filter(|n| !fields.contains(n))

@@ -6,12 +6,13 @@
 //! [`compare`] returns a [`DriftReport`] whose JSON is the contract of `steward drift compare
 //! --json`. Pure computation: no store, no HTTP; callers run it on the blocking pool.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use super::stattests::{Pair, StatTest, Values, default_stattest, wasserstein_norm};
-use crate::data::schema::{ColumnKind, DatasetSettings};
+use crate::data::schema::{ColumnKind, DatasetSettings, normalize_category};
+use crate::data::stream::{Cell, Scan, scan_csv};
 use crate::data::table::Table;
 
 /// One feature on one side.
@@ -85,6 +86,76 @@ impl Side {
             rows: table.rows() as u64,
             features,
         }
+    }
+}
+
+impl Side {
+    /// The schema's features of a CSV file, read row by row (see [`scan_csv`]): memory for the
+    /// numeric values and the category counts, never the file or a frame of it.
+    pub fn from_csv<R: std::io::Read>(
+        reader: R,
+        source_name: &str,
+        schema: &DatasetSettings,
+    ) -> Result<Self, Scan> {
+        let specs: Vec<(usize, &str, bool)> = schema
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.name != schema.target)
+            .map(|(i, c)| (i, c.name.as_str(), c.kind == ColumnKind::Numeric))
+            .collect();
+        let mut numeric: Vec<Vec<f64>> = vec![Vec::new(); specs.len()];
+        let mut text: Vec<HashMap<String, u64>> = vec![HashMap::new(); specs.len()];
+        let mut missing = vec![0_u64; specs.len()];
+        let rows = scan_csv(reader, source_name, schema, |cells| {
+            for (slot, &(at, _, _)) in specs.iter().enumerate() {
+                match cells.get(at) {
+                    Some(Cell::Num(v)) => {
+                        if let Some(col) = numeric.get_mut(slot) {
+                            col.push(*v);
+                        }
+                    }
+                    Some(Cell::Text(t)) => {
+                        if let Some(col) = text.get_mut(slot) {
+                            if let Some(n) = col.get_mut(*t) {
+                                *n += 1;
+                            } else {
+                                col.insert((*t).to_owned(), 1);
+                            }
+                        }
+                    }
+                    _ => {
+                        if let Some(m) = missing.get_mut(slot) {
+                            *m += 1;
+                        }
+                    }
+                }
+            }
+        })?;
+        let features = specs
+            .iter()
+            .zip(numeric)
+            .zip(text)
+            .zip(missing)
+            .map(|((((_, name, is_numeric), values), raw), missing)| {
+                let values = if *is_numeric {
+                    Values::numeric(values)
+                } else {
+                    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+                    for (raw, n) in raw {
+                        *counts.entry(normalize_category(&raw)).or_default() += n;
+                    }
+                    Values::Categorical(counts)
+                };
+                FeatureValues {
+                    name: (*name).to_owned(),
+                    numeric: *is_numeric,
+                    values,
+                    missing,
+                }
+            })
+            .collect();
+        Ok(Self { rows, features })
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod drift;
 pub mod ks;
+pub mod settings;
 pub mod stattests;
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod cli;
 mod control;
 mod dashboard;
 mod data;
+mod drift;
 mod figures;
 mod layers;
 mod probes;
