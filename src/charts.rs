@@ -398,3 +398,86 @@ mod tests {
         assert!(svg.contains(">7<") && svg.contains("true positives"));
     }
 }
+
+struct HistogramBar {
+    x: f64,
+    w: f64,
+    ref_y: f64,
+    cur_y: f64,
+    label: String,
+    ref_label: String,
+    cur_label: String,
+    show_label: bool,
+}
+
+#[derive(Template)]
+#[template(path = "charts/histogram.svg", escape = "html")]
+struct HistogramChart<'a> {
+    title: &'a str,
+    width: f64,
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    y_ticks: Vec<(f64, String)>,
+    bars: Vec<HistogramBar>,
+}
+
+/// Reference and current shares side by side per bin (a drift check's histogram of one
+/// feature): grey the reference, blue the current.
+pub fn histogram(title: &str, labels: &[String], reference: &[f64], current: &[f64]) -> String {
+    let (left, right, top, bottom) = (48.0, 700.0, 28.0, 240.0);
+    let max = reference
+        .iter()
+        .chain(current)
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max)
+        .max(1e-9);
+    let y = Scale { min: 0.0, max };
+    let to_y = |v: f64| bottom - y.share(v) * (bottom - top);
+    let n = labels.len().max(1);
+    let slot = (right - left) / n as f64;
+    let w = slot * 0.4;
+    // At most ~12 labels on the axis.
+    let every = n.div_ceil(12).max(1);
+    let bars = labels
+        .iter()
+        .enumerate()
+        .map(|(i, label)| {
+            let r = reference.get(i).copied().unwrap_or(0.0);
+            let c = current.get(i).copied().unwrap_or(0.0);
+            HistogramBar {
+                x: left + slot * i as f64 + slot * 0.1,
+                w,
+                ref_y: to_y(r),
+                cur_y: to_y(c),
+                label: label.clone(),
+                ref_label: format!("{:.1}%", r * 100.0),
+                cur_label: format!("{:.1}%", c * 100.0),
+                show_label: i % every == 0,
+            }
+        })
+        .collect();
+    HistogramChart {
+        title,
+        width: right + 12.0,
+        left,
+        right,
+        top,
+        bottom,
+        y_ticks: y
+            .ticks()
+            .into_iter()
+            .map(|(s, l)| (bottom - s * (bottom - top), l))
+            .collect(),
+        bars,
+    }
+    .render()
+    .unwrap_or_default()
+}
+
+/// Time series for the Trends page: one line per (label, points of (check number, value)).
+pub fn trend(title: &str, y_label: &str, lines: &[(String, Vec<(f64, f64)>)]) -> String {
+    history(title, "check (oldest to newest)", y_label, lines)
+}

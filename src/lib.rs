@@ -26,6 +26,7 @@ pub mod ml;
 pub mod monitoring;
 pub mod overview;
 pub mod registry;
+pub mod reports;
 pub mod scheduler;
 pub mod serving;
 pub mod startup;

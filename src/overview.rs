@@ -23,6 +23,10 @@ pub struct Overview {
     pub dataset: DatasetOverview,
     pub model: ModelOverview,
     pub recent_events: Vec<audit::AuditEvent>,
+    /// Monitoring's open alerts (those of the newest completed check).
+    pub open_alerts: Vec<crate::monitoring::check::StoredAlert>,
+    /// The newest check: when, its status and drift share.
+    pub last_check: Option<crate::monitoring::check::CheckSummary>,
 }
 
 /// The configured dataset: its version count, current version and that version's validation.
@@ -102,6 +106,8 @@ pub async fn collect(state: &AppState, admin: bool) -> Result<Overview, AppError
                         name: model_name,
                     }
                 },
+                open_alerts: crate::monitoring::check::open_alerts(conn)?,
+                last_check: crate::monitoring::check::list(conn, 1)?.into_iter().next(),
                 recent_events: {
                     let mut events = audit::list(conn, 10, None)?;
                     audit::redact_for(&mut events, admin);

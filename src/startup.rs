@@ -150,6 +150,7 @@ impl Application {
             trusted_proxies: Arc::new(settings.server.trusted_networks()),
             training_gate: Arc::new(training::TrainingGate::default()),
             token_touch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
+            monitor: Arc::new(crate::monitoring::Monitor::new()),
             serving_bodies: Arc::new(crate::http::body::BodyBudget::new(
                 settings.serving.inflight_body_bytes,
                 Duration::from_millis(settings.serving.offload_wait_ms),
@@ -493,6 +494,74 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
                         )));
                     }
                     audit::record_head(conn, &dir)
+                })
+                .await?;
+            Ok(())
+        },
+    );
+    // Monitoring: a check of the Production version's window every interval, and reference
+    // profiles for versions that have none yet (one per tick; a check builds its own too).
+    if settings.monitoring.enabled {
+        scheduler.register(
+            "drift_check",
+            Duration::from_secs(settings.monitoring.interval_secs),
+            |state: AppState| async move {
+                let outcome = state
+                    .monitor
+                    .run_check(
+                        &state.db,
+                        state.blobs.clone(),
+                        state.settings.clone(),
+                        Some(state.serving.rejected_total()),
+                        "scheduled",
+                        "scheduler".into(),
+                    )
+                    .await;
+                match outcome {
+                    Ok(report) => {
+                        tracing::info!(
+                            check = %report.id,
+                            status = %report.status,
+                            drift_share = report.drift.as_ref().map(|d| d.drift_share),
+                            alerts = report.alerts.len(),
+                            "drift check stored"
+                        );
+                        Ok(())
+                    }
+                    // Nothing in Production, or a check already running: nothing to do now.
+                    Err(crate::error::AppError::Conflict(why)) => {
+                        tracing::debug!(%why, "drift check skipped");
+                        Ok(())
+                    }
+                    Err(crate::error::AppError::Overloaded { .. }) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            },
+        );
+    }
+    scheduler.register(
+        "reference_profiles",
+        Duration::from_secs(60),
+        |state: AppState| async move {
+            let settings = state.settings.clone();
+            let blobs = state.blobs.clone();
+            state
+                .db
+                .run(move |conn| {
+                    let model = &settings.registry.model;
+                    if let Some(&version) =
+                        crate::monitoring::profile::unprofiled(conn, model)?.first()
+                    {
+                        crate::monitoring::profile::ensure(
+                            conn,
+                            blobs.as_ref(),
+                            &settings.dataset,
+                            model,
+                            version,
+                        )?;
+                        tracing::info!(model, version, "reference profile stored");
+                    }
+                    Ok(())
                 })
                 .await?;
             Ok(())

@@ -33,5 +33,7 @@ pub struct AppState {
     pub serving_bodies: Arc<crate::http::body::BodyBudget>,
     /// One write of a token's last use at a time (see `http::identity`).
     pub token_touch_gate: Arc<tokio::sync::Semaphore>,
+    /// Monitoring's checks and alert channel.
+    pub monitor: Arc<crate::monitoring::Monitor>,
     pub started_at: chrono::DateTime<chrono::Utc>,
 }

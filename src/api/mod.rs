@@ -5,6 +5,7 @@
 
 mod audit;
 mod datasets;
+mod drift;
 mod models;
 pub mod openapi;
 mod overview;
@@ -64,6 +65,10 @@ crate::route_table! { ROUTES, handlers;
     get "/api/v1/models/{name}/versions/{version}" => models::get_model_version, Read, "One model version";
     post "/api/v1/models/{name}/versions/{version}/stage" => models::set_stage, Needs(Role::Approver), "Move a version to a stage";
     post "/api/v1/models/{name}/rollback" => models::rollback_model, Needs(Role::Approver), "Roll Production back";
+    post "/api/v1/drift/run" => drift::run_check, Needs(Role::Approver), "Run a monitoring check of the Production version now";
+    get "/api/v1/drift/checks" => drift::list_checks, Read, "Stored monitoring checks, newest first";
+    get "/api/v1/drift/checks/{id}" => drift::get_check, Read, "One monitoring check: drift, data quality, performance, alerts";
+    get "/api/v1/drift/alerts" => drift::list_alerts, Read, "Open monitoring alerts (those of the newest check)";
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -138,6 +138,10 @@ const QUERIES: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "/api/v1/drift/checks",
+        &[("limit", "Checks, newest first (default 50, at most 500)")],
+    ),
+    (
         "/api/v1/runs/compare",
         &[
             ("a", "A run id (required)"),
@@ -308,6 +312,7 @@ mod tests {
     /// Routes that change something and take no body.
     const NO_BODY: &[(&str, &str)] = &[
         ("post", "/api/v1/users/{username}/disable"),
+        ("post", "/api/v1/drift/run"),
         ("delete", "/api/v1/tokens/{id}"),
     ];
 

@@ -74,6 +74,9 @@ fn current_model(state: &AppState) -> Result<std::sync::Arc<ServedModel>, AppErr
 /// Counts validation failures per field; instance prefixes are cut and unknown fields share one
 /// label, so the label set stays the schema's columns.
 fn count_failures(state: &AppState, errors: &[FieldError]) {
+    if !errors.is_empty() {
+        state.serving.count_rejected();
+    }
     for e in errors {
         let name = e.field.rsplit('.').next().unwrap_or(&e.field);
         let label = if state.serving.schema.columns.iter().any(|c| c.name == name) {

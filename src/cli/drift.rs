@@ -9,12 +9,13 @@ use std::io::Read;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use super::open_db_as;
+use super::{cli_actor, open_db_as, open_store};
 use crate::config::Settings;
 use crate::data::blob::LocalBlobStore;
 use crate::data::stream::Scan;
 use crate::data::{self as datasets, table};
-use crate::monitoring::drift::{DriftReport, Side, compare};
+use crate::monitoring::check::{self, CheckContext, CheckReport};
+use crate::monitoring::drift::{DriftReport, Side, compare, histograms};
 use crate::monitoring::settings::check_threshold;
 use crate::monitoring::stattests::StatTest;
 
@@ -23,6 +24,31 @@ pub enum DriftCommand {
     /// Compare a current file with a reference (a file or a version of the configured dataset),
     /// feature by feature; exits 0 whether or not it finds drift.
     Compare(CompareArgs),
+    /// Check the Production version's window of the prediction log now, store the check and
+    /// print it; exits 0 whether or not it finds drift.
+    Run {
+        /// Print the check as JSON (the shape of GET /api/v1/drift/checks/{id}).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The stored checks, newest first.
+    Checks {
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=500))]
+        limit: i64,
+    },
+    /// One stored check.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a stored check as a self-contained HTML report (charts, never rows).
+    Report {
+        id: String,
+        /// The file to write.
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -51,6 +77,9 @@ pub struct CompareArgs {
     /// Print the report as JSON (the stable contract for scripts).
     #[arg(long)]
     json: bool,
+    /// Also write the report as a self-contained HTML file.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 fn parse_stattest(raw: &str) -> Result<StatTest, String> {
@@ -63,7 +92,13 @@ fn parse_threshold(raw: &str) -> Result<f64, String> {
 }
 
 pub(super) fn drift_command(cmd: DriftCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let DriftCommand::Compare(args) = cmd;
+    let args = match cmd {
+        DriftCommand::Compare(args) => args,
+        DriftCommand::Run { json } => return run_check(settings, json),
+        DriftCommand::Checks { limit } => return list_checks(settings, limit),
+        DriftCommand::Show { id, json } => return show_check(settings, &id, json),
+        DriftCommand::Report { id, html } => return write_report(settings, &id, &html),
+    };
     // The two sides are read at once, each on its own thread.
     let (reference, current) = std::thread::scope(|scope| {
         let current = scope.spawn(|| read_side(&args.current, settings));
@@ -88,6 +123,24 @@ pub(super) fn drift_command(cmd: DriftCommand, settings: &Settings) -> anyhow::R
         options.threshold = args.threshold;
     }
     let report = compare(&reference, &current, &options);
+    if let Some(path) = &args.html {
+        let label = |p: Option<&PathBuf>| {
+            p.map(|p| file_label(p)).unwrap_or_else(|| {
+                format!(
+                    "{} v{}",
+                    settings.dataset.name,
+                    args.reference_version.unwrap_or(0)
+                )
+            })
+        };
+        let html = crate::reports::drift::compare_report(
+            &label(args.reference.as_ref()),
+            &label(Some(&args.current)),
+            &report,
+            &histograms(&reference, &current),
+        );
+        std::fs::write(path, html).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -113,12 +166,15 @@ fn reference_side(args: &CompareArgs, settings: &Settings) -> anyhow::Result<Sid
 
 /// A file's side: streamed when it is a plain CSV, else read whole by `read_table` (Parquet, or
 /// a file with a problem, which `read_table` then names).
+fn file_label(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
 fn read_side(path: &Path, settings: &Settings) -> anyhow::Result<Side> {
     let schema = &settings.dataset;
-    let label = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string());
+    let label = file_label(path);
     let open =
         || std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()));
     match Side::from_csv(std::io::BufReader::new(open()?), &label, schema) {
@@ -194,4 +250,172 @@ fn print_report(r: &DriftReport) {
             ": no dataset drift"
         }
     );
+}
+
+fn run_check(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
+    let mut conn = open_store(settings)?;
+    let blobs = LocalBlobStore::new(&settings.storage.dir);
+    let actor = cli_actor();
+    let ctx = CheckContext {
+        schema: &settings.dataset,
+        monitoring: &settings.monitoring,
+        model: &settings.registry.model,
+        blobs: &blobs,
+        rejected_requests: None,
+        trigger: "manual",
+        actor: &actor,
+    };
+    let report = check::run(&mut conn, &ctx)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_check(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_checks(settings: &Settings, limit: i64) -> anyhow::Result<ExitCode> {
+    let db = open_db_as(settings, crate::audit::Opening::ReadOnly)?;
+    let checks = check::list(&mut *db.get()?, limit)?;
+    println!(
+        "{:<36}  {:<19}  {:<9}  {:>7}  {:>6}  {:>5}  {:>8}  {:>9}",
+        "id", "when (UTC)", "status", "version", "rows", "share", "acc live", "acc est."
+    );
+    for c in checks {
+        println!(
+            "{:<36}  {:<19}  {:<9}  {:>7}  {:>6}  {:>5}  {:>8}  {:>9}",
+            c.id,
+            c.created_at.format("%Y-%m-%d %H:%M:%S"),
+            c.status,
+            format!("v{}", c.version),
+            c.window_rows,
+            c.drift_share.map_or("-".into(), |s| format!("{s:.2}")),
+            c.accuracy_live.map_or("-".into(), |s| format!("{s:.3}")),
+            c.accuracy_estimated
+                .map_or("-".into(), |s| format!("{s:.3}")),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn stored_check(settings: &Settings, id: &str) -> anyhow::Result<CheckReport> {
+    if uuid::Uuid::parse_str(id).is_err() {
+        anyhow::bail!(
+            "no such drift check (ids look like 019a...-...; see `steward drift checks`)"
+        );
+    }
+    let db = open_db_as(settings, crate::audit::Opening::ReadOnly)?;
+    let value = check::get(&mut *db.get()?, id)?;
+    Ok(serde_json::from_value(value)?)
+}
+
+fn show_check(settings: &Settings, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let report = stored_check(settings, id)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_check(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_report(settings: &Settings, id: &str, html: &Path) -> anyhow::Result<ExitCode> {
+    let report = stored_check(settings, id)?;
+    let text = crate::reports::drift::check_report(&report);
+    std::fs::write(html, &text).with_context(|| format!("cannot write {}", html.display()))?;
+    println!("wrote {} ({} bytes)", html.display(), text.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_check(r: &CheckReport) {
+    println!(
+        "check {} of {} v{} ({} by {}): {}",
+        r.id, r.model, r.version, r.trigger, r.actor, r.status
+    );
+    println!(
+        "window: {} rows, {} labelled (at most {}{})",
+        r.window.rows,
+        r.window.labelled_rows,
+        r.window.max_rows,
+        if r.window.hours > 0 {
+            format!(", last {} h", r.window.hours)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(reason) = &r.reason {
+        println!("skipped: {reason}");
+        return;
+    }
+    if let Some(d) = &r.drift {
+        print_report(d);
+    }
+    for (what, f) in [
+        ("prediction drift", &r.prediction_drift),
+        ("target drift", &r.target_drift),
+    ] {
+        match f {
+            Some(f) => println!(
+                "{what}: {} {} (threshold {}){}",
+                f.stattest.map(StatTest::as_str).unwrap_or("-"),
+                fmt_score(f.score),
+                fmt_score(f.threshold),
+                if f.drifted { ": DRIFT" } else { "" }
+            ),
+            None => println!("{what}: not enough labelled rows (monitoring.min_labels)"),
+        }
+    }
+    if let Some(q) = &r.data_quality {
+        if q.failures.is_empty() {
+            println!("data quality: passed");
+        } else {
+            println!("data quality: FAILED");
+            for f in &q.failures {
+                println!("  - {f}");
+            }
+        }
+        if let Some(n) = q.rejected_requests {
+            println!("rejected requests since the previous check: {n}");
+        }
+    }
+    if let Some(p) = &r.performance {
+        let holdout = |k: &str| fmt_score(p.holdout.get(k).copied());
+        match &p.live {
+            Some(l) => println!(
+                "live ({} labelled): accuracy {} (holdout {}), F1 {} ({}), ROC-AUC {} ({}){}",
+                p.labelled_rows,
+                fmt_score(Some(l.accuracy)),
+                holdout("holdout_accuracy"),
+                fmt_score(Some(l.f1)),
+                holdout("holdout_f1"),
+                fmt_score(l.roc_auc),
+                holdout("holdout_roc_auc"),
+                if p.decay { ": DECAY" } else { "" }
+            ),
+            None => println!("live: {} labelled rows, too few", p.labelled_rows),
+        }
+        if let Some(e) = &p.estimated {
+            println!(
+                "estimated (no labels): accuracy {} [{}, {}], F1 {}, ROC-AUC {}{}",
+                fmt_score(Some(e.accuracy)),
+                fmt_score(Some(e.accuracy_band[0])),
+                fmt_score(Some(e.accuracy_band[1])),
+                fmt_score(Some(e.f1)),
+                fmt_score(e.roc_auc),
+                if p.estimated_decay {
+                    ": ESTIMATED DECAY"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    for a in &r.alerts {
+        println!(
+            "ALERT {} ({:?}): {}",
+            a.alert_type.as_str(),
+            a.severity,
+            a.summary
+        );
+    }
 }

@@ -7,6 +7,7 @@ mod data;
 mod drift;
 mod models;
 mod runs;
+mod simulate;
 mod train;
 
 use std::path::PathBuf;
@@ -91,9 +92,13 @@ enum Command {
     /// The model registry: list, show, promote, rollback, evaluate.
     #[command(subcommand)]
     Models(models::ModelsCommand),
-    /// Drift reports with Evidently's statistics: compare two data sets.
+    /// Monitoring with Evidently's statistics: compare two data sets, check the prediction log,
+    /// list and show stored checks, write their HTML reports.
     #[command(subcommand)]
     Drift(drift::DriftCommand),
+    /// Replay a data file through a running server's /predict (and its labels to /feedback),
+    /// as traffic for monitoring.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -223,6 +228,7 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Runs(cmd) => runs::runs_command(cmd, &settings),
         Command::Models(cmd) => models::models_command(cmd, &settings),
         Command::Drift(cmd) => drift::drift_command(cmd, &settings),
+        Command::Simulate(args) => simulate::simulate_command(args, &settings),
     }
 }
 

@@ -254,3 +254,67 @@ diesel::table! {
 diesel::joinable!(feedback -> predictions (request_id));
 
 diesel::allow_tables_to_appear_in_same_query!(predictions, feedback);
+
+diesel::table! {
+    reference_profiles (model, version) {
+        model -> Text,
+        version -> Integer,
+        rows -> BigInt,
+        profile_json -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    drift_checks (id) {
+        id -> Text,
+        model -> Text,
+        version -> Integer,
+        trigger_kind -> Text,
+        actor -> Text,
+        status -> Text,
+        reason -> Nullable<Text>,
+        window_rows -> BigInt,
+        window_start -> Nullable<Timestamp>,
+        window_end -> Nullable<Timestamp>,
+        drift_share -> Nullable<Double>,
+        dataset_drift -> Bool,
+        accuracy_live -> Nullable<Double>,
+        accuracy_estimated -> Nullable<Double>,
+        labelled_rows -> BigInt,
+        p99_latency_ms -> Nullable<Double>,
+        missing_ratio -> Nullable<Double>,
+        report_json -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    drift_check_features (check_id, feature) {
+        check_id -> Text,
+        feature -> Text,
+        stattest -> Nullable<Text>,
+        score -> Nullable<Double>,
+        threshold -> Nullable<Double>,
+        drifted -> Bool,
+        effect_size -> Nullable<Double>,
+        psi -> Nullable<Double>,
+        missing_ratio -> Double,
+    }
+}
+
+diesel::table! {
+    monitoring_alerts (id) {
+        id -> Text,
+        fingerprint -> Text,
+        alert_type -> Text,
+        severity -> Text,
+        model -> Text,
+        version -> Integer,
+        score -> Nullable<Double>,
+        summary -> Text,
+        evidence_json -> Text,
+        check_id -> Text,
+        created_at -> Timestamp,
+    }
+}

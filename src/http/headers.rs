@@ -15,6 +15,11 @@ use actix_web::middleware::Next;
 
 use crate::error::{AppError, ErrorBody, MAX_MESSAGE_CHARS, bounded};
 
+/// The policy of a self-contained report: its own inline style and inline SVG, nothing else
+/// (no script at all, no request anywhere).
+pub const REPORT_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+     img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
@@ -25,8 +30,14 @@ pub async fn dashboard(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let mut response = next.call(req).await?.map_into_boxed_body();
     let headers = response.headers_mut();
+    // A document that sets its own policy keeps it (the drift report: inline style, no script).
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+    }
     for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "same-origin"),

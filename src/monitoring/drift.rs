@@ -97,48 +97,105 @@ impl Side {
         source_name: &str,
         schema: &DatasetSettings,
     ) -> Result<Self, Scan> {
-        let specs: Vec<(usize, &str, bool)> = schema
+        let specs: Vec<(usize, String, bool)> = schema
             .columns
             .iter()
             .enumerate()
             .filter(|(_, c)| c.name != schema.target)
-            .map(|(i, c)| (i, c.name.as_str(), c.kind == ColumnKind::Numeric))
+            .map(|(i, c)| (i, c.name.clone(), c.kind == ColumnKind::Numeric))
             .collect();
-        let mut numeric: Vec<Vec<f64>> = vec![Vec::new(); specs.len()];
-        let mut text: Vec<HashMap<String, u64>> = vec![HashMap::new(); specs.len()];
-        let mut missing = vec![0_u64; specs.len()];
-        let rows = scan_csv(reader, source_name, schema, |cells| {
-            for (slot, &(at, _, _)) in specs.iter().enumerate() {
-                match cells.get(at) {
-                    Some(Cell::Num(v)) => {
-                        if let Some(col) = numeric.get_mut(slot) {
-                            col.push(*v);
-                        }
-                    }
-                    Some(Cell::Text(t)) => {
-                        if let Some(col) = text.get_mut(slot) {
-                            if let Some(n) = col.get_mut(*t) {
-                                *n += 1;
-                            } else {
-                                col.insert((*t).to_owned(), 1);
-                            }
-                        }
-                    }
-                    _ => {
-                        if let Some(m) = missing.get_mut(slot) {
-                            *m += 1;
-                        }
+        let mut builder = SideBuilder::new(
+            specs
+                .iter()
+                .map(|(_, name, numeric)| (name.clone(), *numeric)),
+        );
+        scan_csv(reader, source_name, schema, |cells| {
+            for (slot, (at, _, _)) in specs.iter().enumerate() {
+                match cells.get(*at) {
+                    Some(Cell::Num(v)) => builder.num(slot, Some(*v)),
+                    Some(Cell::Text(t)) => builder.text(slot, Some(t)),
+                    _ => builder.missing(slot),
+                }
+            }
+            builder.row_done();
+        })?;
+        Ok(builder.finish())
+    }
+}
+
+/// Builds a [`Side`] value by value: numeric values kept (then sorted), categories counted by
+/// their text as given (then normalised once per distinct text).
+pub struct SideBuilder {
+    specs: Vec<(String, bool)>,
+    numeric: Vec<Vec<f64>>,
+    text: Vec<HashMap<String, u64>>,
+    missing: Vec<u64>,
+    rows: u64,
+}
+
+impl SideBuilder {
+    /// Features as (name, numeric), in the order the slots of `num`/`text`/`missing` use.
+    pub fn new(features: impl IntoIterator<Item = (String, bool)>) -> Self {
+        let specs: Vec<(String, bool)> = features.into_iter().collect();
+        let n = specs.len();
+        Self {
+            specs,
+            numeric: vec![Vec::new(); n],
+            text: vec![HashMap::new(); n],
+            missing: vec![0; n],
+            rows: 0,
+        }
+    }
+
+    pub fn num(&mut self, slot: usize, value: Option<f64>) {
+        match value.filter(|v| v.is_finite()) {
+            Some(v) => {
+                if let Some(col) = self.numeric.get_mut(slot) {
+                    col.push(v);
+                }
+            }
+            None => self.missing(slot),
+        }
+    }
+
+    pub fn text(&mut self, slot: usize, value: Option<&str>) {
+        match value {
+            Some(t) => {
+                if let Some(col) = self.text.get_mut(slot) {
+                    if let Some(n) = col.get_mut(t) {
+                        *n += 1;
+                    } else {
+                        col.insert(t.to_owned(), 1);
                     }
                 }
             }
-        })?;
-        let features = specs
-            .iter()
-            .zip(numeric)
-            .zip(text)
-            .zip(missing)
-            .map(|((((_, name, is_numeric), values), raw), missing)| {
-                let values = if *is_numeric {
+            None => self.missing(slot),
+        }
+    }
+
+    pub fn missing(&mut self, slot: usize) {
+        if let Some(m) = self.missing.get_mut(slot) {
+            *m += 1;
+        }
+    }
+
+    pub fn row_done(&mut self) {
+        self.rows += 1;
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    pub fn finish(self) -> Side {
+        let features = self
+            .specs
+            .into_iter()
+            .zip(self.numeric)
+            .zip(self.text)
+            .zip(self.missing)
+            .map(|((((name, numeric), values), raw), missing)| {
+                let values = if numeric {
                     Values::numeric(values)
                 } else {
                     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
@@ -148,14 +205,17 @@ impl Side {
                     Values::Categorical(counts)
                 };
                 FeatureValues {
-                    name: (*name).to_owned(),
-                    numeric: *is_numeric,
+                    name,
+                    numeric,
                     values,
                     missing,
                 }
             })
             .collect();
-        Ok(Self { rows, features })
+        Side {
+            rows: self.rows,
+            features,
+        }
     }
 }
 
@@ -196,10 +256,10 @@ impl Default for Options {
 /// normalised Wasserstein distance for a numeric feature and the Jensen–Shannon distance for a
 /// categorical one. A feature with no value on a side is `skipped` (with the reason) and counts
 /// neither way.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FeatureDrift {
     pub feature: String,
-    pub kind: &'static str,
+    pub kind: String,
     pub n_unique: usize,
     pub stattest: Option<StatTest>,
     pub score: Option<f64>,
@@ -215,7 +275,7 @@ pub struct FeatureDrift {
 
 /// The whole report: window sizes, the drifted share of the tested features, dataset drift,
 /// and the features in schema order.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DriftReport {
     pub reference_rows: u64,
     pub current_rows: u64,
@@ -255,7 +315,8 @@ pub fn compare(reference: &Side, current: &Side, options: &Options) -> DriftRepo
     }
 }
 
-fn feature_drift(
+/// One feature's result (see [`compare`]); `reference` `None` skips it.
+pub fn feature_drift(
     reference: Option<&FeatureValues>,
     current: &FeatureValues,
     options: &Options,
@@ -267,7 +328,7 @@ fn feature_drift(
     };
     let mut out = FeatureDrift {
         feature: current.name.clone(),
-        kind,
+        kind: kind.to_owned(),
         n_unique: 0,
         stattest: None,
         score: None,
@@ -317,6 +378,125 @@ fn feature_drift(
     }
     .filter(|s| !s.is_nan());
     out
+}
+
+/// One feature's distribution on both sides, binned for a chart: shares of each side's
+/// non-missing values per bin (numeric: 20 equal-width bins over reference ∪ current;
+/// categorical: the 15 most common reference categories, then "other"). Never raw rows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Histogram {
+    pub feature: String,
+    pub labels: Vec<String>,
+    pub reference: Vec<f64>,
+    pub current: Vec<f64>,
+}
+
+const NUMERIC_BINS: usize = 20;
+const TOP_CATEGORIES: usize = 15;
+
+/// Histograms of every feature present on both sides.
+pub fn histograms(reference: &Side, current: &Side) -> Vec<Histogram> {
+    current
+        .features
+        .iter()
+        .filter_map(|cur| {
+            let r = reference.features.iter().find(|r| r.name == cur.name)?;
+            histogram(&cur.name, &r.values, &cur.values)
+        })
+        .collect()
+}
+
+fn histogram(feature: &str, reference: &Values, current: &Values) -> Option<Histogram> {
+    match (reference, current) {
+        (Values::Numeric(r), Values::Numeric(c)) => {
+            let lo = r
+                .first()
+                .copied()
+                .unwrap_or(f64::INFINITY)
+                .min(c.first().copied().unwrap_or(f64::INFINITY));
+            let hi = r
+                .last()
+                .copied()
+                .unwrap_or(f64::NEG_INFINITY)
+                .max(c.last().copied().unwrap_or(f64::NEG_INFINITY));
+            if !lo.is_finite() || !hi.is_finite() {
+                return None;
+            }
+            let width = if hi > lo {
+                (hi - lo) / NUMERIC_BINS as f64
+            } else {
+                1.0
+            };
+            let shares = |values: &[f64]| {
+                let mut counts = vec![0.0; NUMERIC_BINS];
+                for v in values {
+                    let at = (((v - lo) / width) as usize).min(NUMERIC_BINS - 1);
+                    if let Some(c) = counts.get_mut(at) {
+                        *c += 1.0;
+                    }
+                }
+                let n = values.len().max(1) as f64;
+                counts.into_iter().map(|c| c / n).collect::<Vec<f64>>()
+            };
+            Some(Histogram {
+                feature: feature.to_owned(),
+                labels: (0..NUMERIC_BINS)
+                    .map(|i| format!("{}", round_sig(lo + width * i as f64)))
+                    .collect(),
+                reference: shares(r),
+                current: shares(c),
+            })
+        }
+        (Values::Categorical(r), Values::Categorical(c)) => {
+            let mut order: Vec<(&String, u64)> = r.iter().map(|(k, n)| (k, *n)).collect();
+            for k in c.keys() {
+                if !r.contains_key(k) {
+                    order.push((k, 0));
+                }
+            }
+            order.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            let shown: Vec<&String> = order.iter().take(TOP_CATEGORIES).map(|(k, _)| *k).collect();
+            let rest = order.len() > TOP_CATEGORIES;
+            let shares = |counts: &BTreeMap<String, u64>| {
+                let n = counts.values().sum::<u64>().max(1) as f64;
+                let mut out: Vec<f64> = shown
+                    .iter()
+                    .map(|k| counts.get(*k).copied().unwrap_or(0) as f64 / n)
+                    .collect();
+                if rest {
+                    let other: u64 = counts
+                        .iter()
+                        .filter(|(k, _)| !shown.contains(k))
+                        .map(|(_, v)| *v)
+                        .sum();
+                    out.push(other as f64 / n);
+                }
+                out
+            };
+            let mut labels: Vec<String> =
+                shown.iter().map(|k| crate::error::bounded(k, 24)).collect();
+            if rest {
+                labels.push("other".into());
+            }
+            Some(Histogram {
+                feature: feature.to_owned(),
+                labels,
+                reference: shares(r),
+                current: shares(c),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Three significant digits, for bin labels.
+fn round_sig(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let digits = 3 - 1 - v.abs().log10().floor() as i32;
+    let f = 10f64.powi(digits);
+    (v * f).round() / f
 }
 
 #[cfg(test)]

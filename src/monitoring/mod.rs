@@ -1,13 +1,158 @@
 //! Monitoring: drift statistics with Evidently's names and numbers, drift reports between a
 //! reference and a current side, and (on the scheduler) the checks over the prediction log.
 //!
-//! Owns: `stattests` and `ks` (the statistics), `drift` (reports). May read `data` (the schema
-//! and tables); never the web layer, the API or the agent.
+//! Owns: `stattests` and `ks` (the statistics), `drift` (reports between two sides), `profile`
+//! (each version's reference, stored once), `window` (the prediction log's newest rows),
+//! `estimate` (calibration and performance without labels), `check` (a check, its history and
+//! its alerts). May read `data`, `ml`, the registry, tracking and serving's log; sends alerts
+//! into a channel it does not read; never knows the web layer, the API or the agent.
 
+pub mod check;
 pub mod drift;
+pub mod estimate;
 pub mod ks;
+pub mod profile;
 pub mod settings;
 pub mod stattests;
+pub mod window;
 
 #[cfg(test)]
 mod golden;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use check::{Alert, AlertSender, CheckContext, CheckReport};
+
+use crate::config::Settings;
+use crate::data::blob::BlobStore;
+use crate::db::Db;
+use crate::error::AppError;
+use crate::telemetry::{
+    DATA_MISSING_RATIO, DATASET_DRIFT, DRIFT_CHECK_DURATION_SECONDS, DRIFT_CHECKS_TOTAL,
+    DRIFT_SHARE, FEATURE_DRIFT_SCORE, FEATURE_DRIFTED, FEATURE_EFFECT_SIZE,
+    MODEL_ACCURACY_ESTIMATED, MODEL_ACCURACY_LIVE, MONITORING_ALERTS_TOTAL,
+};
+
+/// Monitoring's share of the process: the alert channel, one check at a time, and the count of
+/// rejected requests at the previous check.
+pub struct Monitor {
+    alerts: AlertSender,
+    gate: tokio::sync::Semaphore,
+    last_rejected: AtomicU64,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Monitor {
+    pub fn new() -> Self {
+        let (alerts, _) = tokio::sync::broadcast::channel(256);
+        Self {
+            alerts,
+            gate: tokio::sync::Semaphore::new(1),
+            last_rejected: AtomicU64::new(0),
+        }
+    }
+
+    /// Alerts from now on (the agent's intake).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Alert> {
+        self.alerts.subscribe()
+    }
+
+    /// Runs a check of the Production version in the blocking pool and stores it; one at a
+    /// time (a second one meanwhile is refused as busy, 503). `rejected_total` is the server's
+    /// count of 422 answers so far. Publishes the gauges and sends the alerts after the commit.
+    pub async fn run_check(
+        &self,
+        db: &Db,
+        blobs: Arc<dyn BlobStore>,
+        settings: Arc<Settings>,
+        rejected_total: Option<u64>,
+        trigger: &'static str,
+        actor: String,
+    ) -> Result<CheckReport, AppError> {
+        let _permit = self.gate.try_acquire().map_err(|_| AppError::Overloaded {
+            message: "a monitoring check is running; try again when it ends".into(),
+            retry_after_secs: 5,
+        })?;
+        let rejected = rejected_total.map(|total| {
+            let before = self.last_rejected.swap(total, Ordering::Relaxed);
+            total.saturating_sub(before)
+        });
+        let started = Instant::now();
+        let report = db
+            .run(move |conn| {
+                let ctx = CheckContext {
+                    schema: &settings.dataset,
+                    monitoring: &settings.monitoring,
+                    model: &settings.registry.model,
+                    blobs: blobs.as_ref(),
+                    rejected_requests: rejected,
+                    trigger,
+                    actor: &actor,
+                };
+                check::run(conn, &ctx)
+            })
+            .await?;
+        metrics::histogram!(DRIFT_CHECK_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+        publish(&report);
+        for alert in &report.alerts {
+            // No subscriber yet is fine: the alert is stored.
+            let _ = self.alerts.send(alert.clone());
+        }
+        Ok(report)
+    }
+}
+
+/// Sets the gauges from a check and counts it (labels: schema feature names and stattest
+/// names, fixed sets).
+pub fn publish(report: &CheckReport) {
+    let status: &'static str = if report.status == "completed" {
+        "completed"
+    } else {
+        "skipped"
+    };
+    let trigger: &'static str = if report.trigger == "scheduled" {
+        "scheduled"
+    } else {
+        "manual"
+    };
+    metrics::counter!(DRIFT_CHECKS_TOTAL, "status" => status, "trigger" => trigger).increment(1);
+    for a in &report.alerts {
+        metrics::counter!(MONITORING_ALERTS_TOTAL, "type" => a.alert_type.as_str()).increment(1);
+    }
+    let Some(drift) = &report.drift else { return };
+    metrics::gauge!(DRIFT_SHARE).set(drift.drift_share);
+    metrics::gauge!(DATASET_DRIFT).set(if drift.dataset_drift { 1.0 } else { 0.0 });
+    for f in &drift.features {
+        let feature = f.feature.clone();
+        if let (Some(test), Some(score)) = (f.stattest, f.score) {
+            metrics::gauge!(FEATURE_DRIFT_SCORE, "feature" => feature.clone(), "stattest" => test.as_str())
+                .set(score);
+        }
+        metrics::gauge!(FEATURE_DRIFTED, "feature" => feature.clone()).set(if f.drifted {
+            1.0
+        } else {
+            0.0
+        });
+        if let Some(e) = f.effect_size {
+            metrics::gauge!(FEATURE_EFFECT_SIZE, "feature" => feature).set(e);
+        }
+    }
+    if let Some(q) = &report.data_quality {
+        for f in &q.features {
+            metrics::gauge!(DATA_MISSING_RATIO, "feature" => f.feature.clone())
+                .set(f.missing_ratio);
+        }
+    }
+    if let Some(p) = &report.performance {
+        metrics::gauge!(MODEL_ACCURACY_LIVE).set(p.live.as_ref().map_or(f64::NAN, |l| l.accuracy));
+        metrics::gauge!(MODEL_ACCURACY_ESTIMATED)
+            .set(p.estimated.as_ref().map_or(f64::NAN, |e| e.accuracy));
+    }
+}

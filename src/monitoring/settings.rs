@@ -26,6 +26,15 @@ pub struct MonitoringSettings {
     /// Performance decay when live accuracy, F1 or ROC-AUC falls more than this below the
     /// version's holdout figure (absolute, 0..=1).
     pub max_metric_drop: f64,
+    /// Live performance and target drift need at least this many labelled rows in the window.
+    pub min_labels: u64,
+    /// A data-quality failure when a feature's missing share in the window is above this.
+    pub max_missing_ratio: f64,
+    /// A data-quality failure when a feature's share of values outside the reference's range
+    /// (or of categories the reference never had) is above this.
+    pub max_out_of_range_ratio: f64,
+    /// Stored checks kept (older ones are deleted with their rows and alerts).
+    pub keep_checks: u64,
     /// "auto" (Evidently's default choice per feature) or a stattest forced on every feature it
     /// applies to: ks, chisquare, z, wasserstein, jensenshannon, psi.
     pub stattest: String,
@@ -72,6 +81,23 @@ impl MonitoringSettings {
         }
         if !(self.drift_share > 0.0 && self.drift_share <= 1.0) {
             return bad("monitoring.drift_share", "must be in (0, 1]");
+        }
+        if self.min_labels == 0 {
+            return bad("monitoring.min_labels", "must be greater than 0");
+        }
+        if self.keep_checks == 0 {
+            return bad("monitoring.keep_checks", "must be greater than 0");
+        }
+        for (key, v) in [
+            ("monitoring.max_missing_ratio", self.max_missing_ratio),
+            (
+                "monitoring.max_out_of_range_ratio",
+                self.max_out_of_range_ratio,
+            ),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(key, "must be between 0 and 1");
+            }
         }
         if !(0.0..=1.0).contains(&self.max_metric_drop) {
             return bad("monitoring.max_metric_drop", "must be between 0 and 1");

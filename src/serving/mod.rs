@@ -144,6 +144,8 @@ pub struct Serving {
     library: Arc<Semaphore>,
     offload: Arc<Semaphore>,
     limits: Limits,
+    /// Prediction requests answered 422 (for monitoring's data quality).
+    rejected: std::sync::atomic::AtomicU64,
 }
 
 /// What a refresh did.
@@ -174,7 +176,19 @@ impl Serving {
                 offload_rows: settings.offload_rows,
                 offload_wait: Duration::from_millis(settings.offload_wait_ms),
             },
+            rejected: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Counts a prediction request answered 422.
+    pub fn count_rejected(&self) {
+        self.rejected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Prediction requests answered 422 since this process started.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Scores rows (and explains them when asked), keeping library calls and large batches off

@@ -39,6 +39,17 @@ pub const SERVING_SATURATED_TOTAL: &str = "steward_serving_saturated_total";
 pub const SCHEDULER_JOB_PANICS_TOTAL: &str = "steward_scheduler_job_panics_total";
 pub const AUDIT_CHAIN_INTACT: &str = "steward_audit_chain_intact";
 pub const BLOB_REPAIRS_TOTAL: &str = "steward_blob_repairs_total";
+pub const DRIFT_SHARE: &str = "steward_drift_share";
+pub const DATASET_DRIFT: &str = "steward_dataset_drift";
+pub const FEATURE_DRIFT_SCORE: &str = "steward_feature_drift_score";
+pub const FEATURE_DRIFTED: &str = "steward_feature_drifted";
+pub const FEATURE_EFFECT_SIZE: &str = "steward_feature_drift_effect_size";
+pub const DATA_MISSING_RATIO: &str = "steward_data_missing_ratio";
+pub const MODEL_ACCURACY_LIVE: &str = "steward_model_accuracy_live";
+pub const MODEL_ACCURACY_ESTIMATED: &str = "steward_model_accuracy_estimated";
+pub const DRIFT_CHECKS_TOTAL: &str = "steward_drift_checks_total";
+pub const DRIFT_CHECK_DURATION_SECONDS: &str = "steward_drift_check_duration_seconds";
+pub const MONITORING_ALERTS_TOTAL: &str = "steward_monitoring_alerts_total";
 
 /// Latency buckets, in seconds: fine below 10 ms, where `/predict` is expected to live.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -191,6 +202,51 @@ fn describe() {
     describe_counter!(
         BLOB_REPAIRS_TOTAL,
         "Corrupt blobs rewritten from bytes supplied again (a dataset file added anew)."
+    );
+    describe_gauge!(
+        DRIFT_SHARE,
+        "Share of features drifted in the newest completed drift check (0..1)."
+    );
+    describe_gauge!(
+        DATASET_DRIFT,
+        "1 when the newest completed check found dataset drift (share >= monitoring.drift_share)."
+    );
+    describe_gauge!(
+        FEATURE_DRIFT_SCORE,
+        "Each feature's drift score in the newest check: a p-value (ks, chisquare, z) or a distance (wasserstein, jensenshannon, psi), by feature and stattest."
+    );
+    describe_gauge!(
+        FEATURE_DRIFTED,
+        "1 when the feature drifted in the newest check."
+    );
+    describe_gauge!(
+        FEATURE_EFFECT_SIZE,
+        "Each feature's effect size in the newest check (normalised Wasserstein, or Jensen-Shannon for categorical features)."
+    );
+    describe_gauge!(
+        DATA_MISSING_RATIO,
+        "Each feature's share of missing values in the newest check's window."
+    );
+    describe_gauge!(
+        MODEL_ACCURACY_LIVE,
+        "Accuracy on the feedback-labelled rows of the newest check's window (NaN below monitoring.min_labels)."
+    );
+    describe_gauge!(
+        MODEL_ACCURACY_ESTIMATED,
+        "Accuracy estimated from the calibrated probabilities of the newest check's window (CBPE; no labels)."
+    );
+    describe_counter!(
+        DRIFT_CHECKS_TOTAL,
+        "Monitoring checks stored, by status (completed, skipped) and trigger (scheduled, manual)."
+    );
+    describe_histogram!(
+        DRIFT_CHECK_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to run and store one monitoring check."
+    );
+    describe_counter!(
+        MONITORING_ALERTS_TOTAL,
+        "Alerts raised by monitoring checks, by type (drift, data_quality, decay, estimated_decay)."
     );
 }
 

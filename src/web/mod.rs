@@ -9,6 +9,7 @@ mod access;
 mod activity;
 mod assets;
 mod datasets;
+mod drift;
 mod errors;
 mod login;
 mod models;
@@ -51,6 +52,10 @@ crate::route_table! { ROUTES, handlers;
     post "/models/rollback" => models::post_rollback, Needs(Role::Approver), "Roll Production back";
     get "/performance" => models::get_performance, Read, "Model performance";
     get "/predictions" => predictions::get_predictions, Sensitive, "The prediction log";
+    get "/drift" => drift::get_drift, Read, "Drift analysis: the newest monitoring check";
+    post "/drift/run" => drift::post_run, Needs(Role::Approver), "Run a monitoring check now";
+    get "/drift/checks/{id}/report" => drift::get_report, Read, "A check's HTML report";
+    get "/trends" => drift::get_trends, Read, "Historical trends of the checks";
     get "/favicon.ico" => assets::get_favicon, Open, "The icon";
     get "/{page}" => planned::get_planned_page, Read, "Pages still to be built";
 }

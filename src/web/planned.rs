@@ -18,18 +18,6 @@ struct Planned {
 
 const PLANNED: &[Planned] = &[
     Planned {
-        path: "/drift",
-        title: "Drift analysis",
-        capability: "drift monitoring",
-        will_show: "a per-feature drift table and reference-versus-current histograms",
-    },
-    Planned {
-        path: "/trends",
-        title: "Historical trends",
-        capability: "drift monitoring",
-        will_show: "drift share, accuracy, latency and volume over time",
-    },
-    Planned {
         path: "/approvals",
         title: "Approvals",
         capability: "the remediation agent",

@@ -1,0 +1,780 @@
+//! A monitoring check of the Production version: its window of the prediction log against its
+//! reference profile. Feature drift (Evidently's tests, see [`super::drift`]), prediction drift
+//! (the predicted probabilities), target drift (feedback labels against the reference labels),
+//! data quality, live performance on the labelled rows and estimated performance on all of them
+//! (CBPE, see [`super::estimate`]); the alerts those raise; and the stored history.
+//!
+//! A check is stored whole (`drift_checks` with its `report_json`, its per-feature rows and its
+//! alerts) in one transaction; older checks beyond `monitoring.keep_checks` are deleted with it.
+//! Alerts go out on an in-process channel after the commit; monitoring never reads it.
+
+use std::collections::BTreeMap;
+
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::drift::{DriftReport, FeatureDrift, FeatureValues, Options, compare, feature_drift};
+use super::estimate::{Estimate, estimate};
+use super::profile::{self, ReferenceProfile};
+use super::settings::MonitoringSettings;
+use super::stattests::Values;
+use super::window::{self, Window};
+use crate::data::blob::BlobStore;
+use crate::data::schema::{ColumnKind, DatasetSettings};
+use crate::db::DbConnection;
+use crate::db::schema::{drift_check_features, drift_checks, monitoring_alerts};
+use crate::error::AppError;
+
+/// The in-process channel alerts go out on (the agent subscribes; nothing here reads it).
+pub type AlertSender = tokio::sync::broadcast::Sender<Alert>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertType {
+    /// Dataset drift: the drifted share reached `monitoring.drift_share`.
+    Drift,
+    /// A data-quality failure in the window.
+    DataQuality,
+    /// Live performance on labelled rows fell more than `monitoring.max_metric_drop`.
+    Decay,
+    /// Estimated performance (no labels needed) fell more than `monitoring.max_metric_drop`.
+    EstimatedDecay,
+}
+
+impl AlertType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drift => "drift",
+            Self::DataQuality => "data_quality",
+            Self::Decay => "decay",
+            Self::EstimatedDecay => "estimated_decay",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+/// An alert a check raised. `fingerprint` (16 hex digits, like Alertmanager's) is the same for
+/// the same problem: its type, model, version and the features involved.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Alert {
+    #[serde(rename = "type")]
+    pub alert_type: AlertType,
+    pub severity: Severity,
+    pub model: String,
+    pub version: i32,
+    pub score: Option<f64>,
+    pub summary: String,
+    pub evidence: serde_json::Value,
+    pub fingerprint: String,
+    pub check_id: String,
+}
+
+fn fingerprint(kind: AlertType, model: &str, version: i32, parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{}|{model}|{version}", kind.as_str()));
+    for p in parts {
+        h.update(b"|");
+        h.update(p.as_bytes());
+    }
+    hex::encode(h.finalize()).chars().take(16).collect()
+}
+
+/// How many example values a data-quality row shows.
+const EXAMPLES: usize = 5;
+/// A feature is called constant only with at least this many values in the window.
+const CONSTANT_MIN_VALUES: usize = 20;
+
+/// One feature's data quality in the window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeatureQuality {
+    pub feature: String,
+    pub missing_ratio: f64,
+    /// Values outside the schema's [min, max] (numeric) or categories the schema does not list.
+    pub outside_schema: u64,
+    /// Values outside the reference's observed range, or categories the reference never had.
+    pub outside_reference: u64,
+    /// A few such values (the most extreme for numeric features).
+    pub examples: Vec<String>,
+    /// One value in the whole window where the reference had several.
+    pub constant: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DataQuality {
+    pub features: Vec<FeatureQuality>,
+    /// Requests answered 422 by this server since its previous check (`None` from the CLI,
+    /// which cannot see the server's counters).
+    pub rejected_requests: Option<u64>,
+    /// What failed, one line each (empty: passed).
+    pub failures: Vec<String>,
+    /// The features with a failure, in schema order.
+    #[serde(default)]
+    pub failing_features: Vec<String>,
+}
+
+/// Live figures on the labelled rows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Live {
+    pub accuracy: f64,
+    pub f1: f64,
+    /// `None` when the labels hold one class only.
+    pub roc_auc: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Performance {
+    pub labelled_rows: u64,
+    /// `None` below `monitoring.min_labels` labelled rows.
+    pub live: Option<Live>,
+    /// The version's holdout figures when it was registered.
+    pub holdout: BTreeMap<String, f64>,
+    /// From the calibrated probabilities of every row in the window.
+    pub estimated: Option<Estimate>,
+    /// Live decay past `monitoring.max_metric_drop` on accuracy, F1 or ROC-AUC.
+    pub decay: bool,
+    pub estimated_decay: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WindowInfo {
+    pub rows: u64,
+    pub labelled_rows: u64,
+    pub start: Option<chrono::NaiveDateTime>,
+    pub end: Option<chrono::NaiveDateTime>,
+    pub max_rows: u64,
+    pub hours: u64,
+    pub p99_latency_ms: Option<f64>,
+}
+
+/// A check: the shape of `drift compare --json` (flattened), plus its status, window, prediction
+/// and target drift, data quality, performance and alerts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckReport {
+    pub id: String,
+    pub model: String,
+    pub version: i32,
+    pub created_at: chrono::NaiveDateTime,
+    /// "scheduled" or "manual".
+    pub trigger: String,
+    pub actor: String,
+    /// "completed", or "skipped" with `reason`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub window: WindowInfo,
+    #[serde(flatten)]
+    pub drift: Option<DriftReport>,
+    pub prediction_drift: Option<FeatureDrift>,
+    pub target_drift: Option<FeatureDrift>,
+    pub data_quality: Option<DataQuality>,
+    pub performance: Option<Performance>,
+    pub alerts: Vec<Alert>,
+    /// Reference-against-current shares per feature, for the charts.
+    #[serde(default)]
+    pub histograms: Vec<super::drift::Histogram>,
+}
+
+/// What a check runs with.
+pub struct CheckContext<'a> {
+    pub schema: &'a DatasetSettings,
+    pub monitoring: &'a MonitoringSettings,
+    /// The registered model to watch (its Production version).
+    pub model: &'a str,
+    pub blobs: &'a dyn BlobStore,
+    /// 422 answers since the previous check, when the caller can count them.
+    pub rejected_requests: Option<u64>,
+    pub trigger: &'a str,
+    pub actor: &'a str,
+}
+
+/// Runs a check of the Production version and stores it. A window below
+/// `monitoring.min_rows` is stored as skipped and raises nothing. Errors: no Production
+/// version (Conflict), a store or artifact failure.
+pub fn run(conn: &mut DbConnection, ctx: &CheckContext<'_>) -> Result<CheckReport, AppError> {
+    let production = crate::registry::production(conn, ctx.model)?.ok_or_else(|| {
+        AppError::Conflict(format!(
+            "model `{}` has no Production version to watch",
+            ctx.model
+        ))
+    })?;
+    let version = production.version;
+    let profile = profile::ensure(conn, ctx.blobs, ctx.schema, ctx.model, version)?;
+    let m = ctx.monitoring;
+    let since = (m.window_hours > 0)
+        .then(|| chrono::Utc::now().naive_utc() - chrono::Duration::hours(m.window_hours as i64));
+    let features: Vec<(String, bool)> = profile
+        .model_features
+        .iter()
+        .map(|name| {
+            let numeric = ctx
+                .schema
+                .column(name)
+                .is_some_and(|c| c.kind == ColumnKind::Numeric);
+            (name.clone(), numeric)
+        })
+        .collect();
+    let window = window::read(conn, ctx.model, version, &features, m.window_rows, since)?;
+    let report = assess(ctx, &profile, &window);
+    store(conn, &report, m.keep_checks)?;
+    Ok(report)
+}
+
+/// The check's figures for a window (no store access).
+pub fn assess(ctx: &CheckContext<'_>, profile: &ReferenceProfile, window: &Window) -> CheckReport {
+    let m = ctx.monitoring;
+    let id = uuid::Uuid::now_v7().to_string();
+    let rows = window.side.rows;
+    let mut latencies = window.latencies_us.clone();
+    latencies.sort_unstable();
+    let p99 = (!latencies.is_empty()).then(|| {
+        let at = ((latencies.len() as f64 * 0.99).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies.get(at).copied().unwrap_or(0) as f64 / 1000.0
+    });
+    let mut report = CheckReport {
+        id: id.clone(),
+        model: profile.model.clone(),
+        version: profile.version,
+        created_at: chrono::Utc::now().naive_utc(),
+        trigger: ctx.trigger.to_owned(),
+        actor: ctx.actor.to_owned(),
+        status: "completed".into(),
+        reason: None,
+        window: WindowInfo {
+            rows,
+            labelled_rows: window.labelled.len() as u64,
+            start: window.start,
+            end: window.end,
+            max_rows: m.window_rows,
+            hours: m.window_hours,
+            p99_latency_ms: p99,
+        },
+        drift: None,
+        prediction_drift: None,
+        target_drift: None,
+        data_quality: None,
+        performance: None,
+        alerts: Vec::new(),
+        histograms: Vec::new(),
+    };
+    if rows < m.min_rows {
+        report.status = "skipped".into();
+        report.reason = Some(format!(
+            "the window has {rows} rows, fewer than monitoring.min_rows ({})",
+            m.min_rows
+        ));
+        return report;
+    }
+    let reference = profile.side();
+    let options: Options = m.options();
+    let drift = compare(&reference, &window.side, &options);
+
+    // Prediction drift: the probabilities against the reference's, by Evidently's default test.
+    let pred_ref = FeatureValues {
+        name: "prediction".into(),
+        numeric: true,
+        values: profile.prediction_values(),
+        missing: 0,
+    };
+    let pred_cur = FeatureValues {
+        name: "prediction".into(),
+        numeric: true,
+        values: Values::numeric(window.probabilities.clone()),
+        missing: 0,
+    };
+    let plain = Options {
+        drift_share: options.drift_share,
+        ..Options::default()
+    };
+    report.prediction_drift = Some(feature_drift(Some(&pred_ref), &pred_cur, &plain));
+
+    // Target drift: the feedback labels against the reference labels.
+    let labelled = window.labelled.len() as u64;
+    if labelled >= m.min_labels {
+        let mut counts = BTreeMap::new();
+        for &(label, _, _) in &window.labelled {
+            *counts.entry(label.to_string()).or_insert(0_u64) += 1;
+        }
+        let target_ref = FeatureValues {
+            name: "target".into(),
+            numeric: false,
+            values: profile.label_values(),
+            missing: 0,
+        };
+        let target_cur = FeatureValues {
+            name: "target".into(),
+            numeric: false,
+            values: Values::Categorical(counts),
+            missing: 0,
+        };
+        report.target_drift = Some(feature_drift(Some(&target_ref), &target_cur, &plain));
+    }
+
+    let quality = data_quality(ctx, profile, &reference, window);
+    let performance = performance(m, profile, window);
+
+    // Alerts.
+    let mut alerts = Vec::new();
+    let model = profile.model.as_str();
+    if drift.dataset_drift {
+        let drifted: Vec<&str> = drift
+            .features
+            .iter()
+            .filter(|f| f.drifted)
+            .map(|f| f.feature.as_str())
+            .collect();
+        alerts.push(Alert {
+            alert_type: AlertType::Drift,
+            severity: if drift.drift_share >= 0.9 {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            model: model.to_owned(),
+            version: profile.version,
+            score: Some(drift.drift_share),
+            summary: format!(
+                "dataset drift: {} of {} features drifted ({})",
+                drift.drifted_features,
+                drift.tested_features,
+                drifted.join(", ")
+            ),
+            evidence: serde_json::json!({
+                "drift_share": drift.drift_share,
+                "window_rows": rows,
+                "features": drift.features.iter().filter(|f| f.drifted).map(|f| serde_json::json!({
+                    "feature": f.feature, "stattest": f.stattest, "score": f.score,
+                    "effect_size": f.effect_size,
+                })).collect::<Vec<_>>(),
+            }),
+            fingerprint: fingerprint(AlertType::Drift, model, profile.version, &[]),
+            check_id: id.clone(),
+        });
+    }
+    if !quality.failures.is_empty() {
+        let failing: Vec<&str> = quality.failing_features.iter().map(String::as_str).collect();
+        let critical = quality.features.iter().any(|f| f.constant);
+        alerts.push(Alert {
+            alert_type: AlertType::DataQuality,
+            severity: if critical {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            model: model.to_owned(),
+            version: profile.version,
+            score: Some(quality.failures.len() as f64),
+            summary: format!("data quality: {}", quality.failures.join("; ")),
+            evidence: serde_json::json!({ "failures": quality.failures,
+                "features": quality.failing_features, "window_rows": rows }),
+            fingerprint: fingerprint(AlertType::DataQuality, model, profile.version, &failing),
+            check_id: id.clone(),
+        });
+    }
+    if performance.decay {
+        let live = performance.live.clone();
+        alerts.push(Alert {
+            alert_type: AlertType::Decay,
+            severity: Severity::Critical,
+            model: model.to_owned(),
+            version: profile.version,
+            score: live.as_ref().map(|l| l.accuracy),
+            summary: format!(
+                "performance decay on {} labelled rows: accuracy {} against {} on the holdout",
+                performance.labelled_rows,
+                live.as_ref()
+                    .map_or("-".into(), |l| format!("{:.3}", l.accuracy)),
+                performance
+                    .holdout
+                    .get("holdout_accuracy")
+                    .map_or("-".into(), |a| format!("{a:.3}"))
+            ),
+            evidence: serde_json::json!({ "live": live, "holdout": performance.holdout,
+                "labelled_rows": performance.labelled_rows }),
+            fingerprint: fingerprint(AlertType::Decay, model, profile.version, &[]),
+            check_id: id.clone(),
+        });
+    }
+    if performance.estimated_decay {
+        let est = performance.estimated.clone();
+        alerts.push(Alert {
+            alert_type: AlertType::EstimatedDecay,
+            severity: Severity::Warning,
+            model: model.to_owned(),
+            version: profile.version,
+            score: est.as_ref().map(|e| e.accuracy),
+            summary: format!(
+                "estimated accuracy {} (no labels needed) against {} on the holdout",
+                est.as_ref()
+                    .map_or("-".into(), |e| format!("{:.3}", e.accuracy)),
+                performance
+                    .holdout
+                    .get("holdout_accuracy")
+                    .map_or("-".into(), |a| format!("{a:.3}"))
+            ),
+            evidence: serde_json::json!({ "estimated": est, "holdout": performance.holdout }),
+            fingerprint: fingerprint(AlertType::EstimatedDecay, model, profile.version, &[]),
+            check_id: id.clone(),
+        });
+    }
+    report.histograms = super::drift::histograms(&reference, &window.side);
+    report.drift = Some(drift);
+    report.data_quality = Some(quality);
+    report.performance = Some(performance);
+    report.alerts = alerts;
+    report
+}
+
+fn data_quality(
+    ctx: &CheckContext<'_>,
+    profile: &ReferenceProfile,
+    reference: &super::drift::Side,
+    window: &Window,
+) -> DataQuality {
+    let m = ctx.monitoring;
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    let mut failing_features = Vec::new();
+    let rows = window.side.rows.max(1) as f64;
+    for cur in &window.side.features {
+        let spec = ctx.schema.column(&cur.name);
+        let refv = reference.features.iter().find(|f| f.name == cur.name);
+        let missing_ratio = cur.missing as f64 / rows;
+        let mut q = FeatureQuality {
+            feature: cur.name.clone(),
+            missing_ratio,
+            outside_schema: 0,
+            outside_reference: 0,
+            examples: Vec::new(),
+            constant: false,
+        };
+        match &cur.values {
+            Values::Numeric(values) => {
+                let (lo, hi) = (
+                    spec.and_then(|s| s.min).unwrap_or(f64::NEG_INFINITY),
+                    spec.and_then(|s| s.max).unwrap_or(f64::INFINITY),
+                );
+                q.outside_schema = values.iter().filter(|&&v| v < lo || v > hi).count() as u64;
+                if let Some((rlo, rhi)) = profile.range(&cur.name) {
+                    let below = values.partition_point(|&v| v < rlo);
+                    let above = values.len() - values.partition_point(|&v| v <= rhi);
+                    q.outside_reference = (below + above) as u64;
+                    let mut examples: Vec<f64> = values.iter().take(below).copied().collect();
+                    examples.extend(values.iter().rev().take(above));
+                    examples.dedup();
+                    q.examples = examples
+                        .into_iter()
+                        .take(EXAMPLES)
+                        .map(|v| format!("{v}"))
+                        .collect();
+                }
+                let distinct_window = values.first().zip(values.last()).map(|(a, b)| a == b);
+                let reference_varies = refv.is_some_and(|r| match &r.values {
+                    Values::Numeric(v) => v.first() != v.last(),
+                    Values::Categorical(c) => c.len() > 1,
+                });
+                q.constant = distinct_window == Some(true)
+                    && reference_varies
+                    && values.len() >= CONSTANT_MIN_VALUES;
+            }
+            Values::Categorical(counts) => {
+                let allowed = spec.map(|s| s.normalized_categories()).unwrap_or_default();
+                let seen: Vec<&String> = match refv.map(|r| &r.values) {
+                    Some(Values::Categorical(c)) => c.keys().collect(),
+                    _ => Vec::new(),
+                };
+                for (cat, n) in counts {
+                    if !allowed.is_empty() && !allowed.contains(cat) {
+                        q.outside_schema += n;
+                    }
+                    if !seen.contains(&cat) {
+                        q.outside_reference += n;
+                        if q.examples.len() < EXAMPLES {
+                            q.examples.push(crate::error::bounded(cat, 40));
+                        }
+                    }
+                }
+                let reference_varies = seen.len() > 1;
+                let present: u64 = counts.values().sum();
+                q.constant = counts.len() == 1
+                    && reference_varies
+                    && present >= CONSTANT_MIN_VALUES as u64;
+            }
+        }
+        let present = (window.side.rows - cur.missing).max(1) as f64;
+        let before = failures.len();
+        if q.constant {
+            failures.push(format!(
+                "{} is constant in the window ({}) where the reference varies",
+                q.feature,
+                q.examples
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| match &cur.values {
+                        Values::Numeric(v) => v.first().map(|v| v.to_string()).unwrap_or_default(),
+                        Values::Categorical(c) => c.keys().next().cloned().unwrap_or_default(),
+                    })
+            ));
+        } else if q.outside_reference as f64 / present > m.max_out_of_range_ratio {
+            failures.push(format!(
+                "{}: {} of {} values outside the reference's range or categories",
+                q.feature, q.outside_reference, present as u64
+            ));
+        }
+        if missing_ratio > m.max_missing_ratio {
+            failures.push(format!(
+                "{}: {:.0}% missing (above {:.0}%)",
+                q.feature,
+                missing_ratio * 100.0,
+                m.max_missing_ratio * 100.0
+            ));
+        }
+        if failures.len() > before {
+            failing_features.push(q.feature.clone());
+        }
+        out.push(q);
+    }
+    DataQuality {
+        features: out,
+        rejected_requests: ctx.rejected_requests,
+        failures,
+        failing_features,
+    }
+}
+
+fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Window) -> Performance {
+    let labelled = window.labelled.len() as u64;
+    let live = (labelled >= m.min_labels).then(|| {
+        let labels: Vec<u32> = window.labelled.iter().map(|(l, _, _)| *l).collect();
+        let p: Vec<f64> = window.labelled.iter().map(|(_, p, _)| *p).collect();
+        let metrics = crate::ml::metrics::evaluate(&labels, &p, profile.threshold);
+        let both = labels.contains(&0) && labels.contains(&1);
+        Live {
+            accuracy: metrics.accuracy,
+            f1: metrics.f1,
+            roc_auc: both.then_some(metrics.roc_auc),
+        }
+    });
+    let calibrated: Vec<f64> = window
+        .probabilities
+        .iter()
+        .map(|&p| profile.calibration.apply(p))
+        .collect();
+    let estimated = estimate(&calibrated, profile.threshold);
+    let drop = |holdout: &str, now: Option<f64>| match (profile.holdout.get(holdout), now) {
+        (Some(h), Some(n)) => h - n > m.max_metric_drop,
+        _ => false,
+    };
+    let decay = live.as_ref().is_some_and(|l| {
+        drop("holdout_accuracy", Some(l.accuracy))
+            || drop("holdout_f1", Some(l.f1))
+            || drop("holdout_roc_auc", l.roc_auc)
+    });
+    let estimated_decay = estimated.as_ref().is_some_and(|e| {
+        drop("holdout_accuracy", Some(e.accuracy)) || drop("holdout_roc_auc", e.roc_auc)
+    });
+    Performance {
+        labelled_rows: labelled,
+        live,
+        holdout: profile.holdout.clone(),
+        estimated,
+        decay,
+        estimated_decay,
+    }
+}
+
+/// Stores a check, its per-feature rows and its alerts in one transaction, and deletes the
+/// checks beyond the newest `keep`.
+pub fn store(conn: &mut DbConnection, report: &CheckReport, keep: u64) -> Result<(), AppError> {
+    let json = serde_json::to_string(report)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a check: {e}")))?;
+    let drift = report.drift.as_ref();
+    let quality = report.data_quality.as_ref();
+    let missing_ratio = quality.map(|q| {
+        let n = q.features.len().max(1) as f64;
+        q.features.iter().map(|f| f.missing_ratio).sum::<f64>() / n
+    });
+    conn.transaction::<_, AppError, _>(|conn| {
+        diesel::insert_into(drift_checks::table)
+            .values((
+                drift_checks::id.eq(&report.id),
+                drift_checks::model.eq(&report.model),
+                drift_checks::version.eq(report.version),
+                drift_checks::trigger_kind.eq(&report.trigger),
+                drift_checks::actor.eq(&report.actor),
+                drift_checks::status.eq(&report.status),
+                drift_checks::reason.eq(&report.reason),
+                drift_checks::window_rows.eq(report.window.rows as i64),
+                drift_checks::window_start.eq(report.window.start),
+                drift_checks::window_end.eq(report.window.end),
+                drift_checks::drift_share.eq(drift.map(|d| d.drift_share)),
+                drift_checks::dataset_drift.eq(drift.is_some_and(|d| d.dataset_drift)),
+                drift_checks::accuracy_live.eq(report
+                    .performance
+                    .as_ref()
+                    .and_then(|p| p.live.as_ref())
+                    .map(|l| l.accuracy)),
+                drift_checks::accuracy_estimated.eq(report
+                    .performance
+                    .as_ref()
+                    .and_then(|p| p.estimated.as_ref())
+                    .map(|e| e.accuracy)),
+                drift_checks::labelled_rows.eq(report.window.labelled_rows as i64),
+                drift_checks::p99_latency_ms.eq(report.window.p99_latency_ms),
+                drift_checks::missing_ratio.eq(missing_ratio),
+                drift_checks::report_json.eq(&json),
+                drift_checks::created_at.eq(report.created_at),
+            ))
+            .execute(conn)?;
+        if let Some(d) = drift {
+            for f in &d.features {
+                let missing = quality
+                    .and_then(|q| q.features.iter().find(|x| x.feature == f.feature))
+                    .map_or(0.0, |q| q.missing_ratio);
+                diesel::insert_into(drift_check_features::table)
+                    .values((
+                        drift_check_features::check_id.eq(&report.id),
+                        drift_check_features::feature.eq(&f.feature),
+                        drift_check_features::stattest.eq(f.stattest.map(|t| t.as_str())),
+                        drift_check_features::score.eq(f.score),
+                        drift_check_features::threshold.eq(f.threshold),
+                        drift_check_features::drifted.eq(f.drifted),
+                        drift_check_features::effect_size.eq(f.effect_size),
+                        drift_check_features::psi.eq(f.psi),
+                        drift_check_features::missing_ratio.eq(missing),
+                    ))
+                    .execute(conn)?;
+            }
+        }
+        for a in &report.alerts {
+            diesel::insert_into(monitoring_alerts::table)
+                .values((
+                    monitoring_alerts::id.eq(uuid::Uuid::now_v7().to_string()),
+                    monitoring_alerts::fingerprint.eq(&a.fingerprint),
+                    monitoring_alerts::alert_type.eq(a.alert_type.as_str()),
+                    monitoring_alerts::severity.eq(match a.severity {
+                        Severity::Warning => "warning",
+                        Severity::Critical => "critical",
+                    }),
+                    monitoring_alerts::model.eq(&a.model),
+                    monitoring_alerts::version.eq(a.version),
+                    monitoring_alerts::score.eq(a.score),
+                    monitoring_alerts::summary.eq(crate::error::bounded(&a.summary, 1000)),
+                    monitoring_alerts::evidence_json.eq(a.evidence.to_string()),
+                    monitoring_alerts::check_id.eq(&report.id),
+                    monitoring_alerts::created_at.eq(report.created_at),
+                ))
+                .execute(conn)?;
+        }
+        prune(conn, keep)?;
+        Ok(())
+    })
+}
+
+/// Deletes the checks older than the newest `keep` (with their rows and alerts).
+fn prune(conn: &mut DbConnection, keep: u64) -> Result<(), AppError> {
+    let cutoff: Option<String> = drift_checks::table
+        .select(drift_checks::id)
+        .order(drift_checks::id.desc())
+        .offset(keep as i64)
+        .first(conn)
+        .optional()?;
+    if let Some(cutoff) = cutoff {
+        diesel::delete(monitoring_alerts::table.filter(monitoring_alerts::check_id.le(&cutoff)))
+            .execute(conn)?;
+        diesel::delete(
+            drift_check_features::table.filter(drift_check_features::check_id.le(&cutoff)),
+        )
+        .execute(conn)?;
+        diesel::delete(drift_checks::table.filter(drift_checks::id.le(&cutoff))).execute(conn)?;
+    }
+    Ok(())
+}
+
+/// A stored check's summary, for lists and trends.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = drift_checks)]
+pub struct CheckSummary {
+    pub id: String,
+    pub model: String,
+    pub version: i32,
+    #[serde(rename = "trigger")]
+    pub trigger_kind: String,
+    pub actor: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub window_rows: i64,
+    pub window_start: Option<chrono::NaiveDateTime>,
+    pub window_end: Option<chrono::NaiveDateTime>,
+    pub drift_share: Option<f64>,
+    pub dataset_drift: bool,
+    pub accuracy_live: Option<f64>,
+    pub accuracy_estimated: Option<f64>,
+    pub labelled_rows: i64,
+    pub p99_latency_ms: Option<f64>,
+    pub missing_ratio: Option<f64>,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+/// The newest checks first, at most `limit`.
+pub fn list(conn: &mut DbConnection, limit: i64) -> Result<Vec<CheckSummary>, AppError> {
+    Ok(drift_checks::table
+        .select(CheckSummary::as_select())
+        .order(drift_checks::id.desc())
+        .limit(limit)
+        .load(conn)?)
+}
+
+/// A stored check's whole report (its JSON as stored).
+pub fn get(conn: &mut DbConnection, id: &str) -> Result<serde_json::Value, AppError> {
+    let json: Option<String> = drift_checks::table
+        .filter(drift_checks::id.eq(id))
+        .select(drift_checks::report_json)
+        .first(conn)
+        .optional()?;
+    let json = json.ok_or_else(|| AppError::NotFound("no such drift check".into()))?;
+    serde_json::from_str(&json)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a stored check: {e}")))
+}
+
+/// A stored alert.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = monitoring_alerts)]
+pub struct StoredAlert {
+    pub id: String,
+    pub fingerprint: String,
+    #[serde(rename = "type")]
+    pub alert_type: String,
+    pub severity: String,
+    pub model: String,
+    pub version: i32,
+    pub score: Option<f64>,
+    pub summary: String,
+    pub check_id: String,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+/// Open alerts: those raised by the newest completed check (a later check that no longer
+/// raises one closes it). Until the agent keeps incidents, this is what the Overview lists.
+pub fn open_alerts(conn: &mut DbConnection) -> Result<Vec<StoredAlert>, AppError> {
+    let newest: Option<String> = drift_checks::table
+        .filter(drift_checks::status.eq("completed"))
+        .select(drift_checks::id)
+        .order(drift_checks::id.desc())
+        .first(conn)
+        .optional()?;
+    let Some(newest) = newest else {
+        return Ok(Vec::new());
+    };
+    Ok(monitoring_alerts::table
+        .filter(monitoring_alerts::check_id.eq(newest))
+        .select(StoredAlert::as_select())
+        .order(monitoring_alerts::id.asc())
+        .load(conn)?)
+}

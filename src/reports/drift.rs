@@ -1,0 +1,272 @@
+//! The drift report: a check (or a `drift compare`) as one HTML file, laid out for print
+//! (sections do not break across pages). Its size is bounded by the schema (features × bins),
+//! not by the window: histograms hold shares, never rows.
+
+use askama::Template;
+
+use crate::monitoring::check::CheckReport;
+use crate::monitoring::drift::{DriftReport, FeatureDrift, Histogram};
+
+/// One feature's row, formatted.
+pub struct FeatureRow {
+    pub feature: String,
+    pub kind: String,
+    pub n_unique: String,
+    pub stattest: String,
+    pub score: String,
+    pub threshold: String,
+    pub drifted: bool,
+    pub effect_size: String,
+    pub psi: String,
+    pub missing: String,
+    pub skipped: String,
+}
+
+#[derive(Template)]
+#[template(path = "reports/drift.html")]
+pub struct DriftReportPage {
+    pub title: String,
+    pub facts: Vec<(String, String)>,
+    pub verdict: String,
+    pub dataset_drift: bool,
+    pub features: Vec<FeatureRow>,
+    pub other_drift: Vec<FeatureRow>,
+    pub quality_failures: Vec<String>,
+    pub quality: Vec<(String, String, String, String, String)>,
+    pub performance: Vec<(String, String, String, String)>,
+    pub alerts: Vec<(String, String, String)>,
+    pub charts: Vec<String>,
+    pub generated: String,
+}
+
+pub fn fmt(v: Option<f64>) -> String {
+    match v {
+        None => "–".into(),
+        Some(v) if !v.is_finite() => format!("{v}"),
+        Some(v) if v != 0.0 && v.abs() < 1e-3 => format!("{v:.2e}"),
+        Some(v) => format!("{v:.4}"),
+    }
+}
+
+pub fn feature_row(f: &FeatureDrift) -> FeatureRow {
+    FeatureRow {
+        feature: f.feature.clone(),
+        kind: f.kind.clone(),
+        n_unique: f.n_unique.to_string(),
+        stattest: f
+            .stattest
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default(),
+        score: fmt(f.score),
+        threshold: fmt(f.threshold),
+        drifted: f.drifted,
+        effect_size: fmt(f.effect_size),
+        psi: fmt(f.psi),
+        missing: format!("{} / {}", f.missing_reference, f.missing_current),
+        skipped: f.skipped.clone().unwrap_or_default(),
+    }
+}
+
+fn drift_parts(d: &DriftReport, facts: &mut Vec<(String, String)>) -> (String, Vec<FeatureRow>) {
+    facts.push(("Reference rows".into(), d.reference_rows.to_string()));
+    facts.push(("Current rows".into(), d.current_rows.to_string()));
+    facts.push((
+        "Drifted features".into(),
+        format!(
+            "{} of {} (share {:.3})",
+            d.drifted_features, d.tested_features, d.drift_share
+        ),
+    ));
+    let verdict = if d.dataset_drift {
+        format!(
+            "Dataset drift: {:.0}% of the features drifted",
+            d.drift_share * 100.0
+        )
+    } else {
+        format!(
+            "No dataset drift: {:.0}% of the features drifted",
+            d.drift_share * 100.0
+        )
+    };
+    (verdict, d.features.iter().map(feature_row).collect())
+}
+
+fn charts(histograms: &[Histogram]) -> Vec<String> {
+    histograms
+        .iter()
+        .map(|h| {
+            crate::charts::histogram(
+                &format!("{}: reference against current", h.feature),
+                &h.labels,
+                &h.reference,
+                &h.current,
+            )
+        })
+        .collect()
+}
+
+/// The report of a stored check.
+pub fn check_report(r: &CheckReport) -> String {
+    let mut facts = vec![
+        ("Model".into(), format!("{} v{}", r.model, r.version)),
+        ("Check".into(), r.id.clone()),
+        (
+            "When (UTC)".into(),
+            r.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        ),
+        ("Trigger".into(), format!("{} by {}", r.trigger, r.actor)),
+        ("Status".into(), r.status.clone()),
+        (
+            "Window".into(),
+            format!(
+                "{} rows ({} labelled), at most {}{}",
+                r.window.rows,
+                r.window.labelled_rows,
+                r.window.max_rows,
+                if r.window.hours > 0 {
+                    format!(" of the last {} h", r.window.hours)
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+    ];
+    if let (Some(s), Some(e)) = (r.window.start, r.window.end) {
+        facts.push((
+            "Window span (UTC)".into(),
+            format!(
+                "{} to {}",
+                s.format("%Y-%m-%d %H:%M"),
+                e.format("%Y-%m-%d %H:%M")
+            ),
+        ));
+    }
+    let (verdict, features, dataset_drift) = match &r.drift {
+        Some(d) => {
+            let (v, f) = drift_parts(d, &mut facts);
+            (v, f, d.dataset_drift)
+        }
+        None => (
+            format!("Skipped: {}", r.reason.clone().unwrap_or_default()),
+            Vec::new(),
+            false,
+        ),
+    };
+    let other_drift = [r.prediction_drift.as_ref(), r.target_drift.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(feature_row)
+        .collect();
+    let (quality_failures, quality) = r
+        .data_quality
+        .as_ref()
+        .map(|q| {
+            (
+                q.failures.clone(),
+                q.features
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.feature.clone(),
+                            format!("{:.1}%", f.missing_ratio * 100.0),
+                            f.outside_schema.to_string(),
+                            f.outside_reference.to_string(),
+                            if f.constant {
+                                "constant".to_owned()
+                            } else {
+                                f.examples.join(", ")
+                            },
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    let mut performance = Vec::new();
+    if let Some(p) = &r.performance {
+        let holdout = |k: &str| fmt(p.holdout.get(k).copied());
+        let live = p.live.as_ref();
+        let est = p.estimated.as_ref();
+        performance.push((
+            "accuracy".into(),
+            fmt(live.map(|l| l.accuracy)),
+            est.map_or("–".into(), |e| {
+                format!(
+                    "{} ({}–{})",
+                    fmt(Some(e.accuracy)),
+                    fmt(Some(e.accuracy_band[0])),
+                    fmt(Some(e.accuracy_band[1]))
+                )
+            }),
+            holdout("holdout_accuracy"),
+        ));
+        performance.push((
+            "F1".into(),
+            fmt(live.map(|l| l.f1)),
+            fmt(est.map(|e| e.f1)),
+            holdout("holdout_f1"),
+        ));
+        performance.push((
+            "ROC-AUC".into(),
+            fmt(live.and_then(|l| l.roc_auc)),
+            fmt(est.and_then(|e| e.roc_auc)),
+            holdout("holdout_roc_auc"),
+        ));
+    }
+    DriftReportPage {
+        title: format!("Drift report: {} v{}", r.model, r.version),
+        facts,
+        verdict,
+        dataset_drift,
+        features,
+        other_drift,
+        quality_failures,
+        quality,
+        performance,
+        alerts: r
+            .alerts
+            .iter()
+            .map(|a| {
+                (
+                    a.alert_type.as_str().to_owned(),
+                    format!("{:?}", a.severity).to_lowercase(),
+                    a.summary.clone(),
+                )
+            })
+            .collect(),
+        charts: charts(&r.histograms),
+        generated: format!("Steward {}", env!("CARGO_PKG_VERSION")),
+    }
+    .render()
+    .unwrap_or_default()
+}
+
+/// The report of an ad-hoc comparison of two files.
+pub fn compare_report(
+    reference: &str,
+    current: &str,
+    d: &DriftReport,
+    histograms: &[Histogram],
+) -> String {
+    let mut facts = vec![
+        ("Reference".into(), reference.to_owned()),
+        ("Current".into(), current.to_owned()),
+    ];
+    let (verdict, features) = drift_parts(d, &mut facts);
+    DriftReportPage {
+        title: "Drift comparison".into(),
+        facts,
+        verdict,
+        dataset_drift: d.dataset_drift,
+        features,
+        other_drift: Vec::new(),
+        quality_failures: Vec::new(),
+        quality: Vec::new(),
+        performance: Vec::new(),
+        alerts: Vec::new(),
+        charts: charts(histograms),
+        generated: format!("Steward {}", env!("CARGO_PKG_VERSION")),
+    }
+    .render()
+    .unwrap_or_default()
+}

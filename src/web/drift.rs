@@ -1,0 +1,408 @@
+//! The Drift and Trends pages: the newest (or a chosen) monitoring check with its per-feature
+//! table, the reference-against-current histogram of a chosen feature, data quality, live and
+//! estimated performance and alerts; a button to run a check now; the checks' history as line
+//! charts; and each check's self-contained HTML report.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::{Chrome, html};
+use crate::auth::{Identity, Role};
+use crate::error::AppError;
+use crate::monitoring::check::{self, CheckReport, CheckSummary};
+use crate::reports::drift::{FeatureRow, feature_row, fmt};
+use crate::state::AppState;
+
+/// Checks offered in the page's selector, and plotted on Trends.
+const RECENT: i64 = 50;
+const TREND_POINTS: i64 = 200;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftQuery {
+    pub check: Option<String>,
+    pub feature: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "drift.html")]
+struct DriftPage {
+    chrome: Chrome,
+    body: DriftPartial,
+}
+
+#[derive(Template)]
+#[template(path = "drift_partial.html")]
+struct DriftPartial {
+    model: String,
+    can_run: bool,
+    notice: Option<String>,
+    checks: Vec<(String, String)>,
+    selected: Option<Selected>,
+}
+
+struct Selected {
+    id: String,
+    title: String,
+    status: String,
+    reason: String,
+    cards: Vec<(String, String, String)>,
+    features: Vec<FeatureRow>,
+    other: Vec<FeatureRow>,
+    feature: String,
+    chart: String,
+    failures: Vec<String>,
+    quality: Vec<(String, String, String, String, String)>,
+    performance: Vec<(String, String, String, String)>,
+    alerts: Vec<(String, String, String)>,
+}
+
+fn selected(report: &CheckReport, feature: Option<&str>) -> Selected {
+    let drift = report.drift.as_ref();
+    let mut cards = vec![(
+        "Window".to_owned(),
+        format!("{} rows", report.window.rows),
+        format!("{} labelled", report.window.labelled_rows),
+    )];
+    if let Some(d) = drift {
+        cards.push((
+            "Drift share".into(),
+            format!("{:.2}", d.drift_share),
+            format!(
+                "{} of {} features{}",
+                d.drifted_features,
+                d.tested_features,
+                if d.dataset_drift { ": dataset drift" } else { "" }
+            ),
+        ));
+    }
+    if let Some(p) = &report.performance {
+        cards.push((
+            "Accuracy, live".into(),
+            fmt(p.live.as_ref().map(|l| l.accuracy)),
+            format!("holdout {}", fmt(p.holdout.get("holdout_accuracy").copied())),
+        ));
+        cards.push((
+            "Accuracy, estimated".into(),
+            fmt(p.estimated.as_ref().map(|e| e.accuracy)),
+            p.estimated.as_ref().map_or("no rows".into(), |e| {
+                format!(
+                    "95% band {}–{}",
+                    fmt(Some(e.accuracy_band[0])),
+                    fmt(Some(e.accuracy_band[1]))
+                )
+            }),
+        ));
+    }
+    let chosen = feature
+        .and_then(|f| report.histograms.iter().find(|h| h.feature == f))
+        .or_else(|| {
+            // Default: the most drifted feature by effect size.
+            let best = drift.and_then(|d| {
+                d.features
+                    .iter()
+                    .filter(|f| f.effect_size.is_some())
+                    .max_by(|a, b| {
+                        a.effect_size
+                            .unwrap_or(0.0)
+                            .total_cmp(&b.effect_size.unwrap_or(0.0))
+                    })
+            })?;
+            report.histograms.iter().find(|h| h.feature == best.feature)
+        });
+    let chart = chosen.map_or(String::new(), |h| {
+        crate::charts::histogram(
+            &format!("{}: reference against current", h.feature),
+            &h.labels,
+            &h.reference,
+            &h.current,
+        )
+    });
+    let (failures, quality) = report
+        .data_quality
+        .as_ref()
+        .map(|q| {
+            (
+                q.failures.clone(),
+                q.features
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.feature.clone(),
+                            format!("{:.1}%", f.missing_ratio * 100.0),
+                            f.outside_schema.to_string(),
+                            f.outside_reference.to_string(),
+                            if f.constant {
+                                "constant".to_owned()
+                            } else {
+                                f.examples.join(", ")
+                            },
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .unwrap_or_default();
+    let mut performance = Vec::new();
+    if let Some(p) = &report.performance {
+        let live = p.live.as_ref();
+        let est = p.estimated.as_ref();
+        let holdout = |k: &str| fmt(p.holdout.get(k).copied());
+        performance = vec![
+            (
+                "accuracy".to_owned(),
+                fmt(live.map(|l| l.accuracy)),
+                fmt(est.map(|e| e.accuracy)),
+                holdout("holdout_accuracy"),
+            ),
+            (
+                "F1".to_owned(),
+                fmt(live.map(|l| l.f1)),
+                fmt(est.map(|e| e.f1)),
+                holdout("holdout_f1"),
+            ),
+            (
+                "ROC-AUC".to_owned(),
+                fmt(live.and_then(|l| l.roc_auc)),
+                fmt(est.and_then(|e| e.roc_auc)),
+                holdout("holdout_roc_auc"),
+            ),
+        ];
+    }
+    Selected {
+        id: report.id.clone(),
+        title: format!(
+            "Check of {} v{} at {} UTC ({} by {})",
+            report.model,
+            report.version,
+            report.created_at.format("%Y-%m-%d %H:%M:%S"),
+            report.trigger,
+            report.actor
+        ),
+        status: report.status.clone(),
+        reason: report.reason.clone().unwrap_or_default(),
+        cards,
+        features: drift
+            .map(|d| d.features.iter().map(feature_row).collect())
+            .unwrap_or_default(),
+        other: [report.prediction_drift.as_ref(), report.target_drift.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(feature_row)
+            .collect(),
+        feature: chosen.map(|h| h.feature.clone()).unwrap_or_default(),
+        chart,
+        failures,
+        quality,
+        performance,
+        alerts: report
+            .alerts
+            .iter()
+            .map(|a| {
+                (
+                    a.alert_type.as_str().to_owned(),
+                    format!("{:?}", a.severity).to_lowercase(),
+                    a.summary.clone(),
+                )
+            })
+            .collect(),
+    }
+}
+
+fn option_label(c: &CheckSummary) -> String {
+    format!(
+        "{} UTC · v{} · {}{}",
+        c.created_at.format("%Y-%m-%d %H:%M:%S"),
+        c.version,
+        c.status,
+        c.drift_share
+            .map_or(String::new(), |s| format!(" · share {s:.2}"))
+    )
+}
+
+async fn partial(
+    state: &AppState,
+    identity: &Identity,
+    check_id: Option<String>,
+    feature: Option<String>,
+    notice: Option<String>,
+) -> Result<DriftPartial, AppError> {
+    if let Some(id) = &check_id {
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(AppError::NotFound("no such drift check".into()));
+        }
+    }
+    let (checks, report) = state
+        .db
+        .run(move |conn| {
+            let checks = check::list(conn, RECENT)?;
+            let id = check_id.or_else(|| checks.first().map(|c| c.id.clone()));
+            let report = id.map(|id| check::get(conn, &id)).transpose()?;
+            Ok((checks, report))
+        })
+        .await?;
+    let report: Option<CheckReport> = report
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a stored check: {e}")))?;
+    Ok(DriftPartial {
+        model: state.settings.registry.model.clone(),
+        can_run: identity.has(Role::Approver),
+        notice,
+        checks: checks.iter().map(|c| (c.id.clone(), option_label(c))).collect(),
+        selected: report.as_ref().map(|r| selected(r, feature.as_deref())),
+    })
+}
+
+pub async fn get_drift(
+    state: web::Data<AppState>,
+    identity: Identity,
+    query: web::Query<DriftQuery>,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state.settings.auth)?;
+    let DriftQuery { check, feature } = query.into_inner();
+    let body = partial(&state, &identity, check, feature, None).await?;
+    Ok(html(
+        DriftPage {
+            chrome: Chrome::new(&identity, "/drift"),
+            body,
+        }
+        .render()?,
+    ))
+}
+
+/// Runs a check now and answers the page's body with it.
+pub async fn post_run(
+    state: web::Data<AppState>,
+    identity: Identity,
+) -> Result<HttpResponse, AppError> {
+    let user = identity.require(Role::Approver)?;
+    let report = state
+        .monitor
+        .run_check(
+            &state.db,
+            state.blobs.clone(),
+            state.settings.clone(),
+            Some(state.serving.rejected_total()),
+            "manual",
+            format!("user:{}", user.username),
+        )
+        .await?;
+    let notice = format!(
+        "Check {}: {}{}.",
+        report.status,
+        report
+            .drift
+            .as_ref()
+            .map_or(report.reason.clone().unwrap_or_default(), |d| format!(
+                "drift share {:.2}",
+                d.drift_share
+            )),
+        if report.alerts.is_empty() {
+            String::new()
+        } else {
+            format!(", {} alert(s)", report.alerts.len())
+        }
+    );
+    Ok(html(
+        partial(&state, &identity, Some(report.id), None, Some(notice))
+            .await?
+            .render()?,
+    ))
+}
+
+/// A check's self-contained HTML report (its own strict policy: inline style, no script).
+pub async fn get_report(
+    state: web::Data<AppState>,
+    identity: Identity,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state.settings.auth)?;
+    let id = path.into_inner();
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Err(AppError::NotFound("no such drift check".into()));
+    }
+    let value = state.db.run(move |conn| check::get(conn, &id)).await?;
+    let report: CheckReport = serde_json::from_value(value)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a stored check: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            actix_web::http::header::CONTENT_SECURITY_POLICY,
+            crate::http::headers::REPORT_CONTENT_SECURITY_POLICY,
+        ))
+        .body(crate::reports::drift::check_report(&report)))
+}
+
+#[derive(Template)]
+#[template(path = "trends.html")]
+struct TrendsPage {
+    chrome: Chrome,
+    checks: usize,
+    charts: Vec<String>,
+}
+
+/// The history of the stored checks as line charts, oldest to newest.
+pub async fn get_trends(
+    state: web::Data<AppState>,
+    identity: Identity,
+) -> Result<HttpResponse, AppError> {
+    identity.require_read(&state.settings.auth)?;
+    let mut checks = state
+        .db
+        .run(|conn| check::list(conn, TREND_POINTS))
+        .await?;
+    checks.retain(|c| c.status == "completed");
+    checks.reverse();
+    let series = |f: &dyn Fn(&CheckSummary) -> Option<f64>| -> Vec<(f64, f64)> {
+        checks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some(((i + 1) as f64, f(c)?)))
+            .filter(|(_, v)| v.is_finite())
+            .collect()
+    };
+    let mut charts = Vec::new();
+    if !checks.is_empty() {
+        charts.push(crate::charts::trend(
+            "Drift share",
+            "share of features drifted",
+            &[("drift share".into(), series(&|c| c.drift_share))],
+        ));
+        charts.push(crate::charts::trend(
+            "Accuracy, live and estimated",
+            "accuracy",
+            &[
+                ("live (labelled rows)".into(), series(&|c| c.accuracy_live)),
+                (
+                    "estimated (CBPE)".into(),
+                    series(&|c| c.accuracy_estimated),
+                ),
+            ],
+        ));
+        charts.push(crate::charts::trend(
+            "Request volume",
+            "rows in the window",
+            &[("window rows".into(), series(&|c| Some(c.window_rows as f64)))],
+        ));
+        charts.push(crate::charts::trend(
+            "p99 latency",
+            "milliseconds",
+            &[("p99".into(), series(&|c| c.p99_latency_ms))],
+        ));
+        charts.push(crate::charts::trend(
+            "Data quality",
+            "mean missing share",
+            &[("missing".into(), series(&|c| c.missing_ratio))],
+        ));
+    }
+    Ok(html(
+        TrendsPage {
+            chrome: Chrome::new(&identity, "/trends"),
+            checks: checks.len(),
+            charts,
+        }
+        .render()?,
+    ))
+}
