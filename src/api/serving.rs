@@ -427,12 +427,16 @@ pub async fn post_feedback(
             .db
             .run(move |conn| feedback::record(conn, &request, &actor))
     };
+    // Read before the first attempt: a row committed between that attempt and a later look at
+    // the queue would otherwise be missed (its permit back, the queue empty, the label 404).
+    let queued = state.serving.log.depth() > 0;
     let stored = match store().await {
         // A prediction may still be in the log's queue: wait for it to be stored, once and at
-        // most serving.log_wait_ms. With nothing queued, or an id that is no prediction of the
-        // last hour (its UUIDv7 time), there is nothing to wait for.
+        // most serving.log_wait_ms. With nothing queued when the label arrived, or an id that
+        // is no prediction of the last hour (its UUIDv7 time), there is nothing to wait for.
         Err(AppError::NotFound(_))
-            if state.serving.log.depth() > 0 && feedback::may_be_queued(&request.request_id) =>
+            if (queued || state.serving.log.depth() > 0)
+                && feedback::may_be_queued(&request.request_id) =>
         {
             state.serving.log.flush_within_wait().await?;
             store().await?

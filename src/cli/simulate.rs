@@ -85,7 +85,10 @@ fn body_of(names: &[String], row: &[Raw]) -> Value {
     Value::Object(object)
 }
 
-pub(super) fn simulate_command(args: SimulateArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+pub(super) fn simulate_command(
+    args: SimulateArgs,
+    settings: &Settings,
+) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let label = args
@@ -145,7 +148,9 @@ pub(super) fn simulate_command(args: SimulateArgs, settings: &Settings) -> anyho
             if all {
                 std::thread::sleep(at.saturating_duration_since(Instant::now()));
             }
-            let Some((_, id, label)) = due.pop_front() else { break };
+            let Some((_, id, label)) = due.pop_front() else {
+                break;
+            };
             match post("/feedback", &json!({"request_id": id, "label": label})) {
                 Ok((s, _)) if (200..300).contains(&s) => t.labelled += 1,
                 Ok((s, body)) => {
@@ -164,7 +169,13 @@ pub(super) fn simulate_command(args: SimulateArgs, settings: &Settings) -> anyho
             }
         }
     };
-    for (i, (row, &label)) in examples.rows.iter().zip(&examples.labels).take(total).enumerate() {
+    for (i, (row, &label)) in examples
+        .rows
+        .iter()
+        .zip(&examples.labels)
+        .take(total)
+        .enumerate()
+    {
         if let Some(every) = interval {
             let at = started + every.mul_f64(i as f64);
             std::thread::sleep(at.saturating_duration_since(Instant::now()));
@@ -173,7 +184,7 @@ pub(super) fn simulate_command(args: SimulateArgs, settings: &Settings) -> anyho
             Ok((200, body)) => {
                 tally.ok += 1;
                 if args.labels {
-                    if let Some(id) = body["request_id"].as_str() {
+                    if let Some(id) = body.get("request_id").and_then(Value::as_str) {
                         due.push_back((Instant::now() + delay, id.to_owned(), label));
                     }
                 }

@@ -135,6 +135,9 @@ pub struct Performance {
     pub live: Option<Live>,
     /// The version's holdout figures when it was registered.
     pub holdout: BTreeMap<String, f64>,
+    /// Live minus holdout, per metric (`accuracy`, `f1`, `roc_auc`), when both are known.
+    #[serde(default)]
+    pub change: BTreeMap<String, f64>,
     /// From the calibrated probabilities of every row in the window.
     pub estimated: Option<Estimate>,
     /// Live decay past `monitoring.max_metric_drop` on accuracy, F1 or ROC-AUC.
@@ -358,7 +361,11 @@ pub fn assess(ctx: &CheckContext<'_>, profile: &ReferenceProfile, window: &Windo
         });
     }
     if !quality.failures.is_empty() {
-        let failing: Vec<&str> = quality.failing_features.iter().map(String::as_str).collect();
+        let failing: Vec<&str> = quality
+            .failing_features
+            .iter()
+            .map(String::as_str)
+            .collect();
         let critical = quality.features.iter().any(|f| f.constant);
         alerts.push(Alert {
             alert_type: AlertType::DataQuality,
@@ -502,24 +509,31 @@ fn data_quality(
                 }
                 let reference_varies = seen.len() > 1;
                 let present: u64 = counts.values().sum();
-                q.constant = counts.len() == 1
-                    && reference_varies
-                    && present >= CONSTANT_MIN_VALUES as u64;
+                q.constant =
+                    counts.len() == 1 && reference_varies && present >= CONSTANT_MIN_VALUES as u64;
             }
         }
         let present = (window.side.rows - cur.missing).max(1) as f64;
         let before = failures.len();
         if q.constant {
+            let value = match &cur.values {
+                Values::Numeric(v) => v.first().map(|v| v.to_string()).unwrap_or_default(),
+                Values::Categorical(c) => c
+                    .keys()
+                    .next()
+                    .map(|k| crate::error::bounded(k, 40))
+                    .unwrap_or_default(),
+            };
+            let outside = match profile.range(&cur.name) {
+                Some((lo, hi)) if q.outside_reference > 0 => {
+                    format!(", outside the reference's range [{lo}, {hi}]")
+                }
+                _ if q.outside_reference > 0 => ", a category the reference never had".into(),
+                _ => String::new(),
+            };
             failures.push(format!(
-                "{} is constant in the window ({}) where the reference varies",
-                q.feature,
-                q.examples
-                    .first()
-                    .cloned()
-                    .unwrap_or_else(|| match &cur.values {
-                        Values::Numeric(v) => v.first().map(|v| v.to_string()).unwrap_or_default(),
-                        Values::Categorical(c) => c.keys().next().cloned().unwrap_or_default(),
-                    })
+                "{} is constant in the window ({value}) where the reference varies{outside}",
+                q.feature
             ));
         } else if q.outside_reference as f64 / present > m.max_out_of_range_ratio {
             failures.push(format!(
@@ -579,9 +593,22 @@ fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Wind
     let estimated_decay = estimated.as_ref().is_some_and(|e| {
         drop("holdout_accuracy", Some(e.accuracy)) || drop("holdout_roc_auc", e.roc_auc)
     });
+    let mut change = BTreeMap::new();
+    if let Some(l) = &live {
+        for (name, now) in [
+            ("accuracy", Some(l.accuracy)),
+            ("f1", Some(l.f1)),
+            ("roc_auc", l.roc_auc),
+        ] {
+            if let (Some(now), Some(h)) = (now, profile.holdout.get(&format!("holdout_{name}"))) {
+                change.insert(name.to_owned(), now - h);
+            }
+        }
+    }
     Performance {
         labelled_rows: labelled,
         live,
+        change,
         holdout: profile.holdout.clone(),
         estimated,
         decay,

@@ -162,8 +162,8 @@ pub fn build(
     // The run's own holdout (same split as training: stratified on the labels with its seed).
     let run = crate::tracking::find_run(conn, &v.run_id)?;
     let params = run.params();
-    let share = params["holdout"].as_f64();
-    let seed = params["seed"].as_u64();
+    let share = params.get("holdout").and_then(serde_json::Value::as_f64);
+    let seed = params.get("seed").and_then(serde_json::Value::as_u64);
     let calibration = match (share, seed) {
         (Some(share), Some(seed)) if share > 0.0 => {
             let (_, holdout) = crate::ml::cv::stratified_holdout(&examples.labels, share, seed);

@@ -73,7 +73,11 @@ fn selected(report: &CheckReport, feature: Option<&str>) -> Selected {
                 "{} of {} features{}",
                 d.drifted_features,
                 d.tested_features,
-                if d.dataset_drift { ": dataset drift" } else { "" }
+                if d.dataset_drift {
+                    ": dataset drift"
+                } else {
+                    ""
+                }
             ),
         ));
     }
@@ -81,7 +85,10 @@ fn selected(report: &CheckReport, feature: Option<&str>) -> Selected {
         cards.push((
             "Accuracy, live".into(),
             fmt(p.live.as_ref().map(|l| l.accuracy)),
-            format!("holdout {}", fmt(p.holdout.get("holdout_accuracy").copied())),
+            format!(
+                "holdout {}",
+                fmt(p.holdout.get("holdout_accuracy").copied())
+            ),
         ));
         cards.push((
             "Accuracy, estimated".into(),
@@ -186,11 +193,14 @@ fn selected(report: &CheckReport, feature: Option<&str>) -> Selected {
         features: drift
             .map(|d| d.features.iter().map(feature_row).collect())
             .unwrap_or_default(),
-        other: [report.prediction_drift.as_ref(), report.target_drift.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(feature_row)
-            .collect(),
+        other: [
+            report.prediction_drift.as_ref(),
+            report.target_drift.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(feature_row)
+        .collect(),
         feature: chosen.map(|h| h.feature.clone()).unwrap_or_default(),
         chart,
         failures,
@@ -250,7 +260,10 @@ async fn partial(
         model: state.settings.registry.model.clone(),
         can_run: identity.has(Role::Approver),
         notice,
-        checks: checks.iter().map(|c| (c.id.clone(), option_label(c))).collect(),
+        checks: checks
+            .iter()
+            .map(|c| (c.id.clone(), option_label(c)))
+            .collect(),
         selected: report.as_ref().map(|r| selected(r, feature.as_deref())),
     })
 }
@@ -349,10 +362,7 @@ pub async fn get_trends(
     identity: Identity,
 ) -> Result<HttpResponse, AppError> {
     identity.require_read(&state.settings.auth)?;
-    let mut checks = state
-        .db
-        .run(|conn| check::list(conn, TREND_POINTS))
-        .await?;
+    let mut checks = state.db.run(|conn| check::list(conn, TREND_POINTS)).await?;
     checks.retain(|c| c.status == "completed");
     checks.reverse();
     let series = |f: &dyn Fn(&CheckSummary) -> Option<f64>| -> Vec<(f64, f64)> {
@@ -375,16 +385,16 @@ pub async fn get_trends(
             "accuracy",
             &[
                 ("live (labelled rows)".into(), series(&|c| c.accuracy_live)),
-                (
-                    "estimated (CBPE)".into(),
-                    series(&|c| c.accuracy_estimated),
-                ),
+                ("estimated (CBPE)".into(), series(&|c| c.accuracy_estimated)),
             ],
         ));
         charts.push(crate::charts::trend(
             "Request volume",
             "rows in the window",
-            &[("window rows".into(), series(&|c| Some(c.window_rows as f64)))],
+            &[(
+                "window rows".into(),
+                series(&|c| Some(c.window_rows as f64)),
+            )],
         ));
         charts.push(crate::charts::trend(
             "p99 latency",

@@ -16,14 +16,12 @@ struct Planned {
     will_show: &'static str,
 }
 
-const PLANNED: &[Planned] = &[
-    Planned {
-        path: "/approvals",
-        title: "Approvals",
-        capability: "the remediation agent",
-        will_show: "the agent's pending requests with their evidence, to approve or reject",
-    },
-];
+const PLANNED: &[Planned] = &[Planned {
+    path: "/approvals",
+    title: "Approvals",
+    capability: "the remediation agent",
+    will_show: "the agent's pending requests with their evidence, to approve or reject",
+}];
 
 #[derive(Template)]
 #[template(path = "planned.html")]

@@ -360,3 +360,415 @@ fn monitoring_configuration_is_checked_with_the_key_named() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"chol\""), "{out}");
 }
+
+mod checks {
+    //! Monitoring checks over the prediction log, with the Cleveland production model (LR,
+    //! trained on the first start) and the other hospitals replayed through `steward simulate`.
+
+    use serde_json::{Value, json};
+
+    use crate::helpers::{TestApp, client, spawn_app_with};
+
+    const UCI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/uci-heart-disease");
+
+    async fn app_with_model(bootstrap: Option<String>) -> TestApp {
+        spawn_app_with(|s| {
+            s.training.on_first_start = true;
+            s.training.models = vec![steward::ml::models::ModelKind::Lr];
+            if let Some(file) = bootstrap {
+                s.dataset.bootstrap_file = file;
+            }
+        })
+        .await
+    }
+
+    /// `steward simulate` against the app, off the runtime (the server runs on this thread).
+    async fn simulate(app: &TestApp, file: &str, token: &str, labels: bool) -> String {
+        let mut cmd = app.cli();
+        cmd.args([
+            "simulate",
+            "--file",
+            file,
+            "--url",
+            &app.url(""),
+            "--token",
+            token,
+        ]);
+        if labels {
+            cmd.arg("--labels");
+        }
+        let out = tokio::task::spawn_blocking(move || cmd.output().expect("simulate"))
+            .await
+            .expect("join");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "simulate failed: {text}");
+        text
+    }
+
+    async fn run_check(app: &TestApp, token: &str) -> Value {
+        let (status, report) = app.api(token, "POST", "/api/v1/drift/run", json!({})).await;
+        assert_eq!(status, 200, "{report}");
+        report
+    }
+
+    fn drifted(report: &Value) -> Vec<String> {
+        report["features"]
+            .as_array()
+            .expect("features")
+            .iter()
+            .filter(|f| f["drifted"] == true)
+            .map(|f| f["feature"].as_str().expect("name").to_owned())
+            .collect()
+    }
+
+    fn alert_types(report: &Value) -> Vec<String> {
+        report["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .map(|a| a["type"].as_str().expect("type").to_owned())
+            .collect()
+    }
+
+    /// A window below `monitoring.min_rows` is stored as skipped and raises nothing; a held-out
+    /// third of Cleveland (every third row, the model trained on the rest) is no dataset drift.
+    #[tokio::test]
+    async fn held_out_cleveland_is_not_drift_and_a_small_window_is_skipped() {
+        let files = tempfile::tempdir().expect("tempdir");
+        let text =
+            std::fs::read_to_string(format!("{UCI}/processed.cleveland.data")).expect("cleveland");
+        let (mut train, mut held) = (String::new(), String::new());
+        for (i, line) in text.lines().enumerate() {
+            let to = if i % 3 == 0 { &mut held } else { &mut train };
+            to.push_str(line);
+            to.push('\n');
+        }
+        let train_path = files.path().join("train.csv");
+        let held_path = files.path().join("held.csv");
+        std::fs::write(&train_path, train).expect("write");
+        std::fs::write(&held_path, held).expect("write");
+        let app = app_with_model(Some(train_path.display().to_string())).await;
+        let token = app.admin_token().await;
+
+        let skipped = run_check(&app, &token).await;
+        assert_eq!(skipped["status"], "skipped");
+        assert!(
+            skipped["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("monitoring.min_rows (100)")),
+            "{skipped}"
+        );
+        assert_eq!(skipped["alerts"], json!([]));
+        assert!(skipped.get("drift_share").is_none());
+
+        simulate(&app, held_path.to_str().expect("utf-8"), &token, false).await;
+        let report = run_check(&app, &token).await;
+        assert_eq!(report["status"], "completed", "{report}");
+        assert_eq!(report["window"]["rows"], 101);
+        assert_eq!(report["dataset_drift"], false, "{report}");
+        assert!(
+            !alert_types(&report).contains(&"drift".to_owned()),
+            "{report}"
+        );
+        assert!(report["drift_share"].as_f64().expect("share") < 0.5);
+        // The prediction drift compares like with like too.
+        assert_eq!(report["prediction_drift"]["drifted"], false, "{report}");
+
+        // Stored: listed newest first, and read back whole.
+        let (status, list) = app.get_json(&token, "/api/v1/drift/checks").await;
+        assert_eq!(status, 200);
+        assert_eq!(list.as_array().map(Vec::len), Some(2));
+        assert_eq!(list[0]["id"], report["id"]);
+        assert_eq!(list[1]["status"], "skipped");
+        let (status, stored) = app
+            .get_json(
+                &token,
+                &format!(
+                    "/api/v1/drift/checks/{}",
+                    report["id"].as_str().expect("id")
+                ),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(stored, report);
+    }
+
+    /// Hungary is dataset drift: Evidently's tests flag the same features as Evidently itself
+    /// (its golden values), the alert carries a stable fingerprint, the gauges say so, and the
+    /// pages and the report show it.
+    #[tokio::test]
+    async fn hungary_is_dataset_drift_with_evidentlys_features() {
+        let app = app_with_model(None).await;
+        let token = app.admin_token().await;
+        simulate(
+            &app,
+            &format!("{UCI}/processed.hungarian.data"),
+            &token,
+            false,
+        )
+        .await;
+        let report = run_check(&app, &token).await;
+        assert_eq!(report["dataset_drift"], true, "{report}");
+        let golden: Value = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/drift_golden.json"
+            ))
+            .expect("fixture"),
+        )
+        .expect("json");
+        let mut expected: Vec<String> = golden["pairs"]["hungary"]["preset"]
+            .as_object()
+            .expect("preset")
+            .iter()
+            .filter(|(_, v)| v["drifted"] == true)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut got = drifted(&report);
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected, "the features Evidently 0.7.23 flags");
+        for f in report["features"].as_array().expect("features") {
+            let name = f["feature"].as_str().expect("name");
+            let theirs = golden["pairs"]["hungary"]["preset"][name]["score"]
+                .as_f64()
+                .expect("score");
+            assert!(
+                (f["score"].as_f64().expect("score") - theirs).abs() < 1e-6,
+                "{name}: the logged traffic scores as the file does"
+            );
+        }
+        let alerts = report["alerts"].as_array().expect("alerts");
+        let drift = alerts
+            .iter()
+            .find(|a| a["type"] == "drift")
+            .expect("drift alert");
+        assert_eq!(drift["fingerprint"].as_str().map(str::len), Some(16));
+        assert!(drift["evidence"]["features"].is_array());
+        // The same problem again: the same fingerprint.
+        let again = run_check(&app, &token).await;
+        let drift_again = again["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .find(|a| a["type"] == "drift")
+            .expect("drift alert");
+        assert_eq!(drift_again["fingerprint"], drift["fingerprint"]);
+        let (_, open) = app.get_json(&token, "/api/v1/drift/alerts").await;
+        assert!(
+            open.as_array()
+                .expect("alerts")
+                .iter()
+                .all(|a| a["check_id"] == again["id"]),
+            "open alerts are the newest check's: {open}"
+        );
+
+        // Gauges.
+        let metrics = app.get("/metrics").await.text().await.expect("metrics");
+        assert!(metrics.contains("steward_drift_share 0.615"), "{metrics}");
+        assert!(metrics.contains("steward_feature_drifted{feature=\"age\"} 1"));
+        assert!(metrics.contains("steward_feature_drift_score{feature=\"age\",stattest=\"ks\"}"));
+        assert!(metrics.contains("steward_data_missing_ratio{feature=\"ca\"}"));
+
+        // Pages and the report.
+        app.login_admin().await;
+        let page = app.get("/drift").await.text().await.expect("page");
+        assert!(page.contains("id=\"drift-features\""), "{page}");
+        assert!(page.contains("Dataset drift") || page.contains("dataset drift"));
+        assert!(page.contains("<svg"), "a histogram is drawn");
+        let page = app
+            .get("/drift?feature=chol")
+            .await
+            .text()
+            .await
+            .expect("page");
+        assert!(page.contains("chol: reference against current"), "{page}");
+        let trends = app.get("/trends").await.text().await.expect("page");
+        assert!(
+            trends.contains("Drift share") && trends.contains("<svg"),
+            "{trends}"
+        );
+        let overview = app.get("/").await.text().await.expect("page");
+        assert!(overview.contains("id=\"open-alerts\""), "{overview}");
+        let id = report["id"].as_str().expect("id");
+        let response = app.get(&format!("/drift/checks/{id}/report")).await;
+        assert_eq!(response.status(), 200);
+        let csp = response
+            .headers()
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(csp.starts_with("default-src 'none'"), "{csp}");
+        let html = response.text().await.expect("report");
+        assert!(html.len() < 300_000, "{} bytes", html.len());
+        assert!(html.contains("Dataset drift") && html.contains("<svg"));
+        assert!(!html.contains("<script"));
+        // The CLI writes the same report, and shows the check.
+        let out = app.dir.path().join("report.html");
+        let (code, _, err) = app.run_cli(&[
+            "drift",
+            "report",
+            id,
+            "--html",
+            out.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(std::fs::read_to_string(&out).expect("written"), html);
+        let (code, text, err) = app.run_cli(&["drift", "show", id]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            text.contains("DATASET DRIFT") && text.contains("ALERT drift"),
+            "{text}"
+        );
+        let (code, text, _) = app.run_cli(&["drift", "checks"]);
+        assert_eq!(code, 0);
+        assert!(text.contains(id), "{text}");
+    }
+
+    /// Switzerland: chol is 0 in every row (a data-quality failure: constant, outside the
+    /// reference range), the estimated accuracy falls before any label arrives, and once the
+    /// labels come, target drift and decay.
+    #[tokio::test]
+    async fn switzerland_fails_data_quality_and_decays_before_and_after_labels() {
+        let app = app_with_model(None).await;
+        let token = app.admin_token().await;
+        let swiss = format!("{UCI}/processed.switzerland.data");
+        simulate(&app, &swiss, &token, false).await;
+        let before = run_check(&app, &token).await;
+        let failures = before["data_quality"]["failures"].to_string();
+        assert!(
+            failures.contains("chol is constant in the window (0) where the reference varies, outside the reference's range"),
+            "{failures}"
+        );
+        assert!(
+            before["data_quality"]["failing_features"]
+                .as_array()
+                .expect("failing")
+                .contains(&json!("chol"))
+        );
+        let types = alert_types(&before);
+        assert!(types.contains(&"data_quality".to_owned()), "{types:?}");
+        assert!(types.contains(&"estimated_decay".to_owned()), "{types:?}");
+        assert!(
+            !types.contains(&"decay".to_owned()),
+            "no labels yet: {types:?}"
+        );
+        assert_eq!(before["performance"]["live"], Value::Null);
+        assert_eq!(before["target_drift"], Value::Null);
+        let estimated = before["performance"]["estimated"]["accuracy"]
+            .as_f64()
+            .expect("estimated");
+        let holdout = before["performance"]["holdout"]["holdout_accuracy"]
+            .as_f64()
+            .expect("holdout");
+        assert!(estimated < holdout - 0.05, "{estimated} vs {holdout}");
+
+        simulate(&app, &swiss, &token, true).await;
+        let after = run_check(&app, &token).await;
+        assert_eq!(after["window"]["labelled_rows"], 123);
+        assert_eq!(after["target_drift"]["drifted"], true, "{after}");
+        let types = alert_types(&after);
+        assert!(types.contains(&"decay".to_owned()), "{types:?} {after}");
+        let live = after["performance"]["live"]["accuracy"]
+            .as_f64()
+            .expect("live");
+        assert!(live < holdout - 0.05, "{live} vs {holdout}");
+    }
+
+    /// Bad input to the routes gets a clear error, and only approvers run checks.
+    #[tokio::test]
+    async fn drift_routes_refuse_bad_input() {
+        let app = spawn_app_with(|_| {}).await;
+        let admin = app.admin_token().await;
+        // Nothing in Production.
+        let (status, body) = app
+            .api(&admin, "POST", "/api/v1/drift/run", json!({}))
+            .await;
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no Production version"))
+        );
+        let (status, body) = app
+            .api(&admin, "POST", "/api/v1/drift/run", json!({"window": 10}))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        let viewer = app.user_token(&admin, "vera", "viewer").await;
+        let (status, _) = app
+            .api(&viewer, "POST", "/api/v1/drift/run", json!({}))
+            .await;
+        assert_eq!(status, 403);
+        let (status, _) = app.get_json(&viewer, "/api/v1/drift/checks").await;
+        assert_eq!(status, 200);
+        let (status, body) = app.get_json(&viewer, "/api/v1/drift/checks?limit=0").await;
+        assert_eq!(status, 422, "{body}");
+        let (status, _) = app
+            .get_json(&viewer, "/api/v1/drift/checks?limit=ten")
+            .await;
+        assert_eq!(status, 400);
+        let (status, _) = app.get_json(&viewer, "/api/v1/drift/checks?page=2").await;
+        assert_eq!(status, 400);
+        let (status, _) = app
+            .get_json(&viewer, "/api/v1/drift/checks/not-an-id")
+            .await;
+        assert_eq!(status, 404);
+        let (status, _) = app
+            .get_json(
+                &viewer,
+                "/api/v1/drift/checks/019a0000-0000-7000-8000-000000000000",
+            )
+            .await;
+        assert_eq!(status, 404);
+        // Anonymous: not even the list.
+        let response = client()
+            .get(app.url("/api/v1/drift/checks"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 401);
+        // The CLI says the same.
+        let (code, _, err) = app.run_cli(&["drift", "run"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("no Production version"), "{err}");
+        let (code, _, err) = app.run_cli(&["drift", "show", "nope"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("no such drift check"), "{err}");
+    }
+}
+
+/// `--html` writes the comparison as one self-contained file: charts, no rows, no script.
+#[test]
+fn compare_writes_a_self_contained_html_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("report.html");
+    let reference = file("processed.cleveland.data");
+    let current = file("processed.va.data");
+    let (code, _, err) = steward(
+        &[
+            "drift",
+            "compare",
+            "--reference",
+            &reference,
+            "--current",
+            &current,
+            "--html",
+            out.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(&out).expect("written");
+    assert!(html.len() < 300_000, "{} bytes", html.len());
+    assert!(html.contains("processed.va.data") && html.contains("Dataset drift"));
+    assert_eq!(
+        html.matches("<svg").count(),
+        13,
+        "one histogram per feature"
+    );
+    assert!(!html.contains("<script") && !html.contains("src=\"http"));
+    // No patient row: a full Cleveland line does not appear.
+    assert!(!html.contains("63.0,1.0,1.0,145.0"));
+}

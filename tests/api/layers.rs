@@ -96,7 +96,8 @@ fn config_knows_no_domain_logic() {
         assert!(
             u == "crate::data::schema::DatasetSettings"
                 || u == "crate::ml::TrainingSettings"
-                || u == "crate::ml::models::ModelKind",
+                || u == "crate::ml::models::ModelKind"
+                || u == "crate::monitoring::settings::MonitoringSettings",
             "config.rs uses {u}"
         );
     }

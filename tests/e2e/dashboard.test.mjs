@@ -261,3 +261,35 @@ test('a version that failed its validation is shown with its failures before it 
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('a monitoring check runs from the Drift page and shows drift, a histogram and trends', async () => {
+  const { page, errors } = await loggedIn();
+  // Hungary's patients as traffic for the Production model (trained on Cleveland).
+  const names = ['age', 'sex', 'cp', 'trestbps', 'chol', 'fbs', 'restecg', 'thalach', 'exang',
+    'oldpeak', 'slope', 'ca', 'thal'];
+  const { readFileSync } = await import('node:fs');
+  const instances = readFileSync(join(root, 'data', 'uci-heart-disease', 'processed.hungarian.data'), 'utf8')
+    .trim().split('\n').map((line) => {
+      const cells = line.split(',');
+      return Object.fromEntries(names.map((n, i) => [n, cells[i] === '?' ? null : Number(cells[i])]));
+    });
+  const scored = await page.request.post(`${base}/predict`, { data: { instances } });
+  assert.equal(scored.status(), 200);
+  await page.goto(`${base}/drift`);
+  await page.click('button:has-text("Run a check now")');
+  await page.waitForSelector('#drift-features');
+  assert.match(await page.locator('[role=status]').textContent(), /Check completed: drift share/);
+  assert.ok(await page.locator('#drift-features .badge:has-text("drifted")').count() >= 4,
+    'Hungary drifts from Cleveland');
+  assert.equal(await page.locator('svg.chart-wide').count(), 1, 'a histogram of one feature');
+  await page.screenshot({ path: join(root, 'target', 'e2e-drift.png'), fullPage: true });
+  await page.click('#drift-features a:has-text("thalach")');
+  await page.waitForSelector('svg.chart-wide title:has-text("thalach: reference against current")', { state: 'attached' });
+  await page.goto(`${base}/trends`);
+  assert.ok(await page.locator('.charts svg').count() >= 4);
+  await page.screenshot({ path: join(root, 'target', 'e2e-trends.png'), fullPage: true });
+  await page.goto(`${base}/`);
+  assert.ok(await page.locator('#open-alerts tr').count() >= 2, 'open alerts on the Overview');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
