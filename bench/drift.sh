@@ -4,14 +4,13 @@
 # each timed from reading the files to the printed report, with its peak RSS. Then checks that
 # both flag the same features with scores equal within 1e-6.
 #   bench/drift.sh [ROWS]
-# Needs the venv: python3 -m venv bench/.venv && bench/.venv/bin/pip install
-#   'evidently==0.7.23' 'pandas<3'
+# Needs the venv of bench/venv.sh (Evidently 0.7.23).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-1000000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-[ -x bench/.venv/bin/python ] || { echo "bench/.venv is missing (see the header)"; exit 2; }
+bench/venv.sh
 
 cargo build --release --quiet
 scripts/stage-xgboost release

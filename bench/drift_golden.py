@@ -7,8 +7,8 @@ Evidently 0.7.23's own functions (evidently.legacy.calculations.stattests, SciPy
 them), plus the test Evidently picks by default (its get_stattest) and the drift share of its
 DataDriftPreset report with the categorical columns declared.
 
-Run with the venv of bench/README-drift (evidently==0.7.23, pandas<3):
-    DO_NOT_TRACK=1 bench/.venv/bin/python bench/drift_golden.py
+Run with the venv that bench/venv.sh makes (evidently==0.7.23, pandas<3):
+    bench/venv.sh && DO_NOT_TRACK=1 bench/.venv/bin/python bench/drift_golden.py
 """
 import json
 import os
