@@ -506,6 +506,7 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
             "drift_check",
             Duration::from_secs(settings.monitoring.interval_secs),
             |state: AppState| async move {
+                let _ = state.serving.log.flush_within_wait().await;
                 let outcome = state
                     .monitor
                     .run_check(

@@ -24,6 +24,9 @@ pub async fn run_check(
     _body: OptionalJson<RunBody>,
 ) -> Result<HttpResponse, AppError> {
     let user = identity.require(Role::Approver)?;
+    // What was just predicted belongs in the window: let the log store its queue first (at
+    // most serving.log_wait_ms; a slow store only makes the window older).
+    let _ = state.serving.log.flush_within_wait().await;
     let report = state
         .monitor
         .run_check(

@@ -291,6 +291,8 @@ pub async fn post_run(
     identity: Identity,
 ) -> Result<HttpResponse, AppError> {
     let user = identity.require(Role::Approver)?;
+    // What was just predicted belongs in the window (see the API's run).
+    let _ = state.serving.log.flush_within_wait().await;
     let report = state
         .monitor
         .run_check(
