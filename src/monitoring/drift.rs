@@ -377,6 +377,14 @@ pub fn feature_drift(
         _ => pair.score(StatTest::Jensenshannon),
     }
     .filter(|s| !s.is_nan());
+    if out.score.is_none() {
+        // Values so large that the statistic overflows (a mean of 1e308s, say): say so rather
+        // than count the feature as not drifted.
+        out.skipped = Some(format!(
+            "{chosen}'s statistic is not a finite number for these values"
+        ));
+        out.drifted = false;
+    }
     out
 }
 
@@ -536,6 +544,25 @@ mod tests {
         );
         assert_eq!(report.tested_features, 1);
         assert!(!report.dataset_drift);
+    }
+
+    #[test]
+    fn an_overflowing_statistic_skips_the_feature() {
+        let r = side(&[("a", Values::numeric(vec![1e308, -1e308, 1e308, 0.0]))]);
+        let c = side(&[("a", Values::numeric(vec![1e308, 1e308, -1e308, 5.0]))]);
+        let options = Options {
+            stattest: Some(StatTest::Wasserstein),
+            ..Options::default()
+        };
+        let report = compare(&r, &c, &options);
+        let f = report.features.first().cloned();
+        assert!(
+            f.as_ref()
+                .and_then(|f| f.skipped.as_deref())
+                .is_some_and(|s| s.contains("not a finite number")),
+            "{f:?}"
+        );
+        assert_eq!(report.tested_features, 0);
     }
 
     #[test]

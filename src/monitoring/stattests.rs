@@ -454,7 +454,13 @@ pub fn wasserstein_norm(reference: &[f64], current: &[f64]) -> f64 {
         .sum::<f64>()
         / n;
     let norm = var.sqrt().max(0.001);
-    wasserstein(reference, current) / norm
+    let distance = wasserstein(reference, current);
+    if !norm.is_finite() || !distance.is_finite() {
+        // Values near f64's limits overflow the sums (where NumPy would answer 0 or NaN):
+        // no score rather than a wrong one.
+        return f64::NAN;
+    }
+    distance / norm
 }
 
 fn wasserstein(u: &[f64], v: &[f64]) -> f64 {
