@@ -10,9 +10,9 @@ use crate::ml::metrics::{CalibrationBin, RocPoint};
 const COLORS: [&str; 4] = ["#2563eb", "#dc2626", "#059669", "#d97706"];
 
 /// Plot area inside a 360-wide canvas; the legend goes below it, so it never covers a curve.
-const LEFT: f64 = 48.0;
+const LEFT: f64 = 56.0;
 const TOP: f64 = 28.0;
-const SIZE_X: f64 = 292.0;
+const SIZE_X: f64 = 284.0;
 const SIZE_Y: f64 = 228.0;
 
 struct Series {
@@ -426,14 +426,15 @@ struct HistogramChart<'a> {
 /// Reference and current shares side by side per bin (a drift check's histogram of one
 /// feature): grey the reference, blue the current.
 pub fn histogram(title: &str, labels: &[String], reference: &[f64], current: &[f64]) -> String {
-    let (left, right, top, bottom) = (48.0, 700.0, 28.0, 240.0);
+    let (left, right, top, bottom) = (56.0, 700.0, 28.0, 240.0);
     let max = reference
         .iter()
         .chain(current)
         .copied()
         .filter(|v| v.is_finite())
         .fold(0.0_f64, f64::max)
-        .max(1e-9);
+        .max(1e-9)
+        * 1.1;
     let y = Scale { min: 0.0, max };
     let to_y = |v: f64| bottom - y.share(v) * (bottom - top);
     let n = labels.len().max(1);
@@ -480,4 +481,28 @@ pub fn histogram(title: &str, labels: &[String], reference: &[f64], current: &[f
 /// Time series for the Trends page: one line per (label, points of (check number, value)).
 pub fn trend(title: &str, y_label: &str, lines: &[(String, Vec<(f64, f64)>)]) -> String {
     history(title, "check (oldest to newest)", y_label, lines)
+}
+
+/// A trend of shares (0..1) on a fixed 0–1 axis, so small moves are not magnified.
+pub fn trend_unit(title: &str, y_label: &str, lines: &[(String, Vec<(f64, f64)>)]) -> String {
+    let x = Scale::exact(lines.iter().flat_map(|(_, p)| p.iter().map(|(a, _)| *a)));
+    let y = Scale::UNIT;
+    let series = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (label, points))| Series {
+            label: label.clone(),
+            color: color(i),
+            points: polyline(points.iter().copied(), x, y),
+            dots: if points.len() <= 20 {
+                points
+                    .iter()
+                    .map(|&(a, b)| (px(x.share(a)), py(y.share(b))))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        })
+        .collect();
+    xy(title, "check (oldest to newest)", y_label, series, (x, y), false)
 }

@@ -103,10 +103,10 @@ pub async fn collect(state: &AppState, admin: bool) -> Result<Overview, AppError
                             .iter()
                             .map(|e| e.runs)
                             .sum(),
-                        name: model_name,
+                        name: model_name.clone(),
                     }
                 },
-                open_alerts: crate::monitoring::check::open_alerts(conn)?,
+                open_alerts: crate::monitoring::check::open_alerts(conn, &model_name)?,
                 last_check: crate::monitoring::check::list(conn, 1)?.into_iter().next(),
                 recent_events: {
                     let mut events = audit::list(conn, 10, None)?;

@@ -540,6 +540,19 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
             },
         );
     }
+    // The gauges follow the newest completed check of the Production version, whichever
+    // process stored it (the CLI, another replica), and go NaN after a promotion.
+    scheduler.register(
+        "drift_gauges",
+        Duration::from_secs(30),
+        |state: AppState| async move {
+            state
+                .monitor
+                .refresh_gauges(&state.db, state.settings.registry.model.clone())
+                .await?;
+            Ok(())
+        },
+    );
     scheduler.register(
         "reference_profiles",
         Duration::from_secs(60),

@@ -67,7 +67,7 @@ crate::route_table! { ROUTES, handlers;
     post "/api/v1/models/{name}/rollback" => models::rollback_model, Needs(Role::Approver), "Roll Production back";
     post "/api/v1/drift/run" => drift::run_check, Needs(Role::Approver), "Run a monitoring check of the Production version now";
     get "/api/v1/drift/checks" => drift::list_checks, Read, "Stored monitoring checks, newest first";
-    get "/api/v1/drift/checks/{id}" => drift::get_check, Read, "One monitoring check: drift, data quality, performance, alerts";
+    get "/api/v1/drift/checks/{id}" => drift::get_check, Sensitive, "One monitoring check: drift, data quality with example values, performance, alerts";
     get "/api/v1/drift/alerts" => drift::list_alerts, Read, "Open monitoring alerts (those of the newest check)";
 }
 

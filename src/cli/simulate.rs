@@ -89,6 +89,12 @@ pub(super) fn simulate_command(
     args: SimulateArgs,
     settings: &Settings,
 ) -> anyhow::Result<ExitCode> {
+    if args.labels && args.token.is_none() {
+        anyhow::bail!(
+            "--labels posts to /feedback, which needs a token by default: give --token or set \
+             STEWARD_TOKEN (steward tokens create --user NAME --name labels)"
+        );
+    }
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let label = args

@@ -138,11 +138,24 @@ pub struct Performance {
     /// Live minus holdout, per metric (`accuracy`, `f1`, `roc_auc`), when both are known.
     #[serde(default)]
     pub change: BTreeMap<String, f64>,
+    /// Per metric: (holdout, live) where live fell below the holdout.
+    #[serde(default)]
+    pub drops: BTreeMap<String, (f64, f64)>,
+    /// Per metric: (holdout, estimated) where the estimate fell below the holdout.
+    #[serde(default)]
+    pub estimated_drops: BTreeMap<String, (f64, f64)>,
     /// From the calibrated probabilities of every row in the window.
     pub estimated: Option<Estimate>,
     /// Live decay past `monitoring.max_metric_drop` on accuracy, F1 or ROC-AUC.
     pub decay: bool,
     pub estimated_decay: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReferenceInfo {
+    pub dataset: String,
+    pub dataset_version: i32,
+    pub rows: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,6 +185,9 @@ pub struct CheckReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub window: WindowInfo,
+    /// What the window was compared with: the version's dataset version and its rows.
+    #[serde(default)]
+    pub reference: Option<ReferenceInfo>,
     #[serde(flatten)]
     pub drift: Option<DriftReport>,
     pub prediction_drift: Option<FeatureDrift>,
@@ -258,6 +274,11 @@ pub fn assess(ctx: &CheckContext<'_>, profile: &ReferenceProfile, window: &Windo
             hours: m.window_hours,
             p99_latency_ms: p99,
         },
+        reference: Some(ReferenceInfo {
+            dataset: profile.dataset.clone(),
+            dataset_version: profile.dataset_version,
+            rows: profile.rows,
+        }),
         drift: None,
         prediction_drift: None,
         target_drift: None,
@@ -386,6 +407,7 @@ pub fn assess(ctx: &CheckContext<'_>, profile: &ReferenceProfile, window: &Windo
     }
     if performance.decay {
         let live = performance.live.clone();
+        let crossed = crossed(&performance.drops, m.max_metric_drop);
         alerts.push(Alert {
             alert_type: AlertType::Decay,
             severity: Severity::Critical,
@@ -393,14 +415,10 @@ pub fn assess(ctx: &CheckContext<'_>, profile: &ReferenceProfile, window: &Windo
             version: profile.version,
             score: live.as_ref().map(|l| l.accuracy),
             summary: format!(
-                "performance decay on {} labelled rows: accuracy {} against {} on the holdout",
+                "performance decay on {} labelled rows: {} (limit {})",
                 performance.labelled_rows,
-                live.as_ref()
-                    .map_or("-".into(), |l| format!("{:.3}", l.accuracy)),
-                performance
-                    .holdout
-                    .get("holdout_accuracy")
-                    .map_or("-".into(), |a| format!("{a:.3}"))
+                crossed,
+                m.max_metric_drop
             ),
             evidence: serde_json::json!({ "live": live, "holdout": performance.holdout,
                 "labelled_rows": performance.labelled_rows }),
@@ -410,6 +428,7 @@ pub fn assess(ctx: &CheckContext<'_>, profile: &ReferenceProfile, window: &Windo
     }
     if performance.estimated_decay {
         let est = performance.estimated.clone();
+        let crossed = crossed(&performance.estimated_drops, m.max_metric_drop);
         alerts.push(Alert {
             alert_type: AlertType::EstimatedDecay,
             severity: Severity::Warning,
@@ -417,13 +436,8 @@ pub fn assess(ctx: &CheckContext<'_>, profile: &ReferenceProfile, window: &Windo
             version: profile.version,
             score: est.as_ref().map(|e| e.accuracy),
             summary: format!(
-                "estimated accuracy {} (no labels needed) against {} on the holdout",
-                est.as_ref()
-                    .map_or("-".into(), |e| format!("{:.3}", e.accuracy)),
-                performance
-                    .holdout
-                    .get("holdout_accuracy")
-                    .map_or("-".into(), |a| format!("{a:.3}"))
+                "estimated decay (no labels needed, {} rows): {} (limit {})",
+                rows, crossed, m.max_metric_drop
             ),
             evidence: serde_json::json!({ "estimated": est, "holdout": performance.holdout }),
             fingerprint: fingerprint(AlertType::EstimatedDecay, model, profile.version, &[]),
@@ -581,18 +595,33 @@ fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Wind
         .map(|&p| profile.calibration.apply(p))
         .collect();
     let estimated = estimate(&calibrated, profile.threshold);
-    let drop = |holdout: &str, now: Option<f64>| match (profile.holdout.get(holdout), now) {
-        (Some(h), Some(n)) => h - n > m.max_metric_drop,
-        _ => false,
+    let drops_of = |pairs: [(&str, Option<f64>); 3]| -> BTreeMap<String, (f64, f64)> {
+        pairs
+            .into_iter()
+            .filter_map(|(name, now)| {
+                let h = *profile.holdout.get(&format!("holdout_{name}"))?;
+                let now = now?;
+                (now < h).then(|| (name.to_owned(), (h, now)))
+            })
+            .collect()
     };
-    let decay = live.as_ref().is_some_and(|l| {
-        drop("holdout_accuracy", Some(l.accuracy))
-            || drop("holdout_f1", Some(l.f1))
-            || drop("holdout_roc_auc", l.roc_auc)
+    let drops = live.as_ref().map_or_else(BTreeMap::new, |l| {
+        drops_of([
+            ("accuracy", Some(l.accuracy)),
+            ("f1", Some(l.f1)),
+            ("roc_auc", l.roc_auc),
+        ])
     });
-    let estimated_decay = estimated.as_ref().is_some_and(|e| {
-        drop("holdout_accuracy", Some(e.accuracy)) || drop("holdout_roc_auc", e.roc_auc)
+    let estimated_drops = estimated.as_ref().map_or_else(BTreeMap::new, |e| {
+        drops_of([
+            ("accuracy", Some(e.accuracy)),
+            ("f1", Some(e.f1)),
+            ("roc_auc", e.roc_auc),
+        ])
     });
+    let past = |d: &BTreeMap<String, (f64, f64)>| d.values().any(|(h, n)| h - n > m.max_metric_drop);
+    let decay = past(&drops);
+    let estimated_decay = past(&estimated_drops);
     let mut change = BTreeMap::new();
     if let Some(l) = &live {
         for (name, now) in [
@@ -609,11 +638,30 @@ fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Wind
         labelled_rows: labelled,
         live,
         change,
+        drops,
+        estimated_drops,
         holdout: profile.holdout.clone(),
         estimated,
         decay,
         estimated_decay,
     }
+}
+
+/// "F1 0.736 against 0.830 on the holdout (−0.094)" for each metric that fell past `limit`.
+fn crossed(drops: &BTreeMap<String, (f64, f64)>, limit: f64) -> String {
+    let names = |m: &str| match m {
+        "accuracy" => "accuracy",
+        "f1" => "F1",
+        "roc_auc" => "ROC-AUC",
+        other => other,
+    }
+    .to_owned();
+    drops
+        .iter()
+        .filter(|(_, (h, n))| h - n > limit)
+        .map(|(m, (h, n))| format!("{} {n:.3} against {h:.3} on the holdout ({:+.3})", names(m), n - h))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Stores a check, its per-feature rows and its alerts in one transaction, and deletes the
@@ -627,7 +675,7 @@ pub fn store(conn: &mut DbConnection, report: &CheckReport, keep: u64) -> Result
         let n = q.features.len().max(1) as f64;
         q.features.iter().map(|f| f.missing_ratio).sum::<f64>() / n
     });
-    conn.transaction::<_, AppError, _>(|conn| {
+    let write = |conn: &mut DbConnection| -> Result<(), AppError> {
         diesel::insert_into(drift_checks::table)
             .values((
                 drift_checks::id.eq(&report.id),
@@ -701,6 +749,27 @@ pub fn store(conn: &mut DbConnection, report: &CheckReport, keep: u64) -> Result
         }
         prune(conn, keep)?;
         Ok(())
+    };
+    if report.trigger == "scheduled" {
+        return conn.transaction(write);
+    }
+    // A check someone asked for is theirs: audited with it (scheduled ones would only repeat
+    // the scheduler's interval in the log).
+    crate::audit::with_event(conn, |conn| {
+        write(conn)?;
+        let event = crate::audit::NewEvent::new(
+            &report.actor,
+            "drift.check",
+            format!("model:{}/{}", report.model, report.version),
+        )
+        .after(serde_json::json!({
+            "check_id": report.id,
+            "status": report.status,
+            "window_rows": report.window.rows,
+            "drift_share": drift.map(|d| d.drift_share),
+            "alerts": report.alerts.iter().map(|a| a.alert_type.as_str()).collect::<Vec<_>>(),
+        }));
+        Ok(((), event))
     })
 }
 
@@ -787,11 +856,17 @@ pub struct StoredAlert {
     pub created_at: chrono::NaiveDateTime,
 }
 
-/// Open alerts: those raised by the newest completed check (a later check that no longer
-/// raises one closes it). Until the agent keeps incidents, this is what the Overview lists.
-pub fn open_alerts(conn: &mut DbConnection) -> Result<Vec<StoredAlert>, AppError> {
+/// Open alerts: those raised by the newest completed check of the Production version (a later
+/// check that no longer raises one closes it; a promotion leaves the old version's behind).
+/// Until the agent keeps incidents, this is what the Overview lists.
+pub fn open_alerts(conn: &mut DbConnection, model: &str) -> Result<Vec<StoredAlert>, AppError> {
+    let Some(production) = crate::registry::production(conn, model)? else {
+        return Ok(Vec::new());
+    };
     let newest: Option<String> = drift_checks::table
         .filter(drift_checks::status.eq("completed"))
+        .filter(drift_checks::model.eq(model))
+        .filter(drift_checks::version.eq(production.version))
         .select(drift_checks::id)
         .order(drift_checks::id.desc())
         .first(conn)
@@ -804,4 +879,28 @@ pub fn open_alerts(conn: &mut DbConnection) -> Result<Vec<StoredAlert>, AppError
         .select(StoredAlert::as_select())
         .order(monitoring_alerts::id.asc())
         .load(conn)?)
+}
+
+/// The newest completed check of the Production version of `model`, whole, if any (the gauges
+/// follow it, whichever process ran it).
+pub fn newest_for_production(
+    conn: &mut DbConnection,
+    model: &str,
+) -> Result<Option<CheckReport>, AppError> {
+    let Some(production) = crate::registry::production(conn, model)? else {
+        return Ok(None);
+    };
+    let json: Option<String> = drift_checks::table
+        .filter(drift_checks::status.eq("completed"))
+        .filter(drift_checks::model.eq(model))
+        .filter(drift_checks::version.eq(production.version))
+        .select(drift_checks::report_json)
+        .order(drift_checks::id.desc())
+        .first(conn)
+        .optional()?;
+    json.map(|j| {
+        serde_json::from_str(&j)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a stored check: {e}")))
+    })
+    .transpose()
 }

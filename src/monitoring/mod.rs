@@ -41,6 +41,14 @@ pub struct Monitor {
     alerts: AlertSender,
     gate: tokio::sync::Semaphore,
     last_rejected: AtomicU64,
+    /// The check the gauges show, and the score series they set.
+    shown: std::sync::Mutex<Shown>,
+}
+
+#[derive(Default)]
+struct Shown {
+    check: Option<String>,
+    series: Vec<(String, &'static str)>,
 }
 
 impl Default for Monitor {
@@ -56,7 +64,41 @@ impl Monitor {
             alerts,
             gate: tokio::sync::Semaphore::new(1),
             last_rejected: AtomicU64::new(0),
+            shown: std::sync::Mutex::new(Shown::default()),
         }
+    }
+
+    fn show(&self, report: &CheckReport) {
+        let series = set_gauges(report);
+        if let Ok(mut shown) = self.shown.lock() {
+            shown.check = Some(report.id.clone());
+            for s in series {
+                if !shown.series.contains(&s) {
+                    shown.series.push(s);
+                }
+            }
+        }
+    }
+
+    /// Points the gauges at the newest completed check of the Production version, whoever ran
+    /// it (the CLI, another replica): NaN when there is none (after a promotion, say).
+    pub async fn refresh_gauges(&self, db: &Db, model: String) -> Result<(), AppError> {
+        let newest = db
+            .run(move |conn| check::newest_for_production(conn, &model))
+            .await?;
+        let current = self.shown.lock().ok().and_then(|s| s.check.clone());
+        match newest {
+            Some(report) if current.as_deref() != Some(report.id.as_str()) => self.show(&report),
+            Some(_) => {}
+            None => {
+                if let Ok(mut shown) = self.shown.lock() {
+                    if shown.check.take().is_some() || !shown.series.is_empty() {
+                        clear_gauges(&shown.series);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Alerts from now on (the agent's intake).
@@ -100,7 +142,10 @@ impl Monitor {
             })
             .await?;
         metrics::histogram!(DRIFT_CHECK_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
-        publish(&report);
+        count(&report);
+        if report.status == "completed" {
+            self.show(&report);
+        }
         for alert in &report.alerts {
             // No subscriber yet is fine: the alert is stored.
             let _ = self.alerts.send(alert.clone());
@@ -109,9 +154,8 @@ impl Monitor {
     }
 }
 
-/// Sets the gauges from a check and counts it (labels: schema feature names and stattest
-/// names, fixed sets).
-pub fn publish(report: &CheckReport) {
+/// Counts a check this process ran (labels: fixed sets).
+fn count(report: &CheckReport) {
     let status: &'static str = if report.status == "completed" {
         "completed"
     } else {
@@ -126,7 +170,15 @@ pub fn publish(report: &CheckReport) {
     for a in &report.alerts {
         metrics::counter!(MONITORING_ALERTS_TOTAL, "type" => a.alert_type.as_str()).increment(1);
     }
-    let Some(drift) = &report.drift else { return };
+}
+
+/// Sets the gauges from a completed check; returns the (feature, stattest) score series set
+/// (labels: schema feature names and stattest names, fixed sets).
+fn set_gauges(report: &CheckReport) -> Vec<(String, &'static str)> {
+    let mut series = Vec::new();
+    let Some(drift) = &report.drift else {
+        return series;
+    };
     metrics::gauge!(DRIFT_SHARE).set(drift.drift_share);
     metrics::gauge!(DATASET_DRIFT).set(if drift.dataset_drift { 1.0 } else { 0.0 });
     for f in &drift.features {
@@ -134,25 +186,37 @@ pub fn publish(report: &CheckReport) {
         if let (Some(test), Some(score)) = (f.stattest, f.score) {
             metrics::gauge!(FEATURE_DRIFT_SCORE, "feature" => feature.clone(), "stattest" => test.as_str())
                 .set(score);
+            series.push((feature.clone(), test.as_str()));
         }
-        metrics::gauge!(FEATURE_DRIFTED, "feature" => feature.clone()).set(if f.drifted {
-            1.0
-        } else {
-            0.0
-        });
-        if let Some(e) = f.effect_size {
-            metrics::gauge!(FEATURE_EFFECT_SIZE, "feature" => feature).set(e);
-        }
+        metrics::gauge!(FEATURE_DRIFTED, "feature" => feature.clone())
+            .set(if f.drifted { 1.0 } else { 0.0 });
+        metrics::gauge!(FEATURE_EFFECT_SIZE, "feature" => feature)
+            .set(f.effect_size.unwrap_or(f64::NAN));
     }
     if let Some(q) = &report.data_quality {
         for f in &q.features {
-            metrics::gauge!(DATA_MISSING_RATIO, "feature" => f.feature.clone())
-                .set(f.missing_ratio);
+            metrics::gauge!(DATA_MISSING_RATIO, "feature" => f.feature.clone()).set(f.missing_ratio);
         }
     }
     if let Some(p) = &report.performance {
         metrics::gauge!(MODEL_ACCURACY_LIVE).set(p.live.as_ref().map_or(f64::NAN, |l| l.accuracy));
         metrics::gauge!(MODEL_ACCURACY_ESTIMATED)
             .set(p.estimated.as_ref().map_or(f64::NAN, |e| e.accuracy));
+    }
+    series
+}
+
+/// Sets every monitoring gauge to NaN: no completed check describes the Production version.
+fn clear_gauges(series: &[(String, &'static str)]) {
+    metrics::gauge!(DRIFT_SHARE).set(f64::NAN);
+    metrics::gauge!(DATASET_DRIFT).set(f64::NAN);
+    metrics::gauge!(MODEL_ACCURACY_LIVE).set(f64::NAN);
+    metrics::gauge!(MODEL_ACCURACY_ESTIMATED).set(f64::NAN);
+    for (feature, test) in series {
+        metrics::gauge!(FEATURE_DRIFT_SCORE, "feature" => feature.clone(), "stattest" => *test)
+            .set(f64::NAN);
+        metrics::gauge!(FEATURE_DRIFTED, "feature" => feature.clone()).set(f64::NAN);
+        metrics::gauge!(FEATURE_EFFECT_SIZE, "feature" => feature.clone()).set(f64::NAN);
+        metrics::gauge!(DATA_MISSING_RATIO, "feature" => feature.clone()).set(f64::NAN);
     }
 }

@@ -96,7 +96,10 @@ fn charts(histograms: &[Histogram]) -> Vec<String> {
         .iter()
         .map(|h| {
             crate::charts::histogram(
-                &format!("{}: reference against current", h.feature),
+                &format!(
+                    "{}: reference against current (shares of non-missing values)",
+                    h.feature
+                ),
                 &h.labels,
                 &h.reference,
                 &h.current,
@@ -131,6 +134,18 @@ pub fn check_report(r: &CheckReport) -> String {
             ),
         ),
     ];
+    if let Some(reference) = &r.reference {
+        facts.push((
+            "Reference".into(),
+            format!(
+                "{} v{} ({} rows: the dataset version v{} was trained on, its holdout included)",
+                reference.dataset,
+                reference.dataset_version,
+                reference.rows,
+                r.version
+            ),
+        ));
+    }
     if let (Some(s), Some(e)) = (r.window.start, r.window.end) {
         facts.push((
             "Window span (UTC)".into(),

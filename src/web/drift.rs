@@ -120,7 +120,10 @@ fn selected(report: &CheckReport, feature: Option<&str>) -> Selected {
         });
     let chart = chosen.map_or(String::new(), |h| {
         crate::charts::histogram(
-            &format!("{}: reference against current", h.feature),
+            &format!(
+                "{}: reference against current (shares of non-missing values)",
+                h.feature
+            ),
             &h.labels,
             &h.reference,
             &h.current,
@@ -222,12 +225,14 @@ fn selected(report: &CheckReport, feature: Option<&str>) -> Selected {
 
 fn option_label(c: &CheckSummary) -> String {
     format!(
-        "{} UTC · v{} · {}{}",
+        "{} UTC · v{} · {} rows · {}{} · {}",
         c.created_at.format("%Y-%m-%d %H:%M:%S"),
         c.version,
+        c.window_rows,
         c.status,
         c.drift_share
-            .map_or(String::new(), |s| format!(" · share {s:.2}"))
+            .map_or(String::new(), |s| format!(", share {s:.2}")),
+        c.trigger_kind
     )
 }
 
@@ -273,7 +278,8 @@ pub async fn get_drift(
     identity: Identity,
     query: web::Query<DriftQuery>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state.settings.auth)?;
+    // Example values of patients' features: a viewer at least, even with public reads.
+    identity.require(Role::Viewer)?;
     let DriftQuery { check, feature } = query.into_inner();
     let body = partial(&state, &identity, check, feature, None).await?;
     Ok(html(
@@ -320,11 +326,20 @@ pub async fn post_run(
             format!(", {} alert(s)", report.alerts.len())
         }
     );
-    Ok(html(
+    let url = format!("/drift?check={}", report.id);
+    let mut response = html(
         partial(&state, &identity, Some(report.id), None, Some(notice))
             .await?
             .render()?,
-    ))
+    );
+    // The address bar names the check shown, so a reload shows it again.
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&url) {
+        response.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("hx-push-url"),
+            value,
+        );
+    }
+    Ok(response)
 }
 
 /// A check's self-contained HTML report (its own strict policy: inline style, no script).
@@ -333,7 +348,7 @@ pub async fn get_report(
     identity: Identity,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    identity.require_read(&state.settings.auth)?;
+    identity.require(Role::Viewer)?;
     let id = path.into_inner();
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(AppError::NotFound("no such drift check".into()));
@@ -377,35 +392,56 @@ pub async fn get_trends(
     };
     let mut charts = Vec::new();
     if !checks.is_empty() {
-        charts.push(crate::charts::trend(
+        let n = checks.len().max(2) as f64;
+        let flat = |v: f64| -> Vec<(f64, f64)> { vec![(1.0, v), (n, v)] };
+        let share = state.settings.monitoring.drift_share;
+        charts.push(crate::charts::trend_unit(
             "Drift share",
             "share of features drifted",
-            &[("drift share".into(), series(&|c| c.drift_share))],
-        ));
-        charts.push(crate::charts::trend(
-            "Accuracy, live and estimated",
-            "accuracy",
             &[
-                ("live (labelled rows)".into(), series(&|c| c.accuracy_live)),
-                ("estimated (CBPE)".into(), series(&|c| c.accuracy_estimated)),
+                ("drift share".into(), series(&|c| c.drift_share)),
+                (format!("dataset drift at {share}"), flat(share)),
             ],
         ));
+        let model = state.settings.registry.model.clone();
+        let holdout = state
+            .db
+            .run(move |conn| {
+                Ok(crate::registry::production(conn, &model)?
+                    .and_then(|v| v.metrics().get("holdout_accuracy").copied()))
+            })
+            .await?;
+        let mut lines = vec![
+            ("live (labelled rows)".to_owned(), series(&|c| c.accuracy_live)),
+            (
+                "estimated (no labels)".to_owned(),
+                series(&|c| c.accuracy_estimated),
+            ),
+        ];
+        if let Some(h) = holdout {
+            lines.push(("Production's holdout".to_owned(), flat(h)));
+        }
+        charts.push(crate::charts::trend_unit("Accuracy", "accuracy", &lines));
         charts.push(crate::charts::trend(
             "Request volume",
-            "rows in the window",
+            "predictions per hour in the window",
             &[(
-                "window rows".into(),
-                series(&|c| Some(c.window_rows as f64)),
+                "per hour".into(),
+                series(&|c| {
+                    let (s, e) = (c.window_start?, c.window_end?);
+                    let hours = (e - s).num_milliseconds() as f64 / 3_600_000.0;
+                    (hours > 0.0).then(|| c.window_rows as f64 / hours)
+                }),
             )],
         ));
         charts.push(crate::charts::trend(
             "p99 latency",
             "milliseconds",
-            &[("p99".into(), series(&|c| c.p99_latency_ms))],
+            &[("p99 of the window".into(), series(&|c| c.p99_latency_ms))],
         ));
-        charts.push(crate::charts::trend(
-            "Data quality",
-            "mean missing share",
+        charts.push(crate::charts::trend_unit(
+            "Missing values",
+            "share missing, mean over features",
             &[("missing".into(), series(&|c| c.missing_ratio))],
         ));
     }
