@@ -504,5 +504,12 @@ pub fn trend_unit(title: &str, y_label: &str, lines: &[(String, Vec<(f64, f64)>)
             },
         })
         .collect();
-    xy(title, "check (oldest to newest)", y_label, series, (x, y), false)
+    xy(
+        title,
+        "check (oldest to newest)",
+        y_label,
+        series,
+        (x, y),
+        false,
+    )
 }

@@ -301,7 +301,7 @@ impl Settings {
         if let Err((key, message)) = self.training.check_against(&self.dataset) {
             return Err(ConfigError::Invalid { key, message });
         }
-        if let Err((key, message)) = self.monitoring.check(&self.dataset.feature_names()) {
+        if let Err((key, message)) = self.monitoring.check(&self.dataset.feature_kinds()) {
             return Err(ConfigError::Invalid { key, message });
         }
         let sv = &self.serving;

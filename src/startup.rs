@@ -539,48 +539,31 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
                 }
             },
         );
+        // The gauges follow the newest completed check of the Production version, whichever
+        // process stored it (the CLI, another replica), and go NaN after a promotion.
+        scheduler.register(
+            "drift_gauges",
+            Duration::from_secs(30),
+            |state: AppState| async move {
+                state
+                    .monitor
+                    .refresh_gauges(&state.db, state.settings.registry.model.clone())
+                    .await?;
+                Ok(())
+            },
+        );
+        scheduler.register(
+            "reference_profiles",
+            Duration::from_secs(60),
+            |state: AppState| async move {
+                state
+                    .monitor
+                    .profile_versions(&state.db, state.blobs.clone(), state.settings.clone())
+                    .await?;
+                Ok(())
+            },
+        );
     }
-    // The gauges follow the newest completed check of the Production version, whichever
-    // process stored it (the CLI, another replica), and go NaN after a promotion.
-    scheduler.register(
-        "drift_gauges",
-        Duration::from_secs(30),
-        |state: AppState| async move {
-            state
-                .monitor
-                .refresh_gauges(&state.db, state.settings.registry.model.clone())
-                .await?;
-            Ok(())
-        },
-    );
-    scheduler.register(
-        "reference_profiles",
-        Duration::from_secs(60),
-        |state: AppState| async move {
-            let settings = state.settings.clone();
-            let blobs = state.blobs.clone();
-            state
-                .db
-                .run(move |conn| {
-                    let model = &settings.registry.model;
-                    if let Some(&version) =
-                        crate::monitoring::profile::unprofiled(conn, model)?.first()
-                    {
-                        crate::monitoring::profile::ensure(
-                            conn,
-                            blobs.as_ref(),
-                            &settings.dataset,
-                            model,
-                            version,
-                        )?;
-                        tracing::info!(model, version, "reference profile stored");
-                    }
-                    Ok(())
-                })
-                .await?;
-            Ok(())
-        },
-    );
     // A training run in another process sharing the store may die without ending its run.
     scheduler.register(
         "interrupted_run_sweep",

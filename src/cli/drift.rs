@@ -306,7 +306,7 @@ fn stored_check(settings: &Settings, id: &str) -> anyhow::Result<CheckReport> {
     }
     let db = open_db_as(settings, crate::audit::Opening::ReadOnly)?;
     let value = check::get(&mut *db.get()?, id)?;
-    Ok(serde_json::from_value(value)?)
+    Ok(check::parse_stored(value)?)
 }
 
 fn show_check(settings: &Settings, id: &str, json: bool) -> anyhow::Result<ExitCode> {

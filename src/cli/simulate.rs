@@ -17,8 +17,8 @@ use crate::ml::features::{Examples, Raw};
 
 #[derive(Args)]
 pub struct SimulateArgs {
-    /// A CSV or Parquet file read with the dataset schema (rows without a label are skipped
-    /// with --labels).
+    /// A CSV or Parquet file read with the dataset schema, target column included (rows whose
+    /// label is missing are skipped).
     #[arg(long, value_name = "FILE")]
     file: PathBuf,
     /// The server (default: http://127.0.0.1:<server.port>).

@@ -143,6 +143,13 @@ impl DatasetSettings {
     }
 
     /// The feature names in file order: what a served model must have been trained on.
+    /// The features with whether each is numeric.
+    pub fn feature_kinds(&self) -> Vec<(String, bool)> {
+        self.features()
+            .map(|c| (c.name.clone(), c.kind == ColumnKind::Numeric))
+            .collect()
+    }
+
     pub fn feature_names(&self) -> Vec<String> {
         self.features().map(|c| c.name.clone()).collect()
     }

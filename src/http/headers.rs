@@ -18,7 +18,7 @@ use crate::error::{AppError, ErrorBody, MAX_MESSAGE_CHARS, bounded};
 /// The policy of a self-contained report: its own inline style and inline SVG, nothing else
 /// (no script at all, no request anywhere).
 pub const REPORT_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
-     img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+     img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; sandbox";
 
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
@@ -30,8 +30,11 @@ pub async fn dashboard(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let mut response = next.call(req).await?.map_into_boxed_body();
     let headers = response.headers_mut();
-    // A document that sets its own policy keeps it (the drift report: inline style, no script).
-    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+    // Only the report's own policy (inline style, no script, sandboxed) replaces the pages'.
+    let report = headers
+        .get(header::CONTENT_SECURITY_POLICY)
+        .is_some_and(|v| v.as_bytes() == REPORT_CONTENT_SECURITY_POLICY.as_bytes());
+    if !report {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CONTENT_SECURITY_POLICY),

@@ -61,7 +61,8 @@ pub enum Severity {
 }
 
 /// An alert a check raised. `fingerprint` (16 hex digits, like Alertmanager's) is the same for
-/// the same problem: its type, model, version and the features involved.
+/// the same problem: its type, model and version, and for data quality the feature and the
+/// rule (one alert each), so repeats deduplicate while the drifted set changes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Alert {
     #[serde(rename = "type")]
@@ -117,6 +118,18 @@ pub struct DataQuality {
     /// The features with a failure, in schema order.
     #[serde(default)]
     pub failing_features: Vec<String>,
+    /// Each failure: its feature, its rule (`constant`, `out_of_range`, `unseen_category`,
+    /// `missing`), the share of rows it concerns, and its message.
+    #[serde(default)]
+    pub failed: Vec<QualityFailure>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QualityFailure {
+    pub feature: String,
+    pub rule: String,
+    pub share: f64,
+    pub message: String,
 }
 
 /// Live figures on the labelled rows.
@@ -135,6 +148,9 @@ pub struct Performance {
     pub live: Option<Live>,
     /// The version's holdout figures when it was registered.
     pub holdout: BTreeMap<String, f64>,
+    /// The live figures' standard errors (binomial; ROC-AUC by Hanley and McNeil).
+    #[serde(default)]
+    pub standard_errors: BTreeMap<String, f64>,
     /// Live minus holdout, per metric (`accuracy`, `f1`, `roc_auc`), when both are known.
     #[serde(default)]
     pub change: BTreeMap<String, f64>,
@@ -213,10 +229,24 @@ pub struct CheckContext<'a> {
     pub actor: &'a str,
 }
 
-/// Runs a check of the Production version and stores it. A window below
+/// Runs a check of the Production version and stores it, on one connection (the CLI; the
+/// server splits the steps, see [`super::Monitor::run_check`]). A window below
 /// `monitoring.min_rows` is stored as skipped and raises nothing. Errors: no Production
 /// version (Conflict), a store or artifact failure.
 pub fn run(conn: &mut DbConnection, ctx: &CheckContext<'_>) -> Result<CheckReport, AppError> {
+    let (profile, window) = prepare(conn, ctx, None)?;
+    let report = assess(ctx, &profile, &window);
+    store(conn, &report, ctx.monitoring.keep_checks)?;
+    Ok(report)
+}
+
+/// Reads what a check needs: the Production version's profile (`cached` when it is that
+/// version's) and its window of the log.
+pub fn prepare(
+    conn: &mut DbConnection,
+    ctx: &CheckContext<'_>,
+    cached: Option<std::sync::Arc<ReferenceProfile>>,
+) -> Result<(std::sync::Arc<ReferenceProfile>, Window), AppError> {
     let production = crate::registry::production(conn, ctx.model)?.ok_or_else(|| {
         AppError::Conflict(format!(
             "model `{}` has no Production version to watch",
@@ -224,10 +254,27 @@ pub fn run(conn: &mut DbConnection, ctx: &CheckContext<'_>) -> Result<CheckRepor
         ))
     })?;
     let version = production.version;
-    let profile = profile::ensure(conn, ctx.blobs, ctx.schema, ctx.model, version)?;
+    let profile = match cached.filter(|p| p.model == ctx.model && p.version == version) {
+        Some(p) => p,
+        None => std::sync::Arc::new(profile::ensure(
+            conn, ctx.blobs, ctx.schema, ctx.model, version,
+        )?),
+    };
     let m = ctx.monitoring;
-    let since = (m.window_hours > 0)
+    // The window starts no earlier than the version's first promotion to Production (no row of
+    // it can be older), nor than `window_hours` ago.
+    let promoted = crate::registry::transitions(conn, ctx.model)?
+        .into_iter()
+        .filter(|t| t.version == version && t.to_stage == "Production")
+        .map(|t| t.created_at)
+        .min();
+    let hours = (m.window_hours > 0)
         .then(|| chrono::Utc::now().naive_utc() - chrono::Duration::hours(m.window_hours as i64));
+    // A second of slack: the transition's time is taken inside its transaction.
+    let since = [promoted.map(|p| p - chrono::Duration::seconds(1)), hours]
+        .into_iter()
+        .flatten()
+        .max();
     let features: Vec<(String, bool)> = profile
         .model_features
         .iter()
@@ -240,8 +287,20 @@ pub fn run(conn: &mut DbConnection, ctx: &CheckContext<'_>) -> Result<CheckRepor
         })
         .collect();
     let window = window::read(conn, ctx.model, version, &features, m.window_rows, since)?;
-    let report = assess(ctx, &profile, &window);
-    store(conn, &report, m.keep_checks)?;
+    Ok((profile, window))
+}
+
+/// A stored check's report, refusing one that says it completed but whose drift part does not
+/// read (a flattened part that fails to parse would otherwise pass for absent).
+pub fn parse_stored(value: serde_json::Value) -> Result<CheckReport, AppError> {
+    let completed = value.get("status").and_then(|s| s.as_str()) == Some("completed");
+    let report: CheckReport = serde_json::from_value(value)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a stored check: {e}")))?;
+    if completed && report.drift.is_none() {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "reading a stored check: its drift report does not parse"
+        )));
+    }
     Ok(report)
 }
 
@@ -381,27 +440,28 @@ pub fn assess(ctx: &CheckContext<'_>, profile: &ReferenceProfile, window: &Windo
             check_id: id.clone(),
         });
     }
-    if !quality.failures.is_empty() {
-        let failing: Vec<&str> = quality
-            .failing_features
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let critical = quality.features.iter().any(|f| f.constant);
+    // One data-quality alert per feature and rule, so one flapping feature never changes the
+    // fingerprint of another's problem.
+    for f in &quality.failed {
         alerts.push(Alert {
             alert_type: AlertType::DataQuality,
-            severity: if critical {
+            severity: if f.rule == "constant" || f.rule == "unseen_category" {
                 Severity::Critical
             } else {
                 Severity::Warning
             },
             model: model.to_owned(),
             version: profile.version,
-            score: Some(quality.failures.len() as f64),
-            summary: format!("data quality: {}", quality.failures.join("; ")),
-            evidence: serde_json::json!({ "failures": quality.failures,
-                "features": quality.failing_features, "window_rows": rows }),
-            fingerprint: fingerprint(AlertType::DataQuality, model, profile.version, &failing),
+            score: Some(f.share),
+            summary: format!("data quality: {}", f.message),
+            evidence: serde_json::json!({ "feature": f.feature, "rule": f.rule,
+                "share": f.share, "message": f.message, "window_rows": rows }),
+            fingerprint: fingerprint(
+                AlertType::DataQuality,
+                model,
+                profile.version,
+                &[&f.feature, &f.rule],
+            ),
             check_id: id.clone(),
         });
     }
@@ -416,9 +476,7 @@ pub fn assess(ctx: &CheckContext<'_>, profile: &ReferenceProfile, window: &Windo
             score: live.as_ref().map(|l| l.accuracy),
             summary: format!(
                 "performance decay on {} labelled rows: {} (limit {})",
-                performance.labelled_rows,
-                crossed,
-                m.max_metric_drop
+                performance.labelled_rows, crossed, m.max_metric_drop
             ),
             evidence: serde_json::json!({ "live": live, "holdout": performance.holdout,
                 "labelled_rows": performance.labelled_rows }),
@@ -462,6 +520,7 @@ fn data_quality(
     let mut out = Vec::new();
     let mut failures = Vec::new();
     let mut failing_features = Vec::new();
+    let mut failed: Vec<QualityFailure> = Vec::new();
     let rows = window.side.rows.max(1) as f64;
     for cur in &window.side.features {
         let spec = ctx.schema.column(&cur.name);
@@ -505,16 +564,19 @@ fn data_quality(
                     && values.len() >= CONSTANT_MIN_VALUES;
             }
             Values::Categorical(counts) => {
-                let allowed = spec.map(|s| s.normalized_categories()).unwrap_or_default();
-                let seen: Vec<&String> = match refv.map(|r| &r.values) {
-                    Some(Values::Categorical(c)) => c.keys().collect(),
-                    _ => Vec::new(),
+                let allowed: std::collections::HashSet<String> = spec
+                    .map(|s| s.normalized_categories().into_iter().collect())
+                    .unwrap_or_default();
+                let empty = BTreeMap::new();
+                let seen = match refv.map(|r| &r.values) {
+                    Some(Values::Categorical(c)) => c,
+                    _ => &empty,
                 };
                 for (cat, n) in counts {
                     if !allowed.is_empty() && !allowed.contains(cat) {
                         q.outside_schema += n;
                     }
-                    if !seen.contains(&cat) {
+                    if !seen.contains_key(cat) {
                         q.outside_reference += n;
                         if q.examples.len() < EXAMPLES {
                             q.examples.push(crate::error::bounded(cat, 40));
@@ -528,7 +590,7 @@ fn data_quality(
             }
         }
         let present = (window.side.rows - cur.missing).max(1) as f64;
-        let before = failures.len();
+        let before = failed.len();
         if q.constant {
             let value = match &cur.values {
                 Values::Numeric(v) => v.first().map(|v| v.to_string()).unwrap_or_default(),
@@ -545,25 +607,54 @@ fn data_quality(
                 _ if q.outside_reference > 0 => ", a category the reference never had".into(),
                 _ => String::new(),
             };
-            failures.push(format!(
-                "{} is constant in the window ({value}) where the reference varies{outside}",
-                q.feature
-            ));
+            failed.push(QualityFailure {
+                feature: q.feature.clone(),
+                rule: "constant".into(),
+                share: 1.0,
+                message: format!(
+                    "{} is constant in the window ({value}) where the reference varies{outside}",
+                    q.feature
+                ),
+            });
         } else if q.outside_reference as f64 / present > m.max_out_of_range_ratio {
-            failures.push(format!(
-                "{}: {} of {} values outside the reference's range or categories",
-                q.feature, q.outside_reference, present as u64
-            ));
+            let numeric = matches!(cur.values, Values::Numeric(_));
+            failed.push(QualityFailure {
+                feature: q.feature.clone(),
+                rule: if numeric {
+                    "out_of_range"
+                } else {
+                    "unseen_category"
+                }
+                .into(),
+                share: q.outside_reference as f64 / present,
+                message: format!(
+                    "{}: {} of {} values {}",
+                    q.feature,
+                    q.outside_reference,
+                    present as u64,
+                    if numeric {
+                        "outside the reference's range"
+                    } else {
+                        "in categories the reference never had"
+                    }
+                ),
+            });
         }
         if missing_ratio > m.max_missing_ratio {
-            failures.push(format!(
-                "{}: {:.0}% missing (above {:.0}%)",
-                q.feature,
-                missing_ratio * 100.0,
-                m.max_missing_ratio * 100.0
-            ));
+            failed.push(QualityFailure {
+                feature: q.feature.clone(),
+                rule: "missing".into(),
+                share: missing_ratio,
+                message: format!(
+                    "{}: {:.1}% missing (above {:.1}%)",
+                    q.feature,
+                    missing_ratio * 100.0,
+                    m.max_missing_ratio * 100.0
+                ),
+            });
         }
-        if failures.len() > before {
+        failures.extend(failed.iter().skip(before).map(|f| f.message.clone()));
+        if failed.len() > before {
             failing_features.push(q.feature.clone());
         }
         out.push(q);
@@ -573,28 +664,52 @@ fn data_quality(
         rejected_requests: ctx.rejected_requests,
         failures,
         failing_features,
+        failed,
     }
 }
 
 fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Window) -> Performance {
     let labelled = window.labelled.len() as u64;
+    let mut standard_errors = BTreeMap::new();
     let live = (labelled >= m.min_labels).then(|| {
         let labels: Vec<u32> = window.labelled.iter().map(|(l, _, _)| *l).collect();
         let p: Vec<f64> = window.labelled.iter().map(|(_, p, _)| *p).collect();
         let metrics = crate::ml::metrics::evaluate(&labels, &p, profile.threshold);
-        let both = labels.contains(&0) && labels.contains(&1);
+        let positives = labels.iter().filter(|&&l| l == 1).count() as f64;
+        let negatives = labels.len() as f64 - positives;
+        let both = positives > 0.0 && negatives > 0.0;
+        let n = labels.len() as f64;
+        let [[_, fp], [fn_, tp]] = metrics.confusion;
+        // Sampling errors: binomial for accuracy, and for F1 over the rows it counts (TP, FP,
+        // FN; an approximation); Hanley and McNeil (1982) for ROC-AUC.
+        let binomial = |v: f64, k: f64| if k > 0.0 { (v * (1.0 - v) / k).sqrt() } else { 0.0 };
+        standard_errors.insert("accuracy".to_owned(), binomial(metrics.accuracy, n));
+        standard_errors.insert(
+            "f1".to_owned(),
+            binomial(metrics.f1, (tp + fp + fn_) as f64),
+        );
+        if both {
+            let a = metrics.roc_auc;
+            let q1 = a / (2.0 - a);
+            let q2 = 2.0 * a * a / (1.0 + a);
+            let var = (a * (1.0 - a)
+                + (positives - 1.0) * (q1 - a * a)
+                + (negatives - 1.0) * (q2 - a * a))
+                / (positives * negatives);
+            standard_errors.insert("roc_auc".to_owned(), var.max(0.0).sqrt());
+        }
         Live {
             accuracy: metrics.accuracy,
             f1: metrics.f1,
             roc_auc: both.then_some(metrics.roc_auc),
         }
     });
-    let calibrated: Vec<f64> = window
+    let rows: Vec<(f64, f64)> = window
         .probabilities
         .iter()
-        .map(|&p| profile.calibration.apply(p))
+        .map(|&p| (p, profile.calibration.apply(p)))
         .collect();
-    let estimated = estimate(&calibrated, profile.threshold);
+    let estimated = estimate(&rows, profile.threshold);
     let drops_of = |pairs: [(&str, Option<f64>); 3]| -> BTreeMap<String, (f64, f64)> {
         pairs
             .into_iter()
@@ -619,9 +734,18 @@ fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Wind
             ("roc_auc", e.roc_auc),
         ])
     });
-    let past = |d: &BTreeMap<String, (f64, f64)>| d.values().any(|(h, n)| h - n > m.max_metric_drop);
-    let decay = past(&drops);
-    let estimated_decay = past(&estimated_drops);
+    // Decay needs a drop past `max_metric_drop` that is also beyond the figure's sampling
+    // noise (1.96 standard errors): 30 labelled rows must not raise a critical alert by chance.
+    let decay = drops.iter().any(|(name, (h, n))| {
+        let se = standard_errors.get(name).copied().unwrap_or(0.0);
+        h - n > m.max_metric_drop && h - n > 1.96 * se
+    });
+    // The estimate's accuracy carries its own band: the holdout must lie above it.
+    let estimated_decay = estimated.as_ref().is_some_and(|e| {
+        profile.holdout.get("holdout_accuracy").is_some_and(|&h| {
+            h - e.accuracy > m.max_metric_drop && h > e.accuracy_band[1]
+        })
+    });
     let mut change = BTreeMap::new();
     if let Some(l) = &live {
         for (name, now) in [
@@ -637,6 +761,7 @@ fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Wind
     Performance {
         labelled_rows: labelled,
         live,
+        standard_errors,
         change,
         drops,
         estimated_drops,
@@ -649,17 +774,25 @@ fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Wind
 
 /// "F1 0.736 against 0.830 on the holdout (−0.094)" for each metric that fell past `limit`.
 fn crossed(drops: &BTreeMap<String, (f64, f64)>, limit: f64) -> String {
-    let names = |m: &str| match m {
-        "accuracy" => "accuracy",
-        "f1" => "F1",
-        "roc_auc" => "ROC-AUC",
-        other => other,
-    }
-    .to_owned();
+    let names = |m: &str| {
+        match m {
+            "accuracy" => "accuracy",
+            "f1" => "F1",
+            "roc_auc" => "ROC-AUC",
+            other => other,
+        }
+        .to_owned()
+    };
     drops
         .iter()
         .filter(|(_, (h, n))| h - n > limit)
-        .map(|(m, (h, n))| format!("{} {n:.3} against {h:.3} on the holdout ({:+.3})", names(m), n - h))
+        .map(|(m, (h, n))| {
+            format!(
+                "{} {n:.3} against {h:.3} on the holdout ({:+.3})",
+                names(m),
+                n - h
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

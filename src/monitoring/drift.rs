@@ -345,7 +345,9 @@ pub fn feature_drift(
         return out;
     };
     let Some(pair) = Pair::new(&reference.values, &current.values, current.numeric) else {
-        out.skipped = Some(if reference.values.is_empty() {
+        out.skipped = Some(if reference.numeric != current.numeric {
+            "its kind differs between the reference and the current data".into()
+        } else if reference.values.is_empty() {
             "no value in the reference".into()
         } else {
             "no value in the current data".into()
@@ -354,16 +356,23 @@ pub fn feature_drift(
     };
     let n_unique = pair.n_unique();
     let own = options.features.get(&current.name);
-    let chosen = own
-        .and_then(|o| o.stattest)
-        .filter(|t| t.applies(current.numeric, n_unique))
-        .or(options
-            .stattest
-            .filter(|t| t.applies(current.numeric, n_unique)))
+    let applies = |t: &StatTest| t.applies(current.numeric, n_unique);
+    let own_test = own.and_then(|o| o.stattest).filter(applies);
+    let forced = options.stattest.filter(applies);
+    let chosen = own_test
+        .or(forced)
         .unwrap_or_else(|| default_stattest(current.numeric, reference.values.len(), n_unique));
-    let threshold = own
-        .and_then(|o| o.threshold)
-        .or(options.threshold)
+    // A threshold belongs to the test it was given for: a feature's own when its own test (or,
+    // with none named, whichever it gets) runs; the global one for the forced test (or for
+    // every test when none is forced, as Evidently's `stattest_threshold`); else the test's own.
+    let own_threshold = own
+        .filter(|o| o.stattest.is_none() || own_test.is_some())
+        .and_then(|o| o.threshold);
+    let global_threshold = options
+        .threshold
+        .filter(|_| options.stattest.is_none() || (own_test.is_none() && forced.is_some()));
+    let threshold = own_threshold
+        .or(global_threshold)
         .unwrap_or_else(|| chosen.default_threshold());
     let score = pair.score(chosen);
     out.n_unique = n_unique;

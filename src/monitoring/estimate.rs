@@ -29,7 +29,10 @@ impl Calibration {
         }
     }
 
-    /// Fits the map on (probability, label) pairs.
+    /// Fits the map on (probability, label) pairs as scikit-learn's `IsotonicRegression`
+    /// does: labels averaged over equal probabilities, pool adjacent violators (weighted by
+    /// those counts), then the fitted points kept at the ends of each flat run, so the map is
+    /// flat within a run and linear between runs.
     pub fn fit(pairs: &[(f64, u32)]) -> Self {
         let mut sorted: Vec<(f64, f64)> = pairs
             .iter()
@@ -40,28 +43,59 @@ impl Calibration {
             return Self::identity();
         }
         sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
-        // Blocks of (sum of p, sum of y, count), merged while a block's mean rate falls below
-        // the one before it.
-        let mut blocks: Vec<(f64, f64, f64)> = Vec::new();
-        for (p, y) in &sorted {
-            blocks.push((*p, *y, 1.0));
+        // Unique x with the mean label and the count.
+        let mut unique: Vec<(f64, f64, f64)> = Vec::new();
+        for (x, y) in &sorted {
+            match unique.last_mut() {
+                Some((ux, sy, n)) if *ux == *x => {
+                    *sy += y;
+                    *n += 1.0;
+                }
+                _ => unique.push((*x, *y, 1.0)),
+            }
+        }
+        // Blocks of (sum of y, weight, how many unique x), merged while a block's mean falls
+        // below the one before it.
+        let mut blocks: Vec<(f64, f64, usize)> = Vec::new();
+        for (_, sy, n) in &unique {
+            blocks.push((*sy, *n, 1));
             while blocks.len() >= 2 {
-                let n = blocks.len();
-                let (Some(&last), Some(&prev)) = (blocks.get(n - 1), blocks.get(n - 2)) else {
+                let k = blocks.len();
+                let (Some(&last), Some(&prev)) = (blocks.get(k - 1), blocks.get(k - 2)) else {
                     break;
                 };
-                if prev.1 / prev.2 <= last.1 / last.2 {
+                if prev.0 / prev.1 <= last.0 / last.1 {
                     break;
                 }
-                blocks.truncate(n - 2);
+                blocks.truncate(k - 2);
                 blocks.push((prev.0 + last.0, prev.1 + last.1, prev.2 + last.2));
             }
         }
+        let fitted: Vec<(f64, f64)> = unique
+            .iter()
+            .map(|(x, _, _)| *x)
+            .zip(
+                blocks
+                    .iter()
+                    .flat_map(|(sy, n, len)| std::iter::repeat_n(sy / n, *len)),
+            )
+            .collect();
+        // Keep the first and last point and every point whose value differs from a neighbour.
+        let points = fitted
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, y))| {
+                let prev = i.checked_sub(1).and_then(|p| fitted.get(p)).map(|p| p.1);
+                let next = fitted.get(i + 1).map(|n| n.1);
+                match (prev, next) {
+                    (Some(a), Some(b)) => a != *y || b != *y,
+                    _ => true,
+                }
+            })
+            .map(|(_, p)| *p)
+            .collect();
         Self {
-            points: blocks
-                .into_iter()
-                .map(|(sp, sy, n)| (sp / n, sy / n))
-                .collect(),
+            points,
             rows: sorted.len() as u64,
         }
     }
@@ -99,26 +133,28 @@ pub struct Estimate {
     pub confusion: [[f64; 2]; 2],
 }
 
-/// CBPE over probabilities `p` (already calibrated) at `threshold`. `None` for no rows.
-pub fn estimate(p: &[f64], threshold: f64) -> Option<Estimate> {
-    if p.is_empty() {
+/// CBPE over the window's rows, each as (p, q): `p` the model's own probability (it decides
+/// the predicted class, p ≥ `threshold`, and ranks the rows) and `q` its calibrated value (the
+/// chance that the row is positive). `None` for no rows.
+pub fn estimate(rows: &[(f64, f64)], threshold: f64) -> Option<Estimate> {
+    if rows.is_empty() {
         return None;
     }
     let (mut tp, mut fp, mut tn, mut fn_, mut var) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for &pi in p {
-        let pi = pi.clamp(0.0, 1.0);
-        let correct = if pi >= threshold {
-            tp += pi;
-            fp += 1.0 - pi;
-            pi
+    for &(p, q) in rows {
+        let q = q.clamp(0.0, 1.0);
+        let correct = if p >= threshold {
+            tp += q;
+            fp += 1.0 - q;
+            q
         } else {
-            fn_ += pi;
-            tn += 1.0 - pi;
-            1.0 - pi
+            fn_ += q;
+            tn += 1.0 - q;
+            1.0 - q
         };
         var += correct * (1.0 - correct);
     }
-    let n = p.len() as f64;
+    let n = rows.len() as f64;
     let accuracy = (tp + tn) / n;
     let half = 1.96 * var.sqrt() / n;
     let f1 = if 2.0 * tp + fp + fn_ > 0.0 {
@@ -127,34 +163,35 @@ pub fn estimate(p: &[f64], threshold: f64) -> Option<Estimate> {
         0.0
     };
     Some(Estimate {
-        rows: p.len() as u64,
+        rows: rows.len() as u64,
         accuracy,
         accuracy_band: [(accuracy - half).max(0.0), (accuracy + half).min(1.0)],
         f1,
-        roc_auc: expected_roc_auc(p),
+        roc_auc: expected_roc_auc(rows),
         confusion: [[tn, fp], [fn_, tp]],
     })
 }
 
-/// The ROC-AUC expected when each row is positive with probability p: the share of
-/// (positive, negative) weight pairs ranked right, ties counting half.
-fn expected_roc_auc(p: &[f64]) -> Option<f64> {
-    let mut sorted: Vec<f64> = p.iter().map(|v| v.clamp(0.0, 1.0)).collect();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    let total_pos: f64 = sorted.iter().sum();
+/// The ROC-AUC expected when the rows are ranked by `p` and each is positive with chance `q`:
+/// the share of (positive, negative) weight pairs ranked right, ties in `p` counting half.
+fn expected_roc_auc(rows: &[(f64, f64)]) -> Option<f64> {
+    let mut sorted: Vec<(f64, f64)> = rows.iter().map(|&(p, q)| (p, q.clamp(0.0, 1.0))).collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total_pos: f64 = sorted.iter().map(|(_, q)| q).sum();
     let total_neg: f64 = sorted.len() as f64 - total_pos;
     if total_pos <= 0.0 || total_neg <= 0.0 {
         return None;
     }
-    // Walk ascending: each group's positive weight beats the negative weight below it.
+    // Walk ascending by p: each group's positive weight beats the negative weight below it.
     let (mut neg_below, mut area) = (0.0, 0.0);
     let mut i = 0;
     while i < sorted.len() {
-        let v = sorted.get(i).copied().unwrap_or(0.0);
+        let v = sorted.get(i).map_or(0.0, |r| r.0);
         let (mut pos, mut neg) = (0.0, 0.0);
-        while sorted.get(i).is_some_and(|&x| x == v) {
-            pos += v;
-            neg += 1.0 - v;
+        while let Some(&(p, q)) = sorted.get(i).filter(|r| r.0 == v) {
+            let _ = p;
+            pos += q;
+            neg += 1.0 - q;
             i += 1;
         }
         area += pos * (neg_below + neg / 2.0);
@@ -168,25 +205,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn isotonic_pools_violators_and_interpolates() {
-        // Rates 0, 1, 0, 1 at 0.1..0.4: the middle pair pools to 0.5.
+    fn isotonic_matches_scikit_learn() {
+        // scikit-learn 1.x: IsotonicRegression(out_of_bounds="clip").fit([.1,.2,.3,.4],[0,1,0,1])
+        // .predict([0, .175, .25, .9]) == [0, .375, .5, 1].
         let c = Calibration::fit(&[(0.1, 0), (0.2, 1), (0.3, 0), (0.4, 1)]);
-        assert_eq!(c.points, vec![(0.1, 0.0), (0.25, 0.5), (0.4, 1.0)]);
+        assert_eq!(
+            c.points,
+            vec![(0.1, 0.0), (0.2, 0.5), (0.3, 0.5), (0.4, 1.0)]
+        );
         assert_eq!(c.apply(0.0), 0.0);
-        assert!((c.apply(0.175) - 0.25).abs() < 1e-12);
+        assert!((c.apply(0.175) - 0.375).abs() < 1e-12);
+        assert!((c.apply(0.25) - 0.5).abs() < 1e-12);
         assert_eq!(c.apply(0.9), 1.0);
+        // Equal probabilities are averaged first, whatever their order.
+        let a = Calibration::fit(&[(0.2, 1), (0.2, 0), (0.6, 1)]);
+        let b = Calibration::fit(&[(0.2, 0), (0.6, 1), (0.2, 1)]);
+        assert_eq!(a, b);
+        assert!((a.apply(0.2) - 0.5).abs() < 1e-12);
         assert_eq!(Calibration::identity().apply(0.3), 0.3);
     }
 
     #[test]
     fn confident_right_predictions_estimate_high_accuracy() {
-        let e = estimate(&[0.99, 0.98, 0.01, 0.02], 0.5).unwrap_or_else(|| unreachable!());
+        let rows: Vec<(f64, f64)> = [0.99, 0.98, 0.01, 0.02].iter().map(|&p| (p, p)).collect();
+        let e = estimate(&rows, 0.5).unwrap_or_else(|| unreachable!());
         assert!(e.accuracy > 0.98);
         assert!(e.accuracy_band[0] <= e.accuracy && e.accuracy <= e.accuracy_band[1]);
-        // Unsure predictions estimate about a coin toss.
-        let e = estimate(&[0.5, 0.5, 0.5, 0.5], 0.5).unwrap_or_else(|| unreachable!());
+        let e = estimate(&[(0.5, 0.5); 4], 0.5).unwrap_or_else(|| unreachable!());
         assert!((e.accuracy - 0.5).abs() < 1e-12);
         assert_eq!(e.roc_auc, Some(0.5));
         assert!(estimate(&[], 0.5).is_none());
+    }
+
+    /// The class is the model's (raw p against its threshold); calibration only says how often
+    /// that class is right. A raw 0.45 under a 0.5 threshold is a negative prediction: when its
+    /// calibrated chance of being positive is 0.8, it is right 20% of the time, not 80%.
+    #[test]
+    fn the_models_own_decision_is_scored_with_the_calibrated_chance() {
+        let e = estimate(&[(0.45, 0.8); 10], 0.5).unwrap_or_else(|| unreachable!());
+        assert!((e.accuracy - 0.2).abs() < 1e-12, "{}", e.accuracy);
+        // With a threshold of 0.4 the same rows are positive predictions, right 80% of the time.
+        let e = estimate(&[(0.45, 0.8); 10], 0.4).unwrap_or_else(|| unreachable!());
+        assert!((e.accuracy - 0.8).abs() < 1e-12, "{}", e.accuracy);
     }
 }

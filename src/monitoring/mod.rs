@@ -43,6 +43,28 @@ pub struct Monitor {
     last_rejected: AtomicU64,
     /// The check the gauges show, and the score series they set.
     shown: std::sync::Mutex<Shown>,
+    /// The last profile read (parsed once per version, not per check).
+    profile: std::sync::Mutex<Option<Arc<profile::ReferenceProfile>>>,
+    /// Versions whose profile could not be built, not tried again by the job.
+    unprofilable: std::sync::Mutex<Vec<i32>>,
+}
+
+fn context<'a>(
+    settings: &'a Settings,
+    blobs: &'a dyn BlobStore,
+    rejected: Option<u64>,
+    trigger: &'a str,
+    actor: &'a str,
+) -> CheckContext<'a> {
+    CheckContext {
+        schema: &settings.dataset,
+        monitoring: &settings.monitoring,
+        model: &settings.registry.model,
+        blobs,
+        rejected_requests: rejected,
+        trigger,
+        actor,
+    }
 }
 
 #[derive(Default)]
@@ -65,19 +87,71 @@ impl Monitor {
             gate: tokio::sync::Semaphore::new(1),
             last_rejected: AtomicU64::new(0),
             shown: std::sync::Mutex::new(Shown::default()),
+            profile: std::sync::Mutex::new(None),
+            unprofilable: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     fn show(&self, report: &CheckReport) {
         let series = set_gauges(report);
         if let Ok(mut shown) = self.shown.lock() {
+            // A score series this check did not set (its feature's test changed) is no longer
+            // true: NaN, not its last value.
+            let gone: Vec<(String, &'static str)> = shown
+                .series
+                .iter()
+                .filter(|s| !series.contains(s))
+                .cloned()
+                .collect();
+            for (feature, test) in gone {
+                metrics::gauge!(FEATURE_DRIFT_SCORE, "feature" => feature, "stattest" => test)
+                    .set(f64::NAN);
+            }
             shown.check = Some(report.id.clone());
-            for s in series {
-                if !shown.series.contains(&s) {
-                    shown.series.push(s);
+            shown.series = series;
+        }
+    }
+
+    /// Builds the profiles of versions that have none (each tried once per process), so a
+    /// version's reference is ready before its first check.
+    pub async fn profile_versions(
+        &self,
+        db: &Db,
+        blobs: Arc<dyn BlobStore>,
+        settings: Arc<Settings>,
+    ) -> Result<(), AppError> {
+        let model = settings.registry.model.clone();
+        let todo = {
+            let model = model.clone();
+            db.run(move |conn| profile::unprofiled(conn, &model))
+                .await?
+        };
+        for version in todo {
+            if self
+                .unprofilable
+                .lock()
+                .map(|u| u.contains(&version))
+                .unwrap_or(true)
+            {
+                continue;
+            }
+            let (model, settings, blobs) = (model.clone(), settings.clone(), blobs.clone());
+            let built = db
+                .run(move |conn| {
+                    profile::ensure(conn, blobs.as_ref(), &settings.dataset, &model, version)
+                })
+                .await;
+            match built {
+                Ok(_) => tracing::info!(version, "reference profile stored"),
+                Err(e) => {
+                    tracing::warn!(version, error = %e, "no reference profile for this version; not tried again until restart");
+                    if let Ok(mut u) = self.unprofilable.lock() {
+                        u.push(version);
+                    }
                 }
             }
         }
+        Ok(())
     }
 
     /// Points the gauges at the newest completed check of the Production version, whoever ran
@@ -127,20 +201,37 @@ impl Monitor {
             total.saturating_sub(before)
         });
         let started = Instant::now();
-        let report = db
-            .run(move |conn| {
-                let ctx = CheckContext {
-                    schema: &settings.dataset,
-                    monitoring: &settings.monitoring,
-                    model: &settings.registry.model,
-                    blobs: blobs.as_ref(),
-                    rejected_requests: rejected,
-                    trigger,
-                    actor: &actor,
-                };
-                check::run(conn, &ctx)
+        let cached = self.profile.lock().ok().and_then(|p| p.clone());
+        // Three steps, so no store connection is held while the statistics run: read the
+        // profile and the window, compute, store.
+        let (profile, window) = {
+            let (settings, blobs) = (settings.clone(), blobs.clone());
+            db.run(move |conn| {
+                let ctx = context(&settings, blobs.as_ref(), None, trigger, "");
+                check::prepare(conn, &ctx, cached)
             })
-            .await?;
+            .await?
+        };
+        if let Ok(mut slot) = self.profile.lock() {
+            *slot = Some(profile.clone());
+        }
+        let report = {
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || {
+                let ctx = context(&settings, blobs.as_ref(), rejected, trigger, &actor);
+                check::assess(&ctx, &profile, &window)
+            })
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("check task failed: {e}")))?
+        };
+        let report = {
+            let keep = settings.monitoring.keep_checks;
+            db.run(move |conn| {
+                check::store(conn, &report, keep)?;
+                Ok(report)
+            })
+            .await?
+        };
         metrics::histogram!(DRIFT_CHECK_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
         count(&report);
         if report.status == "completed" {
@@ -188,14 +279,18 @@ fn set_gauges(report: &CheckReport) -> Vec<(String, &'static str)> {
                 .set(score);
             series.push((feature.clone(), test.as_str()));
         }
-        metrics::gauge!(FEATURE_DRIFTED, "feature" => feature.clone())
-            .set(if f.drifted { 1.0 } else { 0.0 });
+        metrics::gauge!(FEATURE_DRIFTED, "feature" => feature.clone()).set(if f.drifted {
+            1.0
+        } else {
+            0.0
+        });
         metrics::gauge!(FEATURE_EFFECT_SIZE, "feature" => feature)
             .set(f.effect_size.unwrap_or(f64::NAN));
     }
     if let Some(q) = &report.data_quality {
         for f in &q.features {
-            metrics::gauge!(DATA_MISSING_RATIO, "feature" => f.feature.clone()).set(f.missing_ratio);
+            metrics::gauge!(DATA_MISSING_RATIO, "feature" => f.feature.clone())
+                .set(f.missing_ratio);
         }
     }
     if let Some(p) = &report.performance {

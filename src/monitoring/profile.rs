@@ -39,8 +39,12 @@ pub struct FeatureProfile {
     pub values: StoredValues,
 }
 
+/// The profile's stored shape; a stored profile of another format is built again.
+pub const PROFILE_FORMAT: u32 = 1;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ReferenceProfile {
+    pub format: u32,
     pub model: String,
     pub version: i32,
     pub dataset: String,
@@ -49,9 +53,12 @@ pub struct ReferenceProfile {
     /// The model's features, in the order the prediction log stores them.
     pub model_features: Vec<String>,
     pub features: Vec<FeatureProfile>,
-    /// The version's class-1 probabilities on the labelled reference rows, as distinct values
-    /// with counts.
+    /// The version's class-1 probabilities on its run's holdout (rows the final fit never saw;
+    /// on every labelled row when the run's split is unknown), as distinct values with counts:
+    /// the reference of prediction drift.
     pub predictions: Vec<(f64, u64)>,
+    /// "holdout" or "all rows".
+    pub predictions_from: String,
     /// Reference labels: [negatives, positives].
     pub labels: [u64; 2],
     /// The decision threshold (class 1 when p ≥ it).
@@ -164,16 +171,17 @@ pub fn build(
     let params = run.params();
     let share = params.get("holdout").and_then(serde_json::Value::as_f64);
     let seed = params.get("seed").and_then(serde_json::Value::as_u64);
-    let calibration = match (share, seed) {
+    let (calibration, predictions, predictions_from) = match (share, seed) {
         (Some(share), Some(seed)) if share > 0.0 => {
             let (_, holdout) = crate::ml::cv::stratified_holdout(&examples.labels, share, seed);
             let pairs: Vec<(f64, u32)> = holdout
                 .iter()
                 .filter_map(|&i| Some((*p.get(i)?, *examples.labels.get(i)?)))
                 .collect();
-            Calibration::fit(&pairs)
+            let held: Vec<f64> = pairs.iter().map(|(p, _)| *p).collect();
+            (Calibration::fit(&pairs), held, "holdout")
         }
-        _ => Calibration::identity(),
+        _ => (Calibration::identity(), p, "all rows"),
     };
     let metrics = v.metrics();
     let holdout = ["holdout_accuracy", "holdout_f1", "holdout_roc_auc"]
@@ -181,6 +189,7 @@ pub fn build(
         .filter_map(|k| Some(((*k).to_owned(), *metrics.get(*k)?)))
         .collect();
     Ok(ReferenceProfile {
+        format: PROFILE_FORMAT,
         model: model.to_owned(),
         version,
         dataset: v.dataset.clone(),
@@ -200,7 +209,8 @@ pub fn build(
                 },
             })
             .collect(),
-        predictions: run_length(p),
+        predictions: run_length(predictions),
+        predictions_from: predictions_from.to_owned(),
         labels,
         threshold: trained.threshold,
         holdout,
@@ -220,11 +230,19 @@ pub fn stored(
         .select(reference_profiles::profile_json)
         .first(conn)
         .optional()?;
-    json.map(|j| {
-        serde_json::from_str(&j)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a stored profile: {e}")))
-    })
-    .transpose()
+    Ok(
+        json.and_then(|j| match serde_json::from_str::<ReferenceProfile>(&j) {
+            Ok(p) if p.format == PROFILE_FORMAT => Some(p),
+            Ok(_) | Err(_) => {
+                tracing::info!(
+                    model,
+                    version,
+                    "stored profile of another format; building it again"
+                );
+                None
+            }
+        }),
+    )
 }
 
 /// The version's profile: the stored one, else built now and stored (once: a concurrent build
@@ -242,6 +260,13 @@ pub fn ensure(
     let profile = build(conn, blobs, schema, model, version)?;
     let json = serde_json::to_string(&profile)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("writing a profile: {e}")))?;
+    // One of another format, if any, gives way to this one.
+    diesel::delete(
+        reference_profiles::table
+            .filter(reference_profiles::model.eq(model))
+            .filter(reference_profiles::version.eq(version)),
+    )
+    .execute(conn)?;
     let inserted = diesel::insert_into(reference_profiles::table)
         .values((
             reference_profiles::model.eq(model),

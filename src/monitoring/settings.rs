@@ -63,9 +63,9 @@ impl MonitoringSettings {
         }
     }
 
-    /// Checks what serde cannot; `features` are the schema's feature names. Returns the key and
-    /// the message.
-    pub fn check(&self, features: &[String]) -> Result<(), (String, String)> {
+    /// Checks what serde cannot; `features` are the schema's features with whether each is
+    /// numeric. Returns the key and the message.
+    pub fn check(&self, features: &[(String, bool)]) -> Result<(), (String, String)> {
         let bad = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
         if self.interval_secs == 0 {
             return bad("monitoring.interval_secs", "must be greater than 0");
@@ -85,8 +85,20 @@ impl MonitoringSettings {
         if self.min_labels == 0 {
             return bad("monitoring.min_labels", "must be greater than 0");
         }
-        if self.keep_checks == 0 {
-            return bad("monitoring.keep_checks", "must be greater than 0");
+        if self.keep_checks == 0 || self.keep_checks > 1_000_000 {
+            return bad("monitoring.keep_checks", "must be between 1 and 1000000");
+        }
+        if self.window_hours > 87_600 {
+            return bad(
+                "monitoring.window_hours",
+                "must be at most 87600 (ten years; 0 for no limit)",
+            );
+        }
+        if self.interval_secs > 31_536_000 {
+            return bad(
+                "monitoring.interval_secs",
+                "must be at most 31536000 (a year)",
+            );
         }
         for (key, v) in [
             ("monitoring.max_missing_ratio", self.max_missing_ratio),
@@ -108,15 +120,26 @@ impl MonitoringSettings {
             }
         }
         if let Some(t) = self.threshold {
-            check_threshold(t).or_else(|m| bad("monitoring.threshold", &m))?;
+            check_threshold_for(self.forced_stattest(), t)
+                .or_else(|m| bad("monitoring.threshold", &m))?;
         }
         for (name, own) in &self.features {
             let key = format!("monitoring.features.{name}");
-            if !features.contains(name) {
+            let Some(&(_, numeric)) = features.iter().find(|(n, _)| n == name) else {
                 return bad(&key, "is not a feature of the dataset schema");
+            };
+            if let Some(test) = own.stattest {
+                // z needs two values, which only the data tells; the kind is known now.
+                if matches!(test, StatTest::Ks | StatTest::Wasserstein) && !numeric {
+                    return bad(
+                        &format!("{key}.stattest"),
+                        &format!("{test} applies to numeric features; {name} is categorical"),
+                    );
+                }
             }
             if let Some(t) = own.threshold {
-                check_threshold(t).or_else(|m| bad(&format!("{key}.threshold"), &m))?;
+                check_threshold_for(own.stattest.or(self.forced_stattest()), t)
+                    .or_else(|m| bad(&format!("{key}.threshold"), &m))?;
             }
         }
         Ok(())
@@ -131,4 +154,13 @@ pub fn check_threshold(t: f64) -> Result<(), String> {
     } else {
         Err("must be a finite number greater than 0".into())
     }
+}
+
+/// A threshold for `test` (when known): a p-value's must also be at most 1.
+pub fn check_threshold_for(test: Option<StatTest>, t: f64) -> Result<(), String> {
+    check_threshold(t)?;
+    if test.is_some_and(StatTest::is_p_value) && t > 1.0 {
+        return Err("must be at most 1 for a p-value test".into());
+    }
+    Ok(())
 }

@@ -1,6 +1,8 @@
 //! The current window: the newest `monitoring.window_rows` logged predictions of one model
-//! version (within `monitoring.window_hours` when set), read newest first in pages by key range
-//! on the time-ordered (UUIDv7) request id, so memory holds the window's values, never its rows.
+//! version (within `monitoring.window_hours` when set, and never from before the version first
+//! went into Production), read newest first in pages by key range on the time-ordered (UUIDv7)
+//! request id, so the scan stops at the window's start and memory holds the window's values,
+//! never its rows.
 
 use diesel::prelude::*;
 
@@ -35,7 +37,17 @@ type LogRow = (
     Option<i32>,
 );
 
-/// Reads the window of `model` v`version`. `features` are the model's features with whether
+/// The smallest UUIDv7 text made at `ms` (Unix milliseconds).
+pub fn key_at(ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0) & 0xffff_ffff_ffff;
+    format!(
+        "{:08x}-{:04x}-0000-0000-000000000000",
+        ms >> 16,
+        ms & 0xffff
+    )
+}
+
+/// Reads the window of `model` v`version`: its newest `max_rows` rows made at or after `since`. `features` are the model's features with whether
 /// each is numeric, in the order the log stores them.
 pub fn read(
     conn: &mut DbConnection,
@@ -57,6 +69,9 @@ pub fn read(
         end: None,
         latencies_us: Vec::new(),
     };
+    // The time bound as a key bound: a UUIDv7 begins with its millisecond timestamp, so every
+    // id made at or after `since` sorts at or after this one (the log has no time index).
+    let from_key = since.map(|t| key_at(t.and_utc().timestamp_millis()));
     let mut cursor: Option<String> = None;
     let mut left = max_rows as i64;
     while left > 0 {
@@ -65,8 +80,8 @@ pub fn read(
             .filter(predictions::model.eq(model))
             .filter(predictions::model_version.eq(version))
             .into_boxed();
-        if let Some(since) = since {
-            q = q.filter(predictions::created_at.ge(since));
+        if let Some(from) = &from_key {
+            q = q.filter(predictions::request_id.ge(from.clone()));
         }
         if let Some(c) = &cursor {
             q = q.filter(predictions::request_id.lt(c.clone()));
@@ -116,4 +131,24 @@ pub fn read(
     }
     window.side = builder.finish();
     Ok(window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_at;
+
+    #[test]
+    fn a_time_bound_is_a_key_bound() {
+        let ms: i64 = 1_764_470_000_123;
+        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            (ms / 1000) as u64,
+            ((ms % 1000) * 1_000_000) as u32,
+        ))
+        .to_string();
+        let bound = key_at(ms);
+        assert!(bound.as_str() <= id.as_str(), "{bound} {id}");
+        assert!(key_at(ms + 1).as_str() > id.as_str());
+        assert_eq!(id.get(..13), bound.get(..13));
+    }
 }

@@ -139,10 +139,7 @@ pub fn check_report(r: &CheckReport) -> String {
             "Reference".into(),
             format!(
                 "{} v{} ({} rows: the dataset version v{} was trained on, its holdout included)",
-                reference.dataset,
-                reference.dataset_version,
-                reference.rows,
-                r.version
+                reference.dataset, reference.dataset_version, reference.rows, r.version
             ),
         ));
     }

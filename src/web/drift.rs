@@ -257,10 +257,7 @@ async fn partial(
             Ok((checks, report))
         })
         .await?;
-    let report: Option<CheckReport> = report
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a stored check: {e}")))?;
+    let report: Option<CheckReport> = report.map(check::parse_stored).transpose()?;
     Ok(DriftPartial {
         model: state.settings.registry.model.clone(),
         can_run: identity.has(Role::Approver),
@@ -354,8 +351,7 @@ pub async fn get_report(
         return Err(AppError::NotFound("no such drift check".into()));
     }
     let value = state.db.run(move |conn| check::get(conn, &id)).await?;
-    let report: CheckReport = serde_json::from_value(value)
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a stored check: {e}")))?;
+    let report: CheckReport = check::parse_stored(value)?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((
@@ -412,7 +408,10 @@ pub async fn get_trends(
             })
             .await?;
         let mut lines = vec![
-            ("live (labelled rows)".to_owned(), series(&|c| c.accuracy_live)),
+            (
+                "live (labelled rows)".to_owned(),
+                series(&|c| c.accuracy_live),
+            ),
             (
                 "estimated (no labels)".to_owned(),
                 series(&|c| c.accuracy_estimated),

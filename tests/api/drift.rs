@@ -130,14 +130,16 @@ fn compare_forces_a_test_where_it_applies() {
         };
         if expected == "ks" {
             assert_eq!(f["stattest"], "ks", "{}", f["feature"]);
+            assert_eq!(f["threshold"], 0.01, "the threshold given for ks");
         } else {
             assert!(
                 f["stattest"] == "z" || f["stattest"] == "chisquare",
                 "{}",
                 f["feature"]
             );
+            // The threshold was given for ks: the fallback test keeps its own.
+            assert_eq!(f["threshold"], 0.05, "{}", f["feature"]);
         }
-        assert_eq!(f["threshold"], 0.01);
     }
 }
 

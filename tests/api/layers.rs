@@ -61,7 +61,14 @@ fn the_faces_never_import_each_other() {
 #[test]
 fn domain_modules_know_no_http_screens_or_shared_state() {
     for dir in [
-        "data", "ml", "registry", "tracking", "training", "serving", "auth",
+        "data",
+        "ml",
+        "registry",
+        "tracking",
+        "training",
+        "serving",
+        "auth",
+        "monitoring",
     ] {
         assert_none(
             dir,
@@ -72,6 +79,8 @@ fn domain_modules_know_no_http_screens_or_shared_state() {
                 "crate::api",
                 "crate::http",
                 "crate::state",
+                "crate::reports",
+                "crate::agent",
             ],
         );
     }
