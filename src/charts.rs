@@ -377,7 +377,7 @@ mod tests {
             svg.contains("lr &#60;&#38;&#62;"),
             "labels are escaped: {svg}"
         );
-        assert!(svg.contains("48.0,256.0 194.0,28.0"), "{svg}");
+        assert!(svg.contains("56.0,256.0 198.0,28.0"), "{svg}");
         // The legend sits below the plot area (y past its bottom at 256), never on a curve.
         assert!(
             svg.contains(r#"y="306""#) || svg.contains(r#"y="306.0""#),
