@@ -85,8 +85,10 @@ pub struct ServingSettings {
     /// Milliseconds a request waits for room in a full prediction-log queue before it is
     /// answered 503 with Retry-After.
     pub log_wait_ms: u64,
-    /// `POST /feedback` needs a bearer token (or a dashboard session) of any role.
+    /// `POST /feedback` needs a bearer token (or a dashboard session)...
     pub feedback_requires_token: bool,
+    /// ...of at least this role: viewer, approver or admin.
+    pub feedback_role: String,
     /// Most rows one `?explain=true` request may carry.
     pub max_explain_batch: usize,
     /// Batches of more rows than this are scored on the blocking pool, not on an HTTP worker.
@@ -324,6 +326,9 @@ impl Settings {
         }
         if sv.offload_wait_ms > 60_000 {
             return invalid("serving.offload_wait_ms", "must be at most 60000");
+        }
+        if !["viewer", "approver", "admin"].contains(&sv.feedback_role.as_str()) {
+            return invalid("serving.feedback_role", "must be viewer, approver or admin");
         }
         if sv.refresh_secs == 0 {
             return invalid("serving.refresh_secs", "must be greater than 0");

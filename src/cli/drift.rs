@@ -119,8 +119,13 @@ pub(super) fn drift_command(cmd: DriftCommand, settings: &Settings) -> anyhow::R
     if args.stattest.is_some() {
         options.stattest = args.stattest;
     }
-    if args.threshold.is_some() {
-        options.threshold = args.threshold;
+    if let Some(t) = args.threshold {
+        if let Err(m) = crate::monitoring::settings::check_threshold_for(options.stattest, t) {
+            // A usage error: exit 2, like clap's.
+            eprintln!("error: --threshold {m}");
+            return Ok(ExitCode::from(2));
+        }
+        options.threshold = Some(t);
     }
     let report = compare(&reference, &current, &options);
     if let Some(path) = &args.html {
@@ -164,8 +169,8 @@ fn reference_side(args: &CompareArgs, settings: &Settings) -> anyhow::Result<Sid
     }
 }
 
-/// A file's side: streamed when it is a plain CSV, else read whole by `read_table` (Parquet, or
-/// a file with a problem, which `read_table` then names).
+/// A file's side: a CSV streamed (a bad row named by its line, the target column optional),
+/// Parquet read whole by `read_table`.
 fn file_label(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -178,9 +183,10 @@ fn read_side(path: &Path, settings: &Settings) -> anyhow::Result<Side> {
     let open =
         || std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()));
     match Side::from_csv(std::io::BufReader::new(open()?), &label, schema) {
-        Ok(side) if side.rows > 0 => return Ok(side),
-        Ok(_) | Err(Scan::Unusual) => {}
-        Err(Scan::Header(e)) => return Err(e.into()),
+        Ok(side) => return Ok(side),
+        // Parquet: read whole below.
+        Err(Scan::Unusual) => {}
+        Err(Scan::Bad(e)) => return Err(e.into()),
         Err(Scan::Io(e)) => {
             return Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display())));
         }

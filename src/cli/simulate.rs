@@ -43,8 +43,8 @@ pub struct SimulateArgs {
 
 fn parse_rate(raw: &str) -> Result<f64, String> {
     match raw.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 && v <= 100_000.0 => Ok(v),
-        _ => Err("a number of requests per second, above 0 and at most 100000".into()),
+        Ok(v) if v.is_finite() && (0.001..=100_000.0).contains(&v) => Ok(v),
+        _ => Err("a number of requests per second, from 0.001 to 100000".into()),
     }
 }
 

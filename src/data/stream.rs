@@ -2,17 +2,22 @@
 //! it: for summaries of large files (drift reports), where [`super::table::read_table`] would
 //! hold the bytes, a polars frame and a string per categorical cell at once.
 //!
-//! The rules are `read_table`'s for the common case: the header by `dataset.header` (auto: a first
-//! row naming the schema's columns, or mostly words), cells trimmed, the missing tokens and empty
-//! cells missing, numbers finite. Anything else (Parquet, a ragged row, a cell that is not a
-//! number, text that is not UTF-8) ends the scan with [`Scan::Unusual`], and the caller reads the
-//! file with `read_table`, which names the problem (or reads it, Parquet).
+//! The rules are `read_table`'s: the header by `dataset.header` (auto: a first row naming the
+//! schema's columns, or mostly words), cells trimmed, the missing tokens and empty cells
+//! missing, numbers finite, every row as wide as the schema. A row that breaks them ends the
+//! scan with the same error `read_table` gives, naming its line (never re-reading the file); a
+//! line longer than [`MAX_LINE_BYTES`] ends it too. Parquet is not streamed: [`Scan::Unusual`]
+//! tells the caller to read it whole. With `target_optional`, the target column may be left out
+//! (a header without it, or rows one field short): drift reports need no labels.
 
 use std::io::Read;
 
 use super::schema::{ColumnKind, DatasetSettings};
 use super::table::{check_header, is_header};
 use crate::data::table::DataError;
+
+/// The longest line a scan takes (a runaway line, `/dev/zero` say, is an error, not memory).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// One cell, typed by its schema column.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,45 +32,90 @@ pub enum Cell<'a> {
 /// Why a scan stopped early.
 #[derive(Debug)]
 pub enum Scan {
-    /// The file needs `read_table` (see the module doc).
+    /// Parquet: read it with `read_table`.
     Unusual,
-    /// The header names other columns than the schema's.
-    Header(DataError),
+    /// The file breaks the schema (the error names the line).
+    Bad(DataError),
     /// The reader failed.
     Io(std::io::Error),
 }
 
-/// Calls `row` with every data row's cells in schema column order; returns the number of data
-/// rows.
+/// Passes reads through, failing once a line runs past `MAX_LINE_BYTES`.
+struct LineCap<R> {
+    inner: R,
+    since_newline: usize,
+}
+
+impl<R: Read> Read for LineCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in buf.get(..n).unwrap_or_default() {
+            if b == b'\n' {
+                self.since_newline = 0;
+            } else {
+                self.since_newline += 1;
+                if self.since_newline > MAX_LINE_BYTES {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("a line longer than {MAX_LINE_BYTES} bytes"),
+                    ));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Calls `row` with every data row's cells in schema column order (a left-out target is
+/// `Missing`); returns the number of data rows.
 pub fn scan_csv<R: Read>(
     reader: R,
     source_name: &str,
     schema: &DatasetSettings,
+    target_optional: bool,
     mut row: impl FnMut(&[Cell<'_>]),
 ) -> Result<u64, Scan> {
     let names = schema.column_names();
+    let target_at = names.iter().position(|n| *n == schema.target);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .buffer_capacity(1 << 16)
-        .from_reader(reader);
+        .from_reader(LineCap {
+            inner: reader,
+            since_newline: 0,
+        });
     let mut record = csv::ByteRecord::new();
-    // file column → schema column
-    let mut order: Vec<usize> = (0..names.len()).collect();
+    // file column → schema column; set by the header, or by the first row's width.
+    let mut order: Option<Vec<usize>> = None;
     let kinds: Vec<ColumnKind> = schema.columns.iter().map(|c| c.kind).collect();
     let mut first = true;
     let mut rows = 0_u64;
+    let bad = |e: DataError| Scan::Bad(e);
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
                 return Err(match e.into_kind() {
+                    csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                        bad(DataError::Csv {
+                            source_name: source_name.to_owned(),
+                            line,
+                            message: io.to_string(),
+                        })
+                    }
                     csv::ErrorKind::Io(io) => Scan::Io(io),
-                    _ => Scan::Unusual,
+                    other => bad(DataError::Csv {
+                        source_name: source_name.to_owned(),
+                        line,
+                        message: format!("{other:?}").chars().take(200).collect(),
+                    }),
                 });
             }
         }
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
         if first {
             first = false;
             if record.as_slice().starts_with(b"PAR1") {
@@ -76,34 +126,69 @@ pub fn scan_csv<R: Read>(
                 .map(|f| std::str::from_utf8(f).ok().map(|s| s.trim().to_owned()))
                 .collect();
             let Some(fields) = fields else {
-                return Err(Scan::Unusual);
+                return Err(bad(not_text(source_name, line)));
             };
             if is_header(&fields, schema) {
-                check_header(&fields, &names, source_name).map_err(Scan::Header)?;
-                order = fields
-                    .iter()
-                    .map(|f| names.iter().position(|n| n == f).unwrap_or(0))
-                    .collect();
+                let without_target = target_optional
+                    && !fields.contains(&schema.target)
+                    && fields.len() + 1 == names.len();
+                if without_target {
+                    let others: Vec<String> = names
+                        .iter()
+                        .filter(|n| **n != schema.target)
+                        .cloned()
+                        .collect();
+                    check_header(&fields, &others, source_name).map_err(bad)?;
+                } else {
+                    check_header(&fields, &names, source_name).map_err(bad)?;
+                }
+                order = Some(
+                    fields
+                        .iter()
+                        .map(|f| names.iter().position(|n| n == f).unwrap_or(0))
+                        .collect(),
+                );
                 continue;
             }
         }
-        if record.len() != names.len() {
-            return Err(Scan::Unusual);
+        let order_now = order.get_or_insert_with(|| {
+            if target_optional && record.len() + 1 == names.len() {
+                // Rows without the target: the other columns, in schema order.
+                (0..names.len()).filter(|i| Some(*i) != target_at).collect()
+            } else {
+                (0..names.len()).collect()
+            }
+        });
+        if record.len() != order_now.len() {
+            return Err(bad(DataError::Ragged {
+                source_name: source_name.to_owned(),
+                line,
+                found: record.len(),
+                expected: order_now.len(),
+                columns: names.join(" "),
+            }));
         }
         let mut cells = vec![Cell::Missing; names.len()];
         for (i, raw) in record.iter().enumerate() {
             let Ok(text) = std::str::from_utf8(raw) else {
-                return Err(Scan::Unusual);
+                return Err(bad(not_text(source_name, line)));
             };
             let text = text.trim();
-            let at = order.get(i).copied().unwrap_or(i);
+            let at = order_now.get(i).copied().unwrap_or(i);
             let cell = if text.is_empty() || schema.is_missing(text) {
                 Cell::Missing
             } else {
                 match kinds.get(at) {
                     Some(ColumnKind::Numeric) => match text.parse::<f64>() {
                         Ok(v) if v.is_finite() => Cell::Num(v),
-                        _ => return Err(Scan::Unusual),
+                        _ => {
+                            return Err(bad(DataError::NotNumeric {
+                                source_name: source_name.to_owned(),
+                                line,
+                                column: names.get(at).cloned().unwrap_or_default(),
+                                value: text.chars().take(40).collect(),
+                            }));
+                        }
                     },
                     _ => Cell::Text(text),
                 }
@@ -115,5 +200,23 @@ pub fn scan_csv<R: Read>(
         row(&cells);
         rows += 1;
     }
+    if rows == 0 {
+        return Err(bad(if order.is_some() {
+            DataError::NoRows {
+                source_name: source_name.to_owned(),
+            }
+        } else {
+            DataError::Empty {
+                source_name: source_name.to_owned(),
+            }
+        }));
+    }
     Ok(rows)
+}
+
+fn not_text(source_name: &str, line: u64) -> DataError {
+    DataError::NotText {
+        source_name: source_name.to_owned(),
+        reason: format!("not UTF-8 text (line {line})"),
+    }
 }

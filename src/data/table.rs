@@ -231,11 +231,20 @@ pub(crate) fn check_header(
         .filter(|n| !fields.contains(n))
         .map(String::as_str)
         .collect();
-    let unexpected: Vec<&str> = fields
+    let mut unexpected: Vec<String> = fields
         .iter()
         .filter(|f| !names.contains(f))
-        .map(String::as_str)
+        .map(|f| f.chars().take(40).collect())
         .collect();
+    // A column named twice: the ambiguous one may be the out-of-range one.
+    for (i, f) in fields.iter().enumerate() {
+        if fields.iter().take(i).any(|g| g == f) {
+            unexpected.push(format!(
+                "{} (repeated)",
+                f.chars().take(40).collect::<String>()
+            ));
+        }
+    }
     if missing.is_empty() && unexpected.is_empty() && fields.len() == names.len() {
         return Ok(());
     }

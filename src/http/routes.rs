@@ -25,7 +25,8 @@ pub enum Access {
     /// The prediction endpoints: open, or any role with `serving.require_token` (checked by
     /// the handler, so that the hot path carries no guard).
     Serving,
-    /// `POST /feedback`: any role unless `serving.feedback_requires_token` is off.
+    /// `POST /feedback`: at least `serving.feedback_role` (approver by default: labels drive
+    /// live performance and decay alerts), anyone when `serving.feedback_requires_token` is off.
     Feedback,
     /// Reads: a viewer, or anyone with `auth.public_read`.
     Read,
@@ -43,9 +44,15 @@ impl Access {
             Access::Open => Ok(()),
             Access::Serving if !settings.serving.require_token => Ok(()),
             Access::Feedback if !settings.serving.feedback_requires_token => Ok(()),
-            Access::Serving | Access::Feedback | Access::Sensitive => {
-                identity.require(Role::Viewer).map(|_| ())
+            Access::Feedback => {
+                let role = settings
+                    .serving
+                    .feedback_role
+                    .parse::<Role>()
+                    .unwrap_or(Role::Admin);
+                identity.require(role).map(|_| ())
             }
+            Access::Serving | Access::Sensitive => identity.require(Role::Viewer).map(|_| ()),
             Access::Read => identity.require_read(&settings.auth),
             Access::Role(role) => identity.require(role).map(|_| ()),
         }
@@ -60,7 +67,8 @@ impl Access {
     pub fn least_role(self) -> Option<Role> {
         match self {
             Access::Open | Access::Serving => None,
-            Access::Feedback | Access::Read | Access::Sensitive => Some(Role::Viewer),
+            Access::Feedback => Some(Role::Approver),
+            Access::Read | Access::Sensitive => Some(Role::Viewer),
             Access::Role(role) => Some(role),
         }
     }

@@ -682,7 +682,13 @@ fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Wind
         let [[_, fp], [fn_, tp]] = metrics.confusion;
         // Sampling errors: binomial for accuracy, and for F1 over the rows it counts (TP, FP,
         // FN; an approximation); Hanley and McNeil (1982) for ROC-AUC.
-        let binomial = |v: f64, k: f64| if k > 0.0 { (v * (1.0 - v) / k).sqrt() } else { 0.0 };
+        let binomial = |v: f64, k: f64| {
+            if k > 0.0 {
+                (v * (1.0 - v) / k).sqrt()
+            } else {
+                0.0
+            }
+        };
         standard_errors.insert("accuracy".to_owned(), binomial(metrics.accuracy, n));
         standard_errors.insert(
             "f1".to_owned(),
@@ -742,9 +748,10 @@ fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Wind
     });
     // The estimate's accuracy carries its own band: the holdout must lie above it.
     let estimated_decay = estimated.as_ref().is_some_and(|e| {
-        profile.holdout.get("holdout_accuracy").is_some_and(|&h| {
-            h - e.accuracy > m.max_metric_drop && h > e.accuracy_band[1]
-        })
+        profile
+            .holdout
+            .get("holdout_accuracy")
+            .is_some_and(|&h| h - e.accuracy > m.max_metric_drop && h > e.accuracy_band[1])
     });
     let mut change = BTreeMap::new();
     if let Some(l) = &live {

@@ -109,7 +109,7 @@ impl Side {
                 .iter()
                 .map(|(_, name, numeric)| (name.clone(), *numeric)),
         );
-        scan_csv(reader, source_name, schema, |cells| {
+        scan_csv(reader, source_name, schema, true, |cells| {
             for (slot, (at, _, _)) in specs.iter().enumerate() {
                 match cells.get(*at) {
                     Some(Cell::Num(v)) => builder.num(slot, Some(*v)),
@@ -436,7 +436,7 @@ fn histogram(feature: &str, reference: &Values, current: &Values) -> Option<Hist
                 .copied()
                 .unwrap_or(f64::NEG_INFINITY)
                 .max(c.last().copied().unwrap_or(f64::NEG_INFINITY));
-            if !lo.is_finite() || !hi.is_finite() {
+            if !lo.is_finite() || !hi.is_finite() || !(hi - lo).is_finite() {
                 return None;
             }
             let width = if hi > lo {

@@ -156,11 +156,15 @@ pub fn check_threshold(t: f64) -> Result<(), String> {
     }
 }
 
-/// A threshold for `test` (when known): a p-value's must also be at most 1.
+/// A threshold for `test`: at most 1 unless the test is a distance (`wasserstein`,
+/// `jensenshannon`, `psi`); with no test forced, the defaults include p-value tests.
 pub fn check_threshold_for(test: Option<StatTest>, t: f64) -> Result<(), String> {
     check_threshold(t)?;
-    if test.is_some_and(StatTest::is_p_value) && t > 1.0 {
-        return Err("must be at most 1 for a p-value test".into());
+    if t > 1.0 && test.is_none_or(StatTest::is_p_value) {
+        return Err(
+            "must be at most 1 unless a distance test (wasserstein, jensenshannon, psi) is forced"
+                .into(),
+        );
     }
     Ok(())
 }

@@ -700,6 +700,16 @@ mod checks {
             .await;
         assert_eq!(status, 400, "{body}");
         let viewer = app.user_token(&admin, "vera", "viewer").await;
+        // Labels drive live performance and decay alerts: a viewer does not send them.
+        let (status, body) = app
+            .api(
+                &viewer,
+                "POST",
+                "/feedback",
+                json!({"request_id": "019a0000-0000-7000-8000-000000000000", "label": 1}),
+            )
+            .await;
+        assert_eq!(status, 403, "{body}");
         let (status, _) = app
             .api(&viewer, "POST", "/api/v1/drift/run", json!({}))
             .await;
@@ -801,4 +811,92 @@ fn simulate_refuses_bad_input_with_a_clear_error() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach http://127.0.0.1:9"), "{err}");
+}
+
+/// Production data has no labels: the current side (and the reference) may leave the target
+/// out, with a header or without; the report is the same.
+#[test]
+fn compare_takes_files_without_the_label_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(file("processed.hungarian.data")).expect("read");
+    let mut headerless = String::new();
+    let mut headed =
+        String::from("age,sex,cp,trestbps,chol,fbs,restecg,thalach,exang,oldpeak,slope,ca,thal\n");
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split(',').collect();
+        let row = cells[..13].join(",") + "\n";
+        headerless += &row;
+        headed += &row;
+    }
+    let plain = compare_json("processed.hungarian.data", &[]);
+    for (name, content) in [("nolabel.csv", headerless), ("nolabel_h.csv", headed)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).expect("write");
+        let reference = file("processed.cleveland.data");
+        let (code, out, err) = steward(
+            &[
+                "drift",
+                "compare",
+                "--reference",
+                &reference,
+                "--current",
+                path.to_str().unwrap(),
+                "--json",
+            ],
+            &[],
+        );
+        assert_eq!(code, 0, "{name}: {err}");
+        let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(report, plain, "{name}");
+    }
+}
+
+#[test]
+fn compare_names_the_bad_line_and_bounds_what_it_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reference = file("processed.cleveland.data");
+    let run = |path: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["drift", "compare", "--reference", &reference, "--current"];
+        let p = path.to_str().unwrap().to_owned();
+        args.push(&p);
+        args.extend_from_slice(extra);
+        steward(&args, &[])
+    };
+    // A repeated column is named.
+    let dup = dir.path().join("dup.csv");
+    std::fs::write(
+        &dup,
+        "age,age,cp,trestbps,chol,fbs,restecg,thalach,exang,oldpeak,slope,ca,thal,num\n1,2,3,4,5,6,7,8,9,1,1,1,3,0\n",
+    )
+    .expect("write");
+    let (code, _, err) = run(&dup, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("age (repeated)"), "{err}");
+    // A ragged row deep in the file is named by its line.
+    let mut text = std::fs::read_to_string(file("processed.va.data")).expect("read");
+    text += "63,1\n";
+    let ragged = dir.path().join("ragged.csv");
+    std::fs::write(&ragged, &text).expect("write");
+    let (code, _, err) = run(&ragged, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("line 201") && err.contains("2 fields"),
+        "{err}"
+    );
+    // A runaway line is an error, not memory.
+    let long = dir.path().join("long.csv");
+    std::fs::write(&long, "1".repeat(2 << 20)).expect("write");
+    let (code, _, err) = run(&long, &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("a line longer than"), "{err}");
+    // A threshold above 1 means nothing for a p-value test.
+    let current = std::path::PathBuf::from(file("processed.va.data"));
+    let (code, _, err) = run(&current, &["--threshold", "2"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("at most 1"), "{err}");
+    let (code, _, err) = run(&current, &["--stattest", "psi", "--threshold", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = steward(&["simulate", "--file", &reference, "--rate", "1e-300"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("0.001"), "{err}");
 }
