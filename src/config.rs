@@ -72,7 +72,8 @@ pub struct ServingSettings {
     pub inflight_body_bytes: usize,
     /// Seconds a prediction body may take to arrive (a slow sender holds memory); 408 past it.
     pub body_read_secs: u64,
-    /// Require a bearer token (any role) for /predict, /invocations, /model/info and /feedback.
+    /// Require a bearer token (any role) for /predict, /invocations and /model/info (/feedback
+    /// follows `feedback_requires_token` and `feedback_role`).
     pub require_token: bool,
     /// Seconds between re-reads of the Production version from the store.
     pub refresh_secs: u64,

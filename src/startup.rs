@@ -547,7 +547,11 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
             |state: AppState| async move {
                 state
                     .monitor
-                    .refresh_gauges(&state.db, state.settings.registry.model.clone())
+                    .refresh_gauges(
+                        &state.db,
+                        state.settings.registry.model.clone(),
+                        state.settings.dataset.feature_names(),
+                    )
                     .await?;
                 Ok(())
             },

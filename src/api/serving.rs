@@ -387,8 +387,9 @@ pub async fn model_info(
 
 /// Record the true label of a logged prediction
 ///
-/// Needs a bearer token (any role), or a dashboard session with its CSRF token, unless
-/// `serving.feedback_requires_token = false`.
+/// Needs a bearer token of at least `serving.feedback_role` (approver by default: labels
+/// drive live performance and decay alerts), or such a dashboard session with its CSRF token,
+/// unless `serving.feedback_requires_token = false`.
 #[utoipa::path(
     post,
     path = "/feedback",
@@ -399,6 +400,7 @@ pub async fn model_info(
     responses(
         (status = 201, body = Feedback),
         (status = 401, description = "No token, with serving.feedback_requires_token (the default)"),
+        (status = 403, description = "A token below serving.feedback_role (approver by default)"),
         (status = 404, description = "No prediction has this request_id"),
         (status = 409, description = "This request already has a label"),
         (status = 422, description = "The label is not 0 or 1"),

@@ -99,6 +99,19 @@ pub(super) fn drift_command(cmd: DriftCommand, settings: &Settings) -> anyhow::R
         DriftCommand::Show { id, json } => return show_check(settings, &id, json),
         DriftCommand::Report { id, html } => return write_report(settings, &id, &html),
     };
+    // Options first: a usage error before any file is read.
+    let mut options = settings.monitoring.options();
+    if args.stattest.is_some() {
+        options.stattest = args.stattest;
+    }
+    if let Some(t) = args.threshold {
+        if let Err(m) = crate::monitoring::settings::check_threshold_for(options.stattest, t) {
+            // A usage error: exit 2, like clap's.
+            eprintln!("error: --threshold {m}");
+            return Ok(ExitCode::from(2));
+        }
+        options.threshold = Some(t);
+    }
     // The two sides are read at once, each on its own thread.
     let (reference, current) = std::thread::scope(|scope| {
         let current = scope.spawn(|| read_side(&args.current, settings));
@@ -114,18 +127,6 @@ pub(super) fn drift_command(cmd: DriftCommand, settings: &Settings) -> anyhow::R
     }
     if current.rows == 0 {
         anyhow::bail!("the current data has no rows");
-    }
-    let mut options = settings.monitoring.options();
-    if args.stattest.is_some() {
-        options.stattest = args.stattest;
-    }
-    if let Some(t) = args.threshold {
-        if let Err(m) = crate::monitoring::settings::check_threshold_for(options.stattest, t) {
-            // A usage error: exit 2, like clap's.
-            eprintln!("error: --threshold {m}");
-            return Ok(ExitCode::from(2));
-        }
-        options.threshold = Some(t);
     }
     let report = compare(&reference, &current, &options);
     if let Some(path) = &args.html {

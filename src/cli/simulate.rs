@@ -91,8 +91,9 @@ pub(super) fn simulate_command(
 ) -> anyhow::Result<ExitCode> {
     if args.labels && args.token.is_none() {
         anyhow::bail!(
-            "--labels posts to /feedback, which needs a token by default: give --token or set \
-             STEWARD_TOKEN (steward tokens create --user NAME --name labels)"
+            "--labels posts to /feedback, which needs an approver's token by default \
+             (serving.feedback_role): give --token or set STEWARD_TOKEN (steward tokens create \
+             --user NAME --name labels, NAME an approver or admin)"
         );
     }
     let bytes = std::fs::read(&args.file)

@@ -142,14 +142,20 @@ impl DatasetSettings {
         self.columns.iter().filter(|c| c.name != self.target)
     }
 
-    /// The feature names in file order: what a served model must have been trained on.
-    /// The features with whether each is numeric.
-    pub fn feature_kinds(&self) -> Vec<(String, bool)> {
+    /// The features with whether each is numeric and how many categories it lists.
+    pub fn feature_kinds(&self) -> Vec<(String, bool, usize)> {
         self.features()
-            .map(|c| (c.name.clone(), c.kind == ColumnKind::Numeric))
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    c.kind == ColumnKind::Numeric,
+                    c.normalized_categories().len(),
+                )
+            })
             .collect()
     }
 
+    /// The feature names in file order: what a served model must have been trained on.
     pub fn feature_names(&self) -> Vec<String> {
         self.features().map(|c| c.name.clone()).collect()
     }

@@ -40,10 +40,11 @@ pub enum Scan {
     Io(std::io::Error),
 }
 
-/// Passes reads through, failing once a line runs past `MAX_LINE_BYTES`.
+/// Passes reads through, failing once a line runs past `MAX_LINE_BYTES` (naming its line).
 struct LineCap<R> {
     inner: R,
     since_newline: usize,
+    line: u64,
 }
 
 impl<R: Read> Read for LineCap<R> {
@@ -52,12 +53,13 @@ impl<R: Read> Read for LineCap<R> {
         for &b in buf.get(..n).unwrap_or_default() {
             if b == b'\n' {
                 self.since_newline = 0;
+                self.line += 1;
             } else {
                 self.since_newline += 1;
                 if self.since_newline > MAX_LINE_BYTES {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
-                        format!("a line longer than {MAX_LINE_BYTES} bytes"),
+                        format!("line {}: longer than {MAX_LINE_BYTES} bytes", self.line + 1),
                     ));
                 }
             }
@@ -77,6 +79,14 @@ pub fn scan_csv<R: Read>(
 ) -> Result<u64, Scan> {
     let names = schema.column_names();
     let target_at = names.iter().position(|n| *n == schema.target);
+    // Parquet is told by its first bytes, before any line is read.
+    let mut reader = std::io::BufReader::new(reader);
+    if std::io::BufRead::fill_buf(&mut reader)
+        .map_err(Scan::Io)?
+        .starts_with(b"PAR1")
+    {
+        return Err(Scan::Unusual);
+    }
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -84,6 +94,7 @@ pub fn scan_csv<R: Read>(
         .from_reader(LineCap {
             inner: reader,
             since_newline: 0,
+            line: 0,
         });
     let mut record = csv::ByteRecord::new();
     // file column → schema column; set by the header, or by the first row's width.
@@ -100,9 +111,8 @@ pub fn scan_csv<R: Read>(
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
                 return Err(match e.into_kind() {
                     csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
-                        bad(DataError::Csv {
+                        bad(DataError::Read {
                             source_name: source_name.to_owned(),
-                            line,
                             message: io.to_string(),
                         })
                     }

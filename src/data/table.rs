@@ -237,13 +237,20 @@ pub(crate) fn check_header(
         .map(|f| f.chars().take(40).collect())
         .collect();
     // A column named twice: the ambiguous one may be the out-of-range one.
-    for (i, f) in fields.iter().enumerate() {
-        if fields.iter().take(i).any(|g| g == f) {
+    let mut seen = std::collections::HashSet::new();
+    for f in fields {
+        if !seen.insert(f.as_str()) {
             unexpected.push(format!(
                 "{} (repeated)",
                 f.chars().take(40).collect::<String>()
             ));
         }
+    }
+    // A bounded message, whatever the header.
+    if unexpected.len() > 10 {
+        let more = unexpected.len() - 10;
+        unexpected.truncate(10);
+        unexpected.push(format!("and {more} more"));
     }
     if missing.is_empty() && unexpected.is_empty() && fields.len() == names.len() {
         return Ok(());

@@ -130,6 +130,9 @@ pub struct QualityFailure {
     pub rule: String,
     pub share: f64,
     pub message: String,
+    /// The message without any value from the window (alerts are read more widely).
+    #[serde(default)]
+    pub summary: String,
 }
 
 /// Live figures on the labelled rows.
@@ -148,16 +151,17 @@ pub struct Performance {
     pub live: Option<Live>,
     /// The version's holdout figures when it was registered.
     pub holdout: BTreeMap<String, f64>,
-    /// The live figures' standard errors (binomial; ROC-AUC by Hanley and McNeil).
+    /// Standard errors of the live figures at the holdout's values (binomial over both
+    /// samples; ROC-AUC by Hanley and McNeil).
     #[serde(default)]
     pub standard_errors: BTreeMap<String, f64>,
     /// Live minus holdout, per metric (`accuracy`, `f1`, `roc_auc`), when both are known.
     #[serde(default)]
     pub change: BTreeMap<String, f64>,
-    /// Per metric: (holdout, live) where live fell below the holdout.
+    /// Per metric: (holdout, live) where live decayed (past the limit and the noise).
     #[serde(default)]
     pub drops: BTreeMap<String, (f64, f64)>,
-    /// Per metric: (holdout, estimated) where the estimate fell below the holdout.
+    /// (holdout, estimated) accuracy when the estimate fell below the holdout.
     #[serde(default)]
     pub estimated_drops: BTreeMap<String, (f64, f64)>,
     /// From the calibrated probabilities of every row in the window.
@@ -453,9 +457,16 @@ pub fn assess(ctx: &CheckContext<'_>, profile: &ReferenceProfile, window: &Windo
             model: model.to_owned(),
             version: profile.version,
             score: Some(f.share),
-            summary: format!("data quality: {}", f.message),
+            summary: format!(
+                "data quality: {}",
+                if f.summary.is_empty() {
+                    &f.message
+                } else {
+                    &f.summary
+                }
+            ),
             evidence: serde_json::json!({ "feature": f.feature, "rule": f.rule,
-                "share": f.share, "message": f.message, "window_rows": rows }),
+                "share": f.share, "window_rows": rows }),
             fingerprint: fingerprint(
                 AlertType::DataQuality,
                 model,
@@ -615,6 +626,15 @@ fn data_quality(
                     "{} is constant in the window ({value}) where the reference varies{outside}",
                     q.feature
                 ),
+                summary: format!(
+                    "{} is constant in the window where the reference varies{}",
+                    q.feature,
+                    if q.outside_reference > 0 {
+                        ", outside the reference's values"
+                    } else {
+                        ""
+                    }
+                ),
             });
         } else if q.outside_reference as f64 / present > m.max_out_of_range_ratio {
             let numeric = matches!(cur.values, Values::Numeric(_));
@@ -638,6 +658,7 @@ fn data_quality(
                         "in categories the reference never had"
                     }
                 ),
+                summary: String::new(),
             });
         }
         if missing_ratio > m.max_missing_ratio {
@@ -651,6 +672,7 @@ fn data_quality(
                     missing_ratio * 100.0,
                     m.max_missing_ratio * 100.0
                 ),
+                summary: String::new(),
             });
         }
         failures.extend(failed.iter().skip(before).map(|f| f.message.clone()));
@@ -671,6 +693,8 @@ fn data_quality(
 fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Window) -> Performance {
     let labelled = window.labelled.len() as u64;
     let mut standard_errors = BTreeMap::new();
+    // (labelled rows, rows F1 counts, positives, negatives)
+    let mut counts: Option<(f64, f64, f64, f64)> = None;
     let live = (labelled >= m.min_labels).then(|| {
         let labels: Vec<u32> = window.labelled.iter().map(|(l, _, _)| *l).collect();
         let p: Vec<f64> = window.labelled.iter().map(|(_, p, _)| *p).collect();
@@ -680,30 +704,7 @@ fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Wind
         let both = positives > 0.0 && negatives > 0.0;
         let n = labels.len() as f64;
         let [[_, fp], [fn_, tp]] = metrics.confusion;
-        // Sampling errors: binomial for accuracy, and for F1 over the rows it counts (TP, FP,
-        // FN; an approximation); Hanley and McNeil (1982) for ROC-AUC.
-        let binomial = |v: f64, k: f64| {
-            if k > 0.0 {
-                (v * (1.0 - v) / k).sqrt()
-            } else {
-                0.0
-            }
-        };
-        standard_errors.insert("accuracy".to_owned(), binomial(metrics.accuracy, n));
-        standard_errors.insert(
-            "f1".to_owned(),
-            binomial(metrics.f1, (tp + fp + fn_) as f64),
-        );
-        if both {
-            let a = metrics.roc_auc;
-            let q1 = a / (2.0 - a);
-            let q2 = 2.0 * a * a / (1.0 + a);
-            let var = (a * (1.0 - a)
-                + (positives - 1.0) * (q1 - a * a)
-                + (negatives - 1.0) * (q2 - a * a))
-                / (positives * negatives);
-            standard_errors.insert("roc_auc".to_owned(), var.max(0.0).sqrt());
-        }
+        counts = Some((n, (tp + fp + fn_) as f64, positives, negatives));
         Live {
             accuracy: metrics.accuracy,
             f1: metrics.f1,
@@ -742,10 +743,48 @@ fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Wind
     });
     // Decay needs a drop past `max_metric_drop` that is also beyond the figure's sampling
     // noise (1.96 standard errors): 30 labelled rows must not raise a critical alert by chance.
-    let decay = drops.iter().any(|(name, (h, n))| {
-        let se = standard_errors.get(name).copied().unwrap_or(0.0);
-        h - n > m.max_metric_drop && h - n > 1.96 * se
-    });
+    // Standard errors of a live figure if nothing had changed (at the holdout's value), from
+    // both samples: binomial for accuracy and, over the rows it counts (TP, FP, FN), for F1 (an
+    // approximation); Hanley and McNeil (1982) for ROC-AUC. A figure with no rows behind it
+    // (F1 with no positive anywhere) has no error, and cannot decay.
+    let holdout_rows = profile.holdout.get("holdout_rows").copied().unwrap_or(0.0);
+    if let Some((n, support, positives, negatives)) = counts {
+        let binomial = |h: f64, k: f64| {
+            let holdout = if holdout_rows > 0.0 {
+                h * (1.0 - h) / holdout_rows
+            } else {
+                0.0
+            };
+            (k > 0.0).then(|| (h * (1.0 - h) / k + holdout).sqrt())
+        };
+        let at = |name: &str| profile.holdout.get(&format!("holdout_{name}")).copied();
+        if let Some(se) = at("accuracy").and_then(|h| binomial(h, n)) {
+            standard_errors.insert("accuracy".to_owned(), se);
+        }
+        if let Some(se) = at("f1").and_then(|h| binomial(h, support)) {
+            standard_errors.insert("f1".to_owned(), se);
+        }
+        if let Some(a) = at("roc_auc").filter(|_| positives > 0.0 && negatives > 0.0) {
+            let q1 = a / (2.0 - a);
+            let q2 = 2.0 * a * a / (1.0 + a);
+            let var = (a * (1.0 - a)
+                + (positives - 1.0) * (q1 - a * a)
+                + (negatives - 1.0) * (q2 - a * a))
+                / (positives * negatives);
+            standard_errors.insert("roc_auc".to_owned(), var.max(0.0).sqrt());
+        }
+    }
+    // Decay: a drop past `max_metric_drop` that is also beyond 1.96 standard errors.
+    let decayed: Vec<String> = drops
+        .iter()
+        .filter(|(name, (h, n))| {
+            standard_errors
+                .get(*name)
+                .is_some_and(|se| h - n > m.max_metric_drop && h - n > 1.96 * se)
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    let decay = !decayed.is_empty();
     // The estimate's accuracy carries its own band: the holdout must lie above it.
     let estimated_decay = estimated.as_ref().is_some_and(|e| {
         profile
@@ -753,6 +792,15 @@ fn performance(m: &MonitoringSettings, profile: &ReferenceProfile, window: &Wind
             .get("holdout_accuracy")
             .is_some_and(|&h| h - e.accuracy > m.max_metric_drop && h > e.accuracy_band[1])
     });
+    // The summaries name what decided: the decayed live figures; the estimated accuracy.
+    let drops: BTreeMap<String, (f64, f64)> = drops
+        .into_iter()
+        .filter(|(name, _)| decayed.contains(name))
+        .collect();
+    let estimated_drops: BTreeMap<String, (f64, f64)> = estimated_drops
+        .into_iter()
+        .filter(|(name, _)| name == "accuracy")
+        .collect();
     let mut change = BTreeMap::new();
     if let Some(l) = &live {
         for (name, now) in [
@@ -1039,8 +1087,92 @@ pub fn newest_for_production(
         .first(conn)
         .optional()?;
     json.map(|j| {
-        serde_json::from_str(&j)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a stored check: {e}")))
+        let value = serde_json::from_str(&j)
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a stored check: {e}")))?;
+        parse_stored(value)
     })
     .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitoring::drift::Side;
+    use crate::monitoring::estimate::Calibration;
+
+    fn profile() -> ReferenceProfile {
+        ReferenceProfile {
+            format: profile::PROFILE_FORMAT,
+            model: "m".into(),
+            version: 1,
+            dataset: "d".into(),
+            dataset_version: 1,
+            rows: 300,
+            model_features: Vec::new(),
+            features: Vec::new(),
+            predictions: Vec::new(),
+            predictions_from: "holdout".into(),
+            labels: [150, 150],
+            threshold: 0.5,
+            holdout: [
+                ("holdout_accuracy".to_owned(), 0.85),
+                ("holdout_f1".to_owned(), 0.83),
+                ("holdout_roc_auc".to_owned(), 0.75),
+                ("holdout_rows".to_owned(), 1000.0),
+            ]
+            .into(),
+            calibration: Calibration::identity(),
+        }
+    }
+
+    fn window(labelled: Vec<(u32, f64, i32)>) -> Window {
+        Window {
+            side: Side {
+                rows: labelled.len() as u64,
+                features: Vec::new(),
+            },
+            probabilities: labelled.iter().map(|(_, p, _)| *p).collect(),
+            labelled,
+            start: None,
+            end: None,
+            latencies_us: Vec::new(),
+        }
+    }
+
+    fn settings() -> MonitoringSettings {
+        let defaults = crate::config::Settings::defaults();
+        assert!(defaults.is_ok());
+        let Ok(defaults) = defaults else { unreachable!() };
+        defaults.monitoring
+    }
+
+    /// Labels with no positive give F1 no rows to stand on: no decay from it.
+    #[test]
+    fn a_figure_with_no_rows_behind_it_cannot_decay() {
+        let rows = vec![(0, 0.1, 0); 40];
+        let p = performance(&settings(), &profile(), &window(rows));
+        assert!(p.live.as_ref().is_some_and(|l| l.f1 == 0.0 && l.accuracy == 1.0));
+        assert!(!p.decay, "{p:?}");
+    }
+
+    /// A drop past max_metric_drop within sampling noise is no decay; the same drop on many
+    /// rows is.
+    #[test]
+    fn decay_needs_a_drop_beyond_sampling_noise() {
+        // 30 rows, 23 right (0.767 against 0.85): past 0.05, within 1.96 standard errors.
+        let mut rows: Vec<(u32, f64, i32)> = Vec::new();
+        for i in 0..30 {
+            let label = u32::from(i % 2 == 0);
+            let right = i < 23;
+            let p = if (label == 1) == right { 0.9 } else { 0.1 };
+            rows.push((label, p, i32::from(p >= 0.5)));
+        }
+        let small = performance(&settings(), &profile(), &window(rows.clone()));
+        assert!(!small.decay, "{small:?}");
+        // Ten times the rows, the same share right: decay.
+        let many: Vec<(u32, f64, i32)> = rows.iter().cycle().take(300).copied().collect();
+        let big = performance(&settings(), &profile(), &window(many));
+        assert!(big.decay, "{big:?}");
+        assert!(big.drops.contains_key("accuracy"));
+    }
 }

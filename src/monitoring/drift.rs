@@ -373,6 +373,8 @@ pub fn feature_drift(
         .filter(|_| options.stattest.is_none() || (own_test.is_none() && forced.is_some()));
     let threshold = own_threshold
         .or(global_threshold)
+        // A p-value threshold above 1 would call every feature drifted: the test's own then.
+        .filter(|t| !(chosen.is_p_value() && *t > 1.0))
         .unwrap_or_else(|| chosen.default_threshold());
     let score = pair.score(chosen);
     out.n_unique = n_unique;

@@ -1,7 +1,8 @@
 //! Performance without labels: the idea of NannyML's confidence-based performance estimation
-//! (CBPE; Evidently has none). With calibrated probabilities p, a row predicted positive
-//! (p ≥ threshold) is a true positive with probability p and a false positive with 1 − p; a row
-//! predicted negative is a false negative with p and a true negative with 1 − p. Summing gives the
+//! (CBPE; Evidently has none). The model's own probability p decides each row's class (p ≥
+//! threshold) and ranks the rows; its calibrated value q is the chance the row is positive. A row
+//! predicted positive is a true positive with chance q and a false positive with 1 − q; a row
+//! predicted negative is a false negative with q and a true negative with 1 − q. Summing gives the
 //! expected confusion matrix, hence the expected accuracy and F1; the expected ROC-AUC takes each
 //! row as p positive and 1 − p negative. The accuracy's sampling band is ±1.96 standard
 //! deviations of the number of correct rows, Σ q(1 − q) with q = P(row correct), over n.

@@ -71,6 +71,8 @@ fn context<'a>(
 struct Shown {
     check: Option<String>,
     series: Vec<(String, &'static str)>,
+    /// The gauges were set to NaN since the last check shown.
+    cleared: bool,
 }
 
 impl Default for Monitor {
@@ -109,6 +111,7 @@ impl Monitor {
             }
             shown.check = Some(report.id.clone());
             shown.series = series;
+            shown.cleared = false;
         }
     }
 
@@ -143,6 +146,10 @@ impl Monitor {
                 .await;
             match built {
                 Ok(_) => tracing::info!(version, "reference profile stored"),
+                // A busy or unavailable store is tried again at the next tick.
+                Err(e @ (AppError::Unavailable(_) | AppError::Overloaded { .. })) => {
+                    tracing::info!(version, error = %e, "reference profile postponed");
+                }
                 Err(e) => {
                     tracing::warn!(version, error = %e, "no reference profile for this version; not tried again until restart");
                     if let Ok(mut u) = self.unprofilable.lock() {
@@ -156,18 +163,29 @@ impl Monitor {
 
     /// Points the gauges at the newest completed check of the Production version, whoever ran
     /// it (the CLI, another replica): NaN when there is none (after a promotion, say).
-    pub async fn refresh_gauges(&self, db: &Db, model: String) -> Result<(), AppError> {
+    pub async fn refresh_gauges(
+        &self,
+        db: &Db,
+        model: String,
+        features: Vec<String>,
+    ) -> Result<(), AppError> {
         let newest = db
             .run(move |conn| check::newest_for_production(conn, &model))
             .await?;
         let current = self.shown.lock().ok().and_then(|s| s.check.clone());
         match newest {
-            Some(report) if current.as_deref() != Some(report.id.as_str()) => self.show(&report),
+            // Never back to an older check than one shown (a check may have finished meanwhile;
+            // ids are time-ordered).
+            Some(report) if current.as_deref().is_none_or(|c| c < report.id.as_str()) => {
+                self.show(&report);
+            }
             Some(_) => {}
             None => {
                 if let Ok(mut shown) = self.shown.lock() {
-                    if shown.check.take().is_some() || !shown.series.is_empty() {
-                        clear_gauges(&shown.series);
+                    if shown.check.take().is_some() || !shown.cleared {
+                        clear_gauges(&shown.series, &features);
+                        shown.series.clear();
+                        shown.cleared = true;
                     }
                 }
             }
@@ -302,7 +320,7 @@ fn set_gauges(report: &CheckReport) -> Vec<(String, &'static str)> {
 }
 
 /// Sets every monitoring gauge to NaN: no completed check describes the Production version.
-fn clear_gauges(series: &[(String, &'static str)]) {
+fn clear_gauges(series: &[(String, &'static str)], features: &[String]) {
     metrics::gauge!(DRIFT_SHARE).set(f64::NAN);
     metrics::gauge!(DATASET_DRIFT).set(f64::NAN);
     metrics::gauge!(MODEL_ACCURACY_LIVE).set(f64::NAN);
@@ -310,6 +328,8 @@ fn clear_gauges(series: &[(String, &'static str)]) {
     for (feature, test) in series {
         metrics::gauge!(FEATURE_DRIFT_SCORE, "feature" => feature.clone(), "stattest" => *test)
             .set(f64::NAN);
+    }
+    for feature in features {
         metrics::gauge!(FEATURE_DRIFTED, "feature" => feature.clone()).set(f64::NAN);
         metrics::gauge!(FEATURE_EFFECT_SIZE, "feature" => feature.clone()).set(f64::NAN);
         metrics::gauge!(DATA_MISSING_RATIO, "feature" => feature.clone()).set(f64::NAN);

@@ -64,7 +64,7 @@ pub struct ReferenceProfile {
     /// The decision threshold (class 1 when p ≥ it).
     pub threshold: f64,
     /// The version's holdout figures when registered (`holdout_accuracy`, `holdout_f1`,
-    /// `holdout_roc_auc`).
+    /// `holdout_roc_auc`) and its size (`holdout_rows`).
     pub holdout: BTreeMap<String, f64>,
     /// Isotonic map of the holdout's probabilities to its observed rates.
     pub calibration: Calibration,
@@ -184,10 +184,15 @@ pub fn build(
         _ => (Calibration::identity(), p, "all rows"),
     };
     let metrics = v.metrics();
-    let holdout = ["holdout_accuracy", "holdout_f1", "holdout_roc_auc"]
-        .iter()
-        .filter_map(|k| Some(((*k).to_owned(), *metrics.get(*k)?)))
-        .collect();
+    let holdout = [
+        "holdout_accuracy",
+        "holdout_f1",
+        "holdout_roc_auc",
+        "holdout_rows",
+    ]
+    .iter()
+    .filter_map(|k| Some(((*k).to_owned(), *metrics.get(*k)?)))
+    .collect();
     Ok(ReferenceProfile {
         format: PROFILE_FORMAT,
         model: model.to_owned(),
@@ -230,19 +235,29 @@ pub fn stored(
         .select(reference_profiles::profile_json)
         .first(conn)
         .optional()?;
-    Ok(
-        json.and_then(|j| match serde_json::from_str::<ReferenceProfile>(&j) {
-            Ok(p) if p.format == PROFILE_FORMAT => Some(p),
-            Ok(_) | Err(_) => {
-                tracing::info!(
-                    model,
-                    version,
-                    "stored profile of another format; building it again"
-                );
-                None
-            }
-        }),
-    )
+    let Some(json) = json else { return Ok(None) };
+    // Only the format number first: a newer Steward's profile is left alone (a rolling upgrade
+    // shares the store), an older one is built again.
+    let format = serde_json::from_str::<serde_json::Value>(&json)
+        .ok()
+        .and_then(|v| v.get("format").and_then(serde_json::Value::as_u64))
+        .unwrap_or(0);
+    if format > u64::from(PROFILE_FORMAT) {
+        return Err(AppError::Conflict(format!(
+            "{model} v{version}: its reference profile was made by a newer Steward (format {format})"
+        )));
+    }
+    match serde_json::from_str::<ReferenceProfile>(&json) {
+        Ok(p) if p.format == PROFILE_FORMAT => Ok(Some(p)),
+        _ => {
+            tracing::info!(
+                model,
+                version,
+                "stored profile of an older format; building it again"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The version's profile: the stored one, else built now and stored (once: a concurrent build

@@ -64,8 +64,9 @@ impl MonitoringSettings {
     }
 
     /// Checks what serde cannot; `features` are the schema's features with whether each is
-    /// numeric. Returns the key and the message.
-    pub fn check(&self, features: &[(String, bool)]) -> Result<(), (String, String)> {
+    /// numeric and how many categories it lists (0 for numeric). Returns the key and the
+    /// message.
+    pub fn check(&self, features: &[(String, bool, usize)]) -> Result<(), (String, String)> {
         let bad = |key: &str, message: &str| Err((key.to_owned(), message.to_owned()));
         if self.interval_secs == 0 {
             return bad("monitoring.interval_secs", "must be greater than 0");
@@ -125,7 +126,8 @@ impl MonitoringSettings {
         }
         for (name, own) in &self.features {
             let key = format!("monitoring.features.{name}");
-            let Some(&(_, numeric)) = features.iter().find(|(n, _)| n == name) else {
+            let Some(&(_, numeric, categories)) = features.iter().find(|(n, _, _)| n == name)
+            else {
                 return bad(&key, "is not a feature of the dataset schema");
             };
             if let Some(test) = own.stattest {
@@ -136,9 +138,21 @@ impl MonitoringSettings {
                         &format!("{test} applies to numeric features; {name} is categorical"),
                     );
                 }
+                if test == StatTest::Z && categories > 2 {
+                    return bad(
+                        &format!("{key}.stattest"),
+                        &format!(
+                            "z applies to two-valued features; {name} has {categories} categories"
+                        ),
+                    );
+                }
             }
             if let Some(t) = own.threshold {
-                check_threshold_for(own.stattest.or(self.forced_stattest()), t)
+                // The forced test counts only where it can run on this feature's kind.
+                let forced = self
+                    .forced_stattest()
+                    .filter(|f| numeric || !matches!(f, StatTest::Ks | StatTest::Wasserstein));
+                check_threshold_for(own.stattest.or(forced), t)
                     .or_else(|m| bad(&format!("{key}.threshold"), &m))?;
             }
         }

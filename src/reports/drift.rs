@@ -138,8 +138,8 @@ pub fn check_report(r: &CheckReport) -> String {
         facts.push((
             "Reference".into(),
             format!(
-                "{} v{} ({} rows: the dataset version v{} was trained on, its holdout included)",
-                reference.dataset, reference.dataset_version, reference.rows, r.version
+                "{} v{} ({} rows: the dataset version the model was trained on, its holdout included)",
+                reference.dataset, reference.dataset_version, reference.rows
             ),
         ));
     }

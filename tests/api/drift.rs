@@ -477,6 +477,18 @@ mod checks {
         // The prediction drift compares like with like too.
         assert_eq!(report["prediction_drift"]["drifted"], false, "{report}");
 
+        // A manual check is audited, with the check it stored.
+        let (_, events) = app.get_json(&token, "/api/v1/audit?limit=20").await;
+        let audited = events
+            .as_array()
+            .expect("events")
+            .iter()
+            .find(|e| e["action"] == "drift.check")
+            .expect("a drift.check event");
+        let after: Value =
+            serde_json::from_str(audited["after_json"].as_str().expect("after")).expect("json");
+        assert_eq!(after["check_id"], report["id"], "{audited}");
+        assert_eq!(audited["actor"], "user:admin");
         // Stored: listed newest first, and read back whole.
         let (status, list) = app.get_json(&token, "/api/v1/drift/checks").await;
         assert_eq!(status, 200);
@@ -653,6 +665,44 @@ mod checks {
         );
         let types = alert_types(&before);
         assert!(types.contains(&"data_quality".to_owned()), "{types:?}");
+        // One data-quality alert per feature and rule, each with its own fingerprint; the
+        // summaries (read more widely than the check) carry no value from the window.
+        let quality: Vec<&Value> = before["alerts"]
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .filter(|a| a["type"] == "data_quality")
+            .collect();
+        let keys: std::collections::BTreeSet<(String, String)> = quality
+            .iter()
+            .map(|a| {
+                (
+                    a["evidence"]["feature"]
+                        .as_str()
+                        .expect("feature")
+                        .to_owned(),
+                    a["evidence"]["rule"].as_str().expect("rule").to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(keys.len(), quality.len(), "{quality:?}");
+        assert!(
+            keys.contains(&("chol".to_owned(), "constant".to_owned())),
+            "{keys:?}"
+        );
+        let fingerprints: std::collections::BTreeSet<&str> = quality
+            .iter()
+            .map(|a| a["fingerprint"].as_str().expect("fingerprint"))
+            .collect();
+        assert_eq!(fingerprints.len(), quality.len());
+        let chol = quality
+            .iter()
+            .find(|a| a["evidence"]["feature"] == "chol")
+            .expect("chol");
+        assert!(
+            !chol["summary"].as_str().expect("summary").contains("(0)"),
+            "{chol}"
+        );
         assert!(types.contains(&"estimated_decay".to_owned()), "{types:?}");
         assert!(
             !types.contains(&"decay".to_owned()),
@@ -735,7 +785,7 @@ mod checks {
             )
             .await;
         assert_eq!(status, 404);
-        // Anonymous: not even the list.
+        // Anonymous: not even the list (public reads are off by default).
         let response = client()
             .get(app.url("/api/v1/drift/checks"))
             .send()
@@ -888,7 +938,7 @@ fn compare_names_the_bad_line_and_bounds_what_it_reads() {
     std::fs::write(&long, "1".repeat(2 << 20)).expect("write");
     let (code, _, err) = run(&long, &[]);
     assert_eq!(code, 1);
-    assert!(err.contains("a line longer than"), "{err}");
+    assert!(err.contains("line 1: longer than 1048576 bytes"), "{err}");
     // A threshold above 1 means nothing for a p-value test.
     let current = std::path::PathBuf::from(file("processed.va.data"));
     let (code, _, err) = run(&current, &["--threshold", "2"]);
@@ -899,4 +949,28 @@ fn compare_names_the_bad_line_and_bounds_what_it_reads() {
     let (code, _, err) = steward(&["simulate", "--file", &reference, "--rate", "1e-300"], &[]);
     assert_eq!(code, 2);
     assert!(err.contains("0.001"), "{err}");
+}
+
+/// With public reads on, anonymous callers see the list, alerts and trends, never a check's
+/// details, the Drift page or a report (they show example values of patients' features).
+#[tokio::test]
+async fn public_reads_never_open_a_checks_example_values() {
+    let app = crate::helpers::spawn_app_with(|s| s.auth.public_read = true).await;
+    let anonymous = crate::helpers::client();
+    for path in ["/api/v1/drift/checks", "/api/v1/drift/alerts", "/trends"] {
+        let r = anonymous.get(app.url(path)).send().await.expect("request");
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    for path in [
+        "/api/v1/drift/checks/019a0000-0000-7000-8000-000000000000",
+        "/drift",
+        "/drift/checks/019a0000-0000-7000-8000-000000000000/report",
+    ] {
+        let r = anonymous.get(app.url(path)).send().await.expect("request");
+        assert!(
+            r.status() == 401 || r.status() == 303,
+            "{path}: {}",
+            r.status()
+        );
+    }
 }
