@@ -1142,7 +1142,9 @@ mod tests {
     fn settings() -> MonitoringSettings {
         let defaults = crate::config::Settings::defaults();
         assert!(defaults.is_ok());
-        let Ok(defaults) = defaults else { unreachable!() };
+        let Ok(defaults) = defaults else {
+            unreachable!()
+        };
         defaults.monitoring
     }
 
@@ -1151,7 +1153,11 @@ mod tests {
     fn a_figure_with_no_rows_behind_it_cannot_decay() {
         let rows = vec![(0, 0.1, 0); 40];
         let p = performance(&settings(), &profile(), &window(rows));
-        assert!(p.live.as_ref().is_some_and(|l| l.f1 == 0.0 && l.accuracy == 1.0));
+        assert!(
+            p.live
+                .as_ref()
+                .is_some_and(|l| l.f1 == 0.0 && l.accuracy == 1.0)
+        );
         assert!(!p.decay, "{p:?}");
     }
 
