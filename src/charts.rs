@@ -120,6 +120,9 @@ impl Scale {
                 let v = self.min + step * f64::from(i);
                 let label = if *self == Scale::UNIT {
                     format!("{}", v)
+                } else if self.max.abs().max(self.min.abs()) >= 10_000.0 {
+                    // Large values in thousands or millions, so labels fit the margin.
+                    compact(v, step)
                 } else {
                     format!("{v:.decimals$}")
                 };
@@ -127,6 +130,26 @@ impl Scale {
             })
             .collect()
     }
+}
+
+/// 215749.8 → "215.7k", 3.2e6 → "3.20M": a few digits, as many decimals as `step` needs.
+fn compact(v: f64, step: f64) -> String {
+    let (unit, suffix) = if v.abs().max(step) >= 1e6 {
+        (1e6, "M")
+    } else {
+        (1e3, "k")
+    };
+    let scaled_step = step / unit;
+    let decimals = if scaled_step >= 1.0 {
+        0
+    } else if scaled_step >= 0.1 {
+        1
+    } else if scaled_step >= 0.01 {
+        2
+    } else {
+        3
+    };
+    format!("{:.decimals$}{suffix}", v / unit)
 }
 
 impl PartialEq for Scale {
@@ -383,6 +406,9 @@ mod tests {
             svg.contains(r#"y="306""#) || svg.contains(r#"y="306.0""#),
             "{svg}"
         );
+        // Large values fit the margin.
+        assert_eq!(compact(215_749.82, 0.25), "215.750k");
+        assert_eq!(compact(3_200_000.0, 500_000.0), "3.2M");
         let svg = history(
             "Holdout log-loss",
             "round",
