@@ -50,17 +50,43 @@ struct LineCap<R> {
 impl<R: Read> Read for LineCap<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        for &b in buf.get(..n).unwrap_or_default() {
-            if b == b'\n' {
-                self.since_newline = 0;
-                self.line += 1;
-            } else {
-                self.since_newline += 1;
+        let chunk = buf.get(..n).unwrap_or_default();
+        let too_long = |line: u64| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("line {line}: longer than {MAX_LINE_BYTES} bytes"),
+            )
+        };
+        // Whole-chunk scans (they vectorise): a line wholly inside a chunk shorter than the cap
+        // is shorter than the cap, so only the ends of the chunk need measuring.
+        match (
+            chunk.iter().position(|&b| b == b'\n'),
+            chunk.iter().rposition(|&b| b == b'\n'),
+        ) {
+            (Some(first), Some(last)) if n <= MAX_LINE_BYTES => {
+                if self.since_newline + first > MAX_LINE_BYTES {
+                    return Err(too_long(self.line + 1));
+                }
+                self.line += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+                self.since_newline = n - last - 1;
+            }
+            (None, _) => {
+                self.since_newline += n;
                 if self.since_newline > MAX_LINE_BYTES {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("line {}: longer than {MAX_LINE_BYTES} bytes", self.line + 1),
-                    ));
+                    return Err(too_long(self.line + 1));
+                }
+            }
+            _ => {
+                for &b in chunk {
+                    if b == b'\n' {
+                        self.since_newline = 0;
+                        self.line += 1;
+                    } else {
+                        self.since_newline += 1;
+                        if self.since_newline > MAX_LINE_BYTES {
+                            return Err(too_long(self.line + 1));
+                        }
+                    }
                 }
             }
         }
