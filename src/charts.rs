@@ -267,18 +267,10 @@ pub fn calibration(label: &str, bins: &[CalibrationBin]) -> String {
     )
 }
 
-/// A metric's history: one line per (label, points of (step, value)), on axes that fit the
-/// data (XGBoost's holdout log-loss per boosting round, a metric per cross-validation fold).
-/// Series with a handful of points get dots, so single folds can be read.
-pub fn history(
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    lines: &[(String, Vec<(f64, f64)>)],
-) -> String {
-    let x = Scale::exact(lines.iter().flat_map(|(_, p)| p.iter().map(|(a, _)| *a)));
-    let y = Scale::covering(lines.iter().flat_map(|(_, p)| p.iter().map(|(_, b)| *b)));
-    let series = lines
+/// One polyline per (label, points) on the axes; series with a handful of points get dots, so
+/// single points can be read.
+fn line_series(lines: &[(String, Vec<(f64, f64)>)], x: Scale, y: Scale) -> Vec<Series> {
+    lines
         .iter()
         .enumerate()
         .map(|(i, (label, points))| Series {
@@ -294,7 +286,21 @@ pub fn history(
                 Vec::new()
             },
         })
-        .collect();
+        .collect()
+}
+
+/// A metric's history: one line per (label, points of (step, value)), on axes that fit the
+/// data (XGBoost's holdout log-loss per boosting round, a metric per cross-validation fold).
+/// Series with a handful of points get dots, so single folds can be read.
+pub fn history(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    lines: &[(String, Vec<(f64, f64)>)],
+) -> String {
+    let x = Scale::exact(lines.iter().flat_map(|(_, p)| p.iter().map(|(a, _)| *a)));
+    let y = Scale::covering(lines.iter().flat_map(|(_, p)| p.iter().map(|(_, b)| *b)));
+    let series = line_series(lines, x, y);
     xy(title, x_label, y_label, series, (x, y), false)
 }
 
@@ -513,23 +519,7 @@ pub fn trend(title: &str, y_label: &str, lines: &[(String, Vec<(f64, f64)>)]) ->
 pub fn trend_unit(title: &str, y_label: &str, lines: &[(String, Vec<(f64, f64)>)]) -> String {
     let x = Scale::exact(lines.iter().flat_map(|(_, p)| p.iter().map(|(a, _)| *a)));
     let y = Scale::UNIT;
-    let series = lines
-        .iter()
-        .enumerate()
-        .map(|(i, (label, points))| Series {
-            label: label.clone(),
-            color: color(i),
-            points: polyline(points.iter().copied(), x, y),
-            dots: if points.len() <= 20 {
-                points
-                    .iter()
-                    .map(|&(a, b)| (px(x.share(a)), py(y.share(b))))
-                    .collect()
-            } else {
-                Vec::new()
-            },
-        })
-        .collect();
+    let series = line_series(lines, x, y);
     xy(
         title,
         "check (oldest to newest)",

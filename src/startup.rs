@@ -506,18 +506,7 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
             "drift_check",
             Duration::from_secs(settings.monitoring.interval_secs),
             |state: AppState| async move {
-                let _ = state.serving.log.flush_within_wait().await;
-                let outcome = state
-                    .monitor
-                    .run_check(
-                        &state.db,
-                        state.blobs.clone(),
-                        state.settings.clone(),
-                        Some(state.serving.rejected_total()),
-                        "scheduled",
-                        "scheduler".into(),
-                    )
-                    .await;
+                let outcome = state.run_drift_check("scheduled", "scheduler".into()).await;
                 match outcome {
                     Ok(report) => {
                         tracing::info!(

@@ -37,3 +37,27 @@ pub struct AppState {
     pub monitor: Arc<crate::monitoring::Monitor>,
     pub started_at: chrono::DateTime<chrono::Utc>,
 }
+
+impl AppState {
+    /// Runs a monitoring check of the Production version now (see
+    /// [`crate::monitoring::Monitor::run_check`]), after letting the prediction log store its
+    /// queue (at most `serving.log_wait_ms`; a slow store only makes the window older), so what
+    /// was just predicted is in the window.
+    pub async fn run_drift_check(
+        &self,
+        trigger: &'static str,
+        actor: String,
+    ) -> Result<crate::monitoring::check::CheckReport, crate::error::AppError> {
+        let _ = self.serving.log.flush_within_wait().await;
+        self.monitor
+            .run_check(
+                &self.db,
+                self.blobs.clone(),
+                self.settings.clone(),
+                Some(self.serving.rejected_total()),
+                trigger,
+                actor,
+            )
+            .await
+    }
+}

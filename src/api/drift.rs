@@ -24,19 +24,8 @@ pub async fn run_check(
     _body: OptionalJson<RunBody>,
 ) -> Result<HttpResponse, AppError> {
     let user = identity.require(Role::Approver)?;
-    // What was just predicted belongs in the window: let the log store its queue first (at
-    // most serving.log_wait_ms; a slow store only makes the window older).
-    let _ = state.serving.log.flush_within_wait().await;
     let report = state
-        .monitor
-        .run_check(
-            &state.db,
-            state.blobs.clone(),
-            state.settings.clone(),
-            Some(state.serving.rejected_total()),
-            "manual",
-            format!("user:{}", user.username),
-        )
+        .run_drift_check("manual", format!("user:{}", user.username))
         .await?;
     Ok(HttpResponse::Ok().json(report))
 }

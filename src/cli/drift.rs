@@ -9,6 +9,7 @@ use std::io::Read;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::data::file_label;
 use super::{cli_actor, open_db_as, open_store};
 use crate::config::Settings;
 use crate::data::blob::LocalBlobStore;
@@ -18,6 +19,7 @@ use crate::monitoring::check::{self, CheckContext, CheckReport};
 use crate::monitoring::drift::{DriftReport, Side, compare, histograms};
 use crate::monitoring::settings::check_threshold;
 use crate::monitoring::stattests::StatTest;
+use crate::reports::drift::fmt;
 
 #[derive(Subcommand)]
 pub enum DriftCommand {
@@ -172,12 +174,6 @@ fn reference_side(args: &CompareArgs, settings: &Settings) -> anyhow::Result<Sid
 
 /// A file's side: a CSV streamed (a bad row named by its line, the target column optional),
 /// Parquet read whole by `read_table`.
-fn file_label(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.display().to_string())
-}
-
 fn read_side(path: &Path, settings: &Settings) -> anyhow::Result<Side> {
     let schema = &settings.dataset;
     let label = file_label(path);
@@ -199,14 +195,6 @@ fn read_side(path: &Path, settings: &Settings) -> anyhow::Result<Side> {
     let t = table::read_table(&bytes, &label, schema)?;
     drop(bytes);
     Ok(Side::from_table(&t, schema))
-}
-
-fn fmt_score(v: Option<f64>) -> String {
-    match v {
-        None => "-".into(),
-        Some(v) if v != 0.0 && v.abs() < 1e-3 => format!("{v:.2e}"),
-        Some(v) => format!("{v:.4}"),
-    }
 }
 
 fn print_report(r: &DriftReport) {
@@ -238,11 +226,11 @@ fn print_report(r: &DriftReport) {
             f.kind,
             f.n_unique,
             f.stattest.map(StatTest::as_str).unwrap_or("-"),
-            fmt_score(f.score),
-            fmt_score(f.threshold),
+            fmt(f.score),
+            fmt(f.threshold),
             if f.drifted { "DRIFT" } else { "-" },
-            fmt_score(f.effect_size),
-            fmt_score(f.psi),
+            fmt(f.effect_size),
+            fmt(f.psi),
             format!("{}/{}", f.missing_reference, f.missing_current),
         );
     }
@@ -365,8 +353,8 @@ fn print_check(r: &CheckReport) {
             Some(f) => println!(
                 "{what}: {} {} (threshold {}){}",
                 f.stattest.map(StatTest::as_str).unwrap_or("-"),
-                fmt_score(f.score),
-                fmt_score(f.threshold),
+                fmt(f.score),
+                fmt(f.threshold),
                 if f.drifted { ": DRIFT" } else { "" }
             ),
             None => println!("{what}: not enough labelled rows (monitoring.min_labels)"),
@@ -386,16 +374,16 @@ fn print_check(r: &CheckReport) {
         }
     }
     if let Some(p) = &r.performance {
-        let holdout = |k: &str| fmt_score(p.holdout.get(k).copied());
+        let holdout = |k: &str| fmt(p.holdout.get(k).copied());
         match &p.live {
             Some(l) => println!(
                 "live ({} labelled): accuracy {} (holdout {}), F1 {} ({}), ROC-AUC {} ({}){}",
                 p.labelled_rows,
-                fmt_score(Some(l.accuracy)),
+                fmt(Some(l.accuracy)),
                 holdout("holdout_accuracy"),
-                fmt_score(Some(l.f1)),
+                fmt(Some(l.f1)),
                 holdout("holdout_f1"),
-                fmt_score(l.roc_auc),
+                fmt(l.roc_auc),
                 holdout("holdout_roc_auc"),
                 if p.decay { ": DECAY" } else { "" }
             ),
@@ -404,11 +392,11 @@ fn print_check(r: &CheckReport) {
         if let Some(e) = &p.estimated {
             println!(
                 "estimated (no labels): accuracy {} [{}, {}], F1 {}, ROC-AUC {}{}",
-                fmt_score(Some(e.accuracy)),
-                fmt_score(Some(e.accuracy_band[0])),
-                fmt_score(Some(e.accuracy_band[1])),
-                fmt_score(Some(e.f1)),
-                fmt_score(e.roc_auc),
+                fmt(Some(e.accuracy)),
+                fmt(Some(e.accuracy_band[0])),
+                fmt(Some(e.accuracy_band[1])),
+                fmt(Some(e.f1)),
+                fmt(e.roc_auc),
                 if p.estimated_decay {
                     ": ESTIMATED DECAY"
                 } else {

@@ -32,7 +32,7 @@ pub struct DriftReportPage {
     pub features: Vec<FeatureRow>,
     pub other_drift: Vec<FeatureRow>,
     pub quality_failures: Vec<String>,
-    pub quality: Vec<(String, String, String, String, String)>,
+    pub quality: Vec<QualityRow>,
     pub performance: Vec<(String, String, String, String)>,
     pub alerts: Vec<(String, String, String)>,
     pub charts: Vec<String>,
@@ -108,6 +108,97 @@ fn charts(histograms: &[Histogram]) -> Vec<String> {
         .collect()
 }
 
+/// Prediction and target drift, as feature rows.
+pub fn other_drift_rows(r: &CheckReport) -> Vec<FeatureRow> {
+    [r.prediction_drift.as_ref(), r.target_drift.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(feature_row)
+        .collect()
+}
+
+/// Data quality: the failures, and per feature (name, missing %, outside the schema, outside
+/// the reference, examples or "constant").
+pub type QualityRow = (String, String, String, String, String);
+
+pub fn quality_rows(r: &CheckReport) -> (Vec<String>, Vec<QualityRow>) {
+    r.data_quality
+        .as_ref()
+        .map(|q| {
+            (
+                q.failures.clone(),
+                q.features
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.feature.clone(),
+                            format!("{:.1}%", f.missing_ratio * 100.0),
+                            f.outside_schema.to_string(),
+                            f.outside_reference.to_string(),
+                            if f.constant {
+                                "constant".to_owned()
+                            } else {
+                                f.examples.join(", ")
+                            },
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Per metric: (name, live, estimated — the accuracy with its 95% band —, holdout).
+pub fn performance_rows(r: &CheckReport) -> Vec<(String, String, String, String)> {
+    let Some(p) = &r.performance else {
+        return Vec::new();
+    };
+    let holdout = |k: &str| fmt(p.holdout.get(k).copied());
+    let live = p.live.as_ref();
+    let est = p.estimated.as_ref();
+    vec![
+        (
+            "accuracy".into(),
+            fmt(live.map(|l| l.accuracy)),
+            est.map_or("–".into(), |e| {
+                format!(
+                    "{} ({}–{})",
+                    fmt(Some(e.accuracy)),
+                    fmt(Some(e.accuracy_band[0])),
+                    fmt(Some(e.accuracy_band[1]))
+                )
+            }),
+            holdout("holdout_accuracy"),
+        ),
+        (
+            "F1".into(),
+            fmt(live.map(|l| l.f1)),
+            fmt(est.map(|e| e.f1)),
+            holdout("holdout_f1"),
+        ),
+        (
+            "ROC-AUC".into(),
+            fmt(live.and_then(|l| l.roc_auc)),
+            fmt(est.and_then(|e| e.roc_auc)),
+            holdout("holdout_roc_auc"),
+        ),
+    ]
+}
+
+/// Per alert: (type, severity, summary).
+pub fn alert_rows(r: &CheckReport) -> Vec<(String, String, String)> {
+    r.alerts
+        .iter()
+        .map(|a| {
+            (
+                a.alert_type.as_str().to_owned(),
+                format!("{:?}", a.severity).to_lowercase(),
+                a.summary.clone(),
+            )
+        })
+        .collect()
+}
+
 /// The report of a stored check.
 pub fn check_report(r: &CheckReport) -> String {
     let mut facts = vec![
@@ -148,8 +239,8 @@ pub fn check_report(r: &CheckReport) -> String {
             "Window span (UTC)".into(),
             format!(
                 "{} to {}",
-                s.format("%Y-%m-%d %H:%M"),
-                e.format("%Y-%m-%d %H:%M")
+                s.format("%Y-%m-%d %H:%M:%S"),
+                e.format("%Y-%m-%d %H:%M:%S")
             ),
         ));
     }
@@ -164,67 +255,9 @@ pub fn check_report(r: &CheckReport) -> String {
             false,
         ),
     };
-    let other_drift = [r.prediction_drift.as_ref(), r.target_drift.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(feature_row)
-        .collect();
-    let (quality_failures, quality) = r
-        .data_quality
-        .as_ref()
-        .map(|q| {
-            (
-                q.failures.clone(),
-                q.features
-                    .iter()
-                    .map(|f| {
-                        (
-                            f.feature.clone(),
-                            format!("{:.1}%", f.missing_ratio * 100.0),
-                            f.outside_schema.to_string(),
-                            f.outside_reference.to_string(),
-                            if f.constant {
-                                "constant".to_owned()
-                            } else {
-                                f.examples.join(", ")
-                            },
-                        )
-                    })
-                    .collect(),
-            )
-        })
-        .unwrap_or_default();
-    let mut performance = Vec::new();
-    if let Some(p) = &r.performance {
-        let holdout = |k: &str| fmt(p.holdout.get(k).copied());
-        let live = p.live.as_ref();
-        let est = p.estimated.as_ref();
-        performance.push((
-            "accuracy".into(),
-            fmt(live.map(|l| l.accuracy)),
-            est.map_or("–".into(), |e| {
-                format!(
-                    "{} ({}–{})",
-                    fmt(Some(e.accuracy)),
-                    fmt(Some(e.accuracy_band[0])),
-                    fmt(Some(e.accuracy_band[1]))
-                )
-            }),
-            holdout("holdout_accuracy"),
-        ));
-        performance.push((
-            "F1".into(),
-            fmt(live.map(|l| l.f1)),
-            fmt(est.map(|e| e.f1)),
-            holdout("holdout_f1"),
-        ));
-        performance.push((
-            "ROC-AUC".into(),
-            fmt(live.and_then(|l| l.roc_auc)),
-            fmt(est.and_then(|e| e.roc_auc)),
-            holdout("holdout_roc_auc"),
-        ));
-    }
+    let other_drift = other_drift_rows(r);
+    let (quality_failures, quality) = quality_rows(r);
+    let performance = performance_rows(r);
     DriftReportPage {
         title: format!("Drift report: {} v{}", r.model, r.version),
         facts,
@@ -235,17 +268,7 @@ pub fn check_report(r: &CheckReport) -> String {
         quality_failures,
         quality,
         performance,
-        alerts: r
-            .alerts
-            .iter()
-            .map(|a| {
-                (
-                    a.alert_type.as_str().to_owned(),
-                    format!("{:?}", a.severity).to_lowercase(),
-                    a.summary.clone(),
-                )
-            })
-            .collect(),
+        alerts: alert_rows(r),
         charts: charts(&r.histograms),
         generated: format!("Steward {}", env!("CARGO_PKG_VERSION")),
     }

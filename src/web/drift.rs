@@ -11,7 +11,10 @@ use super::{Chrome, html};
 use crate::auth::{Identity, Role};
 use crate::error::AppError;
 use crate::monitoring::check::{self, CheckReport, CheckSummary};
-use crate::reports::drift::{FeatureRow, feature_row, fmt};
+use crate::reports::drift::{
+    FeatureRow, QualityRow, alert_rows, feature_row, fmt, other_drift_rows, performance_rows,
+    quality_rows,
+};
 use crate::state::AppState;
 
 /// Checks offered in the page's selector, and plotted on Trends.
@@ -53,7 +56,7 @@ struct Selected {
     feature: String,
     chart: String,
     failures: Vec<String>,
-    quality: Vec<(String, String, String, String, String)>,
+    quality: Vec<QualityRow>,
     performance: Vec<(String, String, String, String)>,
     alerts: Vec<(String, String, String)>,
 }
@@ -129,57 +132,7 @@ fn selected(report: &CheckReport, feature: Option<&str>) -> Selected {
             &h.current,
         )
     });
-    let (failures, quality) = report
-        .data_quality
-        .as_ref()
-        .map(|q| {
-            (
-                q.failures.clone(),
-                q.features
-                    .iter()
-                    .map(|f| {
-                        (
-                            f.feature.clone(),
-                            format!("{:.1}%", f.missing_ratio * 100.0),
-                            f.outside_schema.to_string(),
-                            f.outside_reference.to_string(),
-                            if f.constant {
-                                "constant".to_owned()
-                            } else {
-                                f.examples.join(", ")
-                            },
-                        )
-                    })
-                    .collect(),
-            )
-        })
-        .unwrap_or_default();
-    let mut performance = Vec::new();
-    if let Some(p) = &report.performance {
-        let live = p.live.as_ref();
-        let est = p.estimated.as_ref();
-        let holdout = |k: &str| fmt(p.holdout.get(k).copied());
-        performance = vec![
-            (
-                "accuracy".to_owned(),
-                fmt(live.map(|l| l.accuracy)),
-                fmt(est.map(|e| e.accuracy)),
-                holdout("holdout_accuracy"),
-            ),
-            (
-                "F1".to_owned(),
-                fmt(live.map(|l| l.f1)),
-                fmt(est.map(|e| e.f1)),
-                holdout("holdout_f1"),
-            ),
-            (
-                "ROC-AUC".to_owned(),
-                fmt(live.and_then(|l| l.roc_auc)),
-                fmt(est.and_then(|e| e.roc_auc)),
-                holdout("holdout_roc_auc"),
-            ),
-        ];
-    }
+    let (failures, quality) = quality_rows(report);
     Selected {
         id: report.id.clone(),
         title: format!(
@@ -196,30 +149,13 @@ fn selected(report: &CheckReport, feature: Option<&str>) -> Selected {
         features: drift
             .map(|d| d.features.iter().map(feature_row).collect())
             .unwrap_or_default(),
-        other: [
-            report.prediction_drift.as_ref(),
-            report.target_drift.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .map(feature_row)
-        .collect(),
+        other: other_drift_rows(report),
         feature: chosen.map(|h| h.feature.clone()).unwrap_or_default(),
         chart,
         failures,
         quality,
-        performance,
-        alerts: report
-            .alerts
-            .iter()
-            .map(|a| {
-                (
-                    a.alert_type.as_str().to_owned(),
-                    format!("{:?}", a.severity).to_lowercase(),
-                    a.summary.clone(),
-                )
-            })
-            .collect(),
+        performance: performance_rows(report),
+        alerts: alert_rows(report),
     }
 }
 
@@ -294,18 +230,8 @@ pub async fn post_run(
     identity: Identity,
 ) -> Result<HttpResponse, AppError> {
     let user = identity.require(Role::Approver)?;
-    // What was just predicted belongs in the window (see the API's run).
-    let _ = state.serving.log.flush_within_wait().await;
     let report = state
-        .monitor
-        .run_check(
-            &state.db,
-            state.blobs.clone(),
-            state.settings.clone(),
-            Some(state.serving.rejected_total()),
-            "manual",
-            format!("user:{}", user.username),
-        )
+        .run_drift_check("manual", format!("user:{}", user.username))
         .await?;
     let notice = format!(
         "Check {}: {}{}.",
