@@ -347,6 +347,24 @@ pub fn with_event<T>(
     Ok(value)
 }
 
+/// As [`with_event`], for a change that may have nothing to record (a repeat of what is
+/// already recorded): the same lock and transaction, and an event only when `change` returns one.
+pub fn with_optional_event<T>(
+    conn: &mut DbConnection,
+    change: impl FnOnce(&mut DbConnection) -> Result<(T, Option<NewEvent>), AppError>,
+) -> Result<T, AppError> {
+    let (value, row) = conn.transaction(|conn| {
+        lock_head(conn)?;
+        let (value, event) = change(conn)?;
+        let row = event.map(|e| append_locked(conn, e)).transpose()?;
+        Ok::<_, AppError>((value, row))
+    })?;
+    if let Some(row) = row {
+        note_appended(conn, &row);
+    }
+    Ok(value)
+}
+
 /// Writing the head row takes the write lock on both backends, so concurrent appenders queue
 /// here and each sees the head the previous one left.
 fn lock_head(conn: &mut DbConnection) -> Result<(), AppError> {

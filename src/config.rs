@@ -40,6 +40,7 @@ pub struct Settings {
     pub serving: ServingSettings,
     pub audit: AuditSettings,
     pub monitoring: crate::monitoring::settings::MonitoringSettings,
+    pub agent: crate::agent::settings::AgentSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -307,6 +308,9 @@ impl Settings {
         if let Err((key, message)) = self.monitoring.check(&self.dataset.feature_kinds()) {
             return Err(ConfigError::Invalid { key, message });
         }
+        if let Err((key, message)) = self.agent.check() {
+            return Err(ConfigError::Invalid { key, message });
+        }
         let sv = &self.serving;
         for (key, value) in [
             ("serving.max_batch", sv.max_batch),
@@ -370,7 +374,8 @@ impl Settings {
     }
 }
 
-fn serialize_redacted<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+/// Serializes a secret as "***" (or "" when unset).
+pub fn serialize_redacted<S: Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     if secret.expose_secret().is_empty() {
         s.serialize_str("")
     } else {

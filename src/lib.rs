@@ -7,11 +7,14 @@
 //! - [`data`]: dataset versions, the blob store, expectation suites and validation;
 //! - [`ml`]: preprocessing, models, cross-validation and metrics;
 //! - [`audit`]: the hash-chained audit log;
+//! - [`monitoring`]: drift, data quality and performance checks; [`agent`]: alerts → incidents
+//!   → decisions → actions, with approvals;
 //! - [`api`]: the JSON API and the probes; [`web`]: the HTMX dashboard; [`http`]: the HTTP
 //!   plumbing both share (identity, route tables with their access, bodies, headers);
 //! - [`telemetry`]: metrics and logs; [`scheduler`]: background jobs;
 //! - [`startup`]: building and running the process; [`cli`]: the command line.
 
+pub mod agent;
 pub mod api;
 pub mod audit;
 pub mod auth;

@@ -1,5 +1,5 @@
 //! What the store holds, at a glance: the data behind the Overview page and `GET /api/v1/overview`.
-//! Later capabilities add their counts (drift, the agent) here.
+//! Each capability adds its counts here (monitoring's alerts, the agent's incidents and approvals).
 
 use serde::Serialize;
 
@@ -27,6 +27,11 @@ pub struct Overview {
     pub open_alerts: Vec<crate::monitoring::check::StoredAlert>,
     /// The newest check: when, its status and drift share.
     pub last_check: Option<crate::monitoring::check::CheckSummary>,
+    /// The agent's open incidents (newest 10) and pending approval requests (newest 10).
+    pub open_incidents: Vec<crate::agent::store::Incident>,
+    pub pending_approvals: Vec<crate::agent::store::Approval>,
+    /// The kill switch.
+    pub agent_paused: bool,
 }
 
 /// The configured dataset: its version count, current version and that version's validation.
@@ -57,6 +62,7 @@ pub async fn collect(state: &AppState, admin: bool) -> Result<Overview, AppError
     let dataset_name = state.settings.dataset.name.clone();
     let started_at = state.started_at;
     let model_name = state.settings.registry.model.clone();
+    let settings = state.settings.clone();
     state
         .db
         .run(move |conn: &mut DbConnection| {
@@ -108,6 +114,9 @@ pub async fn collect(state: &AppState, admin: bool) -> Result<Overview, AppError
                 },
                 open_alerts: crate::monitoring::check::open_alerts(conn, &model_name)?,
                 last_check: crate::monitoring::check::list(conn, 1)?.into_iter().next(),
+                open_incidents: crate::agent::store::list_incidents(conn, Some("open"), 10)?,
+                pending_approvals: crate::agent::store::list_approvals(conn, Some("pending"), 10)?,
+                agent_paused: crate::agent::is_paused(conn, &settings)?,
                 recent_events: {
                     let mut events = audit::list(conn, 10, None)?;
                     audit::redact_for(&mut events, admin);

@@ -151,6 +151,7 @@ impl Application {
             training_gate: Arc::new(training::TrainingGate::default()),
             token_touch_gate: Arc::new(tokio::sync::Semaphore::new(1)),
             monitor: Arc::new(crate::monitoring::Monitor::new()),
+            agent: Arc::new(crate::agent::Agent::new()),
             serving_bodies: Arc::new(crate::http::body::BodyBudget::new(
                 settings.serving.inflight_body_bytes,
                 Duration::from_millis(settings.serving.offload_wait_ms),
@@ -251,6 +252,19 @@ impl Application {
         } else {
             tokio::task::JoinSet::new()
         };
+        if self.state.settings.agent.enabled {
+            let deps = self.state.agent_deps();
+            let agent = self.state.agent.clone();
+            // Subscribed before anything runs, so no alert of the first check is missed.
+            let alerts = self.state.monitor.subscribe();
+            jobs.spawn(
+                agent
+                    .clone()
+                    .listen(deps.clone(), alerts, stop_jobs.clone()),
+            );
+            jobs.spawn(agent.work(deps, stop_jobs.clone()));
+            tracing::info!("agent started");
+        }
         tracing::info!(
             port = self.port,
             backend = %self.state.db.backend(),

@@ -35,10 +35,23 @@ pub struct AppState {
     pub token_touch_gate: Arc<tokio::sync::Semaphore>,
     /// Monitoring's checks and alert channel.
     pub monitor: Arc<crate::monitoring::Monitor>,
+    /// The agent's wake-up call (its tasks run beside the scheduler).
+    pub agent: Arc<crate::agent::Agent>,
     pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl AppState {
+    /// What the agent's tasks and its API calls need of the process.
+    pub fn agent_deps(&self) -> crate::agent::Deps {
+        crate::agent::Deps {
+            db: self.db.clone(),
+            blobs: self.blobs.clone(),
+            settings: self.settings.clone(),
+            serving: self.serving.clone(),
+            training_gate: self.training_gate.clone(),
+        }
+    }
+
     /// Runs a monitoring check of the Production version now (see
     /// [`crate::monitoring::Monitor::run_check`]), after letting the prediction log store its
     /// queue (at most `serving.log_wait_ms`; a slow store only makes the window older), so what

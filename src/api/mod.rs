@@ -3,6 +3,7 @@
 //! handler and who may call it; one module per resource, handlers named `verb_noun`. It calls
 //! the domain modules and `crate::http`, never the dashboard.
 
+mod agent;
 mod audit;
 mod datasets;
 mod drift;
@@ -17,7 +18,7 @@ mod users;
 use actix_web::web;
 
 use crate::auth::Role;
-use crate::http::Access::{Feedback, Open, Read, Role as Needs, Sensitive, Serving};
+use crate::http::Access::{Alerts, Feedback, Open, Read, Role as Needs, Sensitive, Serving};
 use crate::http::headers::api_not_found;
 
 crate::route_table! { ROUTES, handlers;
@@ -69,6 +70,19 @@ crate::route_table! { ROUTES, handlers;
     get "/api/v1/drift/checks" => drift::list_checks, Read, "Stored monitoring checks, newest first";
     get "/api/v1/drift/checks/{id}" => drift::get_check, Sensitive, "One monitoring check: drift, data quality with example values, performance, alerts";
     get "/api/v1/drift/alerts" => drift::list_alerts, Read, "Open monitoring alerts (those of the newest check)";
+    post "/agent/alerts" => agent::post_alerts, Alerts, "Alertmanager's webhook (version 4): alerts become incidents";
+    get "/api/v1/incidents" => agent::list_incidents, Read, "The agent's incidents, newest first";
+    get "/api/v1/incidents/{id}" => agent::get_incident, Read, "An incident with its timeline: decisions, approvals, actions";
+    get "/api/v1/decisions" => agent::list_decisions, Read, "The agent's decisions, with the rule that matched and why";
+    get "/api/v1/approvals" => agent::list_approvals, Read, "Approval requests, newest first";
+    post "/api/v1/approvals/{id}/approve" => agent::approve, Needs(Role::Approver), "Approve a request; its action runs once";
+    post "/api/v1/approvals/{id}/reject" => agent::reject, Needs(Role::Approver), "Reject a request; nothing runs";
+    get "/api/v1/agent/status" => agent::get_status, Read, "The agent's switches and counts";
+    post "/api/v1/agent/pause" => agent::pause, Needs(Role::Approver), "Kill switch on: no new decisions or actions";
+    post "/api/v1/agent/resume" => agent::resume, Needs(Role::Admin), "Kill switch off";
+    get "/api/v1/agent/policy" => agent::get_policy, Read, "The policy's rules, explained";
+    get "/api/v1/agent/actions" => agent::list_actions, Read, "The agent's actions and their outcomes";
+    get "/api/v1/agent/notifications" => agent::list_notifications, Read, "Notifications the agent wrote";
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -64,10 +64,49 @@ const BODIES: &[(&str, &str, &str, &str)] = &[
         "application/json",
         r#"{"reason": "v3 misclassifies the Hungarian patients"}"#,
     ),
+    (
+        "post",
+        "/agent/alerts",
+        "application/json",
+        r#"{"version": "4", "groupKey": "{}:{alertname=\"SlowPredictions\"}", "truncatedAlerts": 0, "status": "firing", "receiver": "steward", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "alerts": [{"status": "firing", "labels": {"alertname": "HighErrorRate", "alert_type": "error_rate", "severity": "warning"}, "annotations": {"summary": "5xx above 5% for 10 minutes"}, "startsAt": "2026-11-30T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prometheus:9090/graph", "fingerprint": "3f2a9c0d1e4b5a67"}]}"#,
+    ),
+    (
+        "post",
+        "/api/v1/approvals/{id}/approve",
+        "application/json",
+        r#"{"comment": "challenger beats v1 on the Hungarian holdout"}"#,
+    ),
+    (
+        "post",
+        "/api/v1/approvals/{id}/reject",
+        "application/json",
+        r#"{"comment": "wait for more labels"}"#,
+    ),
 ];
 
 /// Query parameters: (path, [(name, description)]).
 const QUERIES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "/api/v1/incidents",
+        &[
+            ("status", "open or resolved"),
+            ("limit", "Incidents, newest first (default 50)"),
+        ],
+    ),
+    (
+        "/api/v1/decisions",
+        &[
+            ("action", "Only decisions of this action"),
+            ("limit", "Decisions, newest first (default 50)"),
+        ],
+    ),
+    (
+        "/api/v1/approvals",
+        &[
+            ("status", "pending, approved, rejected or expired"),
+            ("limit", "Requests, newest first (default 50)"),
+        ],
+    ),
     (
         "/api/v1/audit",
         &[
@@ -313,6 +352,8 @@ mod tests {
     const NO_BODY: &[(&str, &str)] = &[
         ("post", "/api/v1/users/{username}/disable"),
         ("post", "/api/v1/drift/run"),
+        ("post", "/api/v1/agent/pause"),
+        ("post", "/api/v1/agent/resume"),
         ("delete", "/api/v1/tokens/{id}"),
     ];
 

@@ -3,6 +3,7 @@
 //! `cli:<os user>`.
 
 mod access;
+mod agent;
 mod data;
 mod drift;
 mod models;
@@ -99,6 +100,12 @@ enum Command {
     /// Replay a data file through a running server's /predict (and its labels to /feedback),
     /// as traffic for monitoring.
     Simulate(simulate::SimulateArgs),
+    /// The agent: status, the kill switch (pause, resume), the policy, incidents, decisions.
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// The agent's approval requests: list, approve, reject.
+    #[command(subcommand)]
+    Approvals(agent::ApprovalsCommand),
 }
 
 #[derive(Subcommand)]
@@ -229,6 +236,8 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Models(cmd) => models::models_command(cmd, &settings),
         Command::Drift(cmd) => drift::drift_command(cmd, &settings),
         Command::Simulate(args) => simulate::simulate_command(args, &settings),
+        Command::Agent(cmd) => agent::agent_command(cmd, &settings),
+        Command::Approvals(cmd) => agent::approvals_command(cmd, &settings),
     }
 }
 

@@ -193,7 +193,8 @@ pub fn normalize_category(raw: &str) -> String {
     }
 }
 
-fn is_identifier(s: &str) -> bool {
+/// 1-64 ASCII letters, digits, '_' or '-'.
+pub fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()

@@ -318,3 +318,111 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    agent_incidents (id) {
+        id -> Text,
+        fingerprint -> Text,
+        source -> Text,
+        alert_type -> Text,
+        alertname -> Text,
+        severity -> Text,
+        model -> Text,
+        version -> Nullable<Integer>,
+        summary -> Text,
+        labels_json -> Text,
+        evidence_json -> Text,
+        check_id -> Nullable<Text>,
+        status -> Text,
+        alert_count -> BigInt,
+        first_seen -> Timestamp,
+        last_seen -> Timestamp,
+        resolved_at -> Nullable<Timestamp>,
+        resolution -> Nullable<Text>,
+        decision_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    agent_decisions (id) {
+        id -> Text,
+        incident_id -> Text,
+        model -> Text,
+        rule -> Nullable<Text>,
+        action -> Text,
+        approval -> Bool,
+        status -> Text,
+        explanation_json -> Text,
+        context_json -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    agent_approvals (id) {
+        id -> Text,
+        decision_id -> Text,
+        incident_id -> Text,
+        action -> Text,
+        model -> Text,
+        version -> Nullable<Integer>,
+        status -> Text,
+        evidence_json -> Text,
+        requested_at -> Timestamp,
+        expires_at -> Timestamp,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<Timestamp>,
+        comment -> Nullable<Text>,
+        action_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    agent_actions (id) {
+        id -> Text,
+        decision_id -> Text,
+        approval_id -> Nullable<Text>,
+        incident_id -> Text,
+        action -> Text,
+        model -> Text,
+        status -> Text,
+        started_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+        outcome_json -> Nullable<Text>,
+        error -> Nullable<Text>,
+        model_version -> Nullable<Integer>,
+    }
+}
+
+diesel::table! {
+    agent_notifications (id) {
+        id -> Text,
+        incident_id -> Nullable<Text>,
+        level -> Text,
+        subject -> Text,
+        body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    agent_quarantine (request_id) {
+        request_id -> Text,
+        incident_id -> Text,
+        feature -> Text,
+        rule -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    agent_state (key) {
+        key -> Text,
+        value -> Text,
+        updated_by -> Text,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(predictions, agent_quarantine);
+diesel::allow_tables_to_appear_in_same_query!(feedback, agent_quarantine);

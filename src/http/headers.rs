@@ -84,6 +84,7 @@ pub(crate) fn speaks_json(path: &str) -> bool {
             "/predict"
                 | "/invocations"
                 | "/feedback"
+                | "/agent/alerts"
                 | "/model/info"
                 | "/openapi.json"
                 | "/health"

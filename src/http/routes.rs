@@ -35,6 +35,10 @@ pub enum Access {
     Sensitive,
     /// At least this role.
     Role(Role),
+    /// `POST /agent/alerts`: a token (or session) of at least `agent.alerts_role`, or an
+    /// HMAC-SHA256 signature of the body with `agent.webhook_secret`; checked by the handler,
+    /// which must read the body to check a signature.
+    Alerts,
 }
 
 impl Access {
@@ -55,19 +59,20 @@ impl Access {
             Access::Serving | Access::Sensitive => identity.require(Role::Viewer).map(|_| ()),
             Access::Read => identity.require_read(&settings.auth),
             Access::Role(role) => identity.require(role).map(|_| ()),
+            Access::Alerts => identity.require(settings.agent.alerts_role()).map(|_| ()),
         }
     }
 
     /// Whether the guard resolves the caller (Open and Serving routes carry no guard).
     pub fn guarded(self) -> bool {
-        !matches!(self, Access::Open | Access::Serving)
+        !matches!(self, Access::Open | Access::Serving | Access::Alerts)
     }
 
     /// The least role that passes under the default configuration; `None` when anyone does.
     pub fn least_role(self) -> Option<Role> {
         match self {
             Access::Open | Access::Serving => None,
-            Access::Feedback => Some(Role::Approver),
+            Access::Feedback | Access::Alerts => Some(Role::Approver),
             Access::Read | Access::Sensitive => Some(Role::Viewer),
             Access::Role(role) => Some(role),
         }

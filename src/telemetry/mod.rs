@@ -50,6 +50,12 @@ pub const MODEL_ACCURACY_ESTIMATED: &str = "steward_model_accuracy_estimated";
 pub const DRIFT_CHECKS_TOTAL: &str = "steward_drift_checks_total";
 pub const DRIFT_CHECK_DURATION_SECONDS: &str = "steward_drift_check_duration_seconds";
 pub const MONITORING_ALERTS_TOTAL: &str = "steward_monitoring_alerts_total";
+pub const AGENT_ALERTS_TOTAL: &str = "steward_agent_alerts_total";
+pub const AGENT_DECISIONS_TOTAL: &str = "steward_agent_decisions_total";
+pub const AGENT_ACTIONS_TOTAL: &str = "steward_agent_actions_total";
+pub const APPROVALS_PENDING: &str = "steward_approvals_pending";
+pub const AGENT_PAUSED: &str = "steward_agent_paused";
+pub const AGENT_INCIDENTS_OPEN: &str = "steward_agent_incidents_open";
 
 /// Latency buckets, in seconds: fine below 10 ms, where `/predict` is expected to live.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -248,6 +254,21 @@ fn describe() {
         MONITORING_ALERTS_TOTAL,
         "Alerts raised by monitoring checks, by type (drift, data_quality, decay, estimated_decay)."
     );
+    describe_counter!(
+        AGENT_ALERTS_TOTAL,
+        "Alerts the agent took in, by source (monitoring, alertmanager, validation) and type."
+    );
+    describe_counter!(
+        AGENT_DECISIONS_TOTAL,
+        "Decisions the agent's policy took, by action (retrain, rollback, notify, quarantine, validate, noop)."
+    );
+    describe_counter!(
+        AGENT_ACTIONS_TOTAL,
+        "Actions the agent ran, by action and outcome (succeeded, failed, skipped)."
+    );
+    describe_gauge!(APPROVALS_PENDING, "Approval requests waiting for a person.");
+    describe_gauge!(AGENT_PAUSED, "1 while the agent's kill switch is on.");
+    describe_gauge!(AGENT_INCIDENTS_OPEN, "Open incidents.");
 }
 
 /// RED metrics per route. The route label is the matched pattern (`/api/v1/users/{name}`), never

@@ -7,6 +7,7 @@
 
 mod access;
 mod activity;
+mod agent;
 mod assets;
 mod datasets;
 mod drift;
@@ -14,7 +15,6 @@ mod errors;
 mod login;
 mod models;
 mod overview;
-mod planned;
 mod predictions;
 
 use actix_web::middleware::from_fn;
@@ -56,8 +56,14 @@ crate::route_table! { ROUTES, handlers;
     post "/drift/run" => drift::post_run, Needs(Role::Approver), "Run a monitoring check now";
     get "/drift/checks/{id}/report" => drift::get_report, Sensitive, "A check's HTML report";
     get "/trends" => drift::get_trends, Read, "Historical trends of the checks";
+    get "/approvals" => agent::get_approvals, Read, "Approvals: the agent's requests with their evidence";
+    post "/approvals/{id}/approve" => agent::post_approve, Needs(Role::Approver), "Approve a request";
+    post "/approvals/{id}/reject" => agent::post_reject, Needs(Role::Approver), "Reject a request";
+    get "/agent" => agent::get_agent, Read, "Agent activity: the switch, the feed, notifications, the policy";
+    get "/agent/incidents/{id}" => agent::get_incident, Read, "An incident's timeline";
+    post "/agent/pause" => agent::post_pause, Needs(Role::Approver), "Pause the agent (kill switch)";
+    post "/agent/resume" => agent::post_resume, Needs(Role::Admin), "Resume the agent";
     get "/favicon.ico" => assets::get_favicon, Open, "The icon";
-    get "/{page}" => planned::get_planned_page, Read, "Pages still to be built";
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -101,6 +107,10 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         path: "/trends",
         title: "Trends",
+    },
+    NavItem {
+        path: "/agent",
+        title: "Agent",
     },
     NavItem {
         path: "/activity",

@@ -15,7 +15,7 @@ async fn every_page_of_the_navigation_renders_for_a_viewer() {
         .filter_map(|s| s.split('"').next())
         .map(str::to_owned)
         .collect();
-    assert_eq!(paths.len(), 11, "{paths:?}");
+    assert_eq!(paths.len(), 12, "{paths:?}");
     for path in &paths {
         let response = app.get(path).await;
         assert_eq!(response.status(), 200, "{path}");
@@ -26,11 +26,18 @@ async fn every_page_of_the_navigation_renders_for_a_viewer() {
         );
     }
 
-    // Pages of later capabilities say so, and show nothing made up.
-    for path in ["/approvals"] {
-        let html = app.get(path).await.text().await.expect("html");
-        assert!(html.contains("Not built yet"), "{path}: {html}");
-    }
+    // The agent's pages before any alert: nothing waits, nothing happened.
+    let html = app.get("/approvals").await.text().await.expect("html");
+    assert!(html.contains("Nothing is waiting for a person"), "{html}");
+    let html = app.get("/agent").await.text().await.expect("html");
+    assert!(
+        html.contains("running") && html.contains("Pause (kill switch)"),
+        "{html}"
+    );
+    assert!(
+        html.contains("1. quarantine-bad-values"),
+        "the policy is shown"
+    );
     // Monitoring's pages before any check: they say how checks come, and show none.
     let html = app.get("/drift").await.text().await.expect("html");
     assert!(html.contains("No check yet"), "{html}");

@@ -69,6 +69,7 @@ fn domain_modules_know_no_http_screens_or_shared_state() {
         "serving",
         "auth",
         "monitoring",
+        "agent",
     ] {
         assert_none(
             dir,
@@ -106,7 +107,8 @@ fn config_knows_no_domain_logic() {
             u == "crate::data::schema::DatasetSettings"
                 || u == "crate::ml::TrainingSettings"
                 || u == "crate::ml::models::ModelKind"
-                || u == "crate::monitoring::settings::MonitoringSettings",
+                || u == "crate::monitoring::settings::MonitoringSettings"
+                || u == "crate::agent::settings::AgentSettings",
             "config.rs uses {u}"
         );
     }

@@ -10,6 +10,7 @@
 mod helpers;
 
 mod access;
+mod agent;
 mod audit;
 mod auth;
 mod bounds;

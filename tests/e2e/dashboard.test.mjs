@@ -293,3 +293,60 @@ test('a monitoring check runs from the Drift page and shows drift, a histogram a
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+test('the agent retrains on labelled traffic, and its request is approved in place', async () => {
+  const { page, errors } = await loggedIn();
+  page.on('dialog', (d) => d.accept(d.type() === 'prompt' ? 'e2e approves' : undefined));
+  const csrf = await page.evaluate(() => JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token']);
+  const names = ['age', 'sex', 'cp', 'trestbps', 'chol', 'fbs', 'restecg', 'thalach', 'exang',
+    'oldpeak', 'slope', 'ca', 'thal'];
+  const { readFileSync } = await import('node:fs');
+  const rows = readFileSync(join(root, 'data', 'uci-heart-disease', 'processed.hungarian.data'), 'utf8')
+    .trim().split('\n').map((line) => line.split(','));
+  const instances = rows.map((cells) =>
+    Object.fromEntries(names.map((n, i) => [n, cells[i] === '?' ? null : Number(cells[i])])));
+  const scored = await (await page.request.post(`${base}/predict`, { data: { instances } })).json();
+  // Labels for the first 80 patients, posted by this session as a person would.
+  for (let i = 0; i < 80; i++) {
+    const label = Number(rows[i][13]) > 0 ? 1 : 0;
+    const r = await page.request.post(`${base}/feedback`, {
+      data: { request_id: scored[i].request_id, label }, headers: { 'X-CSRF-Token': csrf },
+    });
+    assert.equal(r.status(), 201);
+  }
+  await page.goto(`${base}/drift`);
+  await page.click('button:has-text("Run a check now")');
+  await page.waitForSelector('#drift-features');
+  // Alertmanager's word for the same drift, from this session: a new incident, decided now.
+  const alert = await page.request.post(`${base}/agent/alerts`, {
+    headers: { 'X-CSRF-Token': csrf },
+    data: { version: '4', status: 'firing', alerts: [{ status: 'firing',
+      labels: { alertname: 'StewardDrift', alert_type: 'drift' },
+      annotations: { summary: 'drift share above 0.5 (e2e)' }, fingerprint: 'e2e0000000000001' }] },
+  });
+  assert.equal(alert.status(), 200, await alert.text());
+  await page.goto(`${base}/approvals`);
+  await page.waitForSelector('section.approval', { timeout: 240000 });
+  assert.match(await page.textContent('section.approval'), /Challenger/);
+  assert.equal(await page.locator('section.approval table.scores tr').count(), 7, 'six metrics, both models');
+  await page.screenshot({ path: join(root, 'target', 'e2e-approvals.png'), fullPage: true });
+  await page.click('section.approval button:has-text("Approve")');
+  await page.waitForSelector('#approvals p.ok:has-text("approved")');
+  assert.match(await page.textContent('#approval-history'), /e2e approves/);
+  await page.goto(`${base}/agent`);
+  assert.match(await page.textContent('#agent-feed'), /retrain/);
+  await page.screenshot({ path: join(root, 'target', 'e2e-agent.png'), fullPage: true });
+  await page.click('#agent-feed a:has-text("timeline") >> nth=0');
+  await page.waitForSelector('#incident-timeline');
+  await page.screenshot({ path: join(root, 'target', 'e2e-incident.png'), fullPage: true });
+  // The kill switch, pulled and released from the page.
+  await page.goto(`${base}/agent`);
+  await page.click('button:has-text("Pause (kill switch)")');
+  await page.waitForSelector('#agent-switch .value:has-text("paused")');
+  await page.click('button:has-text("Resume")');
+  await page.waitForSelector('#agent-switch .value:has-text("running")');
+  await page.goto(`${base}/`);
+  assert.ok(await page.locator('#open-incidents tr').count() >= 2, 'open incidents on the Overview');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
