@@ -365,6 +365,29 @@ pub fn with_optional_event<T>(
     Ok(value)
 }
 
+/// As [`with_event`], for a change that records any number of events (none included), all
+/// in its one transaction: `change` pushes them in order; they are appended after it returns,
+/// and remembered as appended only once the transaction has committed.
+pub fn with_events<T>(
+    conn: &mut DbConnection,
+    change: impl FnOnce(&mut DbConnection, &mut Vec<NewEvent>) -> Result<T, AppError>,
+) -> Result<T, AppError> {
+    let (value, last) = conn.transaction(|conn| {
+        lock_head(conn)?;
+        let mut events = Vec::new();
+        let value = change(conn, &mut events)?;
+        let mut last = None;
+        for event in events {
+            last = Some(append_locked(conn, event)?);
+        }
+        Ok::<_, AppError>((value, last))
+    })?;
+    if let Some(row) = last {
+        note_appended(conn, &row);
+    }
+    Ok(value)
+}
+
 /// Writing the head row takes the write lock on both backends, so concurrent appenders queue
 /// here and each sees the head the previous one left.
 fn lock_head(conn: &mut DbConnection) -> Result<(), AppError> {

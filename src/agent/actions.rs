@@ -217,15 +217,20 @@ pub fn run_rollback(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, App
             why: "nothing is in Production".into(),
         });
     };
-    if let Some(v) = incident.version {
-        if v != current.version {
-            return Ok(Ended::Skipped {
-                why: format!(
-                    "the incident is about v{v}; Production is v{} now",
-                    current.version
-                ),
-            });
-        }
+    // Only the version the alert is about is rolled back (an alert naming none rolls back
+    // nothing: it could be about any version).
+    let Some(v) = incident.version else {
+        return Ok(Ended::Skipped {
+            why: "the alert names no model version (label model_version)".into(),
+        });
+    };
+    if v != current.version {
+        return Ok(Ended::Skipped {
+            why: format!(
+                "the incident is about v{v}; Production is v{} now",
+                current.version
+            ),
+        });
     }
     if registry::rollback_target(&mut conn, model)?.is_none() {
         return Ok(Ended::Skipped {
@@ -342,6 +347,17 @@ pub fn run_retrain(
         crate::error::bounded(&retrained.verdict, 300)
     );
     let mut conn = tools.db.get()?;
+    // The kill switch may have been pulled while it trained: then nothing more is done.
+    if super::is_paused(&mut conn, tools.settings)? {
+        return Ok(Ended::Succeeded {
+            outcome: json!({
+                "promoted": false,
+                "not_promoted_because": "the agent was paused while it trained",
+                "retrain": summary,
+            }),
+            version: Some(retrained.challenger.version),
+        });
+    }
     match promote(
         tools,
         &mut conn,

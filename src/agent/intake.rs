@@ -24,6 +24,11 @@ const MAX_LABELS: usize = 64;
 const MAX_KEY_CHARS: usize = 128;
 const MAX_LABEL_CHARS: usize = 1024;
 const MAX_ANNOTATION_CHARS: usize = 4096;
+/// Most bytes of an alert's labels, as stored.
+const MAX_LABELS_BYTES: usize = 8192;
+/// Annotations kept in an incident's evidence, and the characters kept of each.
+const EVIDENCE_ANNOTATIONS: usize = 16;
+const EVIDENCE_CHARS: usize = 1024;
 /// Longest summary kept on an incident.
 const SUMMARY_CHARS: usize = 300;
 
@@ -44,6 +49,9 @@ pub struct NewAlert {
     pub check_id: Option<String>,
     /// The alert says the problem is over.
     pub resolved: bool,
+    /// Who sent it, as the audit log names it (`monitoring`, `agent`, `user:NAME` for a token,
+    /// `alertmanager:signed` for a signature).
+    pub poster: String,
 }
 
 impl NewAlert {
@@ -74,6 +82,7 @@ impl NewAlert {
             evidence: alert.evidence.clone(),
             check_id: Some(alert.check_id.clone()),
             resolved: false,
+            poster: "monitoring".into(),
         }
     }
 }
@@ -179,6 +188,7 @@ pub fn parse_webhook(
     body: WebhookBody,
     model: &str,
     max_alerts: usize,
+    poster: &str,
 ) -> Result<Vec<NewAlert>, AppError> {
     if body.version != "4" {
         return Err(AppError::validation(
@@ -234,6 +244,12 @@ pub fn parse_webhook(
             ));
         }
         check_map(&field("labels"), &a.labels, MAX_LABEL_CHARS)?;
+        if serde_json::to_string(&a.labels).map_or(0, |t| t.len()) > MAX_LABELS_BYTES {
+            return Err(AppError::validation(
+                &field("labels"),
+                format!("at most {MAX_LABELS_BYTES} bytes in all"),
+            ));
+        }
         check_map(&field("annotations"), &a.annotations, MAX_ANNOTATION_CHARS)?;
         check_time(&field("startsAt"), &a.starts_at)?;
         check_time(&field("endsAt"), &a.ends_at)?;
@@ -276,9 +292,11 @@ pub fn parse_webhook(
                 ));
             }
         }
-        let version = match a.labels.get("version") {
+        // `model_version`: the registered model's version the alert is about (a `version`
+        // label is often an application's, and is left alone).
+        let version = match a.labels.get("model_version") {
             Some(v) => Some(v.parse::<i32>().map_err(|_| {
-                AppError::validation(&field("labels.version"), "must be a version number")
+                AppError::validation(&field("labels.model_version"), "must be a version number")
             })?),
             None => None,
         };
@@ -287,17 +305,12 @@ pub fn parse_webhook(
             .get("alertname")
             .cloned()
             .unwrap_or_else(|| "alert".into());
+        // Any severity a routing tree uses (critical, page, warning, info, ...), kept short.
         let severity = a
             .labels
             .get("severity")
-            .cloned()
+            .map(|s| crate::error::bounded(s, 32))
             .unwrap_or_else(|| "warning".into());
-        if !matches!(severity.as_str(), "critical" | "warning" | "info" | "none") {
-            return Err(AppError::validation(
-                &field("labels.severity"),
-                "must be critical, warning, info or none",
-            ));
-        }
         let summary = a
             .annotations
             .get("summary")
@@ -305,12 +318,18 @@ pub fn parse_webhook(
             .or_else(|| body.common_annotations.get("summary"))
             .cloned()
             .unwrap_or_else(|| alertname.clone());
+        let annotations: BTreeMap<&String, String> = a
+            .annotations
+            .iter()
+            .take(EVIDENCE_ANNOTATIONS)
+            .map(|(k, v)| (k, crate::error::bounded(v, EVIDENCE_CHARS)))
+            .collect();
         let evidence = json!({
-            "annotations": a.annotations,
+            "annotations": annotations,
             "startsAt": a.starts_at,
             "endsAt": a.ends_at,
-            "generatorURL": a.generator_url,
-            "groupKey": body.group_key,
+            "generatorURL": crate::error::bounded(&a.generator_url, EVIDENCE_CHARS),
+            "groupKey": crate::error::bounded(&body.group_key, EVIDENCE_CHARS),
             "truncatedAlerts": body.truncated_alerts,
         });
         let mut labels = a.labels;
@@ -330,6 +349,7 @@ pub fn parse_webhook(
             evidence,
             check_id: None,
             resolved: a.status == "resolved",
+            poster: poster.to_owned(),
         });
     }
     Ok(out)
@@ -349,21 +369,55 @@ pub enum Taken {
     Ignored,
 }
 
-/// Takes one alert into the incidents; returns the incident and what happened. A new incident
-/// and a resolution commit with their audit events; a repeat is one UPDATE.
+/// Takes a batch of alerts into the incidents in one transaction (all or none), with the
+/// audit events of the incidents opened and closed; returns each alert's incident and what
+/// happened.
+pub fn ingest_all(
+    conn: &mut DbConnection,
+    alerts: &[NewAlert],
+    redecide_after_secs: u64,
+) -> Result<Vec<(Option<String>, Taken)>, AppError> {
+    let now = crate::db::now();
+    let redecide_before = now - chrono::Duration::seconds(redecide_after_secs as i64);
+    audit::with_events(conn, |conn, events| {
+        let mut out = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            out.push(ingest_locked(conn, alert, now, redecide_before, events)?);
+        }
+        Ok(out)
+    })
+}
+
+/// Takes one alert (see [`ingest_all`]).
 pub fn ingest(
     conn: &mut DbConnection,
     alert: &NewAlert,
+    redecide_after_secs: u64,
 ) -> Result<(Option<String>, Taken), AppError> {
-    let now = crate::db::now();
+    Ok(
+        ingest_all(conn, std::slice::from_ref(alert), redecide_after_secs)?
+            .pop()
+            .unwrap_or((None, Taken::Ignored)),
+    )
+}
+
+/// One alert, under the audit lock of the caller's transaction: a new incident, a repeat or a
+/// resolution.
+fn ingest_locked(
+    conn: &mut DbConnection,
+    alert: &NewAlert,
+    now: chrono::NaiveDateTime,
+    redecide_before: chrono::NaiveDateTime,
+    events: &mut Vec<NewEvent>,
+) -> Result<(Option<String>, Taken), AppError> {
     if alert.resolved {
-        return audit::with_optional_event(conn, |conn| {
-            let Some(open) = store::open_incident(conn, &alert.fingerprint)? else {
-                return Ok(((None, Taken::Ignored), None));
-            };
-            resolve_locked(conn, &open, &format!("resolved by {}", alert.source), now)?;
-            let event = NewEvent::new(
-                format!("agent:{}", alert.source),
+        let Some(open) = store::open_incident(conn, &alert.fingerprint)? else {
+            return Ok((None, Taken::Ignored));
+        };
+        resolve_locked(conn, &open, &format!("resolved by {}", alert.source), now)?;
+        events.push(
+            NewEvent::new(
+                alert.poster.clone(),
                 "agent.incident.resolved",
                 format!("incident:{}", open.id),
             )
@@ -371,50 +425,47 @@ pub fn ingest(
                 "incident": open.id,
                 "fingerprint": open.fingerprint,
                 "alerts": open.alert_count,
-            }));
-            Ok(((Some(open.id), Taken::Resolved), Some(event)))
-        });
+            })),
+        );
+        return Ok((Some(open.id), Taken::Resolved));
     }
-    if let Some(id) = repeat(conn, alert, now)? {
+    if let Some(id) = repeat(conn, alert, now, redecide_before)? {
         return Ok((Some(id), Taken::Repeated));
     }
-    audit::with_optional_event(conn, |conn| {
-        // Under the audit lock: a concurrent first alert may have opened it meanwhile.
-        if let Some(id) = repeat(conn, alert, now)? {
-            return Ok(((Some(id), Taken::Repeated), None));
-        }
-        let incident = Incident {
-            id: store::new_id(),
-            fingerprint: alert.fingerprint.clone(),
-            source: alert.source.to_owned(),
-            alert_type: alert.alert_type.clone(),
-            alertname: alert.alertname.clone(),
-            severity: alert.severity.clone(),
-            model: alert.model.clone(),
-            version: alert.version,
-            summary: alert.summary.clone(),
-            labels_json: serde_json::to_string(&alert.labels).unwrap_or_else(|_| "{}".into()),
-            evidence_json: alert.evidence.to_string(),
-            check_id: alert.check_id.clone(),
-            status: "open".into(),
-            alert_count: 1,
-            first_seen: now,
-            last_seen: now,
-            resolved_at: None,
-            resolution: None,
-            decision_id: None,
-        };
-        diesel::insert_into(agent_incidents::table)
-            .values(&incident)
-            .execute(conn)?;
-        let event = NewEvent::new(
-            format!("agent:{}", alert.source),
+    let incident = Incident {
+        id: store::new_id(),
+        fingerprint: alert.fingerprint.clone(),
+        source: alert.source.to_owned(),
+        alert_type: alert.alert_type.clone(),
+        alertname: alert.alertname.clone(),
+        severity: alert.severity.clone(),
+        model: alert.model.clone(),
+        version: alert.version,
+        summary: alert.summary.clone(),
+        labels_json: serde_json::to_string(&alert.labels).unwrap_or_else(|_| "{}".into()),
+        evidence_json: alert.evidence.to_string(),
+        check_id: alert.check_id.clone(),
+        status: "open".into(),
+        alert_count: 1,
+        first_seen: now,
+        last_seen: now,
+        resolved_at: None,
+        resolution: None,
+        decision_id: None,
+    };
+    diesel::insert_into(agent_incidents::table)
+        .values(&incident)
+        .execute(conn)?;
+    events.push(
+        NewEvent::new(
+            alert.poster.clone(),
             "agent.alert",
             format!("incident:{}", incident.id),
         )
         .after(json!({
             "incident": incident.id,
             "fingerprint": incident.fingerprint,
+            "source": incident.source,
             "type": incident.alert_type,
             "alertname": incident.alertname,
             "severity": incident.severity,
@@ -422,9 +473,9 @@ pub fn ingest(
             "version": incident.version,
             "check": incident.check_id,
             "summary": incident.summary,
-        }));
-        Ok(((Some(incident.id), Taken::Opened), Some(event)))
-    })
+        })),
+    );
+    Ok((Some(incident.id), Taken::Opened))
 }
 
 /// Counts a repeat into the open incident of the fingerprint, if there is one.
@@ -432,6 +483,7 @@ fn repeat(
     conn: &mut DbConnection,
     alert: &NewAlert,
     now: chrono::NaiveDateTime,
+    redecide_before: chrono::NaiveDateTime,
 ) -> Result<Option<String>, AppError> {
     let target = agent_incidents::table
         .filter(agent_incidents::fingerprint.eq(&alert.fingerprint))
@@ -454,7 +506,26 @@ fn repeat(
     if updated == 0 {
         return Ok(None);
     }
-    Ok(store::open_incident(conn, &alert.fingerprint)?.map(|i| i.id))
+    let Some(incident) = store::open_incident(conn, &alert.fingerprint)? else {
+        return Ok(None);
+    };
+    // A decision that waited (a cooldown, the hourly cap, too few labels, a training running)
+    // is taken again on a repeat that comes `redecide_after_secs` later: the condition may have
+    // cleared (a storm of repeats is still one decision).
+    if let Some(decision) = &incident.decision_id {
+        if store::find_decision(conn, decision)
+            .is_ok_and(|d| d.redecide && d.created_at <= redecide_before)
+        {
+            diesel::update(
+                agent_incidents::table
+                    .find(&incident.id)
+                    .filter(agent_incidents::decision_id.eq(decision)),
+            )
+            .set(agent_incidents::decision_id.eq(None::<String>))
+            .execute(conn)?;
+        }
+    }
+    Ok(Some(incident.id))
 }
 
 /// Marks an open incident resolved (inside the caller's audited transaction).
@@ -518,21 +589,21 @@ mod tests {
                 "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "http://prom", "fingerprint": "ABCDEF0123456789"
             }]
         });
-        let alerts = parse_webhook(body(good.clone()), "heart", 10).expect("parsed");
+        let alerts = parse_webhook(body(good.clone()), "heart", 10, "test").expect("parsed");
         assert_eq!(alerts[0].fingerprint, "am:abcdef0123456789");
         assert_eq!(alerts[0].alert_type, "error_rate");
         assert_eq!(alerts[0].summary, "5xx above 5%");
         let mut v = good.clone();
         v["version"] = json!("3");
-        assert!(parse_webhook(body(v), "heart", 10).is_err());
+        assert!(parse_webhook(body(v), "heart", 10, "test").is_err());
         let mut v = good.clone();
         v["alerts"][0]["labels"]["alert_type"] = json!("weather");
-        let e = parse_webhook(body(v), "heart", 10).expect_err("bad type");
+        let e = parse_webhook(body(v), "heart", 10, "test").expect_err("bad type");
         assert!(e.to_string().contains("alerts[0].labels.alert_type"), "{e}");
         let mut v = good.clone();
         v["alerts"][0]["labels"]["model"] = json!("other");
-        assert!(parse_webhook(body(v), "heart", 10).is_err());
-        assert!(parse_webhook(body(good.clone()), "heart", 0).is_err());
+        assert!(parse_webhook(body(v), "heart", 10, "test").is_err());
+        assert!(parse_webhook(body(good.clone()), "heart", 0, "test").is_err());
         let mut v = good;
         v["extra"] = json!(1);
         assert!(serde_json::from_value::<WebhookBody>(v).is_err());

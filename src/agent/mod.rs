@@ -110,7 +110,7 @@ impl Agent {
             return Ok(());
         }
         let alerts = check.alerts.iter().map(NewAlert::from_monitoring).collect();
-        take(&deps.db, alerts).await?;
+        take(&deps.db, &deps.settings, alerts).await?;
         Ok(())
     }
 
@@ -132,7 +132,7 @@ impl Agent {
                         continue;
                     }
                     let alert = NewAlert::from_monitoring(&alert);
-                    match take(&deps.db, vec![alert]).await {
+                    match take(&deps.db, &deps.settings, vec![alert]).await {
                         Ok(_) => self.nudge(),
                         Err(e) => {
                             tracing::error!(error = %e, "an alert from monitoring was not taken")
@@ -173,6 +173,9 @@ impl Agent {
             if let Err(e) = self.poll_checks(&deps).await {
                 tracing::error!(error = %e, "taking stored checks' alerts failed");
             }
+            if let Err(e) = resume_unstarted(&deps).await {
+                tracing::error!(error = %e, "resuming decided actions failed");
+            }
             if let Err(e) = pass(&deps).await {
                 tracing::error!(error = %e, "agent pass failed; tried again at the next");
             }
@@ -185,28 +188,122 @@ impl Agent {
     }
 }
 
-/// Takes alerts into incidents in one blocking call (each alert its own transaction, so a
-/// failure leaves the ones before it taken). Counts them by source and type.
+/// Runs the actions of decisions taken but never started (the process stopped between the
+/// decision and its action), unless paused; each re-checks its preconditions as it runs.
+async fn resume_unstarted(deps: &Deps) -> Result<(), AppError> {
+    let settings = deps.settings.clone();
+    let todo = deps
+        .db
+        .run(move |conn| {
+            if is_paused(conn, &settings)? {
+                return Ok(Vec::new());
+            }
+            let mut out = Vec::new();
+            for d in store::unstarted_decisions(conn)? {
+                let incident = store::find_incident(conn, &d.incident_id)?;
+                if incident.status == "open" {
+                    out.push((d, incident));
+                } else {
+                    drop_decision(conn, &d, "its incident closed before its action started")?;
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    for (decision, incident) in todo {
+        let action: Action = decision.action.parse().unwrap_or(Action::Noop);
+        tracing::warn!(decision = %decision.id, action = action.as_str(), "running a decided action the stopped process never started");
+        run_action(deps, &decision, &incident, action, decision.approval, None).await?;
+    }
+    Ok(())
+}
+
+/// Defers a decision whose action can't start now (a training runs): decided again on the
+/// incident's next alert. Audited.
+fn defer_decision(conn: &mut DbConnection, d: &Decision, why: &str) -> Result<(), AppError> {
+    use crate::db::schema::agent_decisions as table;
+    audit::with_events(conn, |conn, events| {
+        let n = diesel::update(table::table.find(&d.id).filter(table::status.eq("acted")))
+            .set((table::status.eq("deferred"), table::redecide.eq(true)))
+            .execute(conn)?;
+        if n == 1 {
+            let mut after = causal(&d.incident_id, Some(&d.id), None, None, None);
+            if let Some(o) = after.as_object_mut() {
+                o.insert("why".into(), json!(crate::error::bounded(why, 300)));
+            }
+            events.push(
+                NewEvent::new(
+                    "agent",
+                    "agent.decision.deferred",
+                    format!("decision:{}", d.id),
+                )
+                .after(after),
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Marks a decision whose action will not run as dropped, audited.
+fn drop_decision(conn: &mut DbConnection, d: &Decision, why: &str) -> Result<(), AppError> {
+    audit::with_events(conn, |conn, events| {
+        let n = diesel::update(
+            crate::db::schema::agent_decisions::table
+                .find(&d.id)
+                .filter(crate::db::schema::agent_decisions::status.eq("acted")),
+        )
+        .set(crate::db::schema::agent_decisions::status.eq("dropped"))
+        .execute(conn)?;
+        if n == 1 {
+            let mut after = causal(&d.incident_id, Some(&d.id), None, None, None);
+            if let Some(o) = after.as_object_mut() {
+                o.insert("why".into(), json!(why));
+            }
+            events.push(
+                NewEvent::new(
+                    "agent",
+                    "agent.decision.dropped",
+                    format!("decision:{}", d.id),
+                )
+                .after(after),
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Takes alerts into incidents in one blocking call and one transaction (all or none).
+/// Counts them by source and type.
 pub async fn take(
     db: &Db,
+    settings: &Settings,
     alerts: Vec<NewAlert>,
 ) -> Result<Vec<(Option<String>, Taken)>, AppError> {
+    let redecide = settings.agent.redecide_after_secs;
+    let max_open = settings.agent.max_open_incidents;
     db.run(move |conn| {
-        let mut out = Vec::with_capacity(alerts.len());
+        // Alertmanager's incidents never fill the store: past the limit nothing is taken, and
+        // the sender retries later (its own deduplication keeps that cheap).
+        if alerts.iter().any(|a| a.source == "alertmanager")
+            && store::count_open_from(conn, "alertmanager")? >= max_open as i64
+        {
+            return Err(AppError::Overloaded {
+                message: format!(
+                    "{max_open} incidents from Alertmanager are open (agent.max_open_incidents); \
+                     nothing was taken, retry later"
+                ),
+                retry_after_secs: 60,
+            });
+        }
+        let out = intake::ingest_all(conn, &alerts, redecide)?;
         for alert in &alerts {
-            let taken = intake::ingest(conn, alert)?;
-            let kind = if policy::ALERT_TYPES.contains(&alert.alert_type.as_str()) {
-                policy::ALERT_TYPES
-                    .iter()
-                    .find(|t| **t == alert.alert_type)
-                    .copied()
-                    .unwrap_or("external")
-            } else {
-                "external"
-            };
+            let kind = policy::ALERT_TYPES
+                .iter()
+                .find(|t| **t == alert.alert_type)
+                .copied()
+                .unwrap_or("external");
             metrics::counter!(AGENT_ALERTS_TOTAL, "source" => alert.source, "type" => kind)
                 .increment(1);
-            out.push(taken);
         }
         Ok(out)
     })
@@ -229,9 +326,10 @@ pub fn recover(conn: &mut DbConnection) -> Result<usize, AppError> {
     Ok(running.len())
 }
 
-/// The kill switch: the stored value, else `agent.paused`.
+/// The kill switch: on when `agent.paused` is set (config holds it on whatever the store says)
+/// or when it was pulled (`steward agent pause`, the API, the Agent page).
 pub fn is_paused(conn: &mut DbConnection, settings: &Settings) -> Result<bool, AppError> {
-    Ok(store::paused(conn)?.map_or(settings.agent.paused, |(p, _, _)| p))
+    Ok(settings.agent.paused || store::paused(conn)?.is_some_and(|(p, _, _)| p))
 }
 
 /// Turns the kill switch on or off, audited. No new decision or action starts while it is on
@@ -280,7 +378,7 @@ pub fn status(conn: &mut DbConnection, settings: &Settings) -> Result<Status, Ap
     let hour_ago = crate::db::now() - chrono::Duration::hours(1);
     Ok(Status {
         enabled: settings.agent.enabled,
-        paused: stored.as_ref().map_or(settings.agent.paused, |s| s.0),
+        paused: settings.agent.paused || stored.as_ref().is_some_and(|s| s.0),
         paused_by: stored.as_ref().map(|s| s.1.clone()),
         paused_at: stored.as_ref().map(|s| s.2),
         dry_run: settings.agent.dry_run,
@@ -439,10 +537,13 @@ fn sweep_monitoring(conn: &mut DbConnection, settings: &Settings) -> Result<(), 
 }
 
 /// The newest validation of the dataset's current version: a failure opens an incident (once
-/// per validation run), a later pass resolves the incidents of earlier failures.
+/// per validation run); when it passed, the open validation incidents are resolved.
 fn take_validation(conn: &mut DbConnection, settings: &Settings) -> Result<(), AppError> {
     let dataset = &settings.dataset.name;
-    let runs = crate::data::catalog::list_runs(conn, Some(dataset), 1)?;
+    let Some(current) = crate::data::catalog::current_version(conn, dataset)? else {
+        return Ok(());
+    };
+    let runs = crate::data::catalog::runs_for_version(conn, dataset, current.version)?;
     let Some(run) = runs.into_iter().next() else {
         return Ok(());
     };
@@ -486,8 +587,9 @@ fn take_validation(conn: &mut DbConnection, settings: &Settings) -> Result<(), A
         evidence: json!({ "validation": run.id, "suite": run.suite }),
         check_id: None,
         resolved: false,
+        poster: "agent".into(),
     };
-    intake::ingest(conn, &alert)?;
+    intake::ingest(conn, &alert, settings.agent.redecide_after_secs)?;
     metrics::counter!(AGENT_ALERTS_TOTAL, "source" => "validation", "type" => "validation")
         .increment(1);
     Ok(())
@@ -515,6 +617,7 @@ pub fn context(
     let newest = crate::monitoring::check::newest_for_production(conn, model)?;
     let (mut drift_share, mut drifted, mut window_rows) = (None, Vec::new(), None);
     let (mut live, mut estimated, mut holdout) = (None, None, None);
+    let mut decay_measured = false;
     if let Some(check) = &newest {
         window_rows = Some(check.window.rows);
         if let Some(d) = &check.drift {
@@ -534,6 +637,7 @@ pub fn context(
                 .collect();
         }
         if let Some(p) = &check.performance {
+            decay_measured = p.decay;
             live = p.live.as_ref().map(|l| l.accuracy);
             estimated = p.estimated.as_ref().map(|e| e.accuracy);
             holdout = p.holdout.get("holdout_accuracy").copied();
@@ -583,6 +687,7 @@ pub fn context(
         accuracy_live: live,
         accuracy_estimated: estimated,
         accuracy_holdout: holdout,
+        decay_measured,
         labels: retrain::usable_labels(conn, model)?,
         recent_actions,
         recent_promotions,
@@ -600,7 +705,7 @@ async fn decide_and_act(deps: &Deps, incident: Incident) -> Result<(), AppError>
     let Some((decision, incident, verdict)) = decided else {
         return Ok(());
     };
-    if decision.status != "acting" {
+    if decision.status != "acted" {
         return Ok(());
     }
     if verdict.notify && verdict.action != Action::Notify {
@@ -644,17 +749,18 @@ pub fn decide(
     let verdict = policy::evaluate(&settings.agent, &ctx);
     let now = crate::db::now();
     let agent = &settings.agent;
+    let cooling = match &verdict.rule {
+        Some(rule) if verdict.cooldown_minutes > 0 => store::last_acted(conn, rule, &ctx.model)?
+            .is_some_and(|at| {
+                at > now - chrono::Duration::minutes(verdict.cooldown_minutes as i64)
+            }),
+        _ => false,
+    };
     let status = if verdict.action == Action::Noop {
         "recorded"
     } else if agent.dry_run {
         "dry_run"
-    } else if let Some(last) = match &verdict.rule {
-        Some(rule) => store::last_acted(conn, rule, &ctx.model)?,
-        None => None,
-    }
-    .filter(|at| *at > now - chrono::Duration::minutes(verdict.cooldown_minutes as i64))
-    {
-        let _ = last;
+    } else if cooling {
         "cooldown"
     } else if store::actions_since(conn, now - chrono::Duration::hours(1))?
         >= i64::from(agent.max_actions_per_hour)
@@ -663,7 +769,7 @@ pub fn decide(
     } else if verdict.approval && verdict.action != Action::Retrain {
         "awaiting_approval"
     } else {
-        "acting"
+        "acted"
     };
     let decision = Decision {
         id: store::new_id(),
@@ -673,11 +779,12 @@ pub fn decide(
         action: verdict.action.as_str().to_owned(),
         approval: verdict.approval,
         status: status.to_owned(),
+        redecide: verdict.wait || matches!(status, "cooldown" | "capped"),
         explanation_json: serde_json::to_string(&verdict.checks).unwrap_or_else(|_| "[]".into()),
         context_json: serde_json::to_string(&ctx).unwrap_or_else(|_| "{}".into()),
         created_at: now,
     };
-    let done = audit::with_optional_event(conn, |conn| {
+    let done = audit::with_events(conn, |conn, events| {
         let linked = diesel::update(
             agent_incidents::table
                 .find(&incident.id)
@@ -686,39 +793,11 @@ pub fn decide(
         .set(agent_incidents::decision_id.eq(Some(&decision.id)))
         .execute(conn)?;
         if linked == 0 {
-            return Ok((false, None));
+            return Ok(false);
         }
         diesel::insert_into(crate::db::schema::agent_decisions::table)
             .values(&decision)
             .execute(conn)?;
-        if status == "awaiting_approval" {
-            let approval = new_approval(
-                settings,
-                &decision,
-                incident,
-                verdict.action,
-                None,
-                json!({ "context": ctx }),
-            );
-            diesel::insert_into(agent_approvals::table)
-                .values(&approval)
-                .execute(conn)?;
-            audit::append(
-                conn,
-                NewEvent::new(
-                    "agent",
-                    "agent.approval.requested",
-                    format!("approval:{}", approval.id),
-                )
-                .after(causal(
-                    &incident.id,
-                    Some(&decision.id),
-                    Some(&approval.id),
-                    None,
-                    None,
-                )),
-            )?;
-        }
         let mut after = causal(
             &incident.id,
             Some(&decision.id),
@@ -737,22 +816,64 @@ pub fn decide(
                 json!(verdict.checks.last().map(|c| c.reason.clone())),
             );
         }
-        Ok((
-            true,
-            Some(
+        events.push(
+            NewEvent::new(
+                "agent",
+                "agent.decision",
+                format!("decision:{}", decision.id),
+            )
+            .after(after),
+        );
+        if status == "awaiting_approval" {
+            let approval = new_approval(
+                settings,
+                &decision,
+                incident,
+                verdict.action,
+                None,
+                json!({ "context": ctx, "check": ctx.check_id, "incident_summary": incident.summary }),
+            );
+            diesel::insert_into(agent_approvals::table)
+                .values(&approval)
+                .execute(conn)?;
+            events.push(
                 NewEvent::new(
                     "agent",
-                    "agent.decision",
-                    format!("decision:{}", decision.id),
+                    "agent.approval.requested",
+                    format!("approval:{}", approval.id),
                 )
-                .after(after),
-            ),
-        ))
+                .after(causal(
+                    &incident.id,
+                    Some(&decision.id),
+                    Some(&approval.id),
+                    None,
+                    None,
+                )),
+            );
+        }
+        Ok(true)
     })?;
     if !done {
         return Ok(None);
     }
     metrics::counter!(AGENT_DECISIONS_TOTAL, "action" => verdict.action.as_str()).increment(1);
+    if verdict.action == Action::Noop && verdict.rule.is_some() {
+        // "Log a warning and keep watching".
+        tracing::warn!(
+            incident = %incident.id,
+            rule = verdict.rule.as_deref().unwrap_or(""),
+            summary = %incident.summary,
+            "agent: watching, no action"
+        );
+    } else {
+        tracing::info!(
+            incident = %incident.id,
+            rule = verdict.rule.as_deref().unwrap_or("(none)"),
+            action = verdict.action.as_str(),
+            status,
+            "agent decision"
+        );
+    }
     let incident = store::find_incident(conn, &incident.id)?;
     Ok(Some((decision, incident, verdict)))
 }
@@ -854,16 +975,20 @@ fn finish(
 ) -> Result<(), AppError> {
     let now = crate::db::now();
     let error = error.map(|e| crate::error::bounded(&e, 1000));
-    audit::with_event(conn, |conn| {
-        diesel::update(agent_actions::table.find(&row.id))
-            .set((
-                agent_actions::status.eq(status),
-                agent_actions::finished_at.eq(Some(now)),
-                agent_actions::outcome_json.eq(Some(outcome.to_string())),
-                agent_actions::error.eq(error.clone()),
-                agent_actions::model_version.eq(version.or(row.model_version)),
-            ))
-            .execute(conn)?;
+    let finished = audit::with_events(conn, |conn, events| {
+        let n = diesel::update(
+            agent_actions::table
+                .find(&row.id)
+                .filter(agent_actions::status.eq("running")),
+        )
+        .set((
+            agent_actions::status.eq(status),
+            agent_actions::finished_at.eq(Some(now)),
+            agent_actions::outcome_json.eq(Some(outcome.to_string())),
+            agent_actions::error.eq(error.clone()),
+            agent_actions::model_version.eq(version.or(row.model_version)),
+        ))
+        .execute(conn)?;
         let mut after = causal(
             &row.incident_id,
             Some(&row.decision_id),
@@ -878,16 +1003,23 @@ fn finish(
                 o.insert("error".into(), json!(e));
             }
         }
-        Ok((
-            (),
+        // Ended already (say, marked interrupted): nothing to record twice.
+        if n == 0 {
+            return Ok(false);
+        }
+        events.push(
             NewEvent::new(
                 "agent",
                 "agent.action.finished",
                 format!("action:{}", row.id),
             )
             .after(after),
-        ))
+        );
+        Ok(true)
     })?;
+    if !finished {
+        return Ok(());
+    }
     let action = Action::ALL
         .iter()
         .find(|a| a.as_str() == row.action)
@@ -913,27 +1045,17 @@ async fn run_action(
     if action == Action::Noop {
         return Ok(());
     }
-    // One training at a time in the process; the gate is held across the whole retrain.
+    // One training at a time in the process; the gate is held across the whole retrain. A
+    // retrain that finds it taken waits: its decision is deferred, and the incident's next
+    // alert decides again.
     let permit = if action == Action::Retrain {
         match deps.training_gate.try_enter() {
             Ok(p) => Some(p),
             Err(e) => {
-                let (d, i) = (decision.clone(), incident.clone());
+                let (d, why) = (decision.clone(), e.to_string());
                 return deps
                     .db
-                    .run(move |conn| {
-                        if let Some(row) = start(conn, &d, &i, action, None)? {
-                            finish(
-                                conn,
-                                &row,
-                                "failed",
-                                json!({ "error": e.to_string() }),
-                                Some(e.to_string()),
-                                None,
-                            )?;
-                        }
-                        Ok(())
-                    })
+                    .run(move |conn| defer_decision(conn, &d, &why))
                     .await;
             }
         }
@@ -956,7 +1078,7 @@ async fn run_action(
         approval.clone(),
         row.clone(),
     );
-    let ended = tokio::task::spawn_blocking(move || {
+    let handle = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let tools = actions::Tools {
             db: &deps2.db,
@@ -976,7 +1098,9 @@ async fn run_action(
                     why: "a promotion needs an approval".into(),
                 }),
             },
-            Action::Noop => Ok(Ended::Skipped { why: "no-op".into() }),
+            Action::Noop => Ok(Ended::Skipped {
+                why: "no-op".into(),
+            }),
         };
         let mut conn = deps2.db.get()?;
         match result {
@@ -1062,16 +1186,24 @@ async fn run_action(
                 )
             }
         }
-    })
-    .await
-    .map_err(|e| AppError::Internal(anyhow::anyhow!("agent action task failed: {e}")))?;
-    if ended.is_err() {
-        tracing::error!(
-            action = row.action,
-            "an agent action could not record its end"
-        );
+    });
+    let ended = async move {
+        let ended = handle
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("agent action task failed: {e}")))
+            .and_then(|r| r);
+        if let Err(e) = &ended {
+            tracing::error!(action = row.action, error = %e, "an agent action could not record its end");
+        }
+        ended
+    };
+    if action == Action::Retrain {
+        // A retrain takes a while: it ends beside the worker, so the other incidents are
+        // decided and acted on meanwhile (its row is written already; one training at a time).
+        tokio::spawn(ended);
+        return Ok(());
     }
-    ended
+    ended.await
 }
 
 /// Promotes an approved challenger, if the champion it was compared with still serves.
@@ -1137,6 +1269,33 @@ async fn act_on_approval(deps: &Deps, approval: Approval) -> Result<(), AppError
             .await?
     };
     let action: Action = approval.action.parse().unwrap_or(Action::Noop);
+    // An approval answers the state of its day: one the agent could not act on within
+    // approval_ttl_hours (it was paused) is not acted on at all.
+    let ttl = chrono::Duration::milliseconds(
+        (deps.settings.agent.approval_ttl_hours * 3_600_000.0) as i64,
+    );
+    let stale = approval
+        .decided_at
+        .is_some_and(|at| at + ttl < crate::db::now());
+    // A promotion stands on its own comparison (re-checked as it runs); any other approved
+    // action is about its incident, and a closed incident needs nothing.
+    if stale || (action != Action::Promote && incident.status != "open") {
+        let why = if stale {
+            "approved longer ago than approval_ttl_hours; ask again"
+        } else {
+            "the incident was resolved before the action ran"
+        };
+        let (d, i, a) = (decision.clone(), incident.clone(), approval.clone());
+        return deps
+            .db
+            .run(move |conn| {
+                if let Some(row) = start(conn, &d, &i, action, Some(&a))? {
+                    finish(conn, &row, "skipped", json!({ "skipped": why }), None, None)?;
+                }
+                Ok(())
+            })
+            .await;
+    }
     run_action(deps, &decision, &incident, action, false, Some(approval)).await
 }
 
@@ -1155,10 +1314,11 @@ pub fn answer(
             "must be at most 1000 characters",
         ));
     }
-    if comment
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
+    // Control characters, and the invisible ones that reorder text (bidi overrides), never.
+    if comment.chars().any(|c| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }) {
         return Err(AppError::validation(
             "comment",
             "must not hold control characters",

@@ -96,6 +96,9 @@ pub struct Context {
     pub accuracy_live: Option<f64>,
     pub accuracy_estimated: Option<f64>,
     pub accuracy_holdout: Option<f64>,
+    /// The newest check measured decay on labelled traffic.
+    #[serde(default)]
+    pub decay_measured: bool,
     /// Labelled feedback rows a retrain could learn from (by signed-in users, not quarantined).
     pub labels: u64,
     /// The agent's actions on this model in the last 24 hours, newest first (at most 10).
@@ -129,6 +132,9 @@ pub struct Verdict {
     pub approval: bool,
     pub notify: bool,
     pub cooldown_minutes: u64,
+    /// The rule waits for something (too few labels): the incident is decided again on its
+    /// next alert.
+    pub wait: bool,
     /// Every rule tried, in order, up to and including the match.
     pub checks: Vec<RuleCheck>,
 }
@@ -202,6 +208,20 @@ pub fn check_rule(rule: &Rule, ctx: &Context, settings: &AgentSettings) -> RuleC
             format!("promoted more than {hours} h ago")
         });
     }
+    if let Some(want) = rule.decay_measured {
+        if ctx.decay_measured != want {
+            return no(if want {
+                "the newest check of Production measured no decay on labelled traffic".into()
+            } else {
+                "the newest check of Production measured decay".into()
+            });
+        }
+        held.push(if want {
+            "decay measured by the newest check".into()
+        } else {
+            "no decay measured".into()
+        });
+    }
     if let Some(want) = rule.too_few_labels {
         let few = ctx.labels < settings.min_labels;
         if few != want {
@@ -240,6 +260,7 @@ pub fn evaluate(settings: &AgentSettings, ctx: &Context) -> Verdict {
                 approval: rule.approval,
                 notify: rule.notify,
                 cooldown_minutes: rule.cooldown_minutes.unwrap_or(settings.cooldown_minutes),
+                wait: rule.too_few_labels == Some(true),
                 checks,
             };
         }
@@ -250,6 +271,7 @@ pub fn evaluate(settings: &AgentSettings, ctx: &Context) -> Verdict {
         approval: false,
         notify: false,
         cooldown_minutes: settings.cooldown_minutes,
+        wait: false,
         checks,
     }
 }
@@ -287,6 +309,11 @@ pub fn explain(settings: &AgentSettings) -> String {
                 "Production was promoted more than {} h ago",
                 settings.rollback_window_hours
             )),
+            None => {}
+        }
+        match rule.decay_measured {
+            Some(true) => when.push("the newest check measured decay on labelled traffic".into()),
+            Some(false) => when.push("the newest check measured no decay".into()),
             None => {}
         }
         match rule.too_few_labels {
@@ -355,6 +382,7 @@ mod tests {
             accuracy_live: None,
             accuracy_estimated: None,
             accuracy_holdout: None,
+            decay_measured: false,
             labels,
             recent_actions: Vec::new(),
             recent_promotions: Vec::new(),
@@ -394,6 +422,9 @@ mod tests {
 
         let mut decay = ctx("decay", None, 100);
         decay.production_age_hours = Some(2.0);
+        // An alert saying "decay" without Steward's own measurement rolls nothing back.
+        assert_eq!(evaluate(&s, &decay).action, Action::Notify);
+        decay.decay_measured = true;
         let v = evaluate(&s, &decay);
         assert_eq!(v.action, Action::Rollback);
         decay.production_age_hours = Some(48.0);

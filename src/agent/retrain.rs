@@ -1,8 +1,9 @@
 //! Retraining: a new dataset version (a base version plus the labelled feedback rows recorded
 //! by signed-in users, minus quarantined rows) recorded with its parent, a challenger trained on
 //! it as tracked runs and registered, and the challenger and the champion scored on the same
-//! rows: the challenger's holdout less every row the champion trained on, which is the
-//! champion's own holdout plus the recent labelled traffic the challenger did not train on.
+//! rows: the challenger's holdout less every row the champion trained on (matched by content),
+//! which is the champion's own holdout plus the recent labelled traffic the challenger did not
+//! train on.
 //!
 //! The base is the newest dataset version not built by the agent, so feedback is never counted
 //! twice however many retrains run. Blocking: call from the blocking pool.
@@ -26,6 +27,13 @@ pub const AGENT_MESSAGE: &str = "agent retrain:";
 const MAX_FEEDBACK_ROWS: i64 = 200_000;
 /// Fewest rows a comparison is made on; below it the challenger is not promoted.
 pub const MIN_COMPARISON_ROWS: usize = 20;
+
+/// A row's content (its features and label) as a key, to tell rows apart across versions.
+fn row_key(examples: &Examples, i: usize) -> Option<String> {
+    let row = examples.rows.get(i)?;
+    let label = examples.labels.get(i)?;
+    Some(format!("{row:?}|{label}"))
+}
 
 /// Whether higher is better for a metric a challenger is compared on (`None`: not one).
 pub fn metric_direction(metric: &str) -> Option<bool> {
@@ -235,7 +243,7 @@ fn build_dataset(
             predictions::features_json,
             feedback::label,
         ))
-        .order(feedback::received_at.desc())
+        .order((feedback::received_at.desc(), feedback::request_id.desc()))
         .limit(MAX_FEEDBACK_ROWS)
         .load(&mut *conn)?;
     let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
@@ -304,6 +312,7 @@ fn build_dataset(
             bytes: &csv,
             file_name: "agent-retrain.csv",
             message: &message,
+            parent: Some(base.version),
         },
         "agent",
     )?;
@@ -374,37 +383,53 @@ pub fn retrain(
     let examples = Examples::from_table(&table, &settings.dataset).map_err(AppError::BadRequest)?;
     let challenger_report = training::report_of(&mut conn, blobs, &challenger.run_id)?
         .ok_or_else(|| AppError::Conflict("the challenger's run has no report".into()))?;
-    let holdout = challenger_report.holdout_rows.clone();
+    // The challenger's holdout, less rows whose very content it also trained on (a duplicate
+    // in its data would flatter it).
+    let challenger_holdout: std::collections::HashSet<usize> =
+        challenger_report.holdout_rows.iter().copied().collect();
+    let challenger_trained: std::collections::HashSet<String> = (0..examples.labels.len())
+        .filter(|i| !challenger_holdout.contains(i))
+        .filter_map(|i| row_key(&examples, i))
+        .collect();
+    let holdout: Vec<usize> = challenger_report
+        .holdout_rows
+        .iter()
+        .copied()
+        .filter(|&r| row_key(&examples, r).is_some_and(|k| !challenger_trained.contains(&k)))
+        .collect();
     let (rows, comparison) = match &champion {
-        Some(champ) if champ.dataset_hash == base.hash => {
+        Some(champ) => {
+            // What the champion learned from: its dataset version's rows less its holdout,
+            // matched by content (features and label), so a row it saw in any version is
+            // never scored.
+            let (_, seen_table) = datasets::load_version(
+                &mut conn,
+                blobs,
+                &settings.dataset,
+                &champ.dataset,
+                champ.dataset_version,
+            )?;
+            let seen = Examples::from_table(&seen_table, &settings.dataset)
+                .map_err(AppError::BadRequest)?;
             let champion_holdout: std::collections::HashSet<usize> =
                 training::report_of(&mut conn, blobs, &champ.run_id)?
                     .map(|r| r.holdout_rows.into_iter().collect())
                     .unwrap_or_default();
+            let trained_on: std::collections::HashSet<String> = (0..seen.labels.len())
+                .filter(|i| !champion_holdout.contains(i))
+                .filter_map(|i| row_key(&seen, i))
+                .collect();
             let rows: Vec<usize> = holdout
                 .iter()
                 .copied()
-                .filter(|&r| r >= base_rows || champion_holdout.contains(&r))
+                .filter(|&r| row_key(&examples, r).is_some_and(|k| !trained_on.contains(&k)))
                 .collect();
             (
                 rows,
                 format!(
-                    "the challenger's holdout less the champion's training rows: the champion's \
-                     holdout rows of {} v{} and the feedback rows held out",
-                    base.dataset, base.version
-                ),
-            )
-        }
-        Some(champ) => {
-            let seen = catalog::find_version(&mut conn, &champ.dataset, champ.dataset_version)
-                .map(|v| v.row_count.max(0) as usize)
-                .unwrap_or(base_rows);
-            let rows: Vec<usize> = holdout.iter().copied().filter(|&r| r >= seen).collect();
-            (
-                rows,
-                format!(
-                    "the challenger's holdout rows past the {seen} rows the champion's data set \
-                     had (the champion trained on another version)"
+                    "rows neither model trained on (by content): the challenger's holdout less \
+                     every row the champion (v{}) trained on from {} v{}",
+                    champ.version, champ.dataset, champ.dataset_version
                 ),
             )
         }

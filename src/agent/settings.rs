@@ -22,8 +22,15 @@ pub struct AgentSettings {
     /// After a rule acted on a model, the same rule does not act on it again for this many
     /// minutes (a rule's own `cooldown_minutes` wins).
     pub cooldown_minutes: u64,
-    /// Most actions started in any hour; past it a decision is recorded as capped.
+    /// Most actions started in any hour (notifications aside); past it a decision is recorded
+    /// as capped.
     pub max_actions_per_hour: u32,
+    /// A decision that waited (a cooldown, the cap, too few labels, a training running) is
+    /// taken again on the incident's next alert at least this many seconds after it.
+    pub redecide_after_secs: u64,
+    /// Most open incidents from Alertmanager; past it a webhook call is answered 503 (nothing
+    /// taken; Alertmanager retries) until some resolve.
+    pub max_open_incidents: u64,
     /// Hours an approval request stays open before it expires (fractions allowed: 0.5).
     pub approval_ttl_hours: f64,
     /// Decay within this many hours of a promotion rolls the promotion back (default policy).
@@ -69,6 +76,10 @@ pub struct Rule {
     /// (false: it was not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within_rollback_window: Option<bool>,
+    /// true: the newest check of the Production version measured decay on labelled traffic
+    /// (false: it did not). An alert's word alone is not a measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay_measured: Option<bool>,
     /// true: fewer than `agent.min_labels` labelled feedback rows can be learned from (false: at
     /// least that many).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +106,15 @@ impl AgentSettings {
         let bad = |key: String, message: &str| Err((key, message.to_owned()));
         if self.tick_secs == 0 || self.tick_secs > 3600 {
             return bad("agent.tick_secs".into(), "must be between 1 and 3600");
+        }
+        if self.redecide_after_secs > 7 * 24 * 3600 {
+            return bad("agent.redecide_after_secs".into(), "must be at most 604800");
+        }
+        if !(1..=1_000_000).contains(&self.max_open_incidents) {
+            return bad(
+                "agent.max_open_incidents".into(),
+                "must be between 1 and 1000000",
+            );
         }
         if self.max_actions_per_hour == 0 {
             return bad(

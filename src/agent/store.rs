@@ -50,8 +50,13 @@ pub struct Decision {
     pub rule: Option<String>,
     pub action: String,
     pub approval: bool,
-    /// acting, awaiting_approval, dry_run, paused, cooldown, capped or recorded (a no-op).
+    /// acted (its action ran; the action's row has the outcome), awaiting_approval, dry_run,
+    /// cooldown, capped, recorded (a no-op) or dropped (its action never started, and its
+    /// incident closed meanwhile).
     pub status: String,
+    /// Taken again on the incident's next alert: it waited (a cooldown, the hourly cap, too
+    /// few labels).
+    pub redecide: bool,
     /// The rules tried, each with why it did (not) match.
     pub explanation_json: String,
     /// The incident's context (see `policy::Context`).
@@ -157,15 +162,39 @@ pub fn list_incidents(
     Ok(q.load(conn)?)
 }
 
-/// Open incidents no decision was taken on yet, oldest first.
+/// Open incidents no decision was taken on yet, oldest first: Steward's own (monitoring,
+/// validation) before Alertmanager's, so a flood of outside alerts never holds them up.
 pub fn undecided(conn: &mut DbConnection, limit: i64) -> Result<Vec<Incident>, AppError> {
-    Ok(agent_incidents::table
+    let mut own: Vec<Incident> = agent_incidents::table
         .filter(agent_incidents::status.eq("open"))
         .filter(agent_incidents::decision_id.is_null())
+        .filter(agent_incidents::source.ne("alertmanager"))
         .select(Incident::as_select())
         .order(agent_incidents::first_seen.asc())
         .limit(limit)
-        .load(conn)?)
+        .load(conn)?;
+    let room = limit - own.len() as i64;
+    if room > 0 {
+        own.extend(
+            agent_incidents::table
+                .filter(agent_incidents::status.eq("open"))
+                .filter(agent_incidents::decision_id.is_null())
+                .filter(agent_incidents::source.eq("alertmanager"))
+                .select(Incident::as_select())
+                .order(agent_incidents::first_seen.asc())
+                .limit(room)
+                .load::<Incident>(conn)?,
+        );
+    }
+    Ok(own)
+}
+
+pub fn count_open_from(conn: &mut DbConnection, source: &str) -> Result<i64, AppError> {
+    Ok(agent_incidents::table
+        .filter(agent_incidents::status.eq("open"))
+        .filter(agent_incidents::source.eq(source))
+        .count()
+        .get_result(conn)?)
 }
 
 pub fn open_from(conn: &mut DbConnection, source: &str) -> Result<Vec<Incident>, AppError> {
@@ -218,11 +247,24 @@ pub fn last_acted(
     Ok(agent_decisions::table
         .filter(agent_decisions::rule.eq(rule))
         .filter(agent_decisions::model.eq(model))
-        .filter(agent_decisions::status.eq_any(["acting", "awaiting_approval"]))
+        .filter(agent_decisions::status.eq_any(["acted", "awaiting_approval"]))
         .select(agent_decisions::created_at)
         .order(agent_decisions::created_at.desc())
         .first(conn)
         .optional()?)
+}
+
+/// Decisions to act whose action never started (the process stopped between the two).
+pub fn unstarted_decisions(conn: &mut DbConnection) -> Result<Vec<Decision>, AppError> {
+    Ok(agent_decisions::table
+        .filter(agent_decisions::status.eq("acted"))
+        .filter(diesel::dsl::not(agent_decisions::id.eq_any(
+            agent_actions::table.select(agent_actions::decision_id),
+        )))
+        .select(Decision::as_select())
+        .order(agent_decisions::id.asc())
+        .limit(100)
+        .load(conn)?)
 }
 
 pub fn find_approval(conn: &mut DbConnection, id: &str) -> Result<Approval, AppError> {
@@ -294,7 +336,7 @@ pub fn running_actions(conn: &mut DbConnection) -> Result<Vec<ActionRow>, AppErr
         .load(conn)?)
 }
 
-/// Actions started since `since` (the hourly cap).
+/// Actions started since `since` (the hourly cap), notifications aside.
 pub fn actions_since(
     conn: &mut DbConnection,
     since: chrono::NaiveDateTime,
@@ -302,6 +344,7 @@ pub fn actions_since(
     Ok(agent_actions::table
         .filter(agent_actions::started_at.ge(since))
         .filter(agent_actions::status.ne("skipped"))
+        .filter(agent_actions::action.ne("notify"))
         .count()
         .get_result(conn)?)
 }

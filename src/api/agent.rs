@@ -49,11 +49,15 @@ pub async fn post_alerts(
     let settings = &state.settings.agent;
     let signature = match req.headers().get_all(SIGNATURE_HEADER).count() {
         0 => None,
-        1 => req
-            .headers()
-            .get(SIGNATURE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        1 => Some(
+            req.headers()
+                .get(SIGNATURE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    AppError::BadRequest(format!("the {SIGNATURE_HEADER} header is not text"))
+                })?,
+        ),
         _ => {
             return Err(AppError::BadRequest(format!(
                 "the {SIGNATURE_HEADER} header is given twice"
@@ -70,6 +74,11 @@ pub async fn post_alerts(
         return Err(AppError::Unauthenticated(
             "signed alerts are not accepted here (agent.webhook_secret is not set); send a bearer token"
                 .into(),
+        ));
+    }
+    if crate::http::body::mime(&req) != "application/json" {
+        return Err(AppError::UnsupportedMediaType(
+            "send the alerts as application/json".into(),
         ));
     }
     let limit = settings.body_limit_bytes;
@@ -111,15 +120,21 @@ pub async fn post_alerts(
         parsed,
         &state.settings.registry.model,
         settings.max_alerts_per_request,
+        &actor,
     )?;
     let count = alerts.len();
-    let taken = agent::take(&state.db, alerts).await.map_err(|e| match e {
-        e @ (AppError::Unavailable(_) | AppError::Overloaded { .. }) => e,
-        other => {
-            tracing::error!(error = %other, %actor, "alerts not stored");
-            AppError::Unavailable("the alerts could not be stored; retry".into())
-        }
-    })?;
+    // One transaction for the whole call: a 5xx means nothing was taken.
+    let taken = agent::take(&state.db, &state.settings, alerts)
+        .await
+        .map_err(|e| match e {
+            e @ (AppError::Unavailable(_) | AppError::Overloaded { .. }) => e,
+            other => {
+                tracing::error!(error = %other, %actor, "alerts not stored");
+                AppError::Unavailable(
+                    "the alerts could not be stored; nothing was taken, retry".into(),
+                )
+            }
+        })?;
     state.agent.nudge();
     let tally = |t: Taken| taken.iter().filter(|(_, k)| *k == t).count();
     let incidents: Vec<&str> = taken.iter().filter_map(|(id, _)| id.as_deref()).collect();
@@ -169,6 +184,19 @@ pub async fn list_incidents(
         .db
         .run(move |conn| store::list_incidents(conn, status.as_deref(), limit))
         .await?;
+    // Lists carry no labels or evidence (one incident's page has them): a list's size follows
+    // its length, not what senders put in their alerts.
+    let rows: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|i| {
+            let mut v = serde_json::to_value(i).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("labels_json");
+                o.remove("evidence_json");
+            }
+            v
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(rows))
 }
 
@@ -248,10 +276,7 @@ pub async fn list_approvals(
     }
     let rows = state
         .db
-        .run(move |conn| {
-            agent::expire(conn)?;
-            store::list_approvals(conn, status.as_deref(), limit)
-        })
+        .run(move |conn| store::list_approvals(conn, status.as_deref(), limit))
         .await?;
     Ok(HttpResponse::Ok().json(rows))
 }

@@ -186,6 +186,7 @@ pub async fn add_version(
             bytes: &bytes,
             file_name: &file_name,
             message: &message,
+            parent: None,
         };
         datasets::add_version(&db, blobs.as_ref(), &settings.dataset, upload, &actor)
     })

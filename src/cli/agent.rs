@@ -24,26 +24,33 @@ pub enum AgentCommand {
         #[arg(long)]
         explain: bool,
     },
-    /// Incidents, newest first.
+    /// Incidents, newest first: id, status, type, alerts taken, first seen (UTC), summary.
     Incidents {
         /// open or resolved.
         #[arg(long)]
         status: Option<String>,
+        /// How many (1-500).
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// The whole rows, as JSON.
         #[arg(long)]
         json: bool,
     },
-    /// One incident's timeline: its decision, approvals, actions and notifications.
+    /// One incident's timeline, in time order: its alert, decision, approvals, actions,
+    /// notifications and resolution.
     Incident {
+        /// The incident's id (from `steward agent incidents`).
         id: String,
+        /// The incident and its records, as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Decisions, newest first, with the rule that matched and why the earlier ones did not.
     Decisions {
+        /// How many (1-500).
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// The whole rows, as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -51,31 +58,38 @@ pub enum AgentCommand {
 
 #[derive(Args)]
 pub struct JsonFlag {
+    /// As JSON.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Subcommand)]
 pub enum ApprovalsCommand {
-    /// Approval requests, newest first.
+    /// Approval requests, newest first: id, status, action, version, expiry (UTC), who answered.
     List {
         /// pending, approved, rejected or expired.
         #[arg(long)]
         status: Option<String>,
+        /// How many (1-500).
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// The whole rows with their evidence, as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Approve a pending request; the server's agent runs its action once.
     Approve {
+        /// The request's id (from `steward approvals list`).
         id: String,
+        /// Why (kept in the audit log and, for a promotion, in its reason).
         #[arg(long, default_value = "")]
         comment: String,
     },
     /// Reject a pending request; nothing runs.
     Reject {
+        /// The request's id (from `steward approvals list`).
         id: String,
+        /// Why (kept in the audit log).
         #[arg(long, default_value = "")]
         comment: String,
     },
@@ -89,7 +103,7 @@ fn limit(n: i64) -> anyhow::Result<i64> {
 }
 
 fn when(t: &chrono::NaiveDateTime) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 pub fn agent_command(cmd: AgentCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -196,50 +210,82 @@ pub fn agent_command(cmd: AgentCommand, settings: &Settings) -> anyhow::Result<E
             let i = &d.incident;
             println!("incident {} ({}, {})", i.id, i.status, i.alert_type);
             println!("  {}", i.summary);
-            println!(
-                "  {} alert(s) from {}, first {} last {}",
-                i.alert_count,
-                i.source,
-                when(&i.first_seen),
-                when(&i.last_seen)
-            );
+            let mut lines: Vec<(chrono::NaiveDateTime, String)> = vec![(
+                i.first_seen,
+                format!(
+                    "alert: {} from {} ({} in all, the last at {})",
+                    i.alertname,
+                    i.source,
+                    i.alert_count,
+                    when(&i.last_seen)
+                ),
+            )];
             for x in &d.decisions {
-                println!(
-                    "{}  decision: {} ({}) by rule {}",
-                    when(&x.created_at),
-                    x.action,
-                    x.status,
-                    x.rule.as_deref().unwrap_or("(none)")
-                );
+                lines.push((
+                    x.created_at,
+                    format!(
+                        "decision: {} ({}) by rule {}",
+                        x.action,
+                        x.status,
+                        x.rule.as_deref().unwrap_or("(none)")
+                    ),
+                ));
             }
             for a in &d.approvals {
-                println!(
-                    "{}  approval {}: {} {}",
-                    when(&a.requested_at),
-                    a.id,
-                    a.action,
-                    a.status
-                );
+                lines.push((
+                    a.requested_at,
+                    format!("approval {} requested: {}", a.id, a.action),
+                ));
+                if let Some(at) = a.decided_at {
+                    lines.push((
+                        at,
+                        format!(
+                            "approval {}: {}{}{}",
+                            a.id,
+                            a.status,
+                            a.decided_by
+                                .as_deref()
+                                .map(|b| format!(" by {b}"))
+                                .unwrap_or_default(),
+                            a.comment
+                                .as_deref()
+                                .filter(|c| !c.is_empty())
+                                .map(|c| format!(": {c}"))
+                                .unwrap_or_default()
+                        ),
+                    ));
+                }
             }
             for a in &d.actions {
-                println!(
-                    "{}  action {}: {} {}{}",
-                    when(&a.started_at),
-                    a.id,
-                    a.action,
-                    a.status,
-                    a.error
-                        .as_deref()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                );
+                lines.push((
+                    a.started_at,
+                    format!(
+                        "action {}: {} {}{}",
+                        a.id,
+                        a.action,
+                        a.status,
+                        a.error
+                            .as_deref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    ),
+                ));
             }
-            if let Some(at) = &i.resolved_at {
-                println!(
-                    "{}  resolved: {}",
-                    when(at),
-                    i.resolution.as_deref().unwrap_or("")
-                );
+            for n in &d.notifications {
+                lines.push((
+                    n.created_at,
+                    format!("notification ({}): {}", n.level, n.subject),
+                ));
+            }
+            if let Some(at) = i.resolved_at {
+                lines.push((
+                    at,
+                    format!("resolved: {}", i.resolution.as_deref().unwrap_or("")),
+                ));
+            }
+            lines.sort_by_key(|l| l.0);
+            for (at, line) in lines {
+                println!("{}  {line}", when(&at));
             }
             Ok(ExitCode::SUCCESS)
         }

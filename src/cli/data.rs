@@ -130,6 +130,7 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
                 bytes: &bytes,
                 file_name: &file_label(&file),
                 message: &message,
+                parent: None,
             };
             let db = super::open_db(settings)?;
             let outcome = datasets::add_version(&db, &blobs, schema, upload, &cli_actor())?;

@@ -117,6 +117,8 @@ pub struct Upload<'a> {
     pub bytes: &'a [u8],
     pub file_name: &'a str,
     pub message: &'a str,
+    /// The version it derives from (default: the dataset's current one).
+    pub parent: Option<i32>,
 }
 
 /// Adds a file as the next version of its dataset; the same bytes again give the existing
@@ -140,6 +142,7 @@ pub fn add_version(
         bytes,
         file_name,
         message,
+        parent,
     } = upload;
     check_name("dataset", dataset)?;
     let file_name = &clean_file_name(file_name);
@@ -209,7 +212,7 @@ pub fn add_version(
             file_name: file_name.to_owned(),
             row_count: table.rows() as i64,
             column_count: table.file_columns.len() as i32,
-            parent_version: current,
+            parent_version: parent.or(current),
             message: message.to_owned(),
             profile_json,
             created_by: actor.to_owned(),
@@ -504,6 +507,7 @@ pub fn bootstrap(
         bytes: &bytes,
         file_name: &file_name,
         message: "bundled data set, registered on the first start",
+        parent: None,
     };
     let outcome = add_version(db, blobs, schema, upload, "system")
         .map_err(|e| anyhow::anyhow!("registering {}: {e}", path.display()))?;

@@ -352,6 +352,7 @@ diesel::table! {
         action -> Text,
         approval -> Bool,
         status -> Text,
+        redecide -> Bool,
         explanation_json -> Text,
         context_json -> Text,
         created_at -> Timestamp,
@@ -426,3 +427,4 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(predictions, agent_quarantine);
 diesel::allow_tables_to_appear_in_same_query!(feedback, agent_quarantine);
+diesel::allow_tables_to_appear_in_same_query!(agent_decisions, agent_actions);

@@ -15,6 +15,7 @@ use crate::http::{HxRequest, page_or_partial};
 use crate::state::AppState;
 
 const HISTORY: i64 = 50;
+const PENDING: i64 = 200;
 const FEED: i64 = 100;
 
 /// A request as the Approvals page shows it.
@@ -34,6 +35,10 @@ pub struct ApprovalView {
     /// (metric, challenger, champion) rows, when a retrain's challenger waits.
     pub scores: Vec<(String, String, String)>,
     pub verdict: String,
+    /// Why a person decides: the policy asked, or the data failed expectations.
+    pub why: String,
+    /// The drift check the request rests on.
+    pub check: Option<String>,
 }
 
 /// The value at a JSON pointer, or null.
@@ -87,9 +92,24 @@ fn approval_view(a: &store::Approval) -> ApprovalView {
             ),
         ));
     }
-    if let Some(check) = at(&ev, "/check").as_str() {
-        evidence.push(("Drift check".into(), check.to_owned()));
-    }
+    let failures: Vec<&str> = at(retrain, "/validation_failures")
+        .as_array()
+        .map(|f| f.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    let why = if !failures.is_empty() {
+        format!(
+            "The data it learned from failed {} expectation{}: {}. A model trained on it is \
+             promoted only by a person.",
+            failures.len(),
+            if failures.len() == 1 { "" } else { "s" },
+            failures.join(", ")
+        )
+    } else if a.action == "promote" {
+        "The policy's rule asks a person before a retrained model is promoted.".to_owned()
+    } else {
+        format!("The policy's rule asks a person before a {}.", a.action)
+    };
+    let check = at(&ev, "/check").as_str().map(str::to_owned);
     let ctx = at(&ev, "/context");
     if ctx.is_object() {
         if let Some(s) = at(ctx, "/drift_share").as_f64() {
@@ -125,6 +145,8 @@ fn approval_view(a: &store::Approval) -> ApprovalView {
         evidence,
         scores,
         verdict: at(retrain, "/verdict").as_str().unwrap_or("").to_owned(),
+        why,
+        check,
     }
 }
 
@@ -149,19 +171,28 @@ async fn approvals_partial(
     identity: &Identity,
     notice: Option<String>,
 ) -> Result<ApprovalsPartial, AppError> {
-    let rows = state
+    // Every pending request (up to PENDING), and the newest answered or expired ones.
+    let (pending, answered) = state
         .db
         .run(|conn| {
-            agent::expire(conn)?;
-            store::list_approvals(conn, None, HISTORY)
+            let pending = store::list_approvals(conn, Some("pending"), PENDING)?;
+            let mut answered = store::list_approvals(conn, None, HISTORY + PENDING)?;
+            answered.retain(|a| a.status != "pending");
+            answered.truncate(HISTORY as usize);
+            Ok((pending, answered))
         })
         .await?;
-    let (pending, history): (Vec<_>, Vec<_>) = rows.iter().partition(|a| a.status == "pending");
+    let now = crate::db::now();
     Ok(ApprovalsPartial {
         can_answer: identity.has(Role::Approver),
         notice,
-        pending: pending.into_iter().map(approval_view).collect(),
-        history: history.into_iter().map(approval_view).collect(),
+        // One past its time is expired, whether or not the agent has marked it yet.
+        pending: pending
+            .iter()
+            .filter(|a| a.expires_at > now)
+            .map(approval_view)
+            .collect(),
+        history: answered.iter().map(approval_view).collect(),
     })
 }
 
@@ -439,6 +470,7 @@ struct RawRow {
 async fn switch(
     state: web::Data<AppState>,
     identity: Identity,
+    hx: HxRequest,
     paused: bool,
 ) -> Result<HttpResponse, AppError> {
     let user = identity.require(if paused { Role::Approver } else { Role::Admin })?;
@@ -448,24 +480,32 @@ async fn switch(
         .run(move |conn| agent::set_paused(conn, paused, &actor))
         .await?;
     state.agent.nudge();
+    // htmx follows a 303 itself and would swap the whole page into the button: it gets a
+    // plain answer that tells it to load the page again.
+    if hx.0 {
+        return Ok(HttpResponse::Ok()
+            .insert_header(("HX-Redirect", "/agent"))
+            .finish());
+    }
     Ok(HttpResponse::SeeOther()
         .insert_header(("Location", "/agent"))
-        .insert_header(("HX-Redirect", "/agent"))
         .finish())
 }
 
 pub async fn post_pause(
     state: web::Data<AppState>,
     identity: Identity,
+    hx: HxRequest,
 ) -> Result<HttpResponse, AppError> {
-    switch(state, identity, true).await
+    switch(state, identity, hx, true).await
 }
 
 pub async fn post_resume(
     state: web::Data<AppState>,
     identity: Identity,
+    hx: HxRequest,
 ) -> Result<HttpResponse, AppError> {
-    switch(state, identity, false).await
+    switch(state, identity, hx, false).await
 }
 
 #[derive(Template)]

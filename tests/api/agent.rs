@@ -163,8 +163,29 @@ async fn a_switzerland_quarantines_chol_and_never_retrains() {
 /// for a person, who approves it: it is promoted and served.
 #[tokio::test]
 async fn b_hungary_retrains_a_challenger_on_fresh_labels() {
-    let app = app_with_model(|_| {}).await;
+    // The second check comes seconds after the first: decide again at once.
+    let app = app_with_model(|s| s.agent.redecide_after_secs = 0).await;
     let token = app.admin_token().await;
+    // First without labels: too few to retrain, so the agent notifies and waits.
+    simulate(
+        &app,
+        &format!("{UCI}/processed.hungarian.data"),
+        &token,
+        false,
+    )
+    .await;
+    run_check(&app, &token).await;
+    settled(&app, &token).await;
+    let (_, decisions) = app
+        .get_json(&token, "/api/v1/decisions?action=notify")
+        .await;
+    assert!(
+        list(&decisions)
+            .iter()
+            .any(|d| d["rule"] == "too-few-labels" && d["redecide"] == true),
+        "{decisions}"
+    );
+    // The labels come; the drift's next alert (the next check) is decided again: a retrain.
     simulate(
         &app,
         &format!("{UCI}/processed.hungarian.data"),
@@ -327,6 +348,7 @@ fn gated(s: &mut steward::config::Settings, ttl_hours: f64) {
         drift_share_above: Some(0.5),
         drift_share_at_most: None,
         within_rollback_window: None,
+        decay_measured: None,
         too_few_labels: None,
         quality_rules: Vec::new(),
         action: "retrain".into(),
@@ -367,7 +389,12 @@ async fn d_approval_gated_retrains_run_once_when_approved_and_never_when_rejecte
     )
     .await;
     run_check(&app, &admin).await;
-    // A second incident of the same kind, from Alertmanager: a second request.
+    // Its retrain ends with a request; then a second incident of the same kind, from
+    // Alertmanager: a second request.
+    until(&app, &admin, "/api/v1/approvals?status=pending", 300, |v| {
+        list(v).len() == 1
+    })
+    .await;
     let (status, taken) = app
         .api(
             &admin,
@@ -685,6 +712,18 @@ async fn the_kill_switch_and_dry_run_hold_actions_back() {
     })
     .await;
 
+    // Held on in the configuration, resuming does not release it.
+    let held = spawn_app_with(|s| {
+        s.agent.tick_secs = 1;
+        s.agent.paused = true;
+    })
+    .await;
+    let token = held.admin_token().await;
+    let (_, s) = held
+        .api(&token, "POST", "/api/v1/agent/resume", json!({}))
+        .await;
+    assert_eq!(s["paused"], true, "{s}");
+
     let dry = spawn_app_with(|s| {
         s.agent.tick_secs = 1;
         s.agent.dry_run = true;
@@ -868,4 +907,55 @@ async fn f_a_retrain_killed_mid_way_leaves_nothing_running_after_a_restart() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// Outside alerts never fill the store: past `agent.max_open_incidents` a call takes nothing
+/// (503, Alertmanager retries), all or none; the body must be JSON.
+#[tokio::test]
+async fn alertmanagers_open_incidents_are_bounded_and_a_call_is_all_or_nothing() {
+    let app = spawn_app_with(|s| s.agent.max_open_incidents = 2).await;
+    let token = app.admin_token().await;
+    let three = {
+        let mut body = drift_alert("00000000000000e1", "firing");
+        let one = body["alerts"][0].clone();
+        let mut alerts = Vec::new();
+        for f in ["00000000000000e1", "00000000000000e2", "00000000000000e3"] {
+            let mut a = one.clone();
+            a["fingerprint"] = json!(f);
+            alerts.push(a);
+        }
+        body["alerts"] = json!(alerts);
+        body
+    };
+    let (status, _) = app
+        .api(&token, "POST", "/agent/alerts", three.clone())
+        .await;
+    assert_eq!(status, 200, "room for the batch when it starts");
+    let (_, open) = app.get_json(&token, "/api/v1/incidents?status=open").await;
+    assert_eq!(list(&open).len(), 3);
+    assert!(
+        open[0].get("evidence_json").is_none(),
+        "lists carry no evidence"
+    );
+    let (status, body) = app
+        .api(
+            &token,
+            "POST",
+            "/agent/alerts",
+            drift_alert("00000000000000e4", "firing"),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let (_, open) = app.get_json(&token, "/api/v1/incidents").await;
+    assert_eq!(list(&open).len(), 3, "nothing taken");
+    let r = app
+        .client
+        .post(app.url("/agent/alerts"))
+        .bearer_auth(&token)
+        .header("Content-Type", "text/plain")
+        .body(drift_alert("00000000000000e5", "firing").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
 }

@@ -27,6 +27,10 @@ before(async () => {
       STEWARD_ADMIN_PASSWORD: password,
       // Every test logs in; the throttle itself is tested in the Rust suite.
       STEWARD__AUTH__LOGIN_ATTEMPTS_PER_MINUTE: '60',
+      // The agent's test approves a challenger whatever its margin (the Rust suite tests the
+      // margin), and its passes come every second.
+      STEWARD__AGENT__PROMOTION_MARGIN: '-1',
+      STEWARD__AGENT__TICK_SECS: '1',
       RUST_LOG: 'info',
     },
     stdio: ['ignore', 'ignore', 'pipe'],

@@ -27,6 +27,7 @@ CREATE TABLE agent_incidents (
 -- One open incident per fingerprint: repeats update it, whatever their concurrency.
 CREATE UNIQUE INDEX agent_incidents_open ON agent_incidents (fingerprint) WHERE status = 'open';
 CREATE INDEX agent_incidents_first_seen ON agent_incidents (first_seen);
+CREATE INDEX agent_incidents_fingerprint ON agent_incidents (fingerprint);
 
 CREATE TABLE agent_decisions (
     id TEXT PRIMARY KEY NOT NULL,
@@ -36,6 +37,8 @@ CREATE TABLE agent_decisions (
     action TEXT NOT NULL,
     approval BOOLEAN NOT NULL,
     status TEXT NOT NULL,
+    -- Taken again on the incident's next alert (it waited: a cooldown, the cap, too few labels).
+    redecide BOOLEAN NOT NULL,
     explanation_json TEXT NOT NULL,
     context_json TEXT NOT NULL,
     created_at TIMESTAMP NOT NULL
