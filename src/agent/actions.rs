@@ -211,12 +211,6 @@ pub fn run_validate(tools: &Tools<'_>) -> Result<Ended, AppError> {
 /// Rolls back the Production version the incident is about, if it is still in Production.
 pub fn run_rollback(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, AppError> {
     let model = &tools.settings.registry.model;
-    let mut conn = tools.db.get()?;
-    let Some(current) = registry::production(&mut conn, model)? else {
-        return Ok(Ended::Skipped {
-            why: "nothing is in Production".into(),
-        });
-    };
     // Only the version the alert is about is rolled back (an alert naming none rolls back
     // nothing: it could be about any version).
     let Some(v) = incident.version else {
@@ -224,45 +218,60 @@ pub fn run_rollback(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, App
             why: "the alert names no model version (label model_version)".into(),
         });
     };
-    if v != current.version {
-        return Ok(Ended::Skipped {
-            why: format!(
-                "the incident is about v{v}; Production is v{} now",
-                current.version
-            ),
-        });
-    }
-    if registry::rollback_target(&mut conn, model)?.is_none() {
-        return Ok(Ended::Skipped {
-            why: format!(
-                "v{} has no earlier Production version to roll back to",
-                current.version
-            ),
-        });
-    }
     let reason = format!(
         "agent: {} (incident {})",
         crate::error::bounded(&incident.summary, 200),
         incident.id
     );
-    let outcome = tools.serving.rollback(
-        &mut conn,
-        tools.blobs,
-        model,
-        None,
-        Change {
-            actor: "agent",
-            reason: &reason,
-            force: false,
-        },
-    )?;
-    Ok(Ended::Succeeded {
-        outcome: json!({
-            "from": current.version,
-            "to": outcome.version.version,
+    let mut conn = tools.db.get()?;
+    let skipped = std::cell::RefCell::new(None::<String>);
+    // Checked under the serving slot's order lock, with the change.
+    let outcome = tools
+        .serving
+        .apply(&mut conn, tools.blobs, |conn, servable| {
+            let Some(current) = registry::production(conn, model)? else {
+                *skipped.borrow_mut() = Some("nothing is in Production".into());
+                return Ok(None);
+            };
+            if v != current.version {
+                *skipped.borrow_mut() = Some(format!(
+                    "the incident is about v{v}; Production is v{} now",
+                    current.version
+                ));
+                return Ok(None);
+            }
+            if registry::rollback_target(conn, model)?.is_none() {
+                *skipped.borrow_mut() = Some(format!(
+                    "v{} has no earlier Production version to roll back to",
+                    current.version
+                ));
+                return Ok(None);
+            }
+            registry::rollback(
+                conn,
+                model,
+                None,
+                Change {
+                    actor: "agent",
+                    reason: &reason,
+                    force: false,
+                },
+                servable,
+            )
+            .map(Some)
+        })?;
+    match outcome {
+        Some(outcome) => Ok(Ended::Succeeded {
+            outcome: json!({
+                "from": v,
+                "to": outcome.version.version,
+            }),
+            version: Some(outcome.version.version),
         }),
-        version: Some(outcome.version.version),
-    })
+        None => Ok(Ended::Skipped {
+            why: skipped.into_inner().unwrap_or_default(),
+        }),
+    }
 }
 
 /// Promotes `version` if Production is still `champion` (what was compared), and the version
@@ -277,46 +286,57 @@ pub fn promote(
     force: bool,
 ) -> Result<Ended, AppError> {
     let model = &tools.settings.registry.model;
-    let current = registry::production(conn, model)?.map(|v| v.version);
-    if current != champion {
-        return Ok(Ended::Skipped {
-            why: format!(
+    // The preconditions are read under the serving slot's order lock, with the change: no other
+    // promotion or rollback of this process comes between the check and the move.
+    let skipped = std::cell::RefCell::new(None::<String>);
+    let outcome = tools.serving.apply(conn, tools.blobs, |conn, servable| {
+        let current = registry::production(conn, model)?.map(|v| v.version);
+        let why = if current != champion {
+            Some(format!(
                 "Production changed since the comparison (v{} then, {} now)",
                 champion.map_or("none".into(), |v| v.to_string()),
                 current.map_or("none".into(), |v| format!("v{v}"))
-            ),
-        });
-    }
-    let target = registry::find_version(conn, model, version)?;
-    if target.stage == Stage::Production.as_str() {
-        return Ok(Ended::Skipped {
-            why: format!("v{version} is in Production already"),
-        });
-    }
-    if target.stage == Stage::Archived.as_str() {
-        return Ok(Ended::Skipped {
-            why: format!("v{version} was archived since"),
-        });
-    }
-    let outcome = tools.serving.transition(
-        conn,
-        tools.blobs,
-        model,
-        version,
-        Stage::Production,
-        Change {
-            actor: "agent",
-            reason,
-            force,
-        },
-    )?;
-    Ok(Ended::Succeeded {
-        outcome: json!({
-            "promoted": version,
-            "archived": outcome.archived,
+            ))
+        } else {
+            let target = registry::find_version(conn, model, version)?;
+            if target.stage == Stage::Production.as_str() {
+                Some(format!("v{version} is in Production already"))
+            } else if target.stage == Stage::Archived.as_str() {
+                Some(format!("v{version} was archived since"))
+            } else {
+                None
+            }
+        };
+        if let Some(why) = why {
+            *skipped.borrow_mut() = Some(why);
+            return Ok(None);
+        }
+        registry::transition(
+            conn,
+            model,
+            version,
+            Stage::Production,
+            Change {
+                actor: "agent",
+                reason,
+                force,
+            },
+            servable,
+        )
+        .map(Some)
+    })?;
+    match outcome {
+        Some(outcome) => Ok(Ended::Succeeded {
+            outcome: json!({
+                "promoted": version,
+                "archived": outcome.archived,
+            }),
+            version: Some(version),
         }),
-        version: Some(version),
-    })
+        None => Ok(Ended::Skipped {
+            why: skipped.into_inner().unwrap_or_default(),
+        }),
+    }
 }
 
 /// Retrains, then promotes a better challenger at once, or (with `approval`) leaves it for a

@@ -376,10 +376,38 @@ pub fn ingest_all(
     conn: &mut DbConnection,
     alerts: &[NewAlert],
     redecide_after_secs: u64,
+    max_open_alertmanager: Option<u64>,
 ) -> Result<Vec<(Option<String>, Taken)>, AppError> {
     let now = crate::db::now();
     let redecide_before = now - chrono::Duration::seconds(redecide_after_secs as i64);
     audit::with_events(conn, |conn, events| {
+        // Alertmanager's incidents never fill the store: a call that would open more than
+        // `max` takes nothing (503; the sender retries). Repeats and resolutions always pass,
+        // so the incidents that make room can.
+        if let Some(max) = max_open_alertmanager {
+            let mut new: Vec<&str> = Vec::new();
+            for a in alerts
+                .iter()
+                .filter(|a| a.source == "alertmanager" && !a.resolved)
+            {
+                if !new.contains(&a.fingerprint.as_str())
+                    && store::open_incident(conn, &a.fingerprint)?.is_none()
+                {
+                    new.push(&a.fingerprint);
+                }
+            }
+            if !new.is_empty()
+                && store::count_open_from(conn, "alertmanager")? + new.len() as i64 > max as i64
+            {
+                return Err(AppError::Overloaded {
+                    message: format!(
+                        "{max} incidents from Alertmanager may be open \
+                         (agent.max_open_incidents); nothing was taken, retry later"
+                    ),
+                    retry_after_secs: 60,
+                });
+            }
+        }
         let mut out = Vec::with_capacity(alerts.len());
         for alert in alerts {
             out.push(ingest_locked(conn, alert, now, redecide_before, events)?);
@@ -395,7 +423,7 @@ pub fn ingest(
     redecide_after_secs: u64,
 ) -> Result<(Option<String>, Taken), AppError> {
     Ok(
-        ingest_all(conn, std::slice::from_ref(alert), redecide_after_secs)?
+        ingest_all(conn, std::slice::from_ref(alert), redecide_after_secs, None)?
             .pop()
             .unwrap_or((None, Taken::Ignored)),
     )
@@ -429,7 +457,7 @@ fn ingest_locked(
         );
         return Ok((Some(open.id), Taken::Resolved));
     }
-    if let Some(id) = repeat(conn, alert, now, redecide_before)? {
+    if let Some(id) = repeat(conn, alert, now, redecide_before, events)? {
         return Ok((Some(id), Taken::Repeated));
     }
     let incident = Incident {
@@ -484,6 +512,7 @@ fn repeat(
     alert: &NewAlert,
     now: chrono::NaiveDateTime,
     redecide_before: chrono::NaiveDateTime,
+    events: &mut Vec<NewEvent>,
 ) -> Result<Option<String>, AppError> {
     let target = agent_incidents::table
         .filter(agent_incidents::fingerprint.eq(&alert.fingerprint))
@@ -516,16 +545,39 @@ fn repeat(
         if store::find_decision(conn, decision)
             .is_ok_and(|d| d.redecide && d.created_at <= redecide_before)
         {
-            diesel::update(
-                agent_incidents::table
-                    .find(&incident.id)
-                    .filter(agent_incidents::decision_id.eq(decision)),
-            )
-            .set(agent_incidents::decision_id.eq(None::<String>))
-            .execute(conn)?;
+            reopen_locked(conn, &incident, decision, "a repeat alert", events)?;
         }
     }
     Ok(Some(incident.id))
+}
+
+/// Sets an incident's waiting decision aside so the worker decides again (inside the caller's
+/// audited transaction), with its event.
+pub fn reopen_locked(
+    conn: &mut DbConnection,
+    incident: &Incident,
+    decision: &str,
+    why: &str,
+    events: &mut Vec<NewEvent>,
+) -> Result<(), AppError> {
+    let n = diesel::update(
+        agent_incidents::table
+            .find(&incident.id)
+            .filter(agent_incidents::decision_id.eq(decision)),
+    )
+    .set(agent_incidents::decision_id.eq(None::<String>))
+    .execute(conn)?;
+    if n == 1 {
+        events.push(
+            NewEvent::new(
+                "agent",
+                "agent.decision.reopened",
+                format!("incident:{}", incident.id),
+            )
+            .after(json!({ "incident": incident.id, "decision": decision, "why": why })),
+        );
+    }
+    Ok(())
 }
 
 /// Marks an open incident resolved (inside the caller's audited transaction).

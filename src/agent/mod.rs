@@ -96,6 +96,13 @@ impl Agent {
         true
     }
 
+    /// Forgets a claim whose alerts could not be stored, so the poll takes them again.
+    fn unclaim(&self, check: &str) {
+        if let Ok(mut claims) = self.claims.lock() {
+            claims.retain(|(c, _)| c != check);
+        }
+    }
+
     /// Alerts of checks stored by another process (the CLI's `steward drift run`, another
     /// replica), taken from the newest completed check of the Production version when no
     /// channel brought them. Checks from before this process started are not taken again.
@@ -110,7 +117,10 @@ impl Agent {
             return Ok(());
         }
         let alerts = check.alerts.iter().map(NewAlert::from_monitoring).collect();
-        take(&deps.db, &deps.settings, alerts).await?;
+        if let Err(e) = take(&deps.db, &deps.settings, alerts).await {
+            self.unclaim(&check.id);
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -131,11 +141,14 @@ impl Agent {
                     if !self.claim(&alert.check_id, false) {
                         continue;
                     }
+                    let check = alert.check_id.clone();
                     let alert = NewAlert::from_monitoring(&alert);
                     match take(&deps.db, &deps.settings, vec![alert]).await {
                         Ok(_) => self.nudge(),
                         Err(e) => {
-                            tracing::error!(error = %e, "an alert from monitoring was not taken")
+                            // The poll of stored checks takes them again.
+                            self.unclaim(&check);
+                            tracing::error!(error = %e, "an alert from monitoring was not taken");
                         }
                     }
                 }
@@ -201,7 +214,9 @@ async fn resume_unstarted(deps: &Deps) -> Result<(), AppError> {
             let mut out = Vec::new();
             for d in store::unstarted_decisions(conn)? {
                 let incident = store::find_incident(conn, &d.incident_id)?;
-                if incident.status == "open" {
+                if settings.agent.dry_run {
+                    drop_decision(conn, &d, "the agent runs dry now")?;
+                } else if incident.status == "open" {
                     out.push((d, incident));
                 } else {
                     drop_decision(conn, &d, "its incident closed before its action started")?;
@@ -282,20 +297,7 @@ pub async fn take(
     let redecide = settings.agent.redecide_after_secs;
     let max_open = settings.agent.max_open_incidents;
     db.run(move |conn| {
-        // Alertmanager's incidents never fill the store: past the limit nothing is taken, and
-        // the sender retries later (its own deduplication keeps that cheap).
-        if alerts.iter().any(|a| a.source == "alertmanager")
-            && store::count_open_from(conn, "alertmanager")? >= max_open as i64
-        {
-            return Err(AppError::Overloaded {
-                message: format!(
-                    "{max_open} incidents from Alertmanager are open (agent.max_open_incidents); \
-                     nothing was taken, retry later"
-                ),
-                retry_after_secs: 60,
-            });
-        }
-        let out = intake::ingest_all(conn, &alerts, redecide)?;
+        let out = intake::ingest_all(conn, &alerts, redecide, Some(max_open))?;
         for alert in &alerts {
             let kind = policy::ALERT_TYPES
                 .iter()
@@ -360,6 +362,8 @@ pub fn set_paused(conn: &mut DbConnection, paused: bool, actor: &str) -> Result<
 pub struct Status {
     pub enabled: bool,
     pub paused: bool,
+    /// `agent.paused` in the configuration holds the switch on (resuming changes nothing).
+    pub paused_by_config: bool,
     pub paused_by: Option<String>,
     pub paused_at: Option<chrono::NaiveDateTime>,
     pub dry_run: bool,
@@ -379,6 +383,7 @@ pub fn status(conn: &mut DbConnection, settings: &Settings) -> Result<Status, Ap
     Ok(Status {
         enabled: settings.agent.enabled,
         paused: settings.agent.paused || stored.as_ref().is_some_and(|s| s.0),
+        paused_by_config: settings.agent.paused,
         paused_by: stored.as_ref().map(|s| s.1.clone()),
         paused_at: stored.as_ref().map(|s| s.2),
         dry_run: settings.agent.dry_run,
@@ -401,6 +406,7 @@ pub async fn pass(deps: &Deps) -> Result<(), AppError> {
         .db
         .run(move |conn| {
             expire(conn)?;
+            reopen_waiting(conn, &settings)?;
             sweep_monitoring(conn, &settings)?;
             take_validation(conn, &settings)?;
             let paused = is_paused(conn, &settings)?;
@@ -436,6 +442,19 @@ pub async fn pass(deps: &Deps) -> Result<(), AppError> {
         if let Err(e) = act_on_approval(deps, approval).await {
             tracing::error!(error = %e, "acting on an approval failed");
         }
+    }
+    Ok(())
+}
+
+/// Decisions that waited on time (a cooldown, the cap, a training running) are taken again
+/// once `redecide_after_secs` have passed, whether or not their incident repeats.
+fn reopen_waiting(conn: &mut DbConnection, settings: &Settings) -> Result<(), AppError> {
+    let before =
+        crate::db::now() - chrono::Duration::seconds(settings.agent.redecide_after_secs as i64);
+    for (incident, decision) in store::stale_waiting(conn, before)? {
+        audit::with_events(conn, |conn, events| {
+            intake::reopen_locked(conn, &incident, &decision, "its wait is over", events)
+        })?;
     }
     Ok(())
 }
@@ -543,8 +562,7 @@ fn take_validation(conn: &mut DbConnection, settings: &Settings) -> Result<(), A
     let Some(current) = crate::data::catalog::current_version(conn, dataset)? else {
         return Ok(());
     };
-    let runs = crate::data::catalog::runs_for_version(conn, dataset, current.version)?;
-    let Some(run) = runs.into_iter().next() else {
+    let Some(run) = store::newest_validation(conn, dataset, current.version)? else {
         return Ok(());
     };
     let fingerprint = format!("validation:{}", run.id);
@@ -762,8 +780,9 @@ pub fn decide(
         "dry_run"
     } else if cooling {
         "cooldown"
-    } else if store::actions_since(conn, now - chrono::Duration::hours(1))?
-        >= i64::from(agent.max_actions_per_hour)
+    } else if verdict.action != Action::Notify
+        && store::actions_since(conn, now - chrono::Duration::hours(1))?
+            >= i64::from(agent.max_actions_per_hour)
     {
         "capped"
     } else if verdict.approval && verdict.action != Action::Retrain {
@@ -973,6 +992,19 @@ fn finish(
     error: Option<String>,
     version: Option<i32>,
 ) -> Result<(), AppError> {
+    finish_then(conn, row, status, outcome, error, version, |_, _| Ok(()))
+}
+
+/// [`finish`], and `then` in the same transaction (only when the row was still running).
+fn finish_then(
+    conn: &mut DbConnection,
+    row: &ActionRow,
+    status: &str,
+    outcome: serde_json::Value,
+    error: Option<String>,
+    version: Option<i32>,
+    then: impl FnOnce(&mut DbConnection, &mut Vec<NewEvent>) -> Result<(), AppError>,
+) -> Result<(), AppError> {
     let now = crate::db::now();
     let error = error.map(|e| crate::error::bounded(&e, 1000));
     let finished = audit::with_events(conn, |conn, events| {
@@ -989,6 +1021,10 @@ fn finish(
             agent_actions::model_version.eq(version.or(row.model_version)),
         ))
         .execute(conn)?;
+        // Ended already (say, marked interrupted): nothing to record twice.
+        if n == 0 {
+            return Ok(false);
+        }
         let mut after = causal(
             &row.incident_id,
             Some(&row.decision_id),
@@ -1003,10 +1039,7 @@ fn finish(
                 o.insert("error".into(), json!(e));
             }
         }
-        // Ended already (say, marked interrupted): nothing to record twice.
-        if n == 0 {
-            return Ok(false);
-        }
+        then(conn, events)?;
         events.push(
             NewEvent::new(
                 "agent",
@@ -1133,27 +1166,8 @@ async fn run_action(
                     Some(version),
                     evidence,
                 );
-                audit::with_event(&mut conn, |conn| {
-                    diesel::insert_into(agent_approvals::table)
-                        .values(&approval)
-                        .execute(conn)?;
-                    Ok((
-                        (),
-                        NewEvent::new(
-                            "agent",
-                            "agent.approval.requested",
-                            format!("approval:{}", approval.id),
-                        )
-                        .after(causal(
-                            &inc.id,
-                            Some(&dec.id),
-                            Some(&approval.id),
-                            Some(&row2.id),
-                            Some(version),
-                        )),
-                    ))
-                })?;
-                finish(
+                // The request and the action's end commit together.
+                finish_then(
                     &mut conn,
                     &row2,
                     "succeeded",
@@ -1166,6 +1180,26 @@ async fn run_action(
                     }),
                     None,
                     Some(version),
+                    |conn, events| {
+                        diesel::insert_into(agent_approvals::table)
+                            .values(&approval)
+                            .execute(conn)?;
+                        events.push(
+                            NewEvent::new(
+                                "agent",
+                                "agent.approval.requested",
+                                format!("approval:{}", approval.id),
+                            )
+                            .after(causal(
+                                &inc.id,
+                                Some(&dec.id),
+                                Some(&approval.id),
+                                Some(&row2.id),
+                                Some(version),
+                            )),
+                        );
+                        Ok(())
+                    },
                 )
             }
             Err(e) => {

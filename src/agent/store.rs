@@ -51,8 +51,8 @@ pub struct Decision {
     pub action: String,
     pub approval: bool,
     /// acted (its action ran; the action's row has the outcome), awaiting_approval, dry_run,
-    /// cooldown, capped, recorded (a no-op) or dropped (its action never started, and its
-    /// incident closed meanwhile).
+    /// cooldown, capped, deferred (a training was running), recorded (a no-op) or dropped (its
+    /// action never started, and its incident closed meanwhile).
     pub status: String,
     /// Taken again on the incident's next alert: it waited (a cooldown, the hourly cap, too
     /// few labels).
@@ -238,20 +238,65 @@ pub fn list_decisions(
     Ok(q.load(conn)?)
 }
 
-/// When `rule` last led to an action (or an approval request) on `model`.
+/// When `rule` last led to an action that did something (not skipped) or to an approval
+/// request, on `model`: what its cooldown counts from.
 pub fn last_acted(
     conn: &mut DbConnection,
     rule: &str,
     model: &str,
 ) -> Result<Option<chrono::NaiveDateTime>, AppError> {
-    Ok(agent_decisions::table
+    let recent: Vec<(String, String, chrono::NaiveDateTime)> = agent_decisions::table
         .filter(agent_decisions::rule.eq(rule))
         .filter(agent_decisions::model.eq(model))
         .filter(agent_decisions::status.eq_any(["acted", "awaiting_approval"]))
-        .select(agent_decisions::created_at)
+        .select((
+            agent_decisions::id,
+            agent_decisions::status,
+            agent_decisions::created_at,
+        ))
         .order(agent_decisions::created_at.desc())
-        .first(conn)
-        .optional()?)
+        .limit(20)
+        .load(conn)?;
+    for (id, status, at) in recent {
+        if status == "awaiting_approval" {
+            return Ok(Some(at));
+        }
+        let did: i64 = agent_actions::table
+            .filter(agent_actions::decision_id.eq(&id))
+            .filter(agent_actions::status.ne("skipped"))
+            .count()
+            .get_result(conn)?;
+        if did > 0 {
+            return Ok(Some(at));
+        }
+    }
+    Ok(None)
+}
+
+/// Open incidents whose decision waited on time (a cooldown, the cap, a training running) and
+/// was taken before `before`: due to be decided again.
+pub fn stale_waiting(
+    conn: &mut DbConnection,
+    before: chrono::NaiveDateTime,
+) -> Result<Vec<(Incident, String)>, AppError> {
+    let waiting: Vec<(String, String)> = agent_decisions::table
+        .filter(agent_decisions::status.eq_any(["cooldown", "capped", "deferred"]))
+        .filter(agent_decisions::created_at.le(before))
+        .select((agent_decisions::id, agent_decisions::incident_id))
+        .order(agent_decisions::created_at.asc())
+        .limit(200)
+        .load(conn)?;
+    let mut out = Vec::new();
+    for (decision, incident) in waiting {
+        let i = find_incident(conn, &incident)?;
+        if i.status == "open" && i.decision_id.as_deref() == Some(decision.as_str()) {
+            out.push((i, decision));
+        }
+        if out.len() >= 20 {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// Decisions to act whose action never started (the process stopped between the two).
@@ -437,6 +482,22 @@ pub fn quarantined_among(
         out.extend(found);
     }
     Ok(out)
+}
+
+/// The newest validation run of a dataset version, if any.
+pub fn newest_validation(
+    conn: &mut DbConnection,
+    dataset: &str,
+    version: i32,
+) -> Result<Option<crate::data::catalog::ValidationRun>, AppError> {
+    use crate::db::schema::validation_runs;
+    Ok(validation_runs::table
+        .filter(validation_runs::dataset.eq(dataset))
+        .filter(validation_runs::version.eq(version))
+        .order(validation_runs::created_at.desc())
+        .select(crate::data::catalog::ValidationRun::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 pub fn count_quarantined(conn: &mut DbConnection) -> Result<i64, AppError> {

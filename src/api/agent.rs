@@ -353,6 +353,12 @@ async fn switch(
 ) -> Result<HttpResponse, AppError> {
     // Stopping the agent is for anyone who may act; starting it again is for admins.
     let user = identity.require(if paused { Role::Approver } else { Role::Admin })?;
+    if !paused && state.settings.agent.paused {
+        return Err(AppError::Conflict(
+            "agent.paused = true in the configuration holds the kill switch on; change it there"
+                .into(),
+        ));
+    }
     let actor = format!("user:{}", user.username);
     let settings = state.settings.clone();
     let status = state

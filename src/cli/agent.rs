@@ -119,6 +119,8 @@ pub fn agent_command(cmd: AgentCommand, settings: &Settings) -> anyhow::Result<E
                 "agent: {}{}{}",
                 if !s.enabled {
                     "disabled (agent.enabled = false)"
+                } else if s.paused_by_config {
+                    "PAUSED (agent.paused = true in the configuration)"
                 } else if s.paused {
                     "PAUSED"
                 } else {
@@ -151,6 +153,11 @@ pub fn agent_command(cmd: AgentCommand, settings: &Settings) -> anyhow::Result<E
         }
         AgentCommand::Pause | AgentCommand::Resume => {
             let paused = matches!(cmd, AgentCommand::Pause);
+            if !paused && settings.agent.paused {
+                anyhow::bail!(
+                    "agent.paused = true in the configuration holds the kill switch on; change it there"
+                );
+            }
             let db = open_db_as(settings, crate::audit::Opening::Command)?;
             agent::set_paused(&mut *db.get()?, paused, &cli_actor())?;
             println!(

@@ -474,6 +474,12 @@ async fn switch(
     paused: bool,
 ) -> Result<HttpResponse, AppError> {
     let user = identity.require(if paused { Role::Approver } else { Role::Admin })?;
+    if !paused && state.settings.agent.paused {
+        return Err(AppError::Conflict(
+            "agent.paused = true in the configuration holds the kill switch on; change it there"
+                .into(),
+        ));
+    }
     let actor = format!("user:{}", user.username);
     state
         .db

@@ -80,7 +80,7 @@ fn list(v: &Value) -> &Vec<Value> {
 /// Every open incident has its decision, and no action is running.
 async fn settled(app: &TestApp, token: &str) -> Value {
     until(app, token, "/api/v1/incidents?status=open", 120, |v| {
-        list(v).iter().all(|i| !i["decision_id"].is_null())
+        !list(v).is_empty() && list(v).iter().all(|i| !i["decision_id"].is_null())
     })
     .await;
     until(app, token, "/api/v1/agent/status", 300, |s| {
@@ -90,6 +90,14 @@ async fn settled(app: &TestApp, token: &str) -> Value {
     app.get_json(token, "/api/v1/agent/actions?limit=500")
         .await
         .1
+}
+
+/// Polls the agent's actions until one that `pick` chooses has ended; returns them all.
+async fn ended(app: &TestApp, token: &str, pick: impl Fn(&Value) -> bool) -> Value {
+    until(app, token, "/api/v1/agent/actions?limit=500", 300, |v| {
+        list(v).iter().any(|a| pick(a) && a["status"] != "running")
+    })
+    .await
 }
 
 fn outcome(action: &Value) -> Value {
@@ -110,6 +118,10 @@ async fn a_switzerland_quarantines_chol_and_never_retrains() {
     )
     .await;
     run_check(&app, &token).await;
+    ended(&app, &token, |a| {
+        a["action"] == "quarantine" && outcome(a)["feature"] == "chol"
+    })
+    .await;
     let actions = settled(&app, &token).await;
     let kinds: Vec<&str> = list(&actions)
         .iter()
@@ -194,7 +206,7 @@ async fn b_hungary_retrains_a_challenger_on_fresh_labels() {
     )
     .await;
     run_check(&app, &token).await;
-    let actions = settled(&app, &token).await;
+    let actions = ended(&app, &token, |a| a["action"] == "retrain").await;
     let retrain = list(&actions)
         .iter()
         .find(|a| a["action"] == "retrain")
@@ -319,7 +331,7 @@ async fn c_decay_after_a_promotion_rolls_it_back_without_a_failed_request() {
     let out = background.await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success() && text.contains(" 0 failed"), "{text}");
-    let actions = settled(&app, &token).await;
+    let actions = ended(&app, &token, |a| a["action"] == "rollback").await;
     let rollback = list(&actions)
         .iter()
         .find(|a| a["action"] == "rollback")
@@ -473,7 +485,7 @@ async fn d_approval_gated_retrains_run_once_when_approved_and_never_when_rejecte
         .await;
     assert_eq!(status, 409, "a rejected request is not approved later");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let actions = settled(&app, &admin).await;
+    let actions = ended(&app, &admin, |a| a["action"] == "promote").await;
     let promotions: Vec<&Value> = list(&actions)
         .iter()
         .filter(|a| a["action"] == "promote")
@@ -719,10 +731,13 @@ async fn the_kill_switch_and_dry_run_hold_actions_back() {
     })
     .await;
     let token = held.admin_token().await;
-    let (_, s) = held
+    let (status, body) = held
         .api(&token, "POST", "/api/v1/agent/resume", json!({}))
         .await;
+    assert_eq!(status, 409, "{body}");
+    let (_, s) = held.get_json(&token, "/api/v1/agent/status").await;
     assert_eq!(s["paused"], true, "{s}");
+    assert_eq!(s["paused_by_config"], true, "{s}");
 
     let dry = spawn_app_with(|s| {
         s.agent.tick_secs = 1;
@@ -927,27 +942,38 @@ async fn alertmanagers_open_incidents_are_bounded_and_a_call_is_all_or_nothing()
         body["alerts"] = json!(alerts);
         body
     };
-    let (status, _) = app
+    // Three new ones at once would pass the limit of two: nothing is taken.
+    let (status, body) = app
         .api(&token, "POST", "/agent/alerts", three.clone())
         .await;
-    assert_eq!(status, 200, "room for the batch when it starts");
+    assert_eq!(status, 503, "{body}");
+    let (_, open) = app.get_json(&token, "/api/v1/incidents").await;
+    assert!(list(&open).is_empty(), "all or nothing: {open}");
+    let post = |f: &'static str, status: &'static str| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.api(token, "POST", "/agent/alerts", drift_alert(f, status))
+                .await
+                .0
+        }
+    };
+    assert_eq!(post("00000000000000e1", "firing").await, 200);
+    assert_eq!(post("00000000000000e2", "firing").await, 200);
     let (_, open) = app.get_json(&token, "/api/v1/incidents?status=open").await;
-    assert_eq!(list(&open).len(), 3);
+    assert_eq!(list(&open).len(), 2);
     assert!(
         open[0].get("evidence_json").is_none(),
         "lists carry no evidence"
     );
-    let (status, body) = app
-        .api(
-            &token,
-            "POST",
-            "/agent/alerts",
-            drift_alert("00000000000000e4", "firing"),
-        )
-        .await;
-    assert_eq!(status, 503, "{body}");
-    let (_, open) = app.get_json(&token, "/api/v1/incidents").await;
-    assert_eq!(list(&open).len(), 3, "nothing taken");
+    assert_eq!(post("00000000000000e3", "firing").await, 503, "full");
+    // Repeats and resolutions still pass, so room can be made.
+    assert_eq!(post("00000000000000e1", "firing").await, 200, "a repeat");
+    assert_eq!(
+        post("00000000000000e1", "resolved").await,
+        200,
+        "a resolution"
+    );
+    assert_eq!(post("00000000000000e3", "firing").await, 200, "room again");
     let r = app
         .client
         .post(app.url("/agent/alerts"))
@@ -958,4 +984,27 @@ async fn alertmanagers_open_incidents_are_bounded_and_a_call_is_all_or_nothing()
         .await
         .unwrap();
     assert_eq!(r.status(), 415);
+}
+
+/// The Prometheus rules shipped for Alertmanager (config/prometheus/alerts.yml) are valid, and
+/// the error-rate rule fires with the `alert_type` the agent reads (promtool's rule tests).
+#[test]
+fn the_shipped_prometheus_rules_fire_with_the_agents_labels() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/prometheus");
+    for args in [
+        vec!["check", "rules", "alerts.yml"],
+        vec!["test", "rules", "alerts_test.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+            .expect("promtool is installed (make test installs the prometheus package)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

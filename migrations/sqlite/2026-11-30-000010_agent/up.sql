@@ -44,6 +44,7 @@ CREATE TABLE agent_decisions (
     created_at TIMESTAMP NOT NULL
 );
 CREATE INDEX agent_decisions_rule ON agent_decisions (rule, model, created_at);
+CREATE INDEX agent_decisions_status ON agent_decisions (status, created_at);
 
 CREATE TABLE agent_approvals (
     id TEXT PRIMARY KEY NOT NULL,
@@ -78,6 +79,8 @@ CREATE TABLE agent_actions (
     model_version INTEGER
 );
 CREATE INDEX agent_actions_started_at ON agent_actions (started_at);
+CREATE INDEX agent_actions_decision ON agent_actions (decision_id);
+CREATE INDEX agent_actions_status ON agent_actions (status);
 
 CREATE TABLE agent_notifications (
     id TEXT PRIMARY KEY NOT NULL,
