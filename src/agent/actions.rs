@@ -59,6 +59,26 @@ pub fn notify(
     Ok(n)
 }
 
+/// A notification's subject: what kind of problem, on which model version.
+pub fn subject(incident: &Incident) -> String {
+    let what = match incident.alert_type.as_str() {
+        "drift" => "Drift",
+        "data_quality" => "Data quality",
+        "decay" => "Performance decay",
+        "estimated_decay" => "Estimated performance decay",
+        "validation" => "Validation failed",
+        "error_rate" => "Error rate",
+        _ => "Alert",
+    };
+    match incident.version {
+        Some(v) => format!("{what} on {} v{v}", incident.model),
+        None if incident.source == "alertmanager" => {
+            format!("{what}: {}", crate::error::bounded(&incident.alertname, 80))
+        }
+        None => format!("{what} on {}", incident.model),
+    }
+}
+
 pub fn run_notify(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, AppError> {
     let level = if incident.severity == "critical" {
         "critical"
@@ -69,7 +89,7 @@ pub fn run_notify(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, AppEr
         &mut *tools.db.get()?,
         Some(incident),
         level,
-        &format!("{}: {}", incident.alert_type, incident.alertname),
+        &subject(incident),
         &incident.summary,
     )?;
     Ok(Ended::Succeeded {

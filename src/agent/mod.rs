@@ -6,7 +6,7 @@
 //! `retrain` (a challenger on fresh labelled data, compared with the champion), `actions`,
 //! `store` (its tables) and `settings`. May read and change data, training, the registry and
 //! serving's slot (promotions and rollbacks keep it in step); reads monitoring's checks; never
-//! knows the web layer, the API or the shared state: the server hands it a [`Tools`] set.
+//! knows the web layer, the API or the shared state: the server hands it its [`Deps`].
 //!
 //! Runs in the server as two tasks: the intake of monitoring's channel, and the worker, which
 //! wakes on every alert and every `agent.tick_secs`. The request path never waits on either:
@@ -233,8 +233,8 @@ async fn resume_unstarted(deps: &Deps) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Defers a decision whose action can't start now (a training runs): decided again on the
-/// incident's next alert. Audited.
+/// Defers a decision whose action can't start now (a training runs): decided again after
+/// `redecide_after_secs` (see [`reopen_waiting`]). Audited.
 fn defer_decision(conn: &mut DbConnection, d: &Decision, why: &str) -> Result<(), AppError> {
     use crate::db::schema::agent_decisions as table;
     audit::with_events(conn, |conn, events| {
@@ -737,7 +737,7 @@ async fn decide_and_act(deps: &Deps, incident: Incident) -> Result<(), AppError>
                 } else {
                     "warning"
                 },
-                &format!("{}: {}", inc.alert_type, inc.alertname),
+                &actions::subject(&inc),
                 &inc.summary,
             )
             .map(|_| ())

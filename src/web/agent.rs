@@ -22,6 +22,7 @@ const FEED: i64 = 100;
 pub struct ApprovalView {
     pub id: String,
     pub action: String,
+    pub model: String,
     pub version: String,
     pub status: String,
     pub requested: String,
@@ -127,6 +128,7 @@ fn approval_view(a: &store::Approval) -> ApprovalView {
     ApprovalView {
         id: a.id.clone(),
         action: a.action.clone(),
+        model: a.model.clone(),
         version: a.version.map(|v| format!("v{v}")).unwrap_or_default(),
         status: a.status.clone(),
         requested: when(&a.requested_at),
