@@ -194,6 +194,10 @@ pub fn agent_command(cmd: AgentCommand, settings: &Settings) -> anyhow::Result<E
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(ExitCode::SUCCESS);
             }
+            println!(
+                "{:<36}  {:<8} {:<15} {:<5} {:<23}  summary",
+                "incident", "status", "type", "alerts", "first seen"
+            );
             for i in rows {
                 println!(
                     "{}  {:<8} {:<15} x{:<4} {}  {}",
@@ -346,6 +350,10 @@ pub fn approvals_command(cmd: ApprovalsCommand, settings: &Settings) -> anyhow::
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(ExitCode::SUCCESS);
             }
+            println!(
+                "{:<36}  {:<8} {:<8} version, expiry, who answered",
+                "request", "status", "action"
+            );
             for a in rows {
                 println!(
                     "{}  {:<8} {:<8} {}  expires {}{}",
