@@ -32,6 +32,30 @@ const EVIDENCE_CHARS: usize = 1024;
 /// Longest summary kept on an incident.
 const SUMMARY_CHARS: usize = 300;
 
+/// Invisible format characters: bidi marks, embeddings, overrides and isolates, zero widths,
+/// line and paragraph separators, the byte-order mark.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{061c}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+    )
+}
+
+/// A sender's text as kept: control and invisible characters dropped, bounded.
+fn clean(text: &str, max: usize) -> String {
+    let kept: String = text
+        .chars()
+        .filter(|&c| !c.is_control() && !is_invisible(c))
+        .collect();
+    crate::error::bounded(&kept, max)
+}
+
 /// An alert from any source, normalised.
 #[derive(Debug, Clone, Serialize)]
 pub struct NewAlert {
@@ -340,11 +364,11 @@ pub fn parse_webhook(
             fingerprint,
             source: "alertmanager",
             alert_type,
-            alertname: crate::error::bounded(&alertname, 128),
-            severity,
+            alertname: clean(&alertname, 128),
+            severity: clean(&severity, 32),
             model: model.to_owned(),
             version,
-            summary: crate::error::bounded(&summary, SUMMARY_CHARS),
+            summary: clean(&summary, SUMMARY_CHARS),
             labels,
             evidence,
             check_id: None,

@@ -451,7 +451,21 @@ pub async fn pass(deps: &Deps) -> Result<(), AppError> {
 fn reopen_waiting(conn: &mut DbConnection, settings: &Settings) -> Result<(), AppError> {
     let before =
         crate::db::now() - chrono::Duration::seconds(settings.agent.redecide_after_secs as i64);
+    let now = crate::db::now();
     for (incident, decision) in store::stale_waiting(conn, before)? {
+        // A cooldown is waited out whole: one decision when it ends, not one every pass.
+        let d = store::find_decision(conn, &decision)?;
+        if d.status == "cooldown" {
+            let minutes = d
+                .rule
+                .as_deref()
+                .and_then(|r| settings.agent.rules.iter().find(|x| x.name == r))
+                .and_then(|r| r.cooldown_minutes)
+                .unwrap_or(settings.agent.cooldown_minutes);
+            if d.created_at + chrono::Duration::minutes(minutes as i64) > now {
+                continue;
+            }
+        }
         audit::with_events(conn, |conn, events| {
             intake::reopen_locked(conn, &incident, &decision, "its wait is over", events)
         })?;
@@ -655,7 +669,9 @@ pub fn context(
                 .collect();
         }
         if let Some(p) = &check.performance {
-            decay_measured = p.decay;
+            // A measurement counts only when made after the version last entered Production:
+            // an old one says nothing of the promotion the rollback would undo.
+            decay_measured = p.decay && promoted_at.is_none_or(|at| check.created_at > at);
             live = p.live.as_ref().map(|l| l.accuracy);
             estimated = p.estimated.as_ref().map(|e| e.accuracy);
             holdout = p.holdout.get("holdout_accuracy").copied();
@@ -1348,11 +1364,11 @@ pub fn answer(
             "must be at most 1000 characters",
         ));
     }
-    // Control characters, and the invisible ones that reorder text (bidi overrides), never.
-    if comment.chars().any(|c| {
-        (c.is_control() && c != '\n' && c != '\t')
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    }) {
+    // Control characters, and the invisible ones (bidi marks and overrides, zero widths), never.
+    if comment
+        .chars()
+        .any(|c| (c.is_control() && c != '\n' && c != '\t') || intake::is_invisible(c))
+    {
         return Err(AppError::validation(
             "comment",
             "must not hold control characters",

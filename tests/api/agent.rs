@@ -342,9 +342,37 @@ async fn c_decay_after_a_promotion_rolls_it_back_without_a_failed_request() {
         .get_json(&token, "/api/v1/decisions?action=rollback")
         .await;
     assert_eq!(decisions[0]["rule"], "rollback-recent-promotion");
+    // An outside alert's word alone rolls nothing back: v1 has no check of its own since it
+    // returned to Production.
+    let mut forged = drift_alert("00000000000000c9", "firing");
+    forged["alerts"][0]["labels"]["alert_type"] = json!("decay");
+    forged["alerts"][0]["labels"]["model_version"] = json!("1");
+    let (status, _) = app.api(&token, "POST", "/agent/alerts", forged).await;
+    assert_eq!(status, 200);
+    let decisions = until(&app, &token, "/api/v1/decisions", 30, |v| {
+        list(v).iter().any(|d| {
+            d["context_json"]
+                .as_str()
+                .is_some_and(|c| c.contains("\"production_version\":1"))
+                && d["action"] != "rollback"
+        })
+    })
+    .await;
+    assert_eq!(
+        list(&decisions)
+            .iter()
+            .filter(|d| d["action"] == "rollback")
+            .count(),
+        1,
+        "{decisions}"
+    );
+    let (_, info) = app.get_json(&token, "/model/info").await;
+    assert_eq!(info["version"], 1);
     // The incident about v2 closes: its version left Production.
     until(&app, &token, "/api/v1/incidents?status=open", 30, |v| {
-        !list(v).iter().any(|i| i["type"] == "decay")
+        !list(v)
+            .iter()
+            .any(|i| i["type"] == "decay" && i["source"] == "monitoring")
     })
     .await;
 }
@@ -441,6 +469,15 @@ async fn d_approval_gated_retrains_run_once_when_approved_and_never_when_rejecte
             "POST",
             &format!("/api/v1/approvals/{second}/approve"),
             json!({ "comment": "x".repeat(1001) }),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let (status, _) = app
+        .api(
+            &april,
+            "POST",
+            &format!("/api/v1/approvals/{second}/approve"),
+            json!({ "comment": "ok\u{200b}\u{202e}" }),
         )
         .await;
     assert_eq!(status, 422);
