@@ -236,52 +236,37 @@ async fn resume_unstarted(deps: &Deps) -> Result<(), AppError> {
 /// Defers a decision whose action can't start now (a training runs): decided again after
 /// `redecide_after_secs` (see [`reopen_waiting`]). Audited.
 fn defer_decision(conn: &mut DbConnection, d: &Decision, why: &str) -> Result<(), AppError> {
+    settle_decision(conn, d, "deferred", "agent.decision.deferred", why)
+}
+
+/// Marks a decision whose action will not run as dropped, audited.
+fn drop_decision(conn: &mut DbConnection, d: &Decision, why: &str) -> Result<(), AppError> {
+    settle_decision(conn, d, "dropped", "agent.decision.dropped", why)
+}
+
+/// Moves an `acted` decision whose action never started to `status` (deferred ones are taken
+/// again later), with its audit event; nothing when it moved meanwhile.
+fn settle_decision(
+    conn: &mut DbConnection,
+    d: &Decision,
+    status: &str,
+    event: &'static str,
+    why: &str,
+) -> Result<(), AppError> {
     use crate::db::schema::agent_decisions as table;
     audit::with_events(conn, |conn, events| {
         let n = diesel::update(table::table.find(&d.id).filter(table::status.eq("acted")))
-            .set((table::status.eq("deferred"), table::redecide.eq(true)))
+            .set((
+                table::status.eq(status),
+                table::redecide.eq(status == "deferred"),
+            ))
             .execute(conn)?;
         if n == 1 {
             let mut after = causal(&d.incident_id, Some(&d.id), None, None, None);
             if let Some(o) = after.as_object_mut() {
                 o.insert("why".into(), json!(crate::error::bounded(why, 300)));
             }
-            events.push(
-                NewEvent::new(
-                    "agent",
-                    "agent.decision.deferred",
-                    format!("decision:{}", d.id),
-                )
-                .after(after),
-            );
-        }
-        Ok(())
-    })
-}
-
-/// Marks a decision whose action will not run as dropped, audited.
-fn drop_decision(conn: &mut DbConnection, d: &Decision, why: &str) -> Result<(), AppError> {
-    audit::with_events(conn, |conn, events| {
-        let n = diesel::update(
-            crate::db::schema::agent_decisions::table
-                .find(&d.id)
-                .filter(crate::db::schema::agent_decisions::status.eq("acted")),
-        )
-        .set(crate::db::schema::agent_decisions::status.eq("dropped"))
-        .execute(conn)?;
-        if n == 1 {
-            let mut after = causal(&d.incident_id, Some(&d.id), None, None, None);
-            if let Some(o) = after.as_object_mut() {
-                o.insert("why".into(), json!(why));
-            }
-            events.push(
-                NewEvent::new(
-                    "agent",
-                    "agent.decision.dropped",
-                    format!("decision:{}", d.id),
-                )
-                .after(after),
-            );
+            events.push(NewEvent::new("agent", event, format!("decision:{}", d.id)).after(after));
         }
         Ok(())
     })
@@ -335,8 +320,19 @@ pub fn is_paused(conn: &mut DbConnection, settings: &Settings) -> Result<bool, A
 }
 
 /// Turns the kill switch on or off, audited. No new decision or action starts while it is on
-/// (one already running ends).
-pub fn set_paused(conn: &mut DbConnection, paused: bool, actor: &str) -> Result<(), AppError> {
+/// (one already running ends). Releasing it while `agent.paused` holds it on is refused (409).
+pub fn set_paused(
+    conn: &mut DbConnection,
+    settings: &Settings,
+    paused: bool,
+    actor: &str,
+) -> Result<(), AppError> {
+    if !paused && settings.agent.paused {
+        return Err(AppError::Conflict(
+            "agent.paused = true in the configuration holds the kill switch on; change it there"
+                .into(),
+        ));
+    }
     audit::with_event(conn, |conn| {
         store::set_paused(conn, paused, actor)?;
         Ok((
@@ -868,23 +864,7 @@ pub fn decide(
                 None,
                 json!({ "context": ctx, "check": ctx.check_id, "incident_summary": incident.summary }),
             );
-            diesel::insert_into(agent_approvals::table)
-                .values(&approval)
-                .execute(conn)?;
-            events.push(
-                NewEvent::new(
-                    "agent",
-                    "agent.approval.requested",
-                    format!("approval:{}", approval.id),
-                )
-                .after(causal(
-                    &incident.id,
-                    Some(&decision.id),
-                    Some(&approval.id),
-                    None,
-                    None,
-                )),
-            );
+            request_approval_locked(conn, events, &approval, None)?;
         }
         Ok(true)
     })?;
@@ -911,6 +891,33 @@ pub fn decide(
     }
     let incident = store::find_incident(conn, &incident.id)?;
     Ok(Some((decision, incident, verdict)))
+}
+
+/// Stores an approval request with its audit event, inside the caller's transaction.
+fn request_approval_locked(
+    conn: &mut DbConnection,
+    events: &mut Vec<NewEvent>,
+    approval: &Approval,
+    action: Option<&str>,
+) -> Result<(), AppError> {
+    diesel::insert_into(agent_approvals::table)
+        .values(approval)
+        .execute(conn)?;
+    events.push(
+        NewEvent::new(
+            "agent",
+            "agent.approval.requested",
+            format!("approval:{}", approval.id),
+        )
+        .after(causal(
+            &approval.incident_id,
+            Some(&approval.decision_id),
+            Some(&approval.id),
+            action,
+            approval.version,
+        )),
+    );
+    Ok(())
 }
 
 fn new_approval(
@@ -1196,26 +1203,7 @@ async fn run_action(
                     }),
                     None,
                     Some(version),
-                    |conn, events| {
-                        diesel::insert_into(agent_approvals::table)
-                            .values(&approval)
-                            .execute(conn)?;
-                        events.push(
-                            NewEvent::new(
-                                "agent",
-                                "agent.approval.requested",
-                                format!("approval:{}", approval.id),
-                            )
-                            .after(causal(
-                                &inc.id,
-                                Some(&dec.id),
-                                Some(&approval.id),
-                                Some(&row2.id),
-                                Some(version),
-                            )),
-                        );
-                        Ok(())
-                    },
+                    |conn, events| request_approval_locked(conn, events, &approval, Some(&row2.id)),
                 )
             }
             Err(e) => {

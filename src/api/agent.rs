@@ -353,18 +353,12 @@ async fn switch(
 ) -> Result<HttpResponse, AppError> {
     // Stopping the agent is for anyone who may act; starting it again is for admins.
     let user = identity.require(if paused { Role::Approver } else { Role::Admin })?;
-    if !paused && state.settings.agent.paused {
-        return Err(AppError::Conflict(
-            "agent.paused = true in the configuration holds the kill switch on; change it there"
-                .into(),
-        ));
-    }
     let actor = format!("user:{}", user.username);
     let settings = state.settings.clone();
     let status = state
         .db
         .run(move |conn| {
-            agent::set_paused(conn, paused, &actor)?;
+            agent::set_paused(conn, &settings, paused, &actor)?;
             agent::status(conn, &settings)
         })
         .await?;

@@ -153,13 +153,8 @@ pub fn agent_command(cmd: AgentCommand, settings: &Settings) -> anyhow::Result<E
         }
         AgentCommand::Pause | AgentCommand::Resume => {
             let paused = matches!(cmd, AgentCommand::Pause);
-            if !paused && settings.agent.paused {
-                anyhow::bail!(
-                    "agent.paused = true in the configuration holds the kill switch on; change it there"
-                );
-            }
             let db = open_db_as(settings, crate::audit::Opening::Command)?;
-            agent::set_paused(&mut *db.get()?, paused, &cli_actor())?;
+            agent::set_paused(&mut *db.get()?, settings, paused, &cli_actor())?;
             println!(
                 "{}",
                 if paused {

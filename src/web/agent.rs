@@ -476,16 +476,11 @@ async fn switch(
     paused: bool,
 ) -> Result<HttpResponse, AppError> {
     let user = identity.require(if paused { Role::Approver } else { Role::Admin })?;
-    if !paused && state.settings.agent.paused {
-        return Err(AppError::Conflict(
-            "agent.paused = true in the configuration holds the kill switch on; change it there"
-                .into(),
-        ));
-    }
     let actor = format!("user:{}", user.username);
+    let settings = state.settings.clone();
     state
         .db
-        .run(move |conn| agent::set_paused(conn, paused, &actor))
+        .run(move |conn| agent::set_paused(conn, &settings, paused, &actor))
         .await?;
     state.agent.nudge();
     // htmx follows a 303 itself and would swap the whole page into the button: it gets a
