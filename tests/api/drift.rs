@@ -369,7 +369,7 @@ mod checks {
 
     use serde_json::{Value, json};
 
-    use crate::helpers::{TestApp, client, spawn_app_with};
+    use crate::helpers::{TestApp, client, run_check, simulate, spawn_app_with};
 
     const UCI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/uci-heart-disease");
 
@@ -382,36 +382,6 @@ mod checks {
             }
         })
         .await
-    }
-
-    /// `steward simulate` against the app, off the runtime (the server runs on this thread).
-    async fn simulate(app: &TestApp, file: &str, token: &str, labels: bool) -> String {
-        let mut cmd = app.cli();
-        cmd.args([
-            "simulate",
-            "--file",
-            file,
-            "--url",
-            &app.url(""),
-            "--token",
-            token,
-        ]);
-        if labels {
-            cmd.arg("--labels");
-        }
-        let out = tokio::task::spawn_blocking(move || cmd.output().expect("simulate"))
-            .await
-            .expect("join");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "simulate failed: {text}");
-        text
-    }
-
-    async fn run_check(app: &TestApp, token: &str) -> Value {
-        let (status, report) = app.api(token, "POST", "/api/v1/drift/run", json!({})).await;
-        assert_eq!(status, 200, "{report}");
-        report
     }
 
     fn drifted(report: &Value) -> Vec<String> {

@@ -467,3 +467,37 @@ impl TestApp {
         request.send().await.expect("POST /login")
     }
 }
+
+/// `steward simulate` against the app, off the runtime (the server runs on this thread);
+/// returns its report.
+pub async fn simulate(app: &TestApp, file: &str, token: &str, labels: bool) -> String {
+    let mut cmd = app.cli();
+    cmd.args([
+        "simulate",
+        "--file",
+        file,
+        "--url",
+        &app.url(""),
+        "--token",
+        token,
+    ]);
+    if labels {
+        cmd.arg("--labels");
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("simulate"))
+        .await
+        .expect("join");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "simulate failed: {text}");
+    text
+}
+
+/// `POST /api/v1/drift/run` as the holder of `token`, which must succeed; the check's report.
+pub async fn run_check(app: &TestApp, token: &str) -> serde_json::Value {
+    let (status, report) = app
+        .api(token, "POST", "/api/v1/drift/run", serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    report
+}
