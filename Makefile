@@ -1,20 +1,21 @@
 # Steward's two everyday commands:
 #   make run    build and serve on the embedded defaults (SQLite and artifacts under var/)
 #   make test   fmt, clippy, the Rust suite on SQLite, the dashboard in headless Chromium,
-#               then the integration suite again on PostgreSQL
+#               MLflow's own Python client against `steward serve`, then the integration
+#               suite again on PostgreSQL
 # Both first install missing Debian packages (scripts/install-deps).
 
 SHELL := /bin/bash
 PG_TEST_URL := postgres://steward:steward@127.0.0.1:5432/postgres
 
-.PHONY: run test deps lint test-sqlite test-e2e test-postgres build
+.PHONY: run test deps lint test-sqlite test-e2e test-mlflow test-postgres build
 
 run: deps
 	cargo build --release
 	scripts/stage-xgboost release
 	target/release/steward serve
 
-test: deps lint test-sqlite test-e2e test-postgres
+test: deps lint test-sqlite test-e2e test-mlflow test-postgres
 
 deps:
 	@scripts/install-deps
@@ -36,8 +37,17 @@ test-sqlite:
 test-e2e:
 	cargo test --no-run --quiet
 	scripts/stage-xgboost debug
+	scripts/mlflow-venv
 	cd tests/e2e && npm ci --silent --no-audit --no-fund
 	node --test tests/e2e/
+
+# MLflow's own client (mlflow-skinny, pinned in tests/mlflow/requirements.txt) against
+# `steward serve`: scoring with missing values, /ping, and a tracking and registry session.
+test-mlflow:
+	cargo test --no-run --quiet
+	scripts/stage-xgboost debug
+	scripts/mlflow-venv
+	tests/mlflow/.venv/bin/python tests/mlflow/test_mlflow_client.py
 
 # The integration suite again, each test on a fresh database of a real PostgreSQL 15.
 test-postgres:

@@ -158,6 +158,9 @@ pub struct DatabaseSettings {
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
     pub dir: PathBuf,
+    /// Largest file an MLflow client may upload through the artifact proxy, in bytes (413
+    /// past it).
+    pub artifact_limit_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -150,6 +150,75 @@ impl ResponseError for AppError {
     }
 }
 
+/// MLflow's error code for an error: the protocol's names (`RESOURCE_DOES_NOT_EXIST`,
+/// `INVALID_PARAMETER_VALUE`, ...). On the scoring endpoint (`scoring`), input errors are
+/// MLflow's scoring server's `BAD_REQUEST`.
+pub fn mlflow_code(err: &AppError, scoring: bool) -> &'static str {
+    match err {
+        AppError::Unauthenticated(_) => "UNAUTHENTICATED",
+        AppError::Forbidden(_) | AppError::Csrf => "PERMISSION_DENIED",
+        AppError::NotFound(_) => "RESOURCE_DOES_NOT_EXIST",
+        AppError::Conflict(_) => "INVALID_STATE",
+        AppError::Validation { .. } | AppError::BadRequest(_) if scoring => "BAD_REQUEST",
+        AppError::Validation { .. } | AppError::BadRequest(_) => "INVALID_PARAMETER_VALUE",
+        AppError::UnsupportedMediaType(_) => "BAD_REQUEST",
+        AppError::PayloadTooLarge { .. } => "REQUEST_LIMIT_EXCEEDED",
+        AppError::Timeout(_) => "DEADLINE_EXCEEDED",
+        AppError::RateLimited { .. } => "REQUEST_LIMIT_EXCEEDED",
+        AppError::Unavailable(_) | AppError::Overloaded { .. } => "TEMPORARILY_UNAVAILABLE",
+        AppError::Internal(_) => "INTERNAL_ERROR",
+    }
+}
+
+/// The HTTP status MLflow's server gives a code (`mlflow.exceptions`), where it differs from
+/// Steward's own for the error: 400 for invalid parameters and states (Steward: 422, 409).
+pub fn mlflow_status(code: &str, err: &AppError) -> StatusCode {
+    match code {
+        "INVALID_PARAMETER_VALUE" | "INVALID_STATE" | "RESOURCE_ALREADY_EXISTS" => {
+            StatusCode::BAD_REQUEST
+        }
+        _ => err.status_code(),
+    }
+}
+
+/// An error in MLflow's shape: `{"error_code": "...", "message": "..."}` (with Steward's
+/// `details` when fields are named), under `status`; `Retry-After` as Steward sends it.
+pub fn mlflow_response(err: &AppError, code: &str, status: StatusCode) -> HttpResponse {
+    if let AppError::Internal(cause) = err {
+        tracing::error!(error = ?cause, "internal error");
+    }
+    let mut response = HttpResponse::build(status);
+    match err {
+        AppError::RateLimited { retry_after_secs }
+        | AppError::Overloaded {
+            retry_after_secs, ..
+        } => {
+            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        }
+        AppError::Unavailable(_) => {
+            response.insert_header(("Retry-After", "1"));
+        }
+        _ => {}
+    }
+    let details = match err {
+        AppError::Validation { details, .. } => bounded_details(details),
+        _ => Vec::new(),
+    };
+    let mut body = serde_json::json!({
+        "error_code": code,
+        "message": bounded(&err.to_string(), MAX_MESSAGE_CHARS),
+    });
+    if !details.is_empty() {
+        if let Some(map) = body.as_object_mut() {
+            map.insert(
+                "details".into(),
+                serde_json::to_value(&details).unwrap_or_default(),
+            );
+        }
+    }
+    response.json(body)
+}
+
 /// Longest error message a body carries, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 1000;
 /// Most field errors a body lists; the rest are counted in one last entry.

@@ -146,6 +146,7 @@ impl Application {
         let state = AppState {
             serving,
             login_throttle: Arc::new(LoginThrottle::new(settings.auth.login_attempts_per_minute)),
+            basic_auth: Arc::new(crate::auth::basic::BasicCache::default()),
             login_gate: Arc::new(tokio::sync::Semaphore::new(settings.auth.login_concurrency)),
             trusted_proxies: Arc::new(settings.server.trusted_networks()),
             training_gate: Arc::new(training::TrainingGate::default()),

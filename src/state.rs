@@ -19,6 +19,8 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     pub telemetry: Telemetry,
     pub login_throttle: Arc<LoginThrottle>,
+    /// HTTP Basic pairs checked lately (MLflow's client sends them with every call).
+    pub basic_auth: Arc<crate::auth::basic::BasicCache>,
     /// Password checks (argon2) running at once, at most `auth.login_concurrency`.
     pub login_gate: Arc<tokio::sync::Semaphore>,
     /// `server.trusted_proxies`, parsed once.

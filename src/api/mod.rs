@@ -7,6 +7,7 @@ mod agent;
 mod audit;
 mod datasets;
 mod drift;
+pub mod mlflow;
 mod models;
 pub mod openapi;
 mod overview;
@@ -25,6 +26,8 @@ crate::route_table! { ROUTES, handlers;
     get "/health" => probes::get_health, Open, "Liveness: the process answers";
     get "/ready" => probes::get_ready, Open, "Readiness: store, migrations and a served model";
     get "/metrics" => probes::get_metrics, Open, "Prometheus metrics";
+    get "/ping" => probes::get_ping, Open, "MLflow's scoring-server probe: 200 (empty) while a model is served";
+    get "/version" => probes::get_version, Open, "Steward's version, as MLflow's scoring server answers /version";
     post "/predict" => serving::predict, Serving, "Score one patient or a batch";
     post "/invocations" => serving::invocations, Serving, "MLflow's scoring protocol";
     get "/model/info" => serving::model_info, Serving, "The model being served";
@@ -60,7 +63,7 @@ crate::route_table! { ROUTES, handlers;
     post "/api/v1/runs" => models::create_runs, Needs(Role::Admin), "Train now; answers when the runs have ended";
     get "/api/v1/runs/compare" => models::compare_runs, Read, "Two runs side by side";
     get "/api/v1/runs/{id}" => models::get_run, Read, "A run: params, metrics with steps, tags, artifacts";
-    get "/api/v1/runs/{id}/artifacts/{name}" => models::get_run_artifact, Read, "An artifact's bytes, verified by hash";
+    get "/api/v1/runs/{id}/artifacts/{name:.*}" => models::get_run_artifact, Read, "An artifact's bytes, verified by hash";
     get "/api/v1/models" => models::list_models, Read, "List registered models";
     get "/api/v1/models/{name}" => models::get_model, Read, "A model's versions, stages and history";
     get "/api/v1/models/{name}/versions/{version}" => models::get_model_version, Read, "One model version";
@@ -87,6 +90,7 @@ crate::route_table! { ROUTES, handlers;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     crate::http::routes::register(cfg, ROUTES, handlers());
+    mlflow::routes(cfg);
     cfg.route(
         "/docs",
         web::get().to(|| async {

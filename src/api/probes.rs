@@ -13,6 +13,30 @@ pub async fn get_health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// MLflow's scoring-server probe (`ScoringServerClient.wait_server_ready` polls it): 200 with
+/// an empty body while a model is served, 503 before.
+#[utoipa::path(get, path = "/ping", tag = "probes", responses(
+    (status = 200, description = "A model is served (empty body)"),
+    (status = 503, description = "No model is served yet"),
+))]
+pub async fn get_ping(state: web::Data<AppState>) -> HttpResponse {
+    if state.serving.current().is_some() {
+        HttpResponse::Ok().finish()
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .finish()
+    }
+}
+
+/// Steward's version as plain text, as MLflow's scoring server answers `/version` with its own.
+#[utoipa::path(get, path = "/version", tag = "probes", responses((status = 200, description = "The version, e.g. 0.1.0")))]
+pub async fn get_version() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(env!("CARGO_PKG_VERSION"))
+}
+
 /// Readiness: the store answers, every embedded migration is applied, and a model is loaded.
 #[utoipa::path(get, path = "/ready", tag = "probes", responses(
     (status = 200, description = "Ready"),

@@ -318,6 +318,22 @@ pub async fn invocations(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
+) -> HttpResponse {
+    // Every error in MLflow's shape (`{"error_code", "message"}`), with Steward's statuses
+    // (422 for an invalid field, 503 with Retry-After when saturated).
+    match invocations_inner(state, req, payload).await {
+        Ok(response) => response,
+        Err(e) => {
+            let code = crate::error::mlflow_code(&e, true);
+            crate::error::mlflow_response(&e, code, actix_web::ResponseError::status_code(&e))
+        }
+    }
+}
+
+async fn invocations_inner(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     let started = Instant::now();
     authorize(&state, &req).await?;
@@ -327,7 +343,10 @@ pub async fn invocations(
     let parsed = match mime(&req).as_str() {
         "application/json" => {
             parse_off_workers(&state, body, move |schema, body| {
-                request::parse_invocations_json(schema, body, max_batch)
+                // MLflow's client spells missing values NaN (Python's json): read them as
+                // MLflow's server does. /predict stays strict JSON.
+                let body = request::mlflow_literals(body);
+                request::parse_invocations_json(schema, &body, max_batch)
             })
             .await?
         }
@@ -561,7 +580,7 @@ pub async fn list_dead_letters(
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Steward", description = "Steward's HTTP API: predictions from the Production model and their feedback, the probes, and the JSON API under /api/v1 (datasets, validations, runs, the model registry, the prediction log, the audit log, users and tokens). Send `Authorization: Bearer <token>` (Authorize, above) for routes that need a role."),
-    paths(predict, invocations, model_info, post_feedback, super::probes::get_health, super::probes::get_ready),
+    paths(predict, invocations, model_info, post_feedback, super::probes::get_health, super::probes::get_ready, super::probes::get_ping, super::probes::get_version),
     components(schemas(PredictResponse, ModelInfo, Feedback, FeedbackRequest)),
     tags((name = "serving", description = "Predictions and feedback"), (name = "probes", description = "Liveness and readiness"))
 )]

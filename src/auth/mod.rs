@@ -4,6 +4,7 @@
 //! audit log by the caller-facing functions in [`accounts`].
 
 pub mod accounts;
+pub mod basic;
 pub mod identity;
 pub mod password;
 pub mod role;

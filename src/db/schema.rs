@@ -126,6 +126,7 @@ diesel::table! {
     experiments (name) {
         name -> Text,
         created_at -> Timestamp,
+        mlflow_id -> Nullable<BigInt>,
     }
 }
 
@@ -147,11 +148,12 @@ diesel::table! {
         heartbeat_at -> Timestamp,
         finished_at -> Nullable<Timestamp>,
         duration_ms -> Nullable<BigInt>,
+        lifecycle_stage -> Text,
     }
 }
 
 diesel::table! {
-    run_metrics (run_id, name, step) {
+    run_metrics (run_id, name, step, recorded_at, value) {
         run_id -> Text,
         name -> Text,
         step -> Integer,
@@ -182,6 +184,7 @@ diesel::table! {
     registered_models (name) {
         name -> Text,
         created_at -> Timestamp,
+        description -> Nullable<Text>,
     }
 }
 
@@ -200,6 +203,8 @@ diesel::table! {
         stage -> Text,
         created_by -> Text,
         created_at -> Timestamp,
+        source -> Nullable<Text>,
+        description -> Nullable<Text>,
     }
 }
 
@@ -428,3 +433,12 @@ diesel::table! {
 diesel::allow_tables_to_appear_in_same_query!(predictions, agent_quarantine);
 diesel::allow_tables_to_appear_in_same_query!(feedback, agent_quarantine);
 diesel::allow_tables_to_appear_in_same_query!(agent_decisions, agent_actions);
+
+diesel::table! {
+    model_aliases (model, alias) {
+        model -> Text,
+        alias -> Text,
+        version -> Integer,
+        created_at -> Timestamp,
+    }
+}

@@ -90,6 +90,8 @@ pub(crate) fn speaks_json(path: &str) -> bool {
                 | "/health"
                 | "/ready"
                 | "/metrics"
+                | "/ping"
+                | "/version"
         )
 }
 

@@ -65,15 +65,21 @@ pub async fn resolve(req: &HttpRequest) -> Result<Identity, AppError> {
             "the session cookie is given twice".into(),
         ));
     }
-    let bearer = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(|t| t.trim().to_owned())
-        });
+    let authorization = req.headers().get(actix_web::http::header::AUTHORIZATION);
+    if accepts_basic(req.path()) {
+        if let Some(credentials) = authorization
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+        {
+            return from_basic(&state, req, credentials.trim()).await;
+        }
+    }
+    let bearer = authorization.map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_owned())
+    });
     let cookie = req
         .cookie(sessions::COOKIE_NAME)
         .map(|c| c.value().to_owned());
@@ -161,6 +167,98 @@ async fn from_token(state: &AppState, plaintext: String) -> Result<Identity, App
         }
     }
     Ok(identity)
+}
+
+/// Paths whose callers may send `Authorization: Basic` (MLflow's REST API and its artifact
+/// proxy: MLflow's client sends `MLFLOW_TRACKING_USERNAME` and `PASSWORD` that way). Elsewhere
+/// only bearer tokens and sessions are taken.
+pub fn accepts_basic(path: &str) -> bool {
+    [
+        "/api/2.0/mlflow",
+        "/ajax-api/2.0/mlflow",
+        "/api/2.0/mlflow-artifacts",
+    ]
+    .iter()
+    .any(|prefix| path.starts_with(prefix))
+}
+
+/// Longest `Basic` credential decoded (base64 of a user name and a password).
+const MAX_BASIC_CHARS: usize = 1400;
+
+/// A user name and password (`Authorization: Basic`), checked like a login: throttled per
+/// client and name, argon2 on the blocking pool behind the login gate, and remembered for a
+/// minute ([`crate::auth::basic`]) so that a client sending it with every call costs one check
+/// a minute. The user is read on every request: a disabled user is refused at once.
+async fn from_basic(
+    state: &AppState,
+    req: &HttpRequest,
+    credentials: &str,
+) -> Result<Identity, AppError> {
+    use base64::Engine;
+    let refused = || AppError::Unauthenticated("wrong user name or password".into());
+    if credentials.len() > MAX_BASIC_CHARS {
+        return Err(refused());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            AppError::Unauthenticated(
+                "the Basic credentials are not base64 of `user:password`".into(),
+            )
+        })?;
+    let Some((username, password)) = decoded.split_once(':') else {
+        return Err(AppError::Unauthenticated(
+            "the Basic credentials are not base64 of `user:password`".into(),
+        ));
+    };
+    let (username, password) = (username.to_owned(), password.to_owned());
+    let user_id = match state.basic_auth.lookup(&username, &password) {
+        Some(id) => id,
+        None => {
+            let client = crate::http::ClientInfo::of(req, &state.trusted_proxies).key();
+            let throttle_name = if users::check_username(&username).is_ok() {
+                username.as_str()
+            } else {
+                "<malformed>"
+            };
+            state.login_throttle.check(throttle_name, &client)?;
+            let name = username.clone();
+            let candidate = state
+                .db
+                .run(move |conn| crate::auth::accounts::login_candidate(conn, &name))
+                .await?;
+            let permit = state
+                .login_gate
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| AppError::Unavailable("logins are closed".into()))?;
+            let checked = password.clone();
+            let user = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                crate::auth::accounts::verify_login(candidate.as_ref(), &checked)
+            })
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("password check failed: {e}")))?
+            .ok_or_else(refused)?;
+            state.basic_auth.remember(&username, &password, &user.id);
+            user.id
+        }
+    };
+    let user = state
+        .db
+        .run(move |conn| users::find(conn, &user_id))
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or_else(refused)?;
+    Ok(Identity::Token {
+        user,
+        token_id: "basic".into(),
+        expires_at: None,
+        scoped: false,
+    })
 }
 
 /// A missing or expired session is simply anonymous: the dashboard then sends the person to

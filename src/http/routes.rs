@@ -172,6 +172,12 @@ async fn guard(
             Ok(identity) => {
                 req.extensions_mut().insert(identity);
             }
+            // MLflow's clients read MLflow's error shape (`error_code`, `message`).
+            Err(e) if identity::accepts_basic(req.path()) => {
+                let code = crate::error::mlflow_code(&e, false);
+                let status = crate::error::mlflow_status(code, &e);
+                return Ok(req.into_response(crate::error::mlflow_response(&e, code, status)));
+            }
             Err(e) => return Ok(req.error_response(e)),
         }
     }

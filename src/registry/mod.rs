@@ -19,6 +19,8 @@ use crate::error::AppError;
 use crate::ml::TrainedModel;
 use crate::tracking::{self, FINISHED, Run};
 
+pub mod external;
+
 /// The artifact a model version serves from.
 pub const MODEL_ARTIFACT: &str = "model.json";
 
@@ -81,6 +83,10 @@ pub struct ModelVersion {
     pub stage: String,
     pub created_by: String,
     pub created_at: chrono::NaiveDateTime,
+    /// Where MLflow's client said the model came from (`runs:/<id>/model`); `None` for
+    /// versions Steward registered itself.
+    pub source: Option<String>,
+    pub description: Option<String>,
 }
 
 impl ModelVersion {
@@ -114,7 +120,21 @@ pub struct StageTransition {
     pub rollback: bool,
 }
 
-fn ensure_model(conn: &mut DbConnection, name: &str) -> Result<(), AppError> {
+/// The next version number of `model`: one past every number it ever used, also those of
+/// deleted versions (their history stays), so a number always means one version.
+pub(crate) fn next_version(conn: &mut DbConnection, model: &str) -> Result<i32, AppError> {
+    let max: Option<i32> = model_versions::table
+        .filter(model_versions::model.eq(model))
+        .select(diesel::dsl::max(model_versions::version))
+        .first(conn)?;
+    let history: Option<i32> = stage_transitions::table
+        .filter(stage_transitions::model.eq(model))
+        .select(diesel::dsl::max(stage_transitions::version))
+        .first(conn)?;
+    Ok(max.unwrap_or(0).max(history.unwrap_or(0)) + 1)
+}
+
+pub(crate) fn ensure_model(conn: &mut DbConnection, name: &str) -> Result<(), AppError> {
     let exists: i64 = registered_models::table
         .filter(registered_models::name.eq(name))
         .count()
@@ -166,14 +186,10 @@ pub fn register(
                 run.id
             )));
         }
-        let max: Option<i32> = model_versions::table
-            .filter(model_versions::model.eq(model))
-            .select(diesel::dsl::max(model_versions::version))
-            .first(conn)?;
         let version = ModelVersion {
             id: uuid::Uuid::new_v4().to_string(),
             model: model.to_owned(),
-            version: max.unwrap_or(0) + 1,
+            version: next_version(conn, model)?,
             run_id: run.id.clone(),
             model_kind: run.model_kind.clone(),
             dataset: run.dataset.clone(),
@@ -185,6 +201,8 @@ pub fn register(
             stage: Stage::None.as_str().to_owned(),
             created_by: actor.to_owned(),
             created_at: now(),
+            source: None,
+            description: None,
         };
         diesel::insert_into(model_versions::table)
             .values(&version)
@@ -218,7 +236,7 @@ pub struct TransitionOutcome {
     clippy::too_many_arguments,
     reason = "one stage change's parts, all stored"
 )]
-fn record(
+pub(crate) fn record(
     conn: &mut DbConnection,
     model: &str,
     version: i32,
@@ -790,6 +808,18 @@ pub fn find_version(
         .ok_or_else(|| AppError::NotFound(format!("model `{model}` has no version {version}")))
 }
 
+/// The version registered from `run_id`, under whichever model (a run is registered once).
+pub fn version_of_run(
+    conn: &mut DbConnection,
+    run_id: &str,
+) -> Result<Option<ModelVersion>, AppError> {
+    Ok(model_versions::table
+        .filter(model_versions::run_id.eq(run_id))
+        .select(ModelVersion::as_select())
+        .first(conn)
+        .optional()?)
+}
+
 pub fn list_versions(conn: &mut DbConnection, model: &str) -> Result<Vec<ModelVersion>, AppError> {
     Ok(model_versions::table
         .filter(model_versions::model.eq(model))
@@ -906,6 +936,12 @@ pub fn load(
     version: i32,
 ) -> Result<(ModelVersion, TrainedModel), AppError> {
     let v = find_version(conn, model, version)?;
+    if let Some(flavour) = external::flavour_of(&v) {
+        return Err(AppError::Conflict(format!(
+            "{model} v{version} was registered through MLflow's API with the `{flavour}` \
+             flavour, which Steward cannot load: Steward serves the models it trains"
+        )));
+    }
     let bytes = blobs.get(&v.artifact_hash).map_err(|e| {
         // A file system path stays in the log, out of answers.
         let why = match &e {

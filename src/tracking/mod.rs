@@ -21,6 +21,18 @@ use crate::error::AppError;
 pub const RUNNING: &str = "running";
 pub const FINISHED: &str = "finished";
 pub const FAILED: &str = "failed";
+/// A run an MLflow client ended with status KILLED.
+pub const KILLED: &str = "killed";
+
+/// The model kind of a run logged by an MLflow client ([`external`]): Steward trained
+/// nothing, owns no process behind it, and never sweeps it as interrupted.
+pub const EXTERNAL_KIND: &str = "mlflow";
+/// Lifecycle stages, as MLflow names them.
+pub const ACTIVE: &str = "active";
+pub const DELETED: &str = "deleted";
+
+pub mod external;
+pub mod search;
 
 /// A running run whose heartbeat is older than this is taken for dead.
 pub const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(15);
@@ -30,6 +42,8 @@ pub const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(15);
 pub struct Experiment {
     pub name: String,
     pub created_at: chrono::NaiveDateTime,
+    /// MLflow's experiment id (`Default` is 0, the others count up from 1).
+    pub mlflow_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
@@ -52,6 +66,8 @@ pub struct Run {
     pub heartbeat_at: chrono::NaiveDateTime,
     pub finished_at: Option<chrono::NaiveDateTime>,
     pub duration_ms: Option<i64>,
+    /// MLflow's lifecycle: `active`, or `deleted` (kept, hidden from lists, restorable).
+    pub lifecycle_stage: String,
 }
 
 impl Run {
@@ -177,31 +193,57 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The experiment called `name`, created when missing with the next MLflow id (`Default` is
+/// always 0). Two processes creating experiments at once may pick the same id: the loser's
+/// insert fails on the unique index and it tries again.
 pub fn ensure_experiment(conn: &mut DbConnection, name: &str) -> Result<Experiment, AppError> {
-    if let Some(e) = experiments::table
+    for _ in 0..5 {
+        if let Some(e) = find_experiment(conn, name)? {
+            return Ok(e);
+        }
+        let next: Option<i64> = experiments::table
+            .select(diesel::dsl::max(experiments::mlflow_id))
+            .first(conn)?;
+        let e = Experiment {
+            name: name.to_owned(),
+            created_at: now(),
+            mlflow_id: Some(if name == DEFAULT_EXPERIMENT {
+                0
+            } else {
+                next.unwrap_or(0).max(0) + 1
+            }),
+        };
+        match diesel::insert_into(experiments::table)
+            .values(&e)
+            .execute(conn)
+        {
+            Ok(_) => return Ok(e),
+            // Created meanwhile (this name, or another with the same id): look again.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(AppError::Unavailable(format!(
+        "experiment `{}` could not be created: others were being created at the same time",
+        crate::error::bounded(name, 64)
+    )))
+}
+
+/// MLflow's default experiment (id 0), where a run goes when the client names none.
+pub const DEFAULT_EXPERIMENT: &str = "Default";
+
+pub fn find_experiment(
+    conn: &mut DbConnection,
+    name: &str,
+) -> Result<Option<Experiment>, AppError> {
+    Ok(experiments::table
         .find(name)
         .select(Experiment::as_select())
         .first(conn)
-        .optional()?
-    {
-        return Ok(e);
-    }
-    let e = Experiment {
-        name: name.to_owned(),
-        created_at: now(),
-    };
-    match diesel::insert_into(experiments::table)
-        .values(&e)
-        .execute(conn)
-    {
-        // Created meanwhile by a concurrent run: that one is as good.
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        ))
-        | Ok(_) => Ok(e),
-        Err(other) => Err(other.into()),
-    }
+        .optional()?)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -220,6 +262,7 @@ pub fn list_experiments(conn: &mut DbConnection) -> Result<Vec<ExperimentSummary
         .map(|e| {
             let n: i64 = runs::table
                 .filter(runs::experiment.eq(&e.name))
+                .filter(runs::lifecycle_stage.eq(ACTIVE))
                 .count()
                 .get_result(conn)?;
             Ok(ExperimentSummary {
@@ -261,6 +304,7 @@ pub fn start_run(conn: &mut DbConnection, new: NewRun<'_>, actor: &str) -> Resul
         heartbeat_at: at,
         finished_at: None,
         duration_ms: None,
+        lifecycle_stage: ACTIVE.to_owned(),
     };
     audit::with_event(conn, |conn| {
         diesel::insert_into(runs::table)
@@ -436,6 +480,7 @@ pub fn live_runs(conn: &mut DbConnection) -> Result<Vec<Run>, AppError> {
     let stale_before = now() - STALE_AFTER;
     Ok(runs::table
         .filter(runs::status.eq(RUNNING))
+        .filter(runs::model_kind.ne(EXTERNAL_KIND))
         .select(Run::as_select())
         .load(conn)?
         .into_iter()
@@ -456,8 +501,10 @@ fn owned_here(owner: &str, host: &str) -> bool {
 /// no longer runs, or one owned elsewhere whose heartbeat is stale. A run of a live process on
 /// this host is never swept, however long its fit step.
 pub fn sweep_interrupted(conn: &mut DbConnection) -> Result<Vec<String>, AppError> {
+    // An MLflow client's run has no process of ours behind it: its client ends it.
     let running: Vec<Run> = runs::table
         .filter(runs::status.eq(RUNNING))
+        .filter(runs::model_kind.ne(EXTERNAL_KIND))
         .select(Run::as_select())
         .load(conn)?;
     let host = hostname();
@@ -547,7 +594,9 @@ pub fn list_runs(
     experiment: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Run>, AppError> {
+    // Runs deleted through MLflow's API are kept (restorable) but listed nowhere.
     let mut q = runs::table
+        .filter(runs::lifecycle_stage.eq(ACTIVE))
         .select(Run::as_select())
         .order(runs::started_at.desc())
         .then_order_by(runs::id.asc())
@@ -638,12 +687,17 @@ pub fn check_sort_key(conn: &mut DbConnection, key: &str) -> Result<(), AppError
 pub fn metrics_of(conn: &mut DbConnection, run_id: &str) -> Result<Vec<RunMetric>, AppError> {
     Ok(run_metrics::table
         .filter(run_metrics::run_id.eq(run_id))
-        .order((run_metrics::name.asc(), run_metrics::step.asc()))
+        .order((
+            run_metrics::name.asc(),
+            run_metrics::step.asc(),
+            run_metrics::recorded_at.asc(),
+        ))
         .select(RunMetric::as_select())
         .load(conn)?)
 }
 
-/// The last step's value of each metric, per run.
+/// The last step's value of each metric, per run (at one step, the last recorded: MLflow's
+/// "latest" metric).
 pub fn latest_metrics(
     conn: &mut DbConnection,
     run_ids: &[String],
@@ -652,7 +706,7 @@ pub fn latest_metrics(
     for chunk in run_ids.chunks(500) {
         let rows: Vec<RunMetric> = run_metrics::table
             .filter(run_metrics::run_id.eq_any(chunk))
-            .order(run_metrics::step.asc())
+            .order((run_metrics::step.asc(), run_metrics::recorded_at.asc()))
             .select(RunMetric::as_select())
             .load(conn)?;
         for m in rows.into_iter().filter(|m| !is_series(&m.name)) {

@@ -385,6 +385,8 @@ struct RunPage {
     /// The model version this run became, if registered.
     registered: Option<String>,
     can_register: bool,
+    /// The model its version belongs to, when it is not the served one.
+    registered_model: Option<String>,
     params: String,
     duration: String,
     started: String,
@@ -534,20 +536,25 @@ pub async fn get_run(
             let detail = tracking::run_detail(conn, &id)?;
             let report = training::report_of(conn, blobs.as_ref(), &detail.run.id)?;
             let charts = run_charts(conn, blobs.as_ref(), &detail.run.id, RUN_CHARTS)?;
-            let registered = registry::list_versions(conn, &model)?
-                .into_iter()
-                .find(|v| v.run_id == detail.run.id)
-                .map(|v| format!("{} v{} ({})", v.model, v.version, v.stage));
+            // A run is registered once, under any model (an MLflow client may name another).
+            let registered = registry::version_of_run(conn, &detail.run.id)?;
             Ok((detail, report, charts, registered))
         })
         .await?;
+    let registered_model = registered
+        .as_ref()
+        .filter(|v| v.model != model)
+        .map(|v| v.model.clone());
+    let registered = registered.map(|v| format!("{} v{} ({})", v.model, v.version, v.stage));
     let can_register = registered.is_none()
         && detail.run.status == tracking::FINISHED
+        && detail.run.model_kind != tracking::EXTERNAL_KIND
         && is_role(&identity, Role::Admin);
     let threshold = state.settings.training.threshold;
     let page = RunPage {
         chrome: Chrome::new(&identity, "/experiments"),
         registered,
+        registered_model,
         can_register,
         params: serde_json::to_string_pretty(&detail.params).unwrap_or_default(),
         duration: detail
@@ -747,6 +754,10 @@ pub struct GateConfirm {
 struct ModelsPartial {
     detail: ModelDetail,
     can_approve: bool,
+    /// Every registered model (the page shows one; MLflow's client may register others).
+    models: Vec<String>,
+    /// The page shows the model Steward serves (`registry.model`): its stage actions apply.
+    served: bool,
     /// Where "Roll back" goes, and how the button asks.
     rollback_to: Option<RollbackOffer>,
     confirm: Option<GateConfirm>,
@@ -784,14 +795,29 @@ fn describe(v: &registry::ModelVersion) -> String {
 
 async fn models_partial(
     state: &AppState,
+    model: Option<String>,
     can_approve: bool,
     confirm: Option<GateConfirm>,
     notice: Option<String>,
 ) -> Result<ModelsPartial, AppError> {
-    let name = state.settings.registry.model.clone();
-    let (detail, rollback_to) = state
+    let configured = state.settings.registry.model.clone();
+    let name = model.unwrap_or_else(|| configured.clone());
+    let served = name == configured;
+    // The stage actions and rollback act on the served model only.
+    let can_approve = can_approve && served;
+    let (detail, rollback_to, models) = state
         .db
         .run(move |conn| {
+            let models: Vec<String> = registry::list_models(conn)?
+                .into_iter()
+                .map(|m| m.name)
+                .collect();
+            if !served && !models.contains(&name) {
+                return Err(AppError::NotFound(format!(
+                    "no registered model `{}`",
+                    crate::error::bounded(&name, 64)
+                )));
+            }
             let detail = registry::model_detail(conn, &name)?;
             let rollback_to = match registry::rollback_target(conn, &name)? {
                 Some((current, target)) => {
@@ -819,25 +845,44 @@ async fn models_partial(
                 }
                 None => None,
             };
-            Ok((detail, rollback_to))
+            Ok((detail, rollback_to, models))
         })
         .await?;
     Ok(ModelsPartial {
         detail,
         can_approve,
+        models,
+        served,
         rollback_to,
         confirm,
         notice,
     })
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ModelQuery {
+    /// A registered model other than the served one (one an MLflow client registered).
+    #[serde(default)]
+    model: Option<String>,
+}
+
 pub async fn get_models(
     state: web::Data<AppState>,
     identity: Identity,
     hx: HxRequest,
+    query: web::Query<ModelQuery>,
 ) -> Result<HttpResponse, AppError> {
     identity.require_read(&state.settings.auth)?;
-    let partial = models_partial(&state, is_role(&identity, Role::Approver), None, None).await?;
+    let model = query.into_inner().model.filter(|m| !m.is_empty());
+    let partial = models_partial(
+        &state,
+        model,
+        is_role(&identity, Role::Approver),
+        None,
+        None,
+    )
+    .await?;
     page_or_partial(hx, partial, |partial| {
         ModelsPage {
             chrome: Chrome::new(&identity, "/models"),
@@ -925,7 +970,7 @@ pub async fn post_stage(
                 vals,
             };
             return Ok(html(
-                models_partial(&state, true, Some(confirm), None)
+                models_partial(&state, None, true, Some(confirm), None)
                     .await?
                     .render()?,
             ));
@@ -950,7 +995,7 @@ pub async fn post_stage(
         .unwrap_or_default();
     let notice = format!("v{version} moved to {stage}.{archived}");
     Ok(html(
-        models_partial(&state, true, None, Some(notice))
+        models_partial(&state, None, true, None, Some(notice))
             .await?
             .render()?,
     ))
@@ -999,7 +1044,7 @@ pub async fn post_rollback(
         describe(&out.version)
     );
     Ok(html(
-        models_partial(&state, true, None, Some(notice))
+        models_partial(&state, None, true, None, Some(notice))
             .await?
             .render()?,
     ))

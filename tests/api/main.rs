@@ -21,6 +21,7 @@ mod data;
 mod drift;
 mod figures;
 mod layers;
+mod mlflow;
 mod probes;
 mod routes;
 mod serving;

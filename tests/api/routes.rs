@@ -99,6 +99,7 @@ async fn every_route_enforces_its_declared_access() {
     }
     let routes: Vec<&RouteSpec> = steward::api::ROUTES
         .iter()
+        .chain(steward::api::mlflow::ROUTES)
         .chain(steward::web::ROUTES)
         .collect();
     assert!(

@@ -3,7 +3,8 @@
 // Run by `make test` (after the Rust suite) as `node --test tests/e2e/`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -351,6 +352,39 @@ test('the agent retrains on labelled traffic, and its request is approved in pla
   await page.waitForSelector('#agent-switch .value:has-text("running")');
   await page.goto(`${base}/`);
   assert.ok(await page.locator('#open-incidents tr').count() >= 2, 'open incidents on the Overview');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test("a session of MLflow's own client shows on the Experiments, run and Models pages", async () => {
+  // tests/mlflow/test_mlflow_client.py's session, with the real client (mlflow-skinny) signed
+  // in as the admin by user name and password (MLflow's Basic auth).
+  const python = join(root, 'tests', 'mlflow', '.venv', 'bin', 'python');
+  const { stdout } = await promisify(execFile)(python, [join(root, 'tests', 'mlflow', 'test_mlflow_client.py'), 'session'], {
+    env: { ...process.env, MLFLOW_TRACKING_URI: base, MLFLOW_TRACKING_USERNAME: 'admin',
+      MLFLOW_TRACKING_PASSWORD: password, MLFLOW_TRACKING_TOKEN: '' },
+    timeout: 180000,
+  });
+  const session = JSON.parse(stdout.trim().split('\n').pop());
+  const { page, errors } = await loggedIn();
+  await page.goto(`${base}/experiments?experiment=mlflow-client`);
+  assert.match(await page.textContent('#runs h2'), /mlflow-client/);
+  assert.ok(await page.locator(`tr.run-row a[href="/runs/${session.run_id}"]`).count() >= 1, 'the run is listed');
+  await page.goto(`${base}/runs/${session.run_id}`);
+  const run = await page.textContent('main');
+  assert.match(run, /logged by an MLflow client/);
+  assert.match(run, /mlflow\.runName = mlflow-client-lr/);
+  assert.match(run, /"model": "lr"/);
+  assert.ok(await page.locator('h2:has-text("Metric histories") + .charts svg').count() >= 1, 'the loss curve over its steps');
+  assert.match(run, new RegExp(`${session.model} v${session.version} \\(Staging\\)`));
+  await page.screenshot({ path: join(root, 'target', 'e2e-mlflow-run.png'), fullPage: true });
+  await page.click(`a:has-text("${session.model} v${session.version}")`);
+  await page.waitForURL(/\/models\?model=/);
+  assert.match(await page.textContent('#registry h2'), new RegExp(session.model));
+  assert.match(await page.textContent('#versions-table'), /mlflow:unknown/);
+  assert.match(await page.textContent('#versions-table'), /Staging/);
+  assert.equal(await page.locator('#versions-table button').count(), 0, 'no stage buttons on a model Steward does not serve');
+  await page.screenshot({ path: join(root, 'target', 'e2e-mlflow-models.png'), fullPage: true });
   assert.deepEqual(errors, []);
   await page.close();
 });
