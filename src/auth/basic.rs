@@ -5,7 +5,8 @@
 //! credentials with every call, so a checked pair is remembered for [`REMEMBER`] by its
 //! SHA-256 digest (never the password itself), at most [`MAX_ENTRIES`] pairs. A remembered
 //! pair still names the user by id: the caller reads the user on every request, so a disabled
-//! user or a lowered role takes effect at once.
+//! user or a lowered role takes effect at once. (Steward has no password change: a user is
+//! disabled and a new one made.)
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,6 +23,9 @@ pub const MAX_ENTRIES: usize = 1024;
 #[derive(Default)]
 pub struct BasicCache {
     entries: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    /// One password check at a time for pairs not remembered: a client's calls that all miss
+    /// at once (its first, or after [`REMEMBER`]) cost one check and one throttle attempt.
+    pub checking: tokio::sync::Mutex<()>,
 }
 
 fn digest(username: &str, password: &str) -> [u8; 32] {
@@ -55,13 +59,6 @@ impl BasicCache {
                 entries.clear();
             }
             entries.insert(key, (user_id.to_owned(), Instant::now()));
-        }
-    }
-
-    /// Forgets every pair (a password change, a user disabled).
-    pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
         }
     }
 }

@@ -214,9 +214,15 @@ async fn from_basic(
         ));
     };
     let (username, password) = (username.to_owned(), password.to_owned());
-    let user_id = match state.basic_auth.lookup(&username, &password) {
+    let cached = state.basic_auth.lookup(&username, &password);
+    let user_id = match cached {
         Some(id) => id,
         None => {
+            // Misses are checked one at a time; a pair checked meanwhile is taken as it is.
+            let _checking = state.basic_auth.checking.lock().await;
+            if let Some(id) = state.basic_auth.lookup(&username, &password) {
+                return basic_user(state, id).await;
+            }
             let client = crate::http::ClientInfo::of(req, &state.trusted_proxies).key();
             let throttle_name = if users::check_username(&username).is_ok() {
                 username.as_str()
@@ -236,17 +242,34 @@ async fn from_basic(
                 .await
                 .map_err(|_| AppError::Unavailable("logins are closed".into()))?;
             let checked = password.clone();
+            let known = candidate.is_some();
             let user = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 crate::auth::accounts::verify_login(candidate.as_ref(), &checked)
             })
             .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("password check failed: {e}")))?
-            .ok_or_else(refused)?;
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("password check failed: {e}")))?;
+            let Some(user) = user else {
+                // A failed check is audited like a failed login.
+                let name = username.clone();
+                state
+                    .db
+                    .run(move |conn| {
+                        crate::auth::accounts::record_login(conn, &name, known, None, &client)
+                    })
+                    .await?;
+                return Err(refused());
+            };
             state.basic_auth.remember(&username, &password, &user.id);
             user.id
         }
     };
+    basic_user(state, user_id).await
+}
+
+/// The user a Basic pair named, read now: a disabled user is refused.
+async fn basic_user(state: &AppState, user_id: String) -> Result<Identity, AppError> {
+    let refused = || AppError::Unauthenticated("wrong user name or password".into());
     let user = state
         .db
         .run(move |conn| users::find(conn, &user_id))

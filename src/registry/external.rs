@@ -224,8 +224,9 @@ pub fn flavour_from_mlmodel(text: &str) -> String {
 }
 
 /// MLflow's `create-model-version`: the next version of `model` from `run_id`. A run Steward
-/// trained registers as usual (servable); an MLflow client's run registers as a version of
-/// kind `mlflow:<flavour>`, kept and listed but never served. A run is registered once.
+/// trained registers as usual (servable), only when `may_register_trained` (an admin, as
+/// Steward's own registering needs); an MLflow client's run registers as a version of kind
+/// `mlflow:<flavour>`, kept and listed but never served. A run is registered once.
 #[allow(clippy::too_many_arguments)]
 pub fn create_version(
     conn: &mut DbConnection,
@@ -235,6 +236,7 @@ pub fn create_version(
     run_id: &str,
     description: Option<&str>,
     actor: &str,
+    may_register_trained: bool,
 ) -> Result<ModelVersion, AppError> {
     if source.chars().count() > 2000 {
         return Err(AppError::validation(
@@ -248,17 +250,13 @@ pub fn create_version(
     find_model(conn, model)?;
     let run = tracking::external::find(conn, run_id)?;
     if run.model_kind != EXTERNAL_KIND {
-        let registered = super::register(conn, model, &run, actor)?;
-        audit::with_optional_event(conn, |conn| {
-            diesel::update(model_versions::table.find(&registered.id))
-                .set((
-                    model_versions::source.eq(Some(source)),
-                    model_versions::description.eq(description),
-                ))
-                .execute(conn)?;
-            Ok(((), None))
-        })?;
-        return find_version(conn, model, registered.version);
+        if !may_register_trained {
+            return Err(AppError::Forbidden(format!(
+                "run {} was trained by Steward: registering it needs the admin role",
+                run.id
+            )));
+        }
+        return super::register_with(conn, model, &run, actor, Some(source), description);
     }
     let flavour = flavour_logged(conn, blobs, &run, source);
     let metrics = tracking::latest_metrics(conn, std::slice::from_ref(&run.id))?
@@ -349,6 +347,13 @@ pub fn delete_version(
         if v.stage == Stage::Production.as_str() {
             return Err(refuse_production(model, Some(version)));
         }
+        // A version a rollback would go back to stays: the Production history replays it.
+        if super::production_stack(conn, model)?.contains(&version) {
+            return Err(AppError::Conflict(format!(
+                "{model} v{version} is in the Production history (a rollback goes back to it); \
+                 it is kept"
+            )));
+        }
         diesel::delete(
             model_aliases::table
                 .filter(model_aliases::model.eq(model))
@@ -419,9 +424,9 @@ pub fn set_alias(
                 model_aliases::created_at.eq(now()),
             ))
             .execute(conn)?;
-        let event = NewEvent::new(actor, "model.alias.set", format!("model:{model}"))
-            .before(json!({ "alias": alias, "version": before }))
-            .after(json!({ "alias": alias, "version": version }));
+        let event = NewEvent::new(actor, "model.alias.set", format!("model:{model}@{alias}"))
+            .before(json!({ "version": before }))
+            .after(json!({ "version": version }));
         Ok(((), event))
     })
 }
@@ -449,8 +454,12 @@ pub fn delete_alias(
                 bounded(alias, 64)
             )));
         }
-        let event = NewEvent::new(actor, "model.alias.delete", format!("model:{model}"))
-            .before(json!({ "alias": alias }));
+        let event = NewEvent::new(
+            actor,
+            "model.alias.delete",
+            format!("model:{model}@{alias}"),
+        )
+        .before(json!({ "alias": alias }));
         Ok(((), event))
     })
 }
@@ -497,6 +506,54 @@ pub fn aliases(conn: &mut DbConnection, model: &str) -> Result<Vec<(String, i32)
         .load(conn)?;
     out.extend(stored);
     Ok(out)
+}
+
+/// Most versions one registry search reads; past it the search is refused (400), so its
+/// cost stays bounded.
+pub const MAX_SCANNED_VERSIONS: i64 = 100_000;
+
+/// Each model's aliases: `(alias, version)`.
+pub type AliasMap = std::collections::BTreeMap<String, Vec<(String, i32)>>;
+
+/// Every version of every model, by model then number (at most [`MAX_SCANNED_VERSIONS`]),
+/// with each model's aliases (`champion` for the Production version).
+pub fn all_versions(conn: &mut DbConnection) -> Result<(Vec<ModelVersion>, AliasMap), AppError> {
+    let versions: Vec<ModelVersion> = model_versions::table
+        .order((model_versions::model.asc(), model_versions::version.asc()))
+        .limit(MAX_SCANNED_VERSIONS + 1)
+        .select(ModelVersion::as_select())
+        .load(conn)?;
+    if versions.len() as i64 > MAX_SCANNED_VERSIONS {
+        return Err(AppError::validation(
+            "filter",
+            format!(
+                "the registry holds more than {MAX_SCANNED_VERSIONS} versions; search one model's"
+            ),
+        ));
+    }
+    let mut aliases: std::collections::BTreeMap<String, Vec<(String, i32)>> =
+        std::collections::BTreeMap::new();
+    for v in versions
+        .iter()
+        .filter(|v| v.stage == Stage::Production.as_str())
+    {
+        aliases
+            .entry(v.model.clone())
+            .or_default()
+            .push((CHAMPION.to_owned(), v.version));
+    }
+    let stored: Vec<(String, String, i32)> = model_aliases::table
+        .order((model_aliases::model.asc(), model_aliases::alias.asc()))
+        .select((
+            model_aliases::model,
+            model_aliases::alias,
+            model_aliases::version,
+        ))
+        .load(conn)?;
+    for (model, alias, version) in stored {
+        aliases.entry(model).or_default().push((alias, version));
+    }
+    Ok((versions, aliases))
 }
 
 /// The highest version in each of `stages` (every stage when empty): MLflow's

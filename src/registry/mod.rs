@@ -159,6 +159,18 @@ pub fn register(
     run: &Run,
     actor: &str,
 ) -> Result<ModelVersion, AppError> {
+    register_with(conn, model, run, actor, None, None)
+}
+
+/// [`register`], with MLflow's `source` and `description` recorded in the same transaction.
+pub fn register_with(
+    conn: &mut DbConnection,
+    model: &str,
+    run: &Run,
+    actor: &str,
+    source: Option<&str>,
+    description: Option<&str>,
+) -> Result<ModelVersion, AppError> {
     if run.status != FINISHED {
         return Err(AppError::Conflict(format!(
             "run {} is {}; only a finished run can be registered",
@@ -201,8 +213,8 @@ pub fn register(
             stage: Stage::None.as_str().to_owned(),
             created_by: actor.to_owned(),
             created_at: now(),
-            source: None,
-            description: None,
+            source: source.map(str::to_owned),
+            description: description.map(str::to_owned),
         };
         diesel::insert_into(model_versions::table)
             .values(&version)
@@ -806,6 +818,23 @@ pub fn find_version(
         .first(conn)
         .optional()?
         .ok_or_else(|| AppError::NotFound(format!("model `{model}` has no version {version}")))
+}
+
+/// The versions registered from these runs, under whichever model.
+pub fn versions_of_runs(
+    conn: &mut DbConnection,
+    run_ids: &[String],
+) -> Result<Vec<ModelVersion>, AppError> {
+    let mut out = Vec::new();
+    for chunk in run_ids.chunks(500) {
+        out.extend(
+            model_versions::table
+                .filter(model_versions::run_id.eq_any(chunk))
+                .select(ModelVersion::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(out)
 }
 
 /// The version registered from `run_id`, under whichever model (a run is registered once).

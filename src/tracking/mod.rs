@@ -213,10 +213,13 @@ pub fn ensure_experiment(conn: &mut DbConnection, name: &str) -> Result<Experime
                 next.unwrap_or(0).max(0) + 1
             }),
         };
-        match diesel::insert_into(experiments::table)
-            .values(&e)
-            .execute(conn)
-        {
+        // In a savepoint: on PostgreSQL a refused insert would otherwise spoil the caller's
+        // transaction, and the retry with it.
+        match conn.transaction(|conn| {
+            diesel::insert_into(experiments::table)
+                .values(&e)
+                .execute(conn)
+        }) {
             Ok(_) => return Ok(e),
             // Created meanwhile (this name, or another with the same id): look again.
             Err(diesel::result::Error::DatabaseError(

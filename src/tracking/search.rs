@@ -514,6 +514,31 @@ fn number_of(run: &RunFacts, entity: Entity, key: &str) -> Option<f64> {
     }
 }
 
+/// Most character comparisons the `LIKE` clauses of one search may cost (text length ×
+/// pattern length, summed over the rows checked): a search past it is refused (400) rather
+/// than left to run.
+pub const LIKE_BUDGET: u64 = 200_000_000;
+
+/// What checking `facts` against the `LIKE` and `ILIKE` clauses costs, in character
+/// comparisons.
+pub fn like_cost(facts: &dyn Facts, clauses: &[Clause]) -> u64 {
+    clauses
+        .iter()
+        .filter(|c| matches!(c.op, Op::Like | Op::ILike))
+        .map(|c| {
+            let pattern = match &c.value {
+                Value::Text(p) => p.chars().count() as u64,
+                _ => 0,
+            };
+            let text = facts
+                .text(c.entity, &c.key)
+                .map(|t| t.chars().count() as u64)
+                .unwrap_or(0);
+            (text + 1) * (pattern + 1)
+        })
+        .sum()
+}
+
 /// Whether `facts` meet every clause.
 pub fn matches(facts: &dyn Facts, clauses: &[Clause]) -> bool {
     clauses.iter().all(|c| match &c.value {
@@ -629,6 +654,15 @@ mod tests {
             assert!(parse_filter(bad).is_err(), "{bad}");
         }
         assert!(parse_filter(&"a".repeat(MAX_FILTER_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn like_costs_text_times_pattern() {
+        let r = run("a", 0.5, "lr-model", 1);
+        let f = parse_filter("params.model LIKE 'lr%' and metrics.acc > 0").unwrap_or_default();
+        assert_eq!(like_cost(&r, &f), (8 + 1) * (3 + 1));
+        let f = parse_filter("params.missing LIKE '%'").unwrap_or_default();
+        assert_eq!(like_cost(&r, &f), 2);
     }
 
     #[test]

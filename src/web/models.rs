@@ -129,7 +129,7 @@ async fn runs_partial(
 ) -> Result<RunsPartial, AppError> {
     let RunsView {
         experiment,
-        sort,
+        mut sort,
         data,
     } = view;
     let (exp, key, model) = (
@@ -137,17 +137,33 @@ async fn runs_partial(
         sort.clone(),
         state.settings.registry.model.clone(),
     );
+    // Steward sorts its own experiments by a training summary; an MLflow client's experiment
+    // holds its own metrics, so it is listed newest first unless a sort is asked for.
+    let foreign = experiment != state.settings.training.experiment;
     let (rows, registered): (Vec<RunRow>, BTreeMap<String, String>) = state
         .db
         .run(move |conn| {
-            // The configured experiment has no runs before the first training: an empty table.
-            let rows = match runs_table(conn, Some(&exp), Some(&key), 500) {
+            let sort_key = (!foreign || !key.is_empty()).then_some(key.as_str());
+            let rows = match runs_table(conn, Some(&exp), sort_key, 500) {
+                // The configured experiment has no runs before the first training.
                 Err(AppError::NotFound(_)) => Vec::new(),
+                // An MLflow experiment's runs may lack the default sort metric.
+                Err(AppError::Validation { .. }) if foreign => {
+                    runs_table(conn, Some(&exp), None, 500)?
+                }
                 other => other?,
             };
-            let registered = registry::list_versions(conn, &model)?
+            let ids: Vec<String> = rows.iter().map(|r| r.run.id.clone()).collect();
+            let registered = registry::versions_of_runs(conn, &ids)?
                 .into_iter()
-                .map(|v| (v.run_id, format!("v{} {}", v.version, v.stage)))
+                .map(|v| {
+                    let label = if v.model == model {
+                        format!("v{} {}", v.version, v.stage)
+                    } else {
+                        format!("{} v{} {}", v.model, v.version, v.stage)
+                    };
+                    (v.run_id, label)
+                })
                 .collect();
             Ok((rows, registered))
         })
@@ -186,6 +202,24 @@ async fn runs_partial(
         .iter()
         .map(|(k, h)| ((*k).to_owned(), (*h).to_owned()))
         .collect();
+    if foreign
+        && rows
+            .iter()
+            .all(|r| r.run.model_kind == tracking::EXTERNAL_KIND)
+    {
+        // An MLflow client's runs: the metrics they logged (a few), not Steward's summaries.
+        let mut logged: Vec<String> = rows
+            .iter()
+            .flat_map(|r| r.metrics.keys().cloned())
+            .collect();
+        logged.sort();
+        logged.dedup();
+        columns = logged.into_iter().take(8).map(|k| (k.clone(), k)).collect();
+        metric_names = columns.iter().map(|(k, _)| k.clone()).collect();
+        if !columns.iter().any(|(k, _)| *k == sort) {
+            sort.clear();
+        }
+    }
     if !columns.iter().any(|(k, _)| *k == sort) && !sort.is_empty() {
         columns.insert(0, (sort.clone(), metric_heading(&sort)));
     }
@@ -214,7 +248,8 @@ async fn runs_partial(
         data_options,
         data,
         data_versions,
-        is_admin,
+        // "Train now" trains the configured candidates into the configured experiment.
+        is_admin: is_admin && !foreign,
         notice,
         confirm,
     })
@@ -758,6 +793,8 @@ struct ModelsPartial {
     models: Vec<String>,
     /// The page shows the model Steward serves (`registry.model`): its stage actions apply.
     served: bool,
+    /// MLflow's aliases of its versions (`champion` is the Production one).
+    aliases: Vec<(String, i32)>,
     /// Where "Roll back" goes, and how the button asks.
     rollback_to: Option<RollbackOffer>,
     confirm: Option<GateConfirm>,
@@ -805,7 +842,7 @@ async fn models_partial(
     let served = name == configured;
     // The stage actions and rollback act on the served model only.
     let can_approve = can_approve && served;
-    let (detail, rollback_to, models) = state
+    let (detail, rollback_to, models, aliases) = state
         .db
         .run(move |conn| {
             let models: Vec<String> = registry::list_models(conn)?
@@ -819,6 +856,11 @@ async fn models_partial(
                 )));
             }
             let detail = registry::model_detail(conn, &name)?;
+            let aliases = if models.contains(&name) {
+                registry::external::aliases(conn, &name)?
+            } else {
+                Vec::new()
+            };
             let rollback_to = match registry::rollback_target(conn, &name)? {
                 Some((current, target)) => {
                     let failures = registry::data_failures(conn, &target)?;
@@ -845,7 +887,7 @@ async fn models_partial(
                 }
                 None => None,
             };
-            Ok((detail, rollback_to, models))
+            Ok((detail, rollback_to, models, aliases))
         })
         .await?;
     Ok(ModelsPartial {
@@ -853,6 +895,7 @@ async fn models_partial(
         can_approve,
         models,
         served,
+        aliases,
         rollback_to,
         confirm,
         notice,
@@ -1068,6 +1111,10 @@ struct PerformancePage {
 
 /// A dataset version as comparisons name it: name, version and the start of its hash.
 fn data_of(dataset: &str, version: i32, hash: &str) -> String {
+    if dataset.is_empty() {
+        // A run an MLflow client logged: its data is its own.
+        return "— (MLflow client)".to_owned();
+    }
     format!(
         "{dataset} v{version} ({})",
         hash.chars().take(12).collect::<String>()

@@ -883,3 +883,193 @@ async fn the_registry_speaks_mlflow_and_never_serves_what_it_cannot_load() {
 fn url_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
+
+#[tokio::test]
+async fn what_steward_guards_stays_guarded_through_mlflows_api() {
+    let app = spawn_app_with(|s| {
+        s.training.on_first_start = true;
+        s.training.models = vec![ModelKind::Lr];
+        // Four attempts a minute from this client: two logins, the ten parallel first calls
+        // of an MLflow client (which must cost one), and one wrong password.
+        s.auth.login_attempts_per_minute = 4;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let approver = app.user_token(&admin, "ann", "approver").await;
+    let (_, info) = app.get_json(&admin, "/model/info").await;
+    let model = info["model"].as_str().expect("model").to_owned();
+
+    // Ten calls at once with a pair not checked yet: one password check, all answered.
+    use base64::Engine;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("admin:{}", crate::helpers::ADMIN_PASSWORD))
+    );
+    let calls = (0..10).map(|_| {
+        raw(
+            &app,
+            "POST",
+            "/api/2.0/mlflow/experiments/search",
+            "{}",
+            Some(&basic),
+        )
+    });
+    for (status, out) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200, "{out}");
+    }
+    // A wrong password is audited like a failed login.
+    let wrong = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("admin:not-it")
+    );
+    let (status, _) = raw(
+        &app,
+        "POST",
+        "/api/2.0/mlflow/experiments/search",
+        "{}",
+        Some(&wrong),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (_, audit) = app.get_json(&admin, "/api/v1/audit?limit=50").await;
+    assert!(
+        audit
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["action"] == "auth.login_failed"),
+        "{audit}"
+    );
+
+    // An approver cannot register a run Steward trained (an admin's, as on Steward's API).
+    let (_, runs) = app.get_json(&admin, "/api/v1/runs").await;
+    let trained = runs
+        .as_array()
+        .and_then(|r| {
+            r.iter()
+                .find(|r| r["model_kind"] != "mlflow" && r["status"] == "finished")
+        })
+        .expect("a trained run");
+    let trained_id = trained["id"].as_str().expect("id").to_owned();
+    ml(
+        &app,
+        &admin,
+        "POST",
+        "registered-models/create",
+        json!({"name": "side"}),
+    )
+    .await;
+    let version = json!({"name": "side", "source": format!("runs:/{trained_id}/model"), "run_id": trained_id});
+    let (status, out) = ml(
+        &app,
+        &approver,
+        "POST",
+        "model-versions/create",
+        version.clone(),
+    )
+    .await;
+    assert_eq!(
+        (status, out["error_code"].as_str()),
+        (403, Some("PERMISSION_DENIED")),
+        "{out}"
+    );
+
+    // The served model is not deleted, nor a version in its Production history.
+    let (status, out) = ml(
+        &app,
+        &admin,
+        "DELETE",
+        "registered-models/delete",
+        json!({"name": model}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["error_code"].as_str()),
+        (400, Some("INVALID_STATE")),
+        "{out}"
+    );
+    let served = info["version"].as_i64().expect("version");
+    let (status, out) = ml(
+        &app,
+        &admin,
+        "DELETE",
+        "model-versions/delete",
+        json!({"name": model, "version": served.to_string()}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["error_code"].as_str()),
+        (400, Some("INVALID_STATE")),
+        "{out}"
+    );
+
+    // NaN metrics, logged models and tags Steward does not keep: said, not dropped.
+    let (_, out) = ml(
+        &app,
+        &admin,
+        "POST",
+        "runs/create",
+        json!({"experiment_id": "0"}),
+    )
+    .await;
+    let run = out["run"]["info"]["run_id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let (status, out) = ml(
+        &app,
+        &admin,
+        "POST",
+        "runs/log-metric",
+        json!({"run_id": run, "key": "loss", "value": "NaN", "timestamp": 1}),
+    )
+    .await;
+    assert_eq!(status, 400, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("finite metric values"),
+        "{out}"
+    );
+    let (status, out) = ml(
+        &app,
+        &admin,
+        "POST",
+        "logged-models",
+        json!({"experiment_id": "0"}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["error_code"].as_str()),
+        (501, Some("NOT_IMPLEMENTED")),
+        "{out}"
+    );
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("log_artifacts"),
+        "{out}"
+    );
+    let (status, out) = ml(
+        &app,
+        &admin,
+        "POST",
+        "registered-models/set-tag",
+        json!({"name": "side", "key": "a", "value": "b"}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["error_code"].as_str()),
+        (400, Some("INVALID_PARAMETER_VALUE")),
+        "{out}"
+    );
+    // A forged page token far out is refused, not wrapped.
+    let (status, _) = ml(&app, &admin, "GET", &format!("metrics/get-history?run_id={run}&metric_key=loss&page_token=b2Zmc2V0OjE4NDQ2NzQ0MDczNzA5NTUxNjE1"), json!(null)).await;
+    assert_eq!(status, 400);
+    // Nothing of this moved what is served.
+    let (_, after) = app.get_json(&admin, "/model/info").await;
+    assert_eq!(after["version"], info["version"]);
+}

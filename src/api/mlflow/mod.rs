@@ -45,6 +45,12 @@ crate::route_table! { ROUTES, handlers;
     post "/api/2.0/mlflow/runs/search" => tracking::search_runs, Read, "MLflow: search runs (filter, order_by, pages)";
     get "/api/2.0/mlflow/metrics/get-history" => tracking::get_metric_history, Read, "MLflow: a metric's points";
     post "/api/2.0/mlflow/logged-models/search" => tracking::search_logged_models, Read, "MLflow 3: logged models (Steward keeps none: always empty)";
+    post "/api/2.0/mlflow/logged-models" => no_logged_models, Needs(Role::Approver), "MLflow 3: create a logged model (not kept: 501 saying what to do)";
+    post "/api/2.0/mlflow/experiments/set-experiment-tag" => no_tags_kept, Needs(Role::Approver), "MLflow: experiment tags (not kept: 400)";
+    post "/api/2.0/mlflow/registered-models/set-tag" => no_tags_kept, Needs(Role::Approver), "MLflow: model tags (not kept: 400)";
+    delete "/api/2.0/mlflow/registered-models/delete-tag" => no_tags_kept, Needs(Role::Approver), "MLflow: model tags (not kept: 400)";
+    post "/api/2.0/mlflow/model-versions/set-tag" => no_tags_kept, Needs(Role::Approver), "MLflow: version tags (not kept: 400)";
+    delete "/api/2.0/mlflow/model-versions/delete-tag" => no_tags_kept, Needs(Role::Approver), "MLflow: version tags (not kept: 400)";
     post "/api/2.0/mlflow/registered-models/create" => registry::create_model, Needs(Role::Approver), "MLflow: create a registered model";
     get "/api/2.0/mlflow/registered-models/get" => registry::get_model, Read, "MLflow: a registered model";
     get "/api/2.0/mlflow/registered-models/search" => registry::search_models, Read, "MLflow: search registered models";
@@ -245,6 +251,9 @@ fn max_results(given: Option<i64>, default: usize, max: usize) -> Result<usize, 
     }
 }
 
+/// The furthest page a token may point at (every search reads fewer rows than this).
+const MAX_OFFSET: usize = 10_000_000;
+
 /// Page tokens are opaque to clients: base64 of `offset:<n>`.
 fn page_token(offset: Option<usize>) -> Option<String> {
     offset.map(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("offset:{n}")))
@@ -259,6 +268,7 @@ fn parse_page_token(token: Option<&str>) -> Result<usize, MlflowError> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.strip_prefix("offset:").and_then(|n| n.parse().ok()))
+        .filter(|n: &usize| *n <= MAX_OFFSET)
         .ok_or_else(|| invalid("page_token", "is no page token of this server"))
 }
 
@@ -280,6 +290,38 @@ impl VersionField {
             .filter(|n| *n >= 1)
             .ok_or_else(|| invalid("version", "must be a version number (1, 2, ...)"))
     }
+}
+
+/// The caller's audit name, once they hold `role` (the route's guard checked it already;
+/// handlers check again, as every handler does).
+fn writer(identity: &crate::auth::Identity, role: Role) -> Result<String, MlflowError> {
+    identity.require(role)?;
+    Ok(identity.actor())
+}
+
+/// Tags on experiments, models and versions: Steward keeps none, and says so (400) rather
+/// than drop them.
+async fn no_tags_kept(identity: crate::auth::Identity) -> Answer {
+    writer(&identity, Role::Approver)?;
+    Err(invalid(
+        "key",
+        "Steward keeps no tags on experiments, registered models or model versions (run tags are kept)",
+    ))
+}
+
+/// MLflow 3's logged models (`log_model`): not kept. 501 (which MLflow's client does not
+/// retry) with what to do instead.
+async fn no_logged_models(identity: crate::auth::Identity) -> Answer {
+    writer(&identity, Role::Approver)?;
+    Err(MlflowError {
+        error: AppError::BadRequest(
+            "Steward keeps no MLflow logged models (MLflow 3's log_model): save the model with \
+             mlflow.<flavour>.save_model(path) and log the folder with \
+             mlflow.log_artifacts(path, \"model\"); register it from runs:/<run_id>/model"
+                .into(),
+        ),
+        code: Some("NOT_IMPLEMENTED"),
+    })
 }
 
 fn ok_empty() -> HttpResponse {

@@ -121,7 +121,7 @@ pub async fn create_model(
             "Steward runs no deployment jobs",
         ));
     }
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     let view = state
         .db
         .run(move |conn| {
@@ -246,7 +246,7 @@ pub async fn update_model(
             "Steward runs no deployment jobs",
         ));
     }
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     let view = state
         .db
         .run(move |conn| {
@@ -271,7 +271,15 @@ pub async fn delete_model(
     body: Body<ModelRef>,
 ) -> Answer {
     let name = body.0.name;
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Admin)?;
+    // The served model's versions key the prediction log, monitoring and the agent's records:
+    // it is never deleted (its versions are archived instead).
+    if name == state.settings.registry.model {
+        return Err(AppError::Conflict(format!(
+            "`{name}` is the model Steward serves (registry.model); it is not deleted"
+        ))
+        .into());
+    }
     state
         .db
         .run(move |conn| external::delete_model(conn, &name, &actor))
@@ -374,7 +382,7 @@ pub async fn set_alias(
 ) -> Answer {
     let b = body.0;
     let version = b.version.number()?;
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     let app = state.clone();
     state
         .db
@@ -409,7 +417,7 @@ pub async fn delete_alias(
     body: Body<AliasRef>,
 ) -> Answer {
     let b = body.0;
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     state
         .db
         .run(move |conn| external::delete_alias(conn, &b.name, &b.alias, &actor))
@@ -479,7 +487,9 @@ pub async fn create_version(
                 "is required: Steward registers a version from a run",
             )
         })?;
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Approver)?;
+    // Registering a run Steward trained is an admin's, as on Steward's own API.
+    let may_register_trained = identity.has(crate::auth::Role::Admin);
     let blobs = state.blobs.clone();
     let view = state
         .db
@@ -492,6 +502,7 @@ pub async fn create_version(
                 &run_id,
                 b.description.as_deref(),
                 &actor,
+                may_register_trained,
             )?;
             version_view(conn, &b.name, v.version)
         })
@@ -526,7 +537,7 @@ pub async fn update_version(
 ) -> Answer {
     let b = body.0;
     let version = b.version.number()?;
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     let view = state
         .db
         .run(move |conn| {
@@ -553,7 +564,7 @@ pub async fn delete_version(
 ) -> Answer {
     let b = body.0;
     let version = b.version.number()?;
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     state
         .db
         .run(move |conn| external::delete_version(conn, &b.name, version, &actor))
@@ -571,13 +582,11 @@ pub async fn search_versions(state: web::Data<AppState>, query: Query) -> Answer
     let (views, total) = state
         .db
         .run(move |conn| {
-            let models = external::models(conn, 100_000)?;
-            let mut found: Vec<(ModelVersion, Vec<(String, i32)>)> = Vec::new();
-            for m in models {
-                let aliases = external::aliases(conn, &m.name)?;
-                let mut versions = registry::list_versions(conn, &m.name)?;
-                versions.reverse();
-                for v in versions {
+            let (versions, aliases) = external::all_versions(conn)?;
+            let none = Vec::new();
+            let mut found: Vec<(&ModelVersion, &Vec<(String, i32)>)> = versions
+                .iter()
+                .filter(|v| {
                     let facts = RegistryFacts(vec![
                         ("name", v.model.clone()),
                         ("run_id", v.run_id.clone()),
@@ -585,17 +594,10 @@ pub async fn search_versions(state: web::Data<AppState>, query: Query) -> Answer
                         ("version", v.version.to_string()),
                         ("current_stage", v.stage.clone()),
                     ]);
-                    if search::matches(&facts, &clauses) {
-                        found.push((v, aliases.clone()));
-                    }
-                    if found.len() > MAX_VERSIONS * 10 {
-                        return Err(AppError::validation(
-                            "filter",
-                            "matches too many versions; narrow it (name = '...')",
-                        ));
-                    }
-                }
-            }
+                    search::matches(&facts, &clauses)
+                })
+                .map(|v| (v, aliases.get(&v.model).unwrap_or(&none)))
+                .collect();
             if descending {
                 found.reverse();
             }
@@ -638,7 +640,7 @@ pub async fn transition_stage(
     let b = body.0;
     let version = b.version.number()?;
     let stage: Stage = b.stage.parse().map_err(|e: String| invalid("stage", e))?;
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     let app = state.clone();
     let view = state
         .db

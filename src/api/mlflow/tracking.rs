@@ -125,7 +125,7 @@ pub async fn create_experiment(
     if !body.tags.is_empty() {
         return Err(invalid("tags", "Steward keeps no experiment tags"));
     }
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     let created = state
         .db
         .run(move |conn| {
@@ -309,7 +309,7 @@ pub async fn create_run(
     // The client's own user name is its tag (`mlflow.user`); the run is recorded as the
     // Steward user who sent it.
     let _ = body.user_id;
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     let experiment = body.experiment_id.unwrap_or_else(|| "0".into());
     let (view, id) = state
         .db
@@ -399,7 +399,7 @@ pub async fn update_run(
 ) -> Answer {
     let body = body.0;
     let run_id = the_run(body.run_id, body.run_uuid)?;
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     let id = run_id.clone();
     state
         .db
@@ -425,7 +425,7 @@ pub struct RunRef {
 }
 
 async fn lifecycle(state: &AppState, identity: &Identity, run_id: String, deleted: bool) -> Answer {
-    let actor = identity.actor();
+    let actor = super::writer(identity, crate::auth::Role::Approver)?;
     state
         .db
         .run(move |conn| external::set_lifecycle(conn, &run_id, deleted, &actor))
@@ -450,7 +450,7 @@ pub async fn restore_run(
 }
 
 async fn log(state: &AppState, identity: &Identity, run_id: String, batch: Batch) -> Answer {
-    let actor = identity.actor();
+    let actor = super::writer(identity, crate::auth::Role::Approver)?;
     state
         .db
         .run(move |conn| external::log_batch(conn, &run_id, &batch, &actor))
@@ -466,7 +466,7 @@ pub struct MetricBody {
     #[serde(default)]
     run_uuid: Option<String>,
     key: String,
-    value: f64,
+    value: Value,
     timestamp: i64,
     #[serde(default)]
     step: Option<i64>,
@@ -478,6 +478,19 @@ pub struct MetricBody {
     dataset_name: Option<String>,
     #[serde(default)]
     dataset_digest: Option<String>,
+}
+
+/// A metric value: a number. MLflow's client sends NaN and infinities as the strings
+/// `"NaN"`, `"Infinity"`, `"-Infinity"`; Steward keeps finite values only and says so.
+fn metric_value(field: &str, value: &Value) -> Result<f64, MlflowError> {
+    match value {
+        Value::Number(n) => n.as_f64().ok_or_else(|| invalid(field, "must be a number")),
+        Value::String(s) if matches!(s.as_str(), "NaN" | "Infinity" | "-Infinity") => Err(invalid(
+            field,
+            format!("is {s}: Steward keeps finite metric values only (leave this point out)"),
+        )),
+        _ => Err(invalid(field, "must be a number")),
+    }
 }
 
 fn no_links(
@@ -510,8 +523,8 @@ pub async fn log_metric(
     let run_id = the_run(b.run_id, b.run_uuid)?;
     let batch = Batch {
         metrics: vec![Point {
+            value: metric_value("value", &b.value)?,
             key: b.key,
-            value: b.value,
             timestamp_ms: b.timestamp,
             step: b.step.unwrap_or(0),
         }],
@@ -572,7 +585,7 @@ pub async fn delete_tag(
     body: Body<DeleteTag>,
 ) -> Answer {
     let b = body.0;
-    let actor = identity.actor();
+    let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     state
         .db
         .run(move |conn| external::delete_tag(conn, &b.run_id, &b.key, &actor))
@@ -587,7 +600,7 @@ pub struct BatchMetric {
     #[serde(default)]
     run_id: Option<String>,
     key: String,
-    value: f64,
+    value: Value,
     timestamp: i64,
     #[serde(default)]
     step: Option<i64>,
@@ -629,17 +642,17 @@ pub async fn log_batch(
             ));
         }
     }
+    let mut metrics = Vec::with_capacity(b.metrics.len());
+    for (i, m) in b.metrics.into_iter().enumerate() {
+        metrics.push(Point {
+            value: metric_value(&format!("metrics[{i}].value"), &m.value)?,
+            key: m.key,
+            timestamp_ms: m.timestamp,
+            step: m.step.unwrap_or(0),
+        });
+    }
     let batch = Batch {
-        metrics: b
-            .metrics
-            .into_iter()
-            .map(|m| Point {
-                key: m.key,
-                value: m.value,
-                timestamp_ms: m.timestamp,
-                step: m.step.unwrap_or(0),
-            })
-            .collect(),
+        metrics,
         params: b.params.into_iter().map(|p| (p.key, p.value)).collect(),
         tags: b.tags.into_iter().map(|t| (t.key, t.value)).collect(),
     };
@@ -737,9 +750,10 @@ pub async fn get_metric_history(state: web::Data<AppState>, query: Query) -> Ans
     let key = query.required("metric_key")?.to_owned();
     let limit = max_results(query.number("max_results")?, MAX_HISTORY, MAX_HISTORY)?;
     let offset = parse_page_token(query.get("page_token"))?;
+    let start = i64::try_from(offset).map_err(|_| invalid("page_token", "is out of range"))?;
     let points = state
         .db
-        .run(move |conn| external::history(conn, &run_id, &key, offset as i64, limit as i64 + 1))
+        .run(move |conn| external::history(conn, &run_id, &key, start, limit as i64 + 1))
         .await?;
     let more = points.len() > limit;
     let metrics: Vec<Value> = points
@@ -747,7 +761,7 @@ pub async fn get_metric_history(state: web::Data<AppState>, query: Query) -> Ans
         .take(limit)
         .map(|m| json!({ "key": m.name, "value": m.value, "timestamp": millis(m.recorded_at), "step": m.step }))
         .collect();
-    let next = more.then(|| offset + limit);
+    let next = more.then(|| offset.saturating_add(limit));
     let mut out = json!({ "metrics": metrics });
     if let (Some(token), Some(map)) = (page_token(next), out.as_object_mut()) {
         map.insert("next_page_token".into(), json!(token));
