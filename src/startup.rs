@@ -37,6 +37,12 @@ use crate::state::AppState;
 use crate::telemetry::{self, Telemetry};
 use crate::{tracking, training};
 
+/// How long one MLflow artifact upload may take to arrive (408 past it).
+const ARTIFACT_READ_SECS: u64 = 600;
+/// MLflow searches (runs, versions, models, experiments) run at once; more wait up to 5 s,
+/// then get 503 with Retry-After.
+const MLFLOW_SEARCHES: usize = 2;
+
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
@@ -147,6 +153,12 @@ impl Application {
             serving,
             login_throttle: Arc::new(LoginThrottle::new(settings.auth.login_attempts_per_minute)),
             basic_auth: Arc::new(crate::auth::basic::BasicCache::default()),
+            artifact_bodies: Arc::new(crate::http::body::BodyBudget::new(
+                settings.storage.artifact_limit_bytes.saturating_mul(2),
+                Duration::from_secs(5),
+                Duration::from_secs(ARTIFACT_READ_SECS),
+            )),
+            search_gate: Arc::new(tokio::sync::Semaphore::new(MLFLOW_SEARCHES)),
             login_gate: Arc::new(tokio::sync::Semaphore::new(settings.auth.login_concurrency)),
             trusted_proxies: Arc::new(settings.server.trusted_networks()),
             training_gate: Arc::new(training::TrainingGate::default()),

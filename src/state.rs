@@ -21,6 +21,11 @@ pub struct AppState {
     pub login_throttle: Arc<LoginThrottle>,
     /// HTTP Basic pairs checked lately (MLflow's client sends them with every call).
     pub basic_auth: Arc<crate::auth::basic::BasicCache>,
+    /// Room for MLflow artifact uploads held in memory at once (twice
+    /// `storage.artifact_limit_bytes`).
+    pub artifact_bodies: Arc<crate::http::body::BodyBudget>,
+    /// MLflow searches at once (each reads many rows and holds a store connection).
+    pub search_gate: Arc<tokio::sync::Semaphore>,
     /// Password checks (argon2) running at once, at most `auth.login_concurrency`.
     pub login_gate: Arc<tokio::sync::Semaphore>,
     /// `server.trusted_proxies`, parsed once.

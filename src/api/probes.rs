@@ -25,7 +25,7 @@ pub async fn get_ping(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", "1"))
-            .finish()
+            .json(json!({ "error": "unavailable", "message": "no model is served yet" }))
     }
 }
 

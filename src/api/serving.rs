@@ -351,7 +351,11 @@ async fn invocations_inner(
             .await?
         }
         "text/csv" => {
-            let missing = state.settings.dataset.missing_values.clone();
+            // pandas (and so MLflow's server) reads `NaN` in a CSV as a missing value.
+            let mut missing = state.settings.dataset.missing_values.clone();
+            if !missing.iter().any(|m| m == "NaN") {
+                missing.push("NaN".into());
+            }
             parse_off_workers(&state, body, move |schema, body| {
                 request::parse_invocations_csv(schema, body, max_batch, &missing)
             })

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 /// How long a checked pair is taken without checking the password again.
-pub const REMEMBER: Duration = Duration::from_secs(60);
+pub const REMEMBER: Duration = Duration::from_secs(15 * 60);
 /// Most pairs remembered; when full, the table is emptied (a flood of pairs only costs
 /// password checks, which the login throttle bounds).
 pub const MAX_ENTRIES: usize = 1024;

@@ -67,10 +67,10 @@ pub async fn resolve(req: &HttpRequest) -> Result<Identity, AppError> {
     }
     let authorization = req.headers().get(actix_web::http::header::AUTHORIZATION);
     if accepts_basic(req.path()) {
-        if let Some(credentials) = authorization
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-        {
+        if let Some(credentials) = authorization.and_then(|v| v.to_str().ok()).and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        }) {
             return from_basic(&state, req, credentials.trim()).await;
         }
     }
@@ -186,9 +186,10 @@ pub fn accepts_basic(path: &str) -> bool {
 const MAX_BASIC_CHARS: usize = 1400;
 
 /// A user name and password (`Authorization: Basic`), checked like a login: throttled per
-/// client and name, argon2 on the blocking pool behind the login gate, and remembered for a
-/// minute ([`crate::auth::basic`]) so that a client sending it with every call costs one check
-/// a minute. The user is read on every request: a disabled user is refused at once.
+/// client and name, argon2 on the blocking pool behind the login gate, one check at a time, and
+/// remembered for a while ([`crate::auth::basic::REMEMBER`]) so that a client sending it with
+/// every call costs one check then. The user is read on every request: a disabled user is
+/// refused at once.
 async fn from_basic(
     state: &AppState,
     req: &HttpRequest,

@@ -238,6 +238,10 @@ pub fn experiment_by_id(conn: &mut DbConnection, id: &str) -> Result<super::Expe
     }
     let not_found =
         || AppError::NotFound(format!("No Experiment with id={} exists", bounded(id, 64)));
+    // Ids are written as MLflow writes them: digits, no sign, no leading zero.
+    if id.is_empty() || id.starts_with('0') || !id.chars().all(|c| c.is_ascii_digit()) {
+        return Err(not_found());
+    }
     let number: i64 = id.parse().map_err(|_| not_found())?;
     experiments::table
         .filter(experiments::mlflow_id.eq(number))
@@ -616,7 +620,7 @@ pub const MAX_ARTIFACT_PATH_CHARS: usize = 1000;
 pub fn check_artifact_path(path: &str) -> Result<(), AppError> {
     let ok = !path.is_empty()
         && path.chars().count() <= MAX_ARTIFACT_PATH_CHARS
-        && !path.chars().any(char::is_control)
+        && !path.chars().any(|c| c.is_control() || c == '\\')
         && path
             .split('/')
             .all(|part| !part.is_empty() && part != "." && part != "..");
@@ -626,7 +630,7 @@ pub fn check_artifact_path(path: &str) -> Result<(), AppError> {
         Err(AppError::validation(
             "path",
             format!(
-                "is no artifact path: `/`-separated names, no `.` or `..`, at most \
+                "is no artifact path: `/`-separated names, no `.`, `..` or `\\`, at most \
                  {MAX_ARTIFACT_PATH_CHARS} characters"
             ),
         ))

@@ -517,7 +517,7 @@ fn number_of(run: &RunFacts, entity: Entity, key: &str) -> Option<f64> {
 /// Most character comparisons the `LIKE` clauses of one search may cost (text length ×
 /// pattern length, summed over the rows checked): a search past it is refused (400) rather
 /// than left to run.
-pub const LIKE_BUDGET: u64 = 200_000_000;
+pub const LIKE_BUDGET: u64 = 20_000_000;
 
 /// What checking `facts` against the `LIKE` and `ILIKE` clauses costs, in character
 /// comparisons.

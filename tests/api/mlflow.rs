@@ -1073,3 +1073,145 @@ async fn what_steward_guards_stays_guarded_through_mlflows_api() {
     let (_, after) = app.get_json(&admin, "/model/info").await;
     assert_eq!(after["version"], info["version"]);
 }
+
+#[tokio::test]
+async fn a_promotion_through_mlflow_is_served_once_however_often_it_is_asked() {
+    let app = spawn_app_with(|s| {
+        s.training.on_first_start = true;
+        s.training.models = vec![ModelKind::Lr, ModelKind::Rf];
+        s.auth.login_attempts_per_minute = 100;
+    })
+    .await;
+    let admin = app.admin_token().await;
+    let (_, info) = app.get_json(&admin, "/model/info").await;
+    let model = info["model"].as_str().expect("model").to_owned();
+    let served = info["version"].as_i64().expect("version");
+
+    // The served Production version does not leave Production through MLflow's API.
+    let (status, out) = ml(
+        &app,
+        &admin,
+        "POST",
+        "model-versions/transition-stage",
+        json!({"name": model, "version": served.to_string(), "stage": "Archived"}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["error_code"].as_str()),
+        (400, Some("INVALID_STATE")),
+        "{out}"
+    );
+
+    // An admin registers the candidate that lost, then ten identical promotions at once.
+    let (_, runs) = app.get_json(&admin, "/api/v1/runs").await;
+    let (_, detail) = app
+        .get_json(&admin, &format!("/api/v1/models/{model}"))
+        .await;
+    let registered: Vec<&str> = detail["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .filter_map(|v| v["run_id"].as_str())
+        .collect();
+    let loser = runs
+        .as_array()
+        .and_then(|r| {
+            r.iter().find(|r| {
+                r["status"] == "finished"
+                    && !registered.contains(&r["id"].as_str().unwrap_or_default())
+            })
+        })
+        .expect("an unregistered candidate");
+    let loser_id = loser["id"].as_str().expect("id").to_owned();
+    let (status, out) = ml(
+        &app,
+        &admin,
+        "POST",
+        "model-versions/create",
+        json!({"name": model, "source": format!("runs:/{loser_id}/model"), "run_id": loser_id}),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    let version = out["model_version"]["version"]
+        .as_str()
+        .expect("version")
+        .to_owned();
+    let promotions = (0..10).map(|_| {
+        ml(&app, &admin, "POST", "model-versions/transition-stage", json!({"name": model, "version": version, "stage": "Production", "archive_existing_versions": false}))
+    });
+    for (status, out) in futures_util::future::join_all(promotions).await {
+        assert_eq!(status, 200, "{out}");
+        assert_eq!(out["model_version"]["current_stage"], "Production", "{out}");
+    }
+    let (_, after) = app.get_json(&admin, "/model/info").await;
+    assert_eq!(
+        after["version"].as_i64().map(|v| v.to_string()),
+        Some(version.clone())
+    );
+    let (_, out) = ml(
+        &app,
+        &admin,
+        "GET",
+        &format!("registered-models/alias?name={model}&alias=champion"),
+        json!(null),
+    )
+    .await;
+    assert_eq!(out["model_version"]["version"], version.as_str());
+    // The version it replaced was archived, once.
+    let (_, detail) = app
+        .get_json(&admin, &format!("/api/v1/models/{model}"))
+        .await;
+    let archived = detail["transitions"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|t| t["to_stage"] == "Archived")
+        .count();
+    assert_eq!(archived, 1, "{detail}");
+
+    // Strict input: a body that is no object, an experiment id written otherwise, a
+    // backslash in an artifact path; CSV's NaN is a missing value, as pandas reads it.
+    let (status, _) = ml(
+        &app,
+        &admin,
+        "POST",
+        "runs/search",
+        json!([["0"], "tags.x = '1'"]),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = ml(
+        &app,
+        &admin,
+        "GET",
+        "experiments/get?experiment_id=00",
+        json!(null),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, out) = ml(
+        &app,
+        &admin,
+        "POST",
+        "runs/create",
+        json!({"experiment_id": "0"}),
+    )
+    .await;
+    let run = out["run"]["info"]["run_id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    let put = client()
+        .put(app.url(&format!(
+            "/api/2.0/mlflow-artifacts/artifacts/0/{run}/artifacts/a%5C..%5Cb"
+        )))
+        .bearer_auth(&admin)
+        .body("x")
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 400);
+    let csv = "age,sex,cp,trestbps,chol,fbs,restecg,thalach,exang,oldpeak,slope,ca,thal\n63,1,1,145,NaN,1,2,150,0,2.3,3,0,6\n";
+    let (status, out) = app.post("/invocations", "text/csv", csv.to_owned()).await;
+    assert_eq!(status, 200, "{out}");
+}

@@ -58,7 +58,11 @@ pub async fn upload(
     external::check_artifact_path(&name)?;
     let limit = state.settings.storage.artifact_limit_bytes;
     let mut payload = payload.into_inner();
-    let bytes = crate::http::read_body(&mut payload, &req, limit).await?;
+    // Uploads held at once share room for two of the largest (503 with Retry-After past it).
+    let (bytes, _room) = state
+        .artifact_bodies
+        .read(&mut payload, &req, limit)
+        .await?;
     let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     let run = run_id.clone();
     state

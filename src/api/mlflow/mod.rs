@@ -170,6 +170,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
             };
             let value = crate::serving::request::parse_json(text)
                 .map_err(|e| invalid("body", format!("malformed JSON: {e}")))?;
+            if !value.is_object() {
+                return Err(invalid("body", "must be a JSON object"));
+            }
             serde_json::from_value(value)
                 .map(Body)
                 .map_err(|e| invalid("body", crate::error::bounded(&e.to_string(), 300)))
@@ -322,6 +325,25 @@ async fn no_logged_models(identity: crate::auth::Identity) -> Answer {
         ),
         code: Some("NOT_IMPLEMENTED"),
     })
+}
+
+/// A turn to search: [`crate::state::AppState::search_gate`], waiting up to 5 s, then 503
+/// with Retry-After (MLflow's client waits and retries).
+async fn search_turn(
+    state: &crate::state::AppState,
+) -> Result<tokio::sync::OwnedSemaphorePermit, MlflowError> {
+    let wait = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        state.search_gate.clone().acquire_owned(),
+    );
+    match wait.await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(AppError::Overloaded {
+            message: "other searches are running; try again shortly".into(),
+            retry_after_secs: 1,
+        }
+        .into()),
+    }
 }
 
 fn ok_empty() -> HttpResponse {

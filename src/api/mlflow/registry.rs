@@ -195,6 +195,7 @@ pub async fn search_models(state: web::Data<AppState>, query: Query) -> Answer {
     let limit = max_results(query.number("max_results")?, 100, MAX_MODELS)?;
     let offset = parse_page_token(query.get("page_token"))?;
     let descending = registry_order(&query.all("order_by"))?;
+    let _turn = super::search_turn(&state).await?;
     let (views, total) = state
         .db
         .run(move |conn| {
@@ -364,15 +365,22 @@ fn promote(
         reason: why,
         force: false,
     };
-    state.serving.transition(
+    match state.serving.transition(
         conn,
         state.blobs.as_ref(),
         name,
         version,
         Stage::Production,
         change,
-    )?;
-    Ok(())
+    ) {
+        // Promoted meanwhile by another request: the same outcome, as MLflow answers it.
+        Err(AppError::Conflict(_))
+            if registry::find_version(conn, name, version)?.stage == Stage::Production.as_str() =>
+        {
+            Ok(())
+        }
+        other => other.map(|_| ()),
+    }
 }
 
 pub async fn set_alias(
@@ -579,25 +587,33 @@ pub async fn search_versions(state: web::Data<AppState>, query: Query) -> Answer
     let limit = max_results(query.number("max_results")?, MAX_VERSIONS, MAX_VERSIONS)?;
     let offset = parse_page_token(query.get("page_token"))?;
     let descending = registry_order(&query.all("order_by"))?;
+    let _turn = super::search_turn(&state).await?;
     let (views, total) = state
         .db
         .run(move |conn| {
             let (versions, aliases) = external::all_versions(conn)?;
             let none = Vec::new();
-            let mut found: Vec<(&ModelVersion, &Vec<(String, i32)>)> = versions
-                .iter()
-                .filter(|v| {
-                    let facts = RegistryFacts(vec![
-                        ("name", v.model.clone()),
-                        ("run_id", v.run_id.clone()),
-                        ("source", v.source.clone().unwrap_or_default()),
-                        ("version", v.version.to_string()),
-                        ("current_stage", v.stage.clone()),
-                    ]);
-                    search::matches(&facts, &clauses)
-                })
-                .map(|v| (v, aliases.get(&v.model).unwrap_or(&none)))
-                .collect();
+            let mut spent: u64 = 0;
+            let mut found: Vec<(&ModelVersion, &Vec<(String, i32)>)> = Vec::new();
+            for v in &versions {
+                let facts = RegistryFacts(vec![
+                    ("name", v.model.clone()),
+                    ("run_id", v.run_id.clone()),
+                    ("source", v.source.clone().unwrap_or_default()),
+                    ("version", v.version.to_string()),
+                    ("current_stage", v.stage.clone()),
+                ]);
+                spent = spent.saturating_add(search::like_cost(&facts, &clauses));
+                if spent > search::LIKE_BUDGET {
+                    return Err(AppError::validation(
+                        "filter",
+                        "its LIKE patterns cost too much over the registry: shorten them",
+                    ));
+                }
+                if search::matches(&facts, &clauses) {
+                    found.push((v, aliases.get(&v.model).unwrap_or(&none)));
+                }
+            }
             if descending {
                 found.reverse();
             }
@@ -650,6 +666,17 @@ pub async fn transition_stage(
                 promote(conn, &app, &b.name, version, &actor, &reason)?;
             } else {
                 let current = registry::find_version(conn, &b.name, version)?;
+                // What is served leaves Production only for another version (or a rollback):
+                // through MLflow's API, as `champion` cannot be deleted.
+                if current.stage == Stage::Production.as_str()
+                    && b.name == app.settings.registry.model
+                {
+                    return Err(AppError::Conflict(format!(
+                        "{} v{version} is in Production and is what Steward serves: move another \
+                         version into Production instead (or roll back)",
+                        b.name
+                    )));
+                }
                 if current.stage != stage.as_str() {
                     let change = registry::Change {
                         actor: &actor,

@@ -228,6 +228,7 @@ pub async fn search_experiments(
         }
     }
     let deleted_only = body.view_type.as_deref() == Some("DELETED_ONLY");
+    let _turn = super::search_turn(&state).await?;
     let descending_name = order_names(&body.order_by)?;
     let all = state
         .db
@@ -703,6 +704,7 @@ pub async fn search_runs(state: web::Data<AppState>, body: Body<SearchRuns>) -> 
     let limit = max_results(b.max_results, 1000, MAX_SEARCH_RESULTS)?;
     let offset = parse_page_token(b.page_token.as_deref())?;
     let ids = b.experiment_ids;
+    let _turn = super::search_turn(&state).await?;
     let (page, next, names) = state
         .db
         .run(move |conn| {
