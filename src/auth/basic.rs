@@ -3,7 +3,7 @@
 //!
 //! A password check is argon2 (tens of milliseconds), and MLflow's client sends the same
 //! credentials with every call, so a checked pair is remembered for [`REMEMBER`] by its
-//! SHA-256 digest (never the password itself), at most [`MAX_ENTRIES`] pairs. A remembered
+//! HMAC-SHA256 under a random key of the process (never the password itself), at most [`MAX_ENTRIES`] pairs. A remembered
 //! pair still names the user by id: the caller reads the user on every request, so a disabled
 //! user or a lowered role takes effect at once. (Steward has no password change: a user is
 //! disabled and a new one made.)
@@ -20,26 +20,49 @@ pub const REMEMBER: Duration = Duration::from_secs(15 * 60);
 /// password checks, which the login throttle bounds).
 pub const MAX_ENTRIES: usize = 1024;
 
-#[derive(Default)]
 pub struct BasicCache {
+    /// A random key of this process: the cache keys are HMACs, useless outside it.
+    key: [u8; 32],
     entries: Mutex<HashMap<[u8; 32], (String, Instant)>>,
     /// One password check at a time for pairs not remembered: a client's calls that all miss
     /// at once (its first, or after [`REMEMBER`]) cost one check and one throttle attempt.
     pub checking: tokio::sync::Mutex<()>,
 }
 
-fn digest(username: &str, password: &str) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(username.as_bytes());
-    hasher.update([0u8]);
-    hasher.update(password.as_bytes());
-    hasher.finalize().into()
+impl Default for BasicCache {
+    fn default() -> Self {
+        BasicCache {
+            key: rand::random(),
+            entries: Mutex::default(),
+            checking: tokio::sync::Mutex::default(),
+        }
+    }
 }
 
 impl BasicCache {
+    /// HMAC-SHA256 of the pair under this process's key.
+    fn digest(&self, username: &str, password: &str) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = match hmac::Hmac::<Sha256>::new_from_slice(&self.key) {
+            Ok(mac) => mac,
+            // HMAC takes a key of any length; should it not, an unkeyed digest of the pair.
+            Err(_) => {
+                let mut hasher = Sha256::new();
+                hasher.update(username.as_bytes());
+                hasher.update([0u8]);
+                hasher.update(password.as_bytes());
+                return hasher.finalize().into();
+            }
+        };
+        mac.update(username.as_bytes());
+        mac.update(&[0u8]);
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// The user id a pair was checked for within [`REMEMBER`], if any.
     pub fn lookup(&self, username: &str, password: &str) -> Option<String> {
-        let key = digest(username, password);
+        let key = self.digest(username, password);
         let mut entries = self.entries.lock().ok()?;
         match entries.get(&key) {
             Some((user_id, at)) if at.elapsed() < REMEMBER => Some(user_id.clone()),
@@ -53,7 +76,7 @@ impl BasicCache {
 
     /// Remembers that this pair is `user_id`'s.
     pub fn remember(&self, username: &str, password: &str, user_id: &str) {
-        let key = digest(username, password);
+        let key = self.digest(username, password);
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= MAX_ENTRIES {
                 entries.clear();

@@ -185,6 +185,7 @@ diesel::table! {
         name -> Text,
         created_at -> Timestamp,
         description -> Nullable<Text>,
+        deleted_up_to -> Integer,
     }
 }
 

@@ -220,8 +220,18 @@ async fn from_basic(
         Some(id) => id,
         None => {
             // Misses are checked one at a time; a pair checked meanwhile is taken as it is.
-            let _checking = state.basic_auth.checking.lock().await;
+            // Waiting is bounded: a check stuck behind a slow store answers 503, not never.
+            let checking = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                state.basic_auth.checking.lock(),
+            )
+            .await
+            .map_err(|_| AppError::Overloaded {
+                message: "password checks are queued; try again shortly".into(),
+                retry_after_secs: 1,
+            })?;
             if let Some(id) = state.basic_auth.lookup(&username, &password) {
+                drop(checking);
                 return basic_user(state, id).await;
             }
             let client = crate::http::ClientInfo::of(req, &state.trusted_proxies).key();
@@ -250,6 +260,11 @@ async fn from_basic(
             })
             .await
             .map_err(|e| AppError::Internal(anyhow::anyhow!("password check failed: {e}")))?;
+            if let Some(user) = &user {
+                state.basic_auth.remember(&username, &password, &user.id);
+            }
+            // The next waiter goes on; the audit write and the user's read happen after.
+            drop(checking);
             let Some(user) = user else {
                 // A failed check is audited like a failed login.
                 let name = username.clone();
@@ -261,7 +276,6 @@ async fn from_basic(
                     .await?;
                 return Err(refused());
             };
-            state.basic_auth.remember(&username, &password, &user.id);
             user.id
         }
     };

@@ -361,6 +361,13 @@ pub fn delete_version(
         )
         .execute(conn)?;
         diesel::delete(model_versions::table.find(&v.id)).execute(conn)?;
+        let up_to: i32 = registered_models::table
+            .find(model)
+            .select(registered_models::deleted_up_to)
+            .first(conn)?;
+        diesel::update(registered_models::table.find(model))
+            .set(registered_models::deleted_up_to.eq(up_to.max(version)))
+            .execute(conn)?;
         let event = NewEvent::new(
             actor,
             "model.version.delete",

@@ -131,7 +131,16 @@ pub(crate) fn next_version(conn: &mut DbConnection, model: &str) -> Result<i32, 
         .filter(stage_transitions::model.eq(model))
         .select(diesel::dsl::max(stage_transitions::version))
         .first(conn)?;
-    Ok(max.unwrap_or(0).max(history.unwrap_or(0)) + 1)
+    let deleted: Option<i32> = registered_models::table
+        .find(model)
+        .select(registered_models::deleted_up_to)
+        .first(conn)
+        .optional()?;
+    Ok(max
+        .unwrap_or(0)
+        .max(history.unwrap_or(0))
+        .max(deleted.unwrap_or(0))
+        + 1)
 }
 
 pub(crate) fn ensure_model(conn: &mut DbConnection, name: &str) -> Result<(), AppError> {

@@ -230,11 +230,26 @@ pub fn start(conn: &mut DbConnection, new: NewRun<'_>, actor: &str) -> Result<Ru
     Ok(run)
 }
 
-/// The experiment with MLflow id `id`; `"0"` is `Default`, created when first named.
-pub fn experiment_by_id(conn: &mut DbConnection, id: &str) -> Result<super::Experiment, AppError> {
+/// The experiment with MLflow id `id`. `"0"` is `Default`: made when a run is started in it
+/// (`create`, a write whose `run.start` event names it); a read of it before then sees it
+/// empty and writes nothing.
+pub fn experiment_by_id(
+    conn: &mut DbConnection,
+    id: &str,
+    create: bool,
+) -> Result<super::Experiment, AppError> {
     use crate::db::schema::experiments;
     if id == "0" {
-        return ensure_experiment(conn, super::DEFAULT_EXPERIMENT);
+        if create {
+            return ensure_experiment(conn, super::DEFAULT_EXPERIMENT);
+        }
+        return Ok(
+            super::find_experiment(conn, super::DEFAULT_EXPERIMENT)?.unwrap_or(super::Experiment {
+                name: super::DEFAULT_EXPERIMENT.to_owned(),
+                created_at: now(),
+                mlflow_id: Some(0),
+            }),
+        );
     }
     let not_found =
         || AppError::NotFound(format!("No Experiment with id={} exists", bounded(id, 64)));
@@ -545,27 +560,58 @@ pub fn set_lifecycle(
     })
 }
 
-/// The latest point of every metric of each run (the highest step, then the latest time):
-/// MLflow's `run.data.metrics`.
+/// The latest point of every metric of each run (the highest step, then the latest time, then
+/// the highest value): MLflow's `run.data.metrics`. Chosen by the store (a window function, on
+/// both backends), so only one row per run and key comes back, whatever the runs logged.
 pub fn latest_points(
     conn: &mut DbConnection,
     run_ids: &[String],
 ) -> Result<BTreeMap<String, BTreeMap<String, RunMetric>>, AppError> {
+    #[derive(QueryableByName)]
+    struct Latest {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        run_id: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        step: i32,
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        value: f64,
+        #[diesel(sql_type = diesel::sql_types::Timestamp)]
+        recorded_at: chrono::NaiveDateTime,
+    }
     let mut out: BTreeMap<String, BTreeMap<String, RunMetric>> = BTreeMap::new();
     for chunk in run_ids.chunks(500) {
-        let rows: Vec<RunMetric> = run_metrics::table
-            .filter(run_metrics::run_id.eq_any(chunk))
-            .order((
-                run_metrics::step.asc(),
-                run_metrics::recorded_at.asc(),
-                run_metrics::value.asc(),
-            ))
-            .select(RunMetric::as_select())
-            .load(conn)?;
+        // Run ids come from the store and are uuids: written into the statement only after
+        // checking that they hold nothing but hex digits and dashes.
+        let ids: Vec<String> = chunk
+            .iter()
+            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+            .map(|id| format!("'{id}'"))
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "SELECT run_id, name, step, value, recorded_at FROM (\
+               SELECT run_id, name, step, value, recorded_at, ROW_NUMBER() OVER (\
+                 PARTITION BY run_id, name ORDER BY step DESC, recorded_at DESC, value DESC\
+               ) AS rn FROM run_metrics WHERE run_id IN ({})\
+             ) latest WHERE rn = 1",
+            ids.join(", ")
+        );
+        let rows: Vec<Latest> = diesel::sql_query(sql).load(conn)?;
         for m in rows {
-            out.entry(m.run_id.clone())
-                .or_default()
-                .insert(m.name.clone(), m);
+            out.entry(m.run_id.clone()).or_default().insert(
+                m.name.clone(),
+                RunMetric {
+                    run_id: m.run_id,
+                    name: m.name,
+                    step: m.step,
+                    value: m.value,
+                    recorded_at: m.recorded_at,
+                },
+            );
         }
     }
     Ok(out)

@@ -625,6 +625,39 @@ async fn basic_auth_maps_to_steward_users_on_mlflow_paths_only() {
         (401, Some("UNAUTHENTICATED")),
         "{out}"
     );
+    // A disabled user's remembered pair is refused at once.
+    let admin = app.admin_token().await;
+    app.user_token(&admin, "vic", "viewer").await;
+    let vic = basic("vic", "vic-password-1");
+    assert_eq!(
+        raw(
+            &app,
+            "POST",
+            "/api/2.0/mlflow/experiments/search",
+            "{}",
+            Some(&vic)
+        )
+        .await
+        .0,
+        200
+    );
+    let (status, _) = app
+        .api(&admin, "POST", "/api/v1/users/vic/disable", json!(null))
+        .await;
+    assert!(status < 300, "{status}");
+    let (status, out) = raw(
+        &app,
+        "POST",
+        "/api/2.0/mlflow/experiments/search",
+        "{}",
+        Some(&vic),
+    )
+    .await;
+    assert_eq!(
+        (status, out["error_code"].as_str()),
+        (401, Some("UNAUTHENTICATED")),
+        "{out}"
+    );
     // Steward's own API takes bearer tokens, not passwords.
     let (status, _) = raw(&app, "GET", "/api/v1/me", "", Some(&good)).await;
     assert_eq!(status, 401);
@@ -855,6 +888,54 @@ async fn the_registry_speaks_mlflow_and_never_serves_what_it_cannot_load() {
     // Nothing of this changed what is served.
     let (_, after) = app.get_json(&admin, "/model/info").await;
     assert_eq!(after["version"], info["version"]);
+    // A deleted version's number is not used again.
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let (_, out) = ml(
+            &app,
+            &admin,
+            "POST",
+            "runs/create",
+            json!({"experiment_id": "0"}),
+        )
+        .await;
+        runs.push(
+            out["run"]["info"]["run_id"]
+                .as_str()
+                .expect("run")
+                .to_owned(),
+        );
+    }
+    let (_, out) = ml(
+        &app,
+        &admin,
+        "POST",
+        "model-versions/create",
+        json!({"name": "foreign-model", "source": "x", "run_id": runs[0]}),
+    )
+    .await;
+    assert_eq!(out["model_version"]["version"], "2", "{out}");
+    assert_eq!(
+        ml(
+            &app,
+            &admin,
+            "DELETE",
+            "model-versions/delete",
+            json!({"name": "foreign-model", "version": "2"})
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, out) = ml(
+        &app,
+        &admin,
+        "POST",
+        "model-versions/create",
+        json!({"name": "foreign-model", "source": "x", "run_id": runs[1]}),
+    )
+    .await;
+    assert_eq!(out["model_version"]["version"], "3", "{out}");
     // A foreign model can go; its history with it.
     assert_eq!(
         ml(
@@ -1066,8 +1147,17 @@ async fn what_steward_guards_stays_guarded_through_mlflows_api() {
         (400, Some("INVALID_PARAMETER_VALUE")),
         "{out}"
     );
-    // A forged page token far out is refused, not wrapped.
-    let (status, _) = ml(&app, &admin, "GET", &format!("metrics/get-history?run_id={run}&metric_key=loss&page_token=b2Zmc2V0OjE4NDQ2NzQ0MDczNzA5NTUxNjE1"), json!(null)).await;
+    // A forged page token past the furthest page is refused.
+    let (status, _) = ml(
+        &app,
+        &admin,
+        "GET",
+        &format!(
+            "metrics/get-history?run_id={run}&metric_key=loss&page_token=b2Zmc2V0OjEwMDAwMDAx"
+        ),
+        json!(null),
+    )
+    .await;
     assert_eq!(status, 400);
     // Nothing of this moved what is served.
     let (_, after) = app.get_json(&admin, "/model/info").await;
@@ -1168,6 +1258,63 @@ async fn a_promotion_through_mlflow_is_served_once_however_often_it_is_asked() {
         .filter(|t| t["to_stage"] == "Archived")
         .count();
     assert_eq!(archived, 1, "{detail}");
+    // It is kept: the served model's versions are never deleted, whatever their stage.
+    let (status, out) = ml(
+        &app,
+        &admin,
+        "DELETE",
+        "model-versions/delete",
+        json!({"name": model, "version": served.to_string()}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["error_code"].as_str()),
+        (400, Some("INVALID_STATE")),
+        "{out}"
+    );
+
+    // A LIKE pattern that would cost too much over long values is refused, not run.
+    let (_, out) = ml(
+        &app,
+        &admin,
+        "POST",
+        "runs/create",
+        json!({"experiment_id": "0"}),
+    )
+    .await;
+    let long = out["run"]["info"]["run_id"]
+        .as_str()
+        .expect("run")
+        .to_owned();
+    ml(
+        &app,
+        &admin,
+        "POST",
+        "runs/set-tag",
+        json!({"run_id": long, "key": "blob", "value": "x".repeat(8000)}),
+    )
+    .await;
+    let pattern = format!("%{}%y", "x%".repeat(1900));
+    let (status, out) = ml(
+        &app,
+        &admin,
+        "POST",
+        "runs/search",
+        json!({"experiment_ids": ["0"], "filter": format!("tags.blob LIKE '{pattern}'")}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["error_code"].as_str()),
+        (400, Some("INVALID_PARAMETER_VALUE")),
+        "{out}"
+    );
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cost too much"),
+        "{out}"
+    );
 
     // Strict input: a body that is no object, an experiment id written otherwise, a
     // backslash in an artifact path; CSV's NaN is a missing value, as pandas reads it.

@@ -381,7 +381,7 @@ test("a session of MLflow's own client shows on the Experiments, run and Models 
   await page.click(`a:has-text("${session.model} v${session.version}")`);
   await page.waitForURL(/\/models\?model=/);
   assert.match(await page.textContent('#registry h2'), new RegExp(session.model));
-  assert.match(await page.textContent('#versions-table'), /mlflow:unknown/);
+  assert.match(await page.textContent('#versions-table'), /mlflow:sklearn/);
   assert.match(await page.textContent('#versions-table'), /Staging/);
   assert.equal(await page.locator('#versions-table button').count(), 0, 'no stage buttons on a model Steward does not serve');
   await page.screenshot({ path: join(root, 'target', 'e2e-mlflow-models.png'), fullPage: true });

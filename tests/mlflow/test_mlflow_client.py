@@ -49,6 +49,11 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.pyfunc.scoring_server.client import ScoringServerClient  # noqa: E402
 
+MLMODEL_SKLEARN = (
+    "artifact_path: model\nflavors:\n  python_function:\n    loader_module: mlflow.sklearn\n"
+    "  sklearn:\n    pickled_model: model.pkl\n    sklearn_version: 1.5.2\n"
+    "mlflow_version: 3.17.2\n"
+)
 EXPERIMENT = "mlflow-client"
 MODEL = "mlflow-client-model"
 FEATURES = ["age", "sex", "cp", "trestbps", "chol", "fbs", "restecg", "thalach", "exang",
@@ -138,11 +143,13 @@ def tracking_session(tc, tracking_uri):
         # Files go through Steward's artifact proxy (mlflow-artifacts:/...) into its blobs.
         mlflow.log_text("threshold: 0.5\n", "notes/decision.yaml")
         mlflow.log_dict({"features": FEATURES}, "schema.json")
+        # The MLmodel file a scikit-learn model folder carries: its flavours name the version.
+        mlflow.log_text(MLMODEL_SKLEARN, "model/MLmodel")
     finally:
         mlflow.end_run()
 
     listed = sorted(f.path for f in client.list_artifacts(run_id))
-    tc.assertEqual(listed, ["notes", "schema.json"])
+    tc.assertEqual(listed, ["model", "notes", "schema.json"])
     tc.assertEqual([f.path for f in client.list_artifacts(run_id, "notes")], ["notes/decision.yaml"])
     tc.assertEqual(mlflow.artifacts.load_text(f"runs:/{run_id}/notes/decision.yaml"),
                    "threshold: 0.5\n")
@@ -310,6 +317,13 @@ def steward_get(base, path, token):
         return json.loads(r.read())
 
 
+class Echo(mlflow.pyfunc.PythonModel):
+    """A model MLflow saves with the python_function flavour only."""
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
 class Server:
     proc = base = token = work = log = log_file = None
 
@@ -445,16 +459,25 @@ class TrackingTest(ServerTestCase):
         with credentials(token=Server.token):
             client = MlflowClient()
             mlflow.set_experiment(EXPERIMENT)
-            with mlflow.start_run(run_name="mlflow-client-foreign") as run:
-                mlflow.log_param("model", "lr")
+            # The README's way to keep a model: save the folder, log it as the run's files.
+            with mlflow.start_run(run_name="mlflow-client-foreign") as run, \
+                    tempfile.TemporaryDirectory() as folder:
+                mlflow.log_param("model", "echo")
                 mlflow.log_metric("acc", 0.7)
+                path = os.path.join(folder, "model")
+                mlflow.pyfunc.save_model(path, python_model=Echo(), pip_requirements=[])
+                mlflow.log_artifacts(path, "model")
             run_id = run.info.run_id
             client.create_registered_model(name)
             v = client.create_model_version(name, source=f"runs:/{run_id}/model", run_id=run_id)
             with self.assertRaises(MlflowException) as caught:
                 client.transition_model_version_stage(name, v.version, "Production")
-            self.assertRegex(str(caught.exception),
-                             r"(?i)flavou?r|can ?not serve|can't serve|cannot be served")
+            # Refused, naming the flavour its MLmodel file gave.
+            self.assertIn("python_function", str(caught.exception))
+            self.assertRegex(str(caught.exception), r"cannot be served")
+            model = steward_get(Server.base, f"/api/v1/models/{name}", Server.token)
+            self.assertEqual([x["model_kind"] for x in model["versions"]],
+                             ["mlflow:python_function"])
             # Nothing moved: the version is where it was, and the served model is Steward's.
             self.assertNotEqual(client.get_model_version(name, v.version).current_stage,
                                 "Production")

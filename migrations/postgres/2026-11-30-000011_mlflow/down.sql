@@ -1,6 +1,7 @@
 DROP TABLE model_aliases;
 ALTER TABLE model_versions DROP COLUMN description;
 ALTER TABLE model_versions DROP COLUMN source;
+ALTER TABLE registered_models DROP COLUMN deleted_up_to;
 ALTER TABLE registered_models DROP COLUMN description;
 DELETE FROM run_metrics a USING run_metrics b
     WHERE a.run_id = b.run_id AND a.name = b.name AND a.step = b.step

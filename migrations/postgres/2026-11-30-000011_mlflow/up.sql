@@ -15,6 +15,8 @@ ALTER TABLE run_metrics DROP CONSTRAINT run_metrics_pkey;
 ALTER TABLE run_metrics ADD PRIMARY KEY (run_id, name, step, recorded_at, value);
 
 ALTER TABLE registered_models ADD COLUMN description TEXT;
+-- The highest version number a deleted version took: numbers are not used again.
+ALTER TABLE registered_models ADD COLUMN deleted_up_to INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE model_versions ADD COLUMN source TEXT;
 ALTER TABLE model_versions ADD COLUMN description TEXT;
 

@@ -1,6 +1,7 @@
 DROP TABLE model_aliases;
 ALTER TABLE model_versions DROP COLUMN description;
 ALTER TABLE model_versions DROP COLUMN source;
+ALTER TABLE registered_models DROP COLUMN deleted_up_to;
 ALTER TABLE registered_models DROP COLUMN description;
 CREATE TABLE run_metrics_steps (
     run_id TEXT NOT NULL REFERENCES runs (id),

@@ -25,6 +25,8 @@ DROP TABLE run_metrics;
 ALTER TABLE run_metrics_points RENAME TO run_metrics;
 
 ALTER TABLE registered_models ADD COLUMN description TEXT;
+-- The highest version number a deleted version took: numbers are not used again.
+ALTER TABLE registered_models ADD COLUMN deleted_up_to INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE model_versions ADD COLUMN source TEXT;
 ALTER TABLE model_versions ADD COLUMN description TEXT;
 

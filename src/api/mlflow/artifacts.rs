@@ -36,7 +36,7 @@ fn run_in(
     run_id: &str,
 ) -> Result<tracking::Run, AppError> {
     let run = external::find(conn, run_id)?;
-    let experiment = external::experiment_by_id(conn, exp)?;
+    let experiment = external::experiment_by_id(conn, exp, false)?;
     if experiment.name != run.experiment {
         return Err(AppError::NotFound(format!(
             "run {run_id} is not in experiment {}",

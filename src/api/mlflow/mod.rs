@@ -74,11 +74,13 @@ crate::route_table! { ROUTES, handlers;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     crate::http::routes::register(cfg, ROUTES, handlers());
-    // MLflow's UI calls the same API under /ajax-api: one handler set, answered alike.
+    // Any other MLflow endpoint is MLflow's ENDPOINT_NOT_FOUND (MLflow's own UI, under
+    // /ajax-api, is not served: Steward's dashboard shows the same runs).
     for prefix in [
         "/api/2.0/mlflow/{tail:.*}",
         "/ajax-api/2.0/mlflow/{tail:.*}",
         "/api/2.0/mlflow-artifacts/{tail:.*}",
+        "/api/3.0/mlflow/{tail:.*}",
     ] {
         cfg.route(prefix, web::to(not_found));
     }

@@ -195,14 +195,28 @@ pub async fn search_models(state: web::Data<AppState>, query: Query) -> Answer {
     let limit = max_results(query.number("max_results")?, 100, MAX_MODELS)?;
     let offset = parse_page_token(query.get("page_token"))?;
     let descending = registry_order(&query.all("order_by"))?;
-    let _turn = super::search_turn(&state).await?;
+    let turn = super::search_turn(&state).await?;
     let (views, total) = state
         .db
         .run(move |conn| {
-            let mut models = external::models(conn, 100_000)?;
-            models.retain(|m| {
-                search::matches(&RegistryFacts(vec![("name", m.name.clone())]), &clauses)
-            });
+            // The turn ends with the work, also if the request is dropped meanwhile.
+            let _turn = turn;
+            let all = external::models(conn, 100_000)?;
+            let mut spent: u64 = 0;
+            let mut models = Vec::new();
+            for m in all {
+                let facts = RegistryFacts(vec![("name", m.name.clone())]);
+                spent = spent.saturating_add(search::like_cost(&facts, &clauses));
+                if spent > search::LIKE_BUDGET {
+                    return Err(AppError::validation(
+                        "filter",
+                        "its LIKE patterns cost too much over the registry: shorten them",
+                    ));
+                }
+                if search::matches(&facts, &clauses) {
+                    models.push(m);
+                }
+            }
             if descending {
                 models.reverse();
             }
@@ -572,6 +586,15 @@ pub async fn delete_version(
 ) -> Answer {
     let b = body.0;
     let version = b.version.number()?;
+    // The served model's versions key the prediction log, monitoring and the agent's
+    // requests: they are archived, never deleted.
+    if b.name == state.settings.registry.model {
+        return Err(AppError::Conflict(format!(
+            "`{}` is the model Steward serves: its versions are kept (archive one instead)",
+            b.name
+        ))
+        .into());
+    }
     let actor = super::writer(&identity, crate::auth::Role::Approver)?;
     state
         .db
@@ -587,10 +610,12 @@ pub async fn search_versions(state: web::Data<AppState>, query: Query) -> Answer
     let limit = max_results(query.number("max_results")?, MAX_VERSIONS, MAX_VERSIONS)?;
     let offset = parse_page_token(query.get("page_token"))?;
     let descending = registry_order(&query.all("order_by"))?;
-    let _turn = super::search_turn(&state).await?;
+    let turn = super::search_turn(&state).await?;
     let (views, total) = state
         .db
         .run(move |conn| {
+            // The turn ends with the work, also if the request is dropped meanwhile.
+            let _turn = turn;
             let (versions, aliases) = external::all_versions(conn)?;
             let none = Vec::new();
             let mut spent: u64 = 0;
@@ -665,33 +690,31 @@ pub async fn transition_stage(
             if stage == Stage::Production {
                 promote(conn, &app, &b.name, version, &actor, &reason)?;
             } else {
-                let current = registry::find_version(conn, &b.name, version)?;
-                // What is served leaves Production only for another version (or a rollback):
-                // through MLflow's API, as `champion` cannot be deleted.
-                if current.stage == Stage::Production.as_str()
-                    && b.name == app.settings.registry.model
-                {
-                    return Err(AppError::Conflict(format!(
-                        "{} v{version} is in Production and is what Steward serves: move another \
-                         version into Production instead (or roll back)",
-                        b.name
-                    )));
-                }
-                if current.stage != stage.as_str() {
-                    let change = registry::Change {
-                        actor: &actor,
-                        reason: &reason,
-                        force: false,
-                    };
-                    app.serving.transition(
-                        conn,
-                        app.blobs.as_ref(),
-                        &b.name,
-                        version,
-                        stage,
-                        change,
-                    )?;
-                }
+                let served = b.name == app.settings.registry.model;
+                let change = registry::Change {
+                    actor: &actor,
+                    reason: &reason,
+                    force: false,
+                };
+                // Checked and changed under the serving slot's order lock, so no promotion
+                // lands between the check and the change.
+                app.serving
+                    .apply(conn, app.blobs.as_ref(), |conn, servable| {
+                        let current = registry::find_version(conn, &b.name, version)?;
+                        // What is served leaves Production only for another version (or a
+                        // rollback): through MLflow's API, as `champion` cannot be deleted.
+                        if current.stage == Stage::Production.as_str() && served {
+                            return Err(AppError::Conflict(format!(
+                                "{} v{version} is in Production and is what Steward serves: move \
+                             another version into Production instead (or roll back)",
+                                b.name
+                            )));
+                        }
+                        if current.stage != stage.as_str() {
+                            registry::transition(conn, &b.name, version, stage, change, servable)?;
+                        }
+                        Ok(())
+                    })?;
                 if b.archive_existing_versions && stage == Stage::Staging {
                     external::archive_others(conn, &b.name, version, stage, &actor)?;
                 }

@@ -156,7 +156,7 @@ pub async fn get_experiment(state: web::Data<AppState>, query: Query) -> Answer 
     let id = query.required("experiment_id")?.to_owned();
     let e = state
         .db
-        .run(move |conn| external::experiment_by_id(conn, &id))
+        .run(move |conn| external::experiment_by_id(conn, &id, false))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "experiment": experiment_json(&e) })))
 }
@@ -228,33 +228,48 @@ pub async fn search_experiments(
         }
     }
     let deleted_only = body.view_type.as_deref() == Some("DELETED_ONLY");
-    let _turn = super::search_turn(&state).await?;
     let descending_name = order_names(&body.order_by)?;
-    let all = state
+    let turn = super::search_turn(&state).await?;
+    let (page, total) = state
         .db
-        .run(move |conn| external::experiments(conn, MAX_SEARCH_RESULTS as i64))
+        .run(move |conn| {
+            // The turn ends with the work, also if the request is dropped meanwhile.
+            let _turn = turn;
+            let all = external::experiments(conn, MAX_SEARCH_RESULTS as i64)?;
+            let mut spent: u64 = 0;
+            let mut found: Vec<&Experiment> = Vec::new();
+            for e in &all {
+                spent = spent.saturating_add(search::like_cost(&ExperimentFacts(e), &clauses));
+                if spent > search::LIKE_BUDGET {
+                    return Err(AppError::validation(
+                        "filter",
+                        "its LIKE patterns cost too much over the experiments: shorten them",
+                    ));
+                }
+                if !deleted_only && search::matches(&ExperimentFacts(e), &clauses) {
+                    found.push(e);
+                }
+            }
+            match descending_name {
+                Some(true) => found.sort_by(|a, b| b.name.cmp(&a.name)),
+                Some(false) => found.sort_by(|a, b| a.name.cmp(&b.name)),
+                // MLflow's default: the most recently made first.
+                None => found.sort_by(|a, b| {
+                    b.created_at
+                        .cmp(&a.created_at)
+                        .then(a.mlflow_id.cmp(&b.mlflow_id))
+                }),
+            }
+            let total = found.len();
+            let page: Vec<Value> = found
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .map(experiment_json)
+                .collect();
+            Ok((page, total))
+        })
         .await?;
-    let mut found: Vec<&Experiment> = all
-        .iter()
-        .filter(|e| !deleted_only && search::matches(&ExperimentFacts(e), &clauses))
-        .collect();
-    match descending_name {
-        Some(true) => found.sort_by(|a, b| b.name.cmp(&a.name)),
-        Some(false) => found.sort_by(|a, b| a.name.cmp(&b.name)),
-        // MLflow's default: the most recently changed first.
-        None => found.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then(a.mlflow_id.cmp(&b.mlflow_id))
-        }),
-    }
-    let total = found.len();
-    let page: Vec<Value> = found
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(experiment_json)
-        .collect();
     let next = (offset + page.len() < total && !page.is_empty()).then(|| offset + page.len());
     let mut out = json!({ "experiments": page });
     if let (Some(token), Some(map)) = (page_token(next), out.as_object_mut()) {
@@ -315,7 +330,7 @@ pub async fn create_run(
     let (view, id) = state
         .db
         .run(move |conn| {
-            let e = external::experiment_by_id(conn, &experiment)?;
+            let e = external::experiment_by_id(conn, &experiment, true)?;
             let run = external::start(
                 conn,
                 external::NewRun {
@@ -704,13 +719,15 @@ pub async fn search_runs(state: web::Data<AppState>, body: Body<SearchRuns>) -> 
     let limit = max_results(b.max_results, 1000, MAX_SEARCH_RESULTS)?;
     let offset = parse_page_token(b.page_token.as_deref())?;
     let ids = b.experiment_ids;
-    let _turn = super::search_turn(&state).await?;
+    let turn = super::search_turn(&state).await?;
     let (page, next, names) = state
         .db
         .run(move |conn| {
+            // The turn ends with the work, also if the request is dropped meanwhile.
+            let _turn = turn;
             let mut experiments = Vec::new();
             for id in &ids {
-                experiments.push(external::experiment_by_id(conn, id)?);
+                experiments.push(external::experiment_by_id(conn, id, false)?);
             }
             let names: Vec<String> = experiments.iter().map(|e| e.name.clone()).collect();
             let (page, next) =
