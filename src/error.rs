@@ -177,7 +177,6 @@ pub fn mlflow_status(code: &str, err: &AppError) -> StatusCode {
         "INVALID_PARAMETER_VALUE" | "INVALID_STATE" | "RESOURCE_ALREADY_EXISTS" => {
             StatusCode::BAD_REQUEST
         }
-        "NOT_IMPLEMENTED" => StatusCode::NOT_IMPLEMENTED,
         _ => err.status_code(),
     }
 }

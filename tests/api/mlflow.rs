@@ -1124,7 +1124,7 @@ async fn what_steward_guards_stays_guarded_through_mlflows_api() {
     .await;
     assert_eq!(
         (status, out["error_code"].as_str()),
-        (501, Some("NOT_IMPLEMENTED")),
+        (400, Some("NOT_IMPLEMENTED")),
         "{out}"
     );
     assert!(

@@ -7,7 +7,7 @@
 //! are MLflow's shapes (`{"error_code", "message"}`, with MLflow's codes and statuses). Auth is
 //! a bearer token (`MLFLOW_TRACKING_TOKEN`) or Basic (`MLFLOW_TRACKING_USERNAME` and
 //! `PASSWORD`), mapped to Steward's users and roles: reads need a viewer, writes an approver,
-//! deleting a registered model an admin. The domain work is `crate::tracking::external` and
+//! deleting a registered model or registering a run Steward trained an admin. The domain work is `crate::tracking::external` and
 //! `crate::registry::external`; this module only speaks the protocol.
 
 mod artifacts;
@@ -45,7 +45,7 @@ crate::route_table! { ROUTES, handlers;
     post "/api/2.0/mlflow/runs/search" => tracking::search_runs, Read, "MLflow: search runs (filter, order_by, pages)";
     get "/api/2.0/mlflow/metrics/get-history" => tracking::get_metric_history, Read, "MLflow: a metric's points";
     post "/api/2.0/mlflow/logged-models/search" => tracking::search_logged_models, Read, "MLflow 3: logged models (Steward keeps none: always empty)";
-    post "/api/2.0/mlflow/logged-models" => no_logged_models, Needs(Role::Approver), "MLflow 3: create a logged model (not kept: 501 saying what to do)";
+    post "/api/2.0/mlflow/logged-models" => no_logged_models, Needs(Role::Approver), "MLflow 3: create a logged model (not kept: 400 NOT_IMPLEMENTED saying what to do)";
     post "/api/2.0/mlflow/experiments/set-experiment-tag" => no_tags_kept, Needs(Role::Approver), "MLflow: experiment tags (not kept: 400)";
     post "/api/2.0/mlflow/registered-models/set-tag" => no_tags_kept, Needs(Role::Approver), "MLflow: model tags (not kept: 400)";
     delete "/api/2.0/mlflow/registered-models/delete-tag" => no_tags_kept, Needs(Role::Approver), "MLflow: model tags (not kept: 400)";
@@ -55,7 +55,7 @@ crate::route_table! { ROUTES, handlers;
     get "/api/2.0/mlflow/registered-models/get" => registry::get_model, Read, "MLflow: a registered model";
     get "/api/2.0/mlflow/registered-models/search" => registry::search_models, Read, "MLflow: search registered models";
     patch "/api/2.0/mlflow/registered-models/update" => registry::update_model, Needs(Role::Approver), "MLflow: set a model's description";
-    delete "/api/2.0/mlflow/registered-models/delete" => registry::delete_model, Needs(Role::Admin), "MLflow: delete a model (none of its versions in Production)";
+    delete "/api/2.0/mlflow/registered-models/delete" => registry::delete_model, Needs(Role::Admin), "MLflow: delete a model (not the served one, none of its versions in Production)";
     post "/api/2.0/mlflow/registered-models/get-latest-versions" => registry::latest_versions, Read, "MLflow: the newest version in each stage";
     get "/api/2.0/mlflow/registered-models/get-latest-versions" => registry::latest_versions_get, Read, "MLflow: the newest version in each stage";
     post "/api/2.0/mlflow/registered-models/alias" => registry::set_alias, Needs(Role::Approver), "MLflow: point an alias at a version (champion: promote)";
@@ -64,7 +64,7 @@ crate::route_table! { ROUTES, handlers;
     post "/api/2.0/mlflow/model-versions/create" => registry::create_version, Needs(Role::Approver), "MLflow: register a run's model as a new version";
     get "/api/2.0/mlflow/model-versions/get" => registry::get_version, Read, "MLflow: a model version";
     patch "/api/2.0/mlflow/model-versions/update" => registry::update_version, Needs(Role::Approver), "MLflow: set a version's description";
-    delete "/api/2.0/mlflow/model-versions/delete" => registry::delete_version, Needs(Role::Approver), "MLflow: delete a version (not the Production one)";
+    delete "/api/2.0/mlflow/model-versions/delete" => registry::delete_version, Needs(Role::Approver), "MLflow: delete a version (not the served model's, not one in Production or its history)";
     get "/api/2.0/mlflow/model-versions/search" => registry::search_versions, Read, "MLflow: search model versions";
     post "/api/2.0/mlflow/model-versions/transition-stage" => registry::transition_stage, Needs(Role::Approver), "MLflow: move a version to a stage";
     put "/api/2.0/mlflow-artifacts/artifacts/{path:.*}" => artifacts::upload, Needs(Role::Approver), "MLflow's artifact proxy: store a run's file";
@@ -314,8 +314,9 @@ async fn no_tags_kept(identity: crate::auth::Identity) -> Answer {
     ))
 }
 
-/// MLflow 3's logged models (`log_model`): not kept. 501 (which MLflow's client does not
-/// retry) with what to do instead.
+/// MLflow 3's logged models (`log_model`): not kept. MLflow's `NOT_IMPLEMENTED` code, as a
+/// 400 (a refusal of the request, not a server fault, and not retried by the client), with
+/// what to do instead.
 async fn no_logged_models(identity: crate::auth::Identity) -> Answer {
     writer(&identity, Role::Approver)?;
     Err(MlflowError {
