@@ -100,6 +100,39 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// What every error answer starts from, whatever its body's shape: the cause of an internal
+    /// error logged (never shown), `Retry-After` on the errors worth retrying, and the field
+    /// errors to list (bounded).
+    fn response_parts(
+        &self,
+        status: StatusCode,
+    ) -> (actix_web::HttpResponseBuilder, Vec<FieldError>) {
+        if let AppError::Internal(cause) = self {
+            tracing::error!(error = ?cause, "internal error");
+        }
+        let mut response = HttpResponse::build(status);
+        match self {
+            AppError::RateLimited { retry_after_secs }
+            | AppError::Overloaded {
+                retry_after_secs, ..
+            } => {
+                response.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            // Unavailable for now (a store that did not answer, no model yet): try again.
+            AppError::Unavailable(_) => {
+                response.insert_header(("Retry-After", "1"));
+            }
+            _ => {}
+        }
+        let details = match self {
+            AppError::Validation { details, .. } => bounded_details(details),
+            _ => Vec::new(),
+        };
+        (response, details)
+    }
+}
+
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -121,27 +154,7 @@ impl ResponseError for AppError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let AppError::Internal(cause) = self {
-            tracing::error!(error = ?cause, "internal error");
-        }
-        let details = match self {
-            AppError::Validation { details, .. } => bounded_details(details),
-            _ => Vec::new(),
-        };
-        let mut response = HttpResponse::build(self.status_code());
-        match self {
-            AppError::RateLimited { retry_after_secs }
-            | AppError::Overloaded {
-                retry_after_secs, ..
-            } => {
-                response.insert_header(("Retry-After", retry_after_secs.to_string()));
-            }
-            // Unavailable for now (a store that did not answer, no model yet): try again.
-            AppError::Unavailable(_) => {
-                response.insert_header(("Retry-After", "1"));
-            }
-            _ => {}
-        }
+        let (mut response, details) = self.response_parts(self.status_code());
         response.json(ErrorBody {
             error: self.code(),
             message: bounded(&self.to_string(), MAX_MESSAGE_CHARS),
@@ -184,26 +197,7 @@ pub fn mlflow_status(code: &str, err: &AppError) -> StatusCode {
 /// An error in MLflow's shape: `{"error_code": "...", "message": "..."}` (with Steward's
 /// `details` when fields are named), under `status`; `Retry-After` as Steward sends it.
 pub fn mlflow_response(err: &AppError, code: &str, status: StatusCode) -> HttpResponse {
-    if let AppError::Internal(cause) = err {
-        tracing::error!(error = ?cause, "internal error");
-    }
-    let mut response = HttpResponse::build(status);
-    match err {
-        AppError::RateLimited { retry_after_secs }
-        | AppError::Overloaded {
-            retry_after_secs, ..
-        } => {
-            response.insert_header(("Retry-After", retry_after_secs.to_string()));
-        }
-        AppError::Unavailable(_) => {
-            response.insert_header(("Retry-After", "1"));
-        }
-        _ => {}
-    }
-    let details = match err {
-        AppError::Validation { details, .. } => bounded_details(details),
-        _ => Vec::new(),
-    };
+    let (mut response, details) = err.response_parts(status);
     let mut body = serde_json::json!({
         "error_code": code,
         "message": bounded(&err.to_string(), MAX_MESSAGE_CHARS),

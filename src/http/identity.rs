@@ -169,6 +169,45 @@ async fn from_token(state: &AppState, plaintext: String) -> Result<Identity, App
     Ok(identity)
 }
 
+/// Checks a user name and password as a login does: throttled per client (`client`,
+/// [`crate::http::ClientInfo::key`]) and per name (a name that is no possible user name is
+/// never a throttle key), the account read first, then argon2 off the workers behind the login
+/// gate, holding no store connection. Returns the user when the password is theirs, and
+/// whether the name is a user's (for the audit). The caller records the attempt.
+pub async fn check_password(
+    state: &AppState,
+    client: &str,
+    username: &str,
+    password: String,
+) -> Result<(Option<users::User>, bool), AppError> {
+    let throttle_name = if users::check_username(username).is_ok() {
+        username
+    } else {
+        "<malformed>"
+    };
+    state.login_throttle.check(throttle_name, client)?;
+    let name = username.to_owned();
+    let candidate = state
+        .db
+        .run(move |conn| crate::auth::accounts::login_candidate(conn, &name))
+        .await?;
+    let known = candidate.is_some();
+    // A few password checks at a time, each off the workers and holding no connection.
+    let permit = state
+        .login_gate
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| AppError::Unavailable("logins are closed".into()))?;
+    let user = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        crate::auth::accounts::verify_login(candidate.as_ref(), &password)
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("password check failed: {e}")))?;
+    Ok((user, known))
+}
+
 /// Paths whose callers may send `Authorization: Basic` (MLflow's REST API and its artifact
 /// proxy: MLflow's client sends `MLFLOW_TRACKING_USERNAME` and `PASSWORD` that way). Elsewhere
 /// only bearer tokens and sessions are taken.
@@ -235,31 +274,7 @@ async fn from_basic(
                 return basic_user(state, id).await;
             }
             let client = crate::http::ClientInfo::of(req, &state.trusted_proxies).key();
-            let throttle_name = if users::check_username(&username).is_ok() {
-                username.as_str()
-            } else {
-                "<malformed>"
-            };
-            state.login_throttle.check(throttle_name, &client)?;
-            let name = username.clone();
-            let candidate = state
-                .db
-                .run(move |conn| crate::auth::accounts::login_candidate(conn, &name))
-                .await?;
-            let permit = state
-                .login_gate
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| AppError::Unavailable("logins are closed".into()))?;
-            let checked = password.clone();
-            let known = candidate.is_some();
-            let user = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                crate::auth::accounts::verify_login(candidate.as_ref(), &checked)
-            })
-            .await
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("password check failed: {e}")))?;
+            let (user, known) = check_password(state, &client, &username, password.clone()).await?;
             if let Some(user) = &user {
                 state.basic_auth.remember(&username, &password, &user.id);
             }

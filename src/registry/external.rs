@@ -11,7 +11,7 @@
 use diesel::prelude::*;
 use serde_json::json;
 
-use super::{ModelVersion, Stage, ensure_model, find_version, next_version, production};
+use super::{ModelVersion, Stage, find_version, production};
 use crate::audit::{self, NewEvent};
 use crate::db::schema::{model_aliases, model_versions, registered_models, stage_transitions};
 use crate::db::{DbConnection, now};
@@ -259,54 +259,16 @@ pub fn create_version(
         return super::register_with(conn, model, &run, actor, Some(source), description);
     }
     let flavour = flavour_logged(conn, blobs, &run, source);
-    let metrics = tracking::latest_metrics(conn, std::slice::from_ref(&run.id))?
-        .remove(&run.id)
-        .unwrap_or_default();
-    audit::with_event(conn, |conn| {
-        ensure_model(conn, model)?;
-        let taken: i64 = model_versions::table
-            .filter(model_versions::run_id.eq(&run.id))
-            .count()
-            .get_result(conn)?;
-        if taken > 0 {
-            return Err(AppError::Conflict(format!(
-                "run {} is already registered (Steward registers a run once)",
-                run.id
-            )));
-        }
-        let version = ModelVersion {
-            id: uuid::Uuid::new_v4().to_string(),
-            model: model.to_owned(),
-            version: next_version(conn, model)?,
-            run_id: run.id.clone(),
-            model_kind: format!("{KIND_PREFIX}{flavour}"),
-            dataset: run.dataset.clone(),
-            dataset_version: run.dataset_version,
-            dataset_hash: run.dataset_hash.clone(),
-            artifact_hash: String::new(),
-            metrics_json: serde_json::to_string(&metrics)
-                .map_err(|e| AppError::Internal(e.into()))?,
-            stage: Stage::None.as_str().to_owned(),
-            created_by: actor.to_owned(),
-            created_at: now(),
-            source: Some(source.to_owned()),
-            description: description.map(str::to_owned),
-        };
-        diesel::insert_into(model_versions::table)
-            .values(&version)
-            .execute(conn)?;
-        let event = NewEvent::new(
-            actor,
-            "model.register",
-            format!("model:{model}/{}", version.version),
-        )
-        .after(json!({
-            "run_id": version.run_id,
-            "model_kind": version.model_kind,
-            "source": bounded(source, 200),
-        }));
-        Ok((version, event))
-    })
+    super::insert_version(
+        conn,
+        model,
+        &run,
+        &format!("{KIND_PREFIX}{flavour}"),
+        "",
+        Some(source),
+        description,
+        actor,
+    )
 }
 
 /// Sets a version's description.

@@ -192,6 +192,36 @@ pub fn register_with(
         .ok_or_else(|| {
             AppError::Conflict(format!("run {} has no {MODEL_ARTIFACT} artifact", run.id))
         })?;
+    let kind = run.model_kind.clone();
+    insert_version(
+        conn,
+        model,
+        run,
+        &kind,
+        &artifact.hash,
+        source,
+        description,
+        actor,
+    )
+}
+
+/// Writes `run`'s model as the next version of `model` (kind `kind`, artifact `artifact_hash`,
+/// the run's summary metrics), in stage None, with its `model.register` event, in one
+/// transaction. A run is registered once.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one version row's parts, all stored"
+)]
+pub(crate) fn insert_version(
+    conn: &mut DbConnection,
+    model: &str,
+    run: &Run,
+    kind: &str,
+    artifact_hash: &str,
+    source: Option<&str>,
+    description: Option<&str>,
+    actor: &str,
+) -> Result<ModelVersion, AppError> {
     let metrics = tracking::latest_metrics(conn, std::slice::from_ref(&run.id))?
         .remove(&run.id)
         .unwrap_or_default();
@@ -203,7 +233,7 @@ pub fn register_with(
             .get_result(conn)?;
         if taken > 0 {
             return Err(AppError::Conflict(format!(
-                "run {} is already registered",
+                "run {} is already registered (a run is registered once)",
                 run.id
             )));
         }
@@ -212,11 +242,11 @@ pub fn register_with(
             model: model.to_owned(),
             version: next_version(conn, model)?,
             run_id: run.id.clone(),
-            model_kind: run.model_kind.clone(),
+            model_kind: kind.to_owned(),
             dataset: run.dataset.clone(),
             dataset_version: run.dataset_version,
             dataset_hash: run.dataset_hash.clone(),
-            artifact_hash: artifact.hash.clone(),
+            artifact_hash: artifact_hash.to_owned(),
             metrics_json: serde_json::to_string(&metrics)
                 .map_err(|e| AppError::Internal(e.into()))?,
             stage: Stage::None.as_str().to_owned(),
@@ -239,6 +269,7 @@ pub fn register_with(
             "dataset": version.dataset,
             "dataset_version": version.dataset_version,
             "artifact_hash": version.artifact_hash,
+            "source": source.map(|s| crate::error::bounded(s, 200)),
         }));
         Ok((version, event))
     })

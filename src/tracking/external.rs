@@ -844,7 +844,7 @@ pub fn search_runs(
         .take(max_results)
         .map(|(_, v)| v)
         .collect();
-    let next = (offset + page.len() < total && !page.is_empty()).then(|| offset + page.len());
+    let next = super::search::next_page(offset, page.len(), total);
     Ok((page, next))
 }
 

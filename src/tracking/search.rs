@@ -442,6 +442,12 @@ pub fn parse_order(entries: &[String]) -> Result<Vec<Order>, AppError> {
         .collect()
 }
 
+/// Where the next page starts after a page that showed `shown` of `total` items from
+/// `offset`; `None` when it was the last.
+pub fn next_page(offset: usize, shown: usize, total: usize) -> Option<usize> {
+    (shown > 0 && offset + shown < total).then(|| offset + shown)
+}
+
 /// SQL's LIKE: `%` any run of characters, `_` one character.
 pub fn like(text: &str, pattern: &str, case_insensitive: bool) -> bool {
     let (t, p): (Vec<char>, Vec<char>) = if case_insensitive {

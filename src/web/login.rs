@@ -160,37 +160,22 @@ pub async fn post_login(
     let client = client_info.key();
     let secure = state.settings.auth.cookie_secure || client_info.https;
     let next = safe_next(form.next.as_deref());
-    // A name that is no possible user name is never a throttle key, nor written anywhere.
     let well_formed = users::check_username(&form.username).is_ok();
-    let throttle_name = if well_formed {
-        form.username.as_str()
-    } else {
-        "<malformed>"
-    };
-    if let Err(e) = state.login_throttle.check(throttle_name, &client) {
-        metrics::counter!(LOGIN_ATTEMPTS_TOTAL, "outcome" => "throttled").increment(1);
-        return Err(e);
-    }
-    let username = form.username.clone();
-    let candidate = state
-        .db
-        .run(move |conn| accounts::login_candidate(conn, &username))
-        .await?;
-    let known = candidate.is_some();
-    // A few password checks at a time, each off the workers and holding no connection.
-    let permit = state
-        .login_gate
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| AppError::Unavailable("logins are closed".into()))?;
     let password = std::mem::take(&mut form.password);
-    let user = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        accounts::verify_login(candidate.as_ref(), &password)
-    })
+    let (user, known) = match crate::http::identity::check_password(
+        &state,
+        &client,
+        &form.username,
+        password,
+    )
     .await
-    .map_err(|e| AppError::Internal(anyhow::anyhow!("password check failed: {e}")))?;
+    {
+        Err(e @ AppError::RateLimited { .. }) => {
+            metrics::counter!(LOGIN_ATTEMPTS_TOTAL, "outcome" => "throttled").increment(1);
+            return Err(e);
+        }
+        other => other?,
+    };
     let (username, recorded) = (form.username.clone(), user.clone());
     let audit_client = client.clone();
     state

@@ -349,6 +349,32 @@ async fn search_turn(
     }
 }
 
+/// A page of `items` under `key`, with MLflow's `next_page_token` when there is more.
+fn paged(key: &str, items: Vec<serde_json::Value>, next: Option<usize>) -> HttpResponse {
+    let mut out = serde_json::Map::new();
+    out.insert(key.to_owned(), serde_json::Value::Array(items));
+    if let Some(token) = page_token(next) {
+        out.insert("next_page_token".into(), token.into());
+    }
+    HttpResponse::Ok().json(out)
+}
+
+/// The first `order_by` entry as its key and whether it is descending (`<key> [ASC|DESC]`);
+/// `None` when none is given.
+fn first_order(order_by: &[String]) -> Result<Option<(String, bool)>, MlflowError> {
+    let Some(first) = order_by.first() else {
+        return Ok(None);
+    };
+    let mut words = first.split_whitespace();
+    let key = words.next().unwrap_or_default().to_owned();
+    let descending = match words.next().map(str::to_ascii_uppercase).as_deref() {
+        None | Some("ASC") => false,
+        Some("DESC") => true,
+        Some(_) => return Err(invalid("order_by", "a key is followed by ASC or DESC")),
+    };
+    Ok(Some((key, descending)))
+}
+
 fn ok_empty() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({}))
 }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{
     Answer, Body, MlflowError, Query, VersionField, invalid, max_results, millis, ok_empty,
-    page_token, parse_page_token,
+    parse_page_token,
 };
 use crate::auth::Identity;
 use crate::error::AppError;
@@ -165,17 +165,10 @@ impl search::Facts for RegistryFacts {
 
 /// `name [ASC|DESC]` or a timestamp key (then newest first); the name ascending by default.
 fn registry_order(order_by: &[String]) -> Result<bool, MlflowError> {
-    let Some(first) = order_by.first() else {
+    let Some((key, descending)) = super::first_order(order_by)? else {
         return Ok(false);
     };
-    let mut words = first.split_whitespace();
-    let key = words.next().unwrap_or_default();
-    let descending = match words.next().map(str::to_ascii_uppercase).as_deref() {
-        None | Some("ASC") => false,
-        Some("DESC") => true,
-        Some(_) => return Err(invalid("order_by", "a key is followed by ASC or DESC")),
-    };
-    match key {
+    match key.as_str() {
         "name"
         | "version_number"
         | "creation_timestamp"
@@ -228,12 +221,8 @@ pub async fn search_models(state: web::Data<AppState>, query: Query) -> Answer {
             Ok((views, total))
         })
         .await?;
-    let next = (offset + views.len() < total && !views.is_empty()).then(|| offset + views.len());
-    let mut out = json!({ "registered_models": views });
-    if let (Some(token), Some(map)) = (page_token(next), out.as_object_mut()) {
-        map.insert("next_page_token".into(), json!(token));
-    }
-    Ok(HttpResponse::Ok().json(out))
+    let next = search::next_page(offset, views.len(), total);
+    Ok(super::paged("registered_models", views, next))
 }
 
 #[derive(Deserialize)]
@@ -652,12 +641,8 @@ pub async fn search_versions(state: web::Data<AppState>, query: Query) -> Answer
             Ok((views, total))
         })
         .await?;
-    let next = (offset + views.len() < total && !views.is_empty()).then(|| offset + views.len());
-    let mut out = json!({ "model_versions": views });
-    if let (Some(token), Some(map)) = (page_token(next), out.as_object_mut()) {
-        map.insert("next_page_token".into(), json!(token));
-    }
-    Ok(HttpResponse::Ok().json(out))
+    let next = search::next_page(offset, views.len(), total);
+    Ok(super::paged("model_versions", views, next))
 }
 
 #[derive(Deserialize)]

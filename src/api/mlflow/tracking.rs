@@ -7,8 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Answer, Body, MlflowError, Query, invalid, max_results, millis, ok_empty, page_token,
-    parse_page_token,
+    Answer, Body, MlflowError, Query, invalid, max_results, millis, ok_empty, parse_page_token,
 };
 use crate::auth::Identity;
 use crate::error::AppError;
@@ -270,28 +269,17 @@ pub async fn search_experiments(
             Ok((page, total))
         })
         .await?;
-    let next = (offset + page.len() < total && !page.is_empty()).then(|| offset + page.len());
-    let mut out = json!({ "experiments": page });
-    if let (Some(token), Some(map)) = (page_token(next), out.as_object_mut()) {
-        map.insert("next_page_token".into(), json!(token));
-    }
-    Ok(HttpResponse::Ok().json(out))
+    let next = search::next_page(offset, page.len(), total);
+    Ok(super::paged("experiments", page, next))
 }
 
 /// `order_by` for experiments: `name [ASC|DESC]`, or the times (newest first by default).
 /// `Some(descending)` for a name order, `None` for the default.
 fn order_names(order_by: &[String]) -> Result<Option<bool>, MlflowError> {
-    let Some(first) = order_by.first() else {
+    let Some((key, descending)) = super::first_order(order_by)? else {
         return Ok(None);
     };
-    let mut words = first.split_whitespace();
-    let key = words.next().unwrap_or_default();
-    let descending = match words.next().map(str::to_ascii_uppercase).as_deref() {
-        None | Some("ASC") => false,
-        Some("DESC") => true,
-        Some(_) => return Err(invalid("order_by", "a key is followed by ASC or DESC")),
-    };
-    match key {
+    match key.as_str() {
         "name" | "attributes.name" => Ok(Some(descending)),
         "creation_time" | "last_update_time" | "experiment_id" => Ok(None),
         _ => Err(invalid(
@@ -747,11 +735,7 @@ pub async fn search_runs(state: web::Data<AppState>, body: Body<SearchRuns>) -> 
             )
         })
         .collect();
-    let mut out = json!({ "runs": runs });
-    if let (Some(token), Some(map)) = (page_token(next), out.as_object_mut()) {
-        map.insert("next_page_token".into(), json!(token));
-    }
-    Ok(HttpResponse::Ok().json(out))
+    Ok(super::paged("runs", runs, next))
 }
 
 pub async fn get_metric_history(state: web::Data<AppState>, query: Query) -> Answer {
@@ -781,11 +765,7 @@ pub async fn get_metric_history(state: web::Data<AppState>, query: Query) -> Ans
         .map(|m| json!({ "key": m.name, "value": m.value, "timestamp": millis(m.recorded_at), "step": m.step }))
         .collect();
     let next = more.then(|| offset.saturating_add(limit));
-    let mut out = json!({ "metrics": metrics });
-    if let (Some(token), Some(map)) = (page_token(next), out.as_object_mut()) {
-        map.insert("next_page_token".into(), json!(token));
-    }
-    Ok(HttpResponse::Ok().json(out))
+    Ok(super::paged("metrics", metrics, next))
 }
 
 #[derive(Deserialize)]
