@@ -164,14 +164,20 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             "the body must be a JSON object with named fields".into(),
         ));
     }
-    // No text Steward keeps may hold a NUL (PostgreSQL refuses it; nobody means it).
+    refuse_nul(bytes)?;
+    serde_json::from_slice(bytes)
+        .map_err(|e| AppError::BadRequest(format!("malformed JSON body: {}", json_error_text(&e))))
+}
+
+/// No text Steward keeps may hold a NUL (PostgreSQL refuses it; nobody means it): a JSON body
+/// that spells one (`\u0000`) is a 400.
+pub fn refuse_nul(bytes: &[u8]) -> Result<(), AppError> {
     if bytes.windows(6).any(|w| w == b"\\u0000") {
         return Err(AppError::BadRequest(
             "the body holds a NUL character (\\u0000), which no field takes".into(),
         ));
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| AppError::BadRequest(format!("malformed JSON body: {}", json_error_text(&e))))
+    Ok(())
 }
 
 /// The limit on a request body, from the configuration.

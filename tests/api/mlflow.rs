@@ -322,6 +322,33 @@ async fn a_tracking_session_follows_mlflows_rules_and_is_audited() {
     )
     .await;
     assert_eq!(status, 200, "{out}");
+    // A NUL never reaches the store (PostgreSQL refuses it): 400, in a body or a query.
+    let (status, out) = ml(
+        &app,
+        &admin,
+        "POST",
+        "runs/set-tag",
+        json!({"run_id": run, "key": "a", "value": "b\u{0}c"}),
+    )
+    .await;
+    assert_eq!(
+        (status, out["error_code"].as_str()),
+        (400, Some("INVALID_PARAMETER_VALUE")),
+        "{out}"
+    );
+    let (status, out) = ml(
+        &app,
+        &admin,
+        "GET",
+        "experiments/get-by-name?experiment_name=a%00b",
+        json!(null),
+    )
+    .await;
+    assert_eq!(
+        (status, out["error_code"].as_str()),
+        (400, Some("INVALID_PARAMETER_VALUE")),
+        "{out}"
+    );
     // An unknown field is refused, never ignored.
     let (status, out) = ml(
         &app,

@@ -170,6 +170,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
             } else {
                 &bytes
             };
+            crate::http::body::refuse_nul(text)?;
             let value = crate::serving::request::parse_json(text)
                 .map_err(|e| invalid("body", format!("malformed JSON: {e}")))?;
             if !value.is_object() {
@@ -194,6 +195,13 @@ impl FromRequest for Query {
             url::form_urlencoded::parse(req.query_string().as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
+        // As in bodies: no NUL reaches the store (PostgreSQL refuses it).
+        if pairs
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return std::future::ready(Err(invalid("query", "holds a NUL character")));
+        }
         std::future::ready(Ok(Query(pairs)))
     }
 }
