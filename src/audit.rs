@@ -125,6 +125,12 @@ impl ChainKey {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// A key for another purpose (hex of HMAC-SHA256 over the purpose), so that other
+    /// signatures (approval links) never use the chain's key itself.
+    pub fn derive(&self, purpose: &str) -> String {
+        self.mac(&[b"derive\0", purpose.as_bytes()])
+    }
+
     /// A short keyed digest of `text` for `purpose`: lets the log say "the same unknown name
     /// again" without recording the name (which may be a mistyped password).
     pub fn label_digest(&self, purpose: &str, text: &str) -> String {

@@ -355,26 +355,40 @@ pub fn importance(items: &[FeatureImportance], top: usize) -> String {
     let mut sorted: Vec<&FeatureImportance> = items.iter().collect();
     sorted.sort_by(|a, b| b.importance.total_cmp(&a.importance));
     sorted.truncate(top);
-    let max = sorted.first().map(|f| f.importance).unwrap_or(0.0);
-    let bars = sorted
+    let items: Vec<(String, f64)> = sorted
+        .iter()
+        .map(|f| (f.feature.clone(), f.importance))
+        .collect();
+    bars("Feature importance", &items)
+}
+
+/// Horizontal bars, one per (label, value ≥ 0), scaled to the largest, in the given order; the
+/// value is printed at each bar's end (an integer as such, else 3 decimals).
+pub fn bars(title: &str, items: &[(String, f64)]) -> String {
+    let max = items
+        .iter()
+        .map(|(_, v)| *v)
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max);
+    let bars = items
         .iter()
         .enumerate()
-        .map(|(i, f)| {
-            let width = if max > 0.0 {
-                f.importance / max * 200.0
+        .map(|(i, (label, value))| {
+            let width = if max > 0.0 && value.is_finite() {
+                value.max(0.0) / max * 200.0
             } else {
                 0.0
             };
-            (
-                30.0 + i as f64 * 20.0,
-                width,
-                f.feature.clone(),
-                format!("{:.3}", f.importance),
-            )
+            let text = if value.fract() == 0.0 && value.abs() < 1e15 {
+                format!("{value:.0}")
+            } else {
+                format!("{value:.3}")
+            };
+            (30.0 + i as f64 * 20.0, width, label.clone(), text)
         })
         .collect::<Vec<_>>();
     BarChart {
-        title: "Feature importance".into(),
+        title: title.to_owned(),
         height: 40.0 + bars.len() as f64 * 20.0,
         bars,
     }

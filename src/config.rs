@@ -41,6 +41,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub monitoring: crate::monitoring::settings::MonitoringSettings,
     pub agent: crate::agent::settings::AgentSettings,
+    pub notify: crate::notify::settings::NotifySettings,
+    pub reports: crate::reports::ReportsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -312,6 +314,12 @@ impl Settings {
             return Err(ConfigError::Invalid { key, message });
         }
         if let Err((key, message)) = self.agent.check() {
+            return Err(ConfigError::Invalid { key, message });
+        }
+        if let Err((key, message)) = self.notify.check() {
+            return Err(ConfigError::Invalid { key, message });
+        }
+        if let Err((key, message)) = self.reports.check() {
             return Err(ConfigError::Invalid { key, message });
         }
         let sv = &self.serving;

@@ -27,6 +27,8 @@ pub mod error;
 pub mod http;
 pub mod ml;
 pub mod monitoring;
+pub mod notify;
+pub mod outbox;
 pub mod overview;
 pub mod registry;
 pub mod reports;

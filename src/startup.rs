@@ -159,6 +159,7 @@ impl Application {
                 Duration::from_secs(ARTIFACT_READ_SECS),
             )),
             search_gate: Arc::new(tokio::sync::Semaphore::new(MLFLOW_SEARCHES)),
+            report_gate: Arc::new(tokio::sync::Semaphore::new(settings.reports.concurrency)),
             login_gate: Arc::new(tokio::sync::Semaphore::new(settings.auth.login_concurrency)),
             trusted_proxies: Arc::new(settings.server.trusted_networks()),
             training_gate: Arc::new(training::TrainingGate::default()),
@@ -277,6 +278,18 @@ impl Application {
             );
             jobs.spawn(agent.work(deps, stop_jobs.clone()));
             tracing::info!("agent started");
+        }
+        if self.state.settings.notify.enabled {
+            jobs.spawn(crate::notify::run_worker(
+                self.state.db.clone(),
+                self.state.blobs.clone(),
+                self.state.settings.clone(),
+                stop_jobs.clone(),
+            ));
+            tracing::info!(
+                channels = self.state.settings.notify.channels.len(),
+                "notification worker started"
+            );
         }
         tracing::info!(
             port = self.port,
@@ -584,6 +597,52 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
             },
         );
     }
+    // The weekly summary, made once per scheduled time (its outbox event's key is the time).
+    if !settings.reports.weekly_cron.trim().is_empty() {
+        scheduler.register(
+            "weekly_report",
+            Duration::from_secs(settings.reports.check_secs),
+            |state: AppState| async move {
+                let Some(at) = crate::reports::weekly_due(
+                    &state.settings.reports.weekly_cron,
+                    chrono::Utc::now(),
+                ) else {
+                    return Ok(());
+                };
+                let _turn = state
+                    .report_gate
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("report gate: {e}"))?;
+                let (blobs, model) = (state.blobs.clone(), state.settings.registry.model.clone());
+                let made = state
+                    .db
+                    .run(move |conn| crate::reports::send_weekly(conn, blobs.as_ref(), &model, at))
+                    .await?;
+                if made {
+                    tracing::info!(%at, "weekly summary made and queued for sending");
+                }
+                Ok(())
+            },
+        );
+    }
+    // Sent and failed notifications older than notify.keep_days go.
+    scheduler.register(
+        "notification_prune",
+        Duration::from_secs(3600),
+        |state: AppState| async move {
+            let days = state.settings.notify.keep_days;
+            let removed = state
+                .db
+                .run(move |conn| crate::notify::store::prune(conn, days))
+                .await?;
+            if removed > 0 {
+                tracing::info!(removed, "old notifications removed");
+            }
+            Ok(())
+        },
+    );
     // A training run in another process sharing the store may die without ending its run.
     scheduler.register(
         "interrupted_run_sweep",

@@ -26,6 +26,8 @@ pub struct AppState {
     pub artifact_bodies: Arc<crate::http::body::BodyBudget>,
     /// MLflow searches at once (each reads many rows and holds a store connection).
     pub search_gate: Arc<tokio::sync::Semaphore>,
+    /// Reports rendered at once (`reports.concurrency`).
+    pub report_gate: Arc<tokio::sync::Semaphore>,
     /// Password checks (argon2) running at once, at most `auth.login_concurrency`.
     pub login_gate: Arc<tokio::sync::Semaphore>,
     /// `server.trusted_proxies`, parsed once.

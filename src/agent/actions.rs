@@ -14,6 +14,7 @@ use crate::db::schema::{agent_quarantine, predictions};
 use crate::db::{Db, DbConnection};
 use crate::error::AppError;
 use crate::monitoring::stattests::Values;
+use crate::outbox::{self, Event, Kind, Severity};
 use crate::registry::{self, Change, Stage};
 use crate::serving::Serving;
 
@@ -39,24 +40,38 @@ pub struct Tools<'a> {
     pub serving: &'a Serving,
 }
 
-/// Writes a notification (shown on the dashboard until the notifications module sends them).
+/// Writes a notification of the incident's kind into the outbox (the notify worker routes and
+/// sends it); with `link`, the message links to that dashboard path.
 pub fn notify(
     conn: &mut DbConnection,
     incident: Option<&Incident>,
-    level: &str,
+    severity: Severity,
     subject: &str,
     body: &str,
 ) -> Result<Notification, AppError> {
-    let n = Notification {
-        id: store::new_id(),
-        incident_id: incident.map(|i| i.id.clone()),
-        level: level.to_owned(),
-        subject: crate::error::bounded(subject, 200),
-        body: crate::error::bounded(body, 2000),
-        created_at: crate::db::now(),
-    };
-    store::insert_notification(conn, &n)?;
-    Ok(n)
+    let kind = incident.map_or(Kind::Alert, |i| Kind::of_alert(&i.alert_type));
+    let mut event =
+        Event::new(kind, severity, subject, body).incident(incident.map(|i| i.id.as_str()));
+    if let Some(i) = incident {
+        event = event
+            .fact("Model", &i.model)
+            .fact("Alert", &i.alert_type)
+            .fact("Alerts", i.alert_count)
+            .link(format!("/agent/incidents/{}", i.id));
+        if let Some(v) = i.version {
+            event = event.fact("Version", v);
+        }
+    }
+    outbox::push(conn, event)
+}
+
+/// The severity of an incident's notification.
+pub fn severity_of(incident: &Incident) -> Severity {
+    if incident.severity == "critical" {
+        Severity::Critical
+    } else {
+        Severity::Warning
+    }
 }
 
 /// A notification's subject: what kind of problem, on which model version.
@@ -80,20 +95,15 @@ pub fn subject(incident: &Incident) -> String {
 }
 
 pub fn run_notify(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, AppError> {
-    let level = if incident.severity == "critical" {
-        "critical"
-    } else {
-        "warning"
-    };
     let n = notify(
         &mut *tools.db.get()?,
         Some(incident),
-        level,
+        severity_of(incident),
         &subject(incident),
         &incident.summary,
     )?;
     Ok(Ended::Succeeded {
-        outcome: json!({ "notification": n.id, "level": n.level, "subject": n.subject }),
+        outcome: json!({ "notification": n.id, "severity": n.severity, "subject": n.subject }),
         version: None,
     })
 }

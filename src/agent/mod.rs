@@ -37,6 +37,7 @@ use crate::data::blob::BlobStore;
 use crate::db::schema::{agent_actions, agent_approvals, agent_incidents};
 use crate::db::{Db, DbConnection};
 use crate::error::AppError;
+use crate::outbox::{self, Event, Kind, Severity};
 use crate::serving::Serving;
 use crate::telemetry::{
     AGENT_ACTIONS_TOTAL, AGENT_ALERTS_TOTAL, AGENT_DECISIONS_TOTAL, AGENT_INCIDENTS_OPEN,
@@ -744,11 +745,7 @@ async fn decide_and_act(deps: &Deps, incident: Incident) -> Result<(), AppError>
             actions::notify(
                 conn,
                 Some(&inc),
-                if inc.severity == "critical" {
-                    "critical"
-                } else {
-                    "warning"
-                },
+                actions::severity_of(&inc),
                 &actions::subject(&inc),
                 &inc.summary,
             )
@@ -903,6 +900,33 @@ fn request_approval_locked(
     diesel::insert_into(agent_approvals::table)
         .values(approval)
         .execute(conn)?;
+    let what = match approval.version {
+        Some(v) => format!("{} {} v{v}", approval.action, approval.model),
+        None => format!("{} on {}", approval.action, approval.model),
+    };
+    let mut message = Event::new(
+        Kind::ApprovalNeeded,
+        Severity::Warning,
+        &format!("Approval needed: {what}"),
+        &format!(
+            "The agent asks a person to approve {what}. Open the request to see its evidence; \
+             it expires at {} UTC.",
+            approval.expires_at.format("%Y-%m-%d %H:%M")
+        ),
+    )
+    .incident(Some(&approval.incident_id))
+    .approval(&approval.id)
+    .fact("Action", &approval.action)
+    .fact("Model", &approval.model)
+    .fact(
+        "Expires (UTC)",
+        approval.expires_at.format("%Y-%m-%d %H:%M"),
+    )
+    .link(format!("/approvals#approval-{}", approval.id));
+    if let Some(v) = approval.version {
+        message = message.fact("Version", v);
+    }
+    outbox::push(conn, message)?;
     events.push(
         NewEvent::new(
             "agent",
@@ -1063,6 +1087,12 @@ fn finish_then(
             }
         }
         then(conn, events)?;
+        if !matches!(row.action.as_str(), "notify" | "noop") {
+            outbox::push(
+                conn,
+                action_message(row, status, &outcome, error.as_deref(), version),
+            )?;
+        }
         events.push(
             NewEvent::new(
                 "agent",
@@ -1087,6 +1117,49 @@ fn finish_then(
     };
     metrics::counter!(AGENT_ACTIONS_TOTAL, "action" => action, "outcome" => outcome).increment(1);
     Ok(())
+}
+
+/// The notification of a finished action: a rollback is its own kind; a failure is critical.
+fn action_message(
+    row: &ActionRow,
+    status: &str,
+    outcome: &serde_json::Value,
+    error: Option<&str>,
+    version: Option<i32>,
+) -> Event {
+    let kind = if row.action == "rollback" {
+        Kind::Rollback
+    } else {
+        Kind::ActionTaken
+    };
+    let severity = match (status, kind) {
+        ("failed", _) => Severity::Critical,
+        (_, Kind::Rollback) => Severity::Warning,
+        _ => Severity::Info,
+    };
+    let version = version.or(row.model_version);
+    let on = version.map(|v| format!(" (v{v})")).unwrap_or_default();
+    let mut body = format!("The agent's {} action {status}{on}.", row.action);
+    if let Some(why) = outcome.get("reason").and_then(|r| r.as_str()) {
+        body.push_str(&format!(" {}", crate::error::bounded(why, 300)));
+    }
+    if let Some(e) = error {
+        body.push_str(&format!(" Error: {e}"));
+    }
+    let mut message = Event::new(
+        kind,
+        severity,
+        &format!("Agent {}: {status}{on}", row.action),
+        &body,
+    )
+    .incident(Some(&row.incident_id))
+    .fact("Action", &row.action)
+    .fact("Outcome", status)
+    .link(format!("/agent/incidents/{}", row.incident_id));
+    if let Some(v) = version {
+        message = message.fact("Version", v);
+    }
+    message
 }
 
 /// Runs an action to its end on the blocking pool (a retrain behind the training gate).

@@ -7,8 +7,7 @@ use serde::Serialize;
 
 use crate::db::DbConnection;
 use crate::db::schema::{
-    agent_actions, agent_approvals, agent_decisions, agent_incidents, agent_notifications,
-    agent_quarantine, agent_state,
+    agent_actions, agent_approvals, agent_decisions, agent_incidents, agent_quarantine, agent_state,
 };
 use crate::error::AppError;
 
@@ -107,17 +106,7 @@ pub struct ActionRow {
     pub model_version: Option<i32>,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
-#[diesel(table_name = agent_notifications)]
-pub struct Notification {
-    pub id: String,
-    pub incident_id: Option<String>,
-    /// info, warning or critical.
-    pub level: String,
-    pub subject: String,
-    pub body: String,
-    pub created_at: chrono::NaiveDateTime,
-}
+pub use crate::outbox::Notification;
 
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -408,22 +397,12 @@ pub fn actions_of_model_since(
         .load(conn)?)
 }
 
+/// The newest notifications (the outbox's events), newest first.
 pub fn list_notifications(
     conn: &mut DbConnection,
     limit: i64,
 ) -> Result<Vec<Notification>, AppError> {
-    Ok(agent_notifications::table
-        .select(Notification::as_select())
-        .order(agent_notifications::id.desc())
-        .limit(limit)
-        .load(conn)?)
-}
-
-pub fn insert_notification(conn: &mut DbConnection, n: &Notification) -> Result<(), AppError> {
-    diesel::insert_into(agent_notifications::table)
-        .values(n)
-        .execute(conn)?;
-    Ok(())
+    crate::outbox::list(conn, None, limit)
 }
 
 /// Everything recorded about one incident, for its timeline.
@@ -455,11 +434,7 @@ pub fn incident_detail(conn: &mut DbConnection, id: &str) -> Result<IncidentDeta
             .select(ActionRow::as_select())
             .order(agent_actions::id.asc())
             .load(conn)?,
-        notifications: agent_notifications::table
-            .filter(agent_notifications::incident_id.eq(id))
-            .select(Notification::as_select())
-            .order(agent_notifications::id.asc())
-            .load(conn)?,
+        notifications: crate::outbox::list(conn, Some(id), 200)?,
         quarantined_rows: agent_quarantine::table
             .filter(agent_quarantine::incident_id.eq(id))
             .count()

@@ -9,6 +9,7 @@ mod datasets;
 mod drift;
 pub mod mlflow;
 mod models;
+mod notify;
 pub mod openapi;
 mod overview;
 pub mod probes;
@@ -85,7 +86,14 @@ crate::route_table! { ROUTES, handlers;
     post "/api/v1/agent/resume" => agent::resume, Needs(Role::Admin), "Kill switch off";
     get "/api/v1/agent/policy" => agent::get_policy, Read, "The policy's rules, explained";
     get "/api/v1/agent/actions" => agent::list_actions, Read, "The agent's actions and their outcomes";
-    get "/api/v1/agent/notifications" => agent::list_notifications, Read, "Notifications the agent wrote";
+    get "/api/v1/agent/notifications" => agent::list_notifications, Read, "Notifications (the outbox's events), newest first";
+    get "/api/v1/notifications" => notify::list_outbox, Read, "The notification outbox: events with their deliveries per channel";
+    get "/api/v1/notifications/channels" => notify::list_channels, Read, "The notification channels and routes (no secrets)";
+    post "/api/v1/notifications/test" => notify::test_channel, Needs(Role::Admin), "Send a test message to one channel now";
+    post "/api/v1/notifications/deliveries/{id}/retry" => notify::retry_delivery, Needs(Role::Admin), "Send a failed delivery again";
+    get "/api/v1/reports/model-card/{version}" => notify::model_card, Read, "A model version's card, as HTML or PDF";
+    get "/api/v1/reports/drift/{id}" => notify::drift_report, Sensitive, "A monitoring check's drift report, as HTML or PDF";
+    get "/api/v1/reports/weekly" => notify::weekly_report, Read, "The weekly summary, as HTML or PDF";
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -82,10 +82,44 @@ const BODIES: &[(&str, &str, &str, &str)] = &[
         "application/json",
         r#"{"comment": "wait for more labels"}"#,
     ),
+    (
+        "post",
+        "/api/v1/notifications/test",
+        "application/json",
+        r#"{"channel": "ops-mail"}"#,
+    ),
 ];
 
 /// Query parameters: (path, [(name, description)]).
 const QUERIES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "/api/v1/notifications",
+        &[
+            ("status", "pending (with sending), sent or failed"),
+            (
+                "limit",
+                "Notifications, newest first (default 50, at most 500)",
+            ),
+        ],
+    ),
+    (
+        "/api/v1/reports/model-card/{version}",
+        &[("format", "html (default) or pdf")],
+    ),
+    (
+        "/api/v1/reports/drift/{id}",
+        &[("format", "html (default) or pdf")],
+    ),
+    (
+        "/api/v1/reports/weekly",
+        &[
+            ("format", "html (default) or pdf"),
+            (
+                "end",
+                "The week's end, UTC: YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD (default now)",
+            ),
+        ],
+    ),
     (
         "/api/v1/incidents",
         &[
@@ -374,6 +408,7 @@ mod tests {
         ("post", "/api/v1/drift/run"),
         ("post", "/api/v1/agent/pause"),
         ("post", "/api/v1/agent/resume"),
+        ("post", "/api/v1/notifications/deliveries/{id}/retry"),
         ("delete", "/api/v1/tokens/{id}"),
     ];
 

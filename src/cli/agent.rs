@@ -280,7 +280,7 @@ pub fn agent_command(cmd: AgentCommand, settings: &Settings) -> anyhow::Result<E
             for n in &d.notifications {
                 lines.push((
                     n.created_at,
-                    format!("notification ({}): {}", n.level, n.subject),
+                    format!("notification ({}): {}", n.severity, n.subject),
                 ));
             }
             if let Some(at) = i.resolved_at {

@@ -7,6 +7,7 @@ mod agent;
 mod data;
 mod drift;
 mod models;
+mod notify;
 mod runs;
 mod simulate;
 mod train;
@@ -106,6 +107,13 @@ enum Command {
     /// The agent's approval requests: list, approve, reject.
     #[command(subcommand)]
     Approvals(agent::ApprovalsCommand),
+    /// Notifications: send a test to a channel, list the outbox, show the channels.
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
+    /// Reports in HTML and PDF: a version's model card, a check's drift report, the weekly
+    /// summary.
+    #[command(subcommand)]
+    Report(notify::ReportCommand),
 }
 
 #[derive(Subcommand)]
@@ -238,6 +246,8 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::simulate_command(args, &settings),
         Command::Agent(cmd) => agent::agent_command(cmd, &settings),
         Command::Approvals(cmd) => agent::approvals_command(cmd, &settings),
+        Command::Notify(cmd) => notify::notify_command(cmd, &settings),
+        Command::Report(cmd) => notify::report_command(cmd, &settings),
     }
 }
 

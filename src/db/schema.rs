@@ -402,12 +402,37 @@ diesel::table! {
 }
 
 diesel::table! {
-    agent_notifications (id) {
+    notifications (id) {
         id -> Text,
         incident_id -> Nullable<Text>,
-        level -> Text,
+        severity -> Text,
         subject -> Text,
         body -> Text,
+        created_at -> Timestamp,
+        kind -> Text,
+        facts_json -> Text,
+        link -> Nullable<Text>,
+        approval_id -> Nullable<Text>,
+        attachment_blob -> Nullable<Text>,
+        attachment_name -> Nullable<Text>,
+        dedupe_key -> Nullable<Text>,
+        channel -> Nullable<Text>,
+        routed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    notification_deliveries (id) {
+        id -> Text,
+        notification_id -> Text,
+        channel -> Text,
+        channel_kind -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        claimed_at -> Nullable<Timestamp>,
+        sent_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
     }
 }
@@ -443,3 +468,6 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::joinable!(notification_deliveries -> notifications (notification_id));
+diesel::allow_tables_to_appear_in_same_query!(notifications, notification_deliveries);

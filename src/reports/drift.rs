@@ -4,6 +4,7 @@
 
 use askama::Template;
 
+use super::document::{Document, Section};
 use crate::monitoring::check::CheckReport;
 use crate::monitoring::drift::{DriftReport, FeatureDrift, Histogram};
 
@@ -199,8 +200,174 @@ pub fn alert_rows(r: &CheckReport) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// The report of a stored check.
+/// The report of a stored check, as a self-contained HTML file.
 pub fn check_report(r: &CheckReport) -> String {
+    check_document(r).html().unwrap_or_default()
+}
+
+/// The report of a stored check as a document (HTML and PDF from the same content): the facts,
+/// the verdict, the features' tests, prediction and target drift, data quality, performance,
+/// the alerts raised and each feature's distributions.
+pub fn check_document(r: &CheckReport) -> Document {
+    document_of(check_page(r))
+}
+
+fn document_of(p: DriftReportPage) -> Document {
+    let mut sections = vec![
+        Section::new("Summary")
+            .note(
+                "Evidently's statistics (its default test per feature, or the one configured); \
+                 scores are p-values for ks, chisquare and z, distances for wasserstein, \
+                 jensenshannon and psi. Effect size: normalised Wasserstein (numeric) or \
+                 Jensen–Shannon distance (categorical).",
+            )
+            .facts(p.facts)
+            .verdict(p.verdict, p.dataset_drift),
+    ];
+    let drift_row = |f: &FeatureRow, with_kind: bool| {
+        let mut row = vec![f.feature.clone()];
+        if with_kind {
+            row.push(f.kind.clone());
+            row.push(f.n_unique.clone());
+        }
+        if f.skipped.is_empty() {
+            row.extend([
+                f.stattest.clone(),
+                f.score.clone(),
+                f.threshold.clone(),
+                if f.drifted {
+                    "drifted".into()
+                } else {
+                    "–".into()
+                },
+                f.effect_size.clone(),
+                f.psi.clone(),
+            ]);
+        } else {
+            row.extend([
+                format!("skipped: {}", f.skipped),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+        if with_kind {
+            row.push(f.missing.clone());
+        }
+        row
+    };
+    if !p.features.is_empty() {
+        sections.push(Section::new("Features").table(
+            &[
+                "feature",
+                "kind",
+                "unique",
+                "stattest",
+                "score",
+                "threshold",
+                "drift",
+                "effect size",
+                "PSI",
+                "missing (ref / cur)",
+            ],
+            &[
+                false, false, true, false, true, true, false, true, true, true,
+            ],
+            p.features.iter().map(|f| drift_row(f, true)).collect(),
+            "no features",
+        ));
+    }
+    if !p.other_drift.is_empty() {
+        sections.push(Section::new("Prediction and target drift").table(
+            &[
+                "what",
+                "stattest",
+                "score",
+                "threshold",
+                "drift",
+                "effect size",
+                "PSI",
+            ],
+            &[false, false, true, true, false, true, true],
+            p.other_drift.iter().map(|f| drift_row(f, false)).collect(),
+            "none",
+        ));
+    }
+    if !p.quality.is_empty() {
+        let mut q = Section::new("Data quality");
+        if p.quality_failures.is_empty() {
+            q = q.text("No data-quality failure.");
+        }
+        for f in &p.quality_failures {
+            q = q.verdict(f.clone(), true);
+        }
+        sections.push(
+            q.table(
+                &[
+                    "feature",
+                    "missing",
+                    "outside the schema",
+                    "outside the reference",
+                    "examples",
+                ],
+                &[false, true, true, true, false],
+                p.quality
+                    .into_iter()
+                    .map(|(a, b, c, d, e)| vec![a, b, c, d, e])
+                    .collect(),
+                "none",
+            ),
+        );
+    }
+    if !p.performance.is_empty() {
+        sections.push(
+            Section::new("Performance").table(
+                &[
+                    "metric",
+                    "live (labelled rows)",
+                    "estimated (95% band)",
+                    "holdout at registration",
+                ],
+                &[false, true, true, true],
+                p.performance
+                    .into_iter()
+                    .map(|(a, b, c, d)| vec![a, b, c, d])
+                    .collect(),
+                "none",
+            ),
+        );
+    }
+    if !p.alerts.is_empty() {
+        sections.push(
+            Section::new("Alerts").table(
+                &["type", "severity", "summary"],
+                &[false, false, false],
+                p.alerts
+                    .into_iter()
+                    .map(|(a, b, c)| vec![a, b, c])
+                    .collect(),
+                "none",
+            ),
+        );
+    }
+    if !p.charts.is_empty() {
+        let mut charts = Section::new("Distributions");
+        for c in p.charts {
+            charts = charts.chart(c);
+        }
+        sections.push(charts);
+    }
+    Document {
+        title: p.title,
+        subtitle: p.generated,
+        sections,
+        generated: format!("{} UTC", chrono::Utc::now().format("%Y-%m-%d %H:%M")),
+    }
+}
+
+fn check_page(r: &CheckReport) -> DriftReportPage {
     let mut facts = vec![
         ("Model".into(), format!("{} v{}", r.model, r.version)),
         ("Check".into(), r.id.clone()),
@@ -272,8 +439,6 @@ pub fn check_report(r: &CheckReport) -> String {
         charts: charts(&r.histograms),
         generated: format!("Steward {}", env!("CARGO_PKG_VERSION")),
     }
-    .render()
-    .unwrap_or_default()
 }
 
 /// The report of an ad-hoc comparison of two files.

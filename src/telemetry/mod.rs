@@ -56,6 +56,9 @@ pub const AGENT_ACTIONS_TOTAL: &str = "steward_agent_actions_total";
 pub const APPROVALS_PENDING: &str = "steward_approvals_pending";
 pub const AGENT_PAUSED: &str = "steward_agent_paused";
 pub const AGENT_INCIDENTS_OPEN: &str = "steward_agent_incidents_open";
+pub const NOTIFICATIONS_TOTAL: &str = "steward_notifications_total";
+pub const NOTIFICATIONS_PENDING: &str = "steward_notifications_pending";
+pub const REPORTS_TOTAL: &str = "steward_reports_total";
 
 /// Latency buckets, in seconds: fine below 10 ms, where `/predict` is expected to live.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -269,6 +272,18 @@ fn describe() {
     describe_gauge!(APPROVALS_PENDING, "Approval requests waiting for a person.");
     describe_gauge!(AGENT_PAUSED, "1 while the agent's kill switch is on.");
     describe_gauge!(AGENT_INCIDENTS_OPEN, "Open incidents.");
+    describe_counter!(
+        NOTIFICATIONS_TOTAL,
+        "Notification delivery attempts, by channel kind (email, slack, webhook) and outcome (sent, retry, failed)."
+    );
+    describe_gauge!(
+        NOTIFICATIONS_PENDING,
+        "Notification deliveries waiting to be sent (first tries and retries)."
+    );
+    describe_counter!(
+        REPORTS_TOTAL,
+        "Reports rendered, by report (model_card, drift, weekly) and format (html, pdf)."
+    );
 }
 
 /// RED metrics per route. The route label is the matched pattern (`/api/v1/users/{name}`), never

@@ -445,7 +445,8 @@ pub fn train(
         }
         registered = Some(v);
     }
-    Ok(TrainOutcome {
+    let best_value = best.map(|(_, v)| v);
+    let outcome = TrainOutcome {
         dataset,
         dataset_version: number,
         dataset_hash: version.hash,
@@ -457,7 +458,84 @@ pub fn train(
         promoted,
         promotion_refused,
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    // The notification is not part of the training: a store that fails here loses the message,
+    // never the runs (they are recorded already).
+    let message = finished_message(&outcome, select_by, best_value);
+    match db.get() {
+        Ok(mut conn) => {
+            if let Err(e) = crate::outbox::push(&mut conn, message) {
+                tracing::warn!(error = %e, "training finished; its notification was not written");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "training finished; its notification was not written"),
+    }
+    Ok(outcome)
+}
+
+/// The `training_finished` notification: the best candidate, what was registered and promoted.
+fn finished_message(
+    outcome: &TrainOutcome,
+    select_by: &str,
+    best_value: Option<f64>,
+) -> crate::outbox::Event {
+    use crate::outbox::{Event, Kind, Severity};
+    let failed = outcome
+        .candidates
+        .iter()
+        .filter(|c| c.report.is_none())
+        .count();
+    let severity = if failed > 0 || outcome.promotion_refused.is_some() {
+        Severity::Warning
+    } else {
+        Severity::Info
+    };
+    let best = outcome
+        .candidates
+        .iter()
+        .find(|c| Some(&c.run.id) == outcome.best_run.as_ref());
+    let mut body = format!(
+        "{} candidate(s) trained on {} v{} ({} rows) in {:.1} s",
+        outcome.candidates.len(),
+        outcome.dataset,
+        outcome.dataset_version,
+        outcome.rows,
+        outcome.seconds
+    );
+    if failed > 0 {
+        body.push_str(&format!("; {failed} failed"));
+    }
+    body.push('.');
+    if let Some(why) = &outcome.promotion_refused {
+        body.push_str(&format!(
+            " Registered, not promoted: {}",
+            crate::error::bounded(why, 300)
+        ));
+    }
+    let subject = match (&outcome.registered, &outcome.promoted) {
+        (Some(v), Some(_)) => format!("Training finished: v{} promoted", v.version),
+        (Some(v), None) => format!("Training finished: v{} registered", v.version),
+        _ => format!(
+            "Training finished on {} v{}",
+            outcome.dataset, outcome.dataset_version
+        ),
+    };
+    let mut message = Event::new(Kind::TrainingFinished, severity, &subject, &body)
+        .fact(
+            "Dataset",
+            format!("{} v{}", outcome.dataset, outcome.dataset_version),
+        )
+        .fact("Experiment", &outcome.experiment);
+    if let (Some(best), Some(value)) = (best, best_value) {
+        message = message
+            .fact("Best", &best.run.model_kind)
+            .fact(select_by, format!("{value:.4}"))
+            .link(format!("/runs/{}", best.run.id));
+    }
+    if let Some(v) = &outcome.registered {
+        message = message.fact("Registered", format!("v{}", v.version));
+    }
+    message
 }
 
 /// Heartbeats are written at most this often while a candidate trains.

@@ -451,7 +451,7 @@ pub async fn get_agent(
         feed: rows,
         notifications: notes
             .into_iter()
-            .map(|n| (when(&n.created_at), n.level, n.subject, n.body))
+            .map(|n| (when(&n.created_at), n.severity, n.subject, n.body))
             .collect(),
         policy: policy::explain(&state.settings.agent),
     };
@@ -646,7 +646,7 @@ pub async fn get_incident(
             when(&n.created_at),
             "notification".into(),
             n.subject.clone(),
-            n.level.clone(),
+            n.severity.clone(),
             vec![n.body.clone()],
         ));
     }

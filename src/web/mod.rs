@@ -14,6 +14,7 @@ mod drift;
 mod errors;
 mod login;
 mod models;
+mod notify;
 mod overview;
 mod predictions;
 
@@ -63,6 +64,10 @@ crate::route_table! { ROUTES, handlers;
     get "/agent/incidents/{id}" => agent::get_incident, Read, "An incident's timeline";
     post "/agent/pause" => agent::post_pause, Needs(Role::Approver), "Pause the agent (kill switch)";
     post "/agent/resume" => agent::post_resume, Needs(Role::Admin), "Resume the agent";
+    get "/notifications" => notify::get_notifications, Read, "Notifications: the outbox, channels, reports";
+    post "/notifications/channels/{name}/test" => notify::post_test, Needs(Role::Admin), "Send a test message to a channel";
+    post "/notifications/deliveries/{id}/retry" => notify::post_retry, Needs(Role::Admin), "Send a failed delivery again";
+    get "/approvals/open/{id}" => notify::get_approval_link, Open, "A signed approval link from a message";
     get "/favicon.ico" => assets::get_favicon, Open, "The icon";
 }
 
@@ -111,6 +116,10 @@ pub const NAV: &[NavItem] = &[
     NavItem {
         path: "/agent",
         title: "Agent",
+    },
+    NavItem {
+        path: "/notifications",
+        title: "Notifications",
     },
     NavItem {
         path: "/activity",

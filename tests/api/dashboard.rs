@@ -15,7 +15,7 @@ async fn every_page_of_the_navigation_renders_for_a_viewer() {
         .filter_map(|s| s.split('"').next())
         .map(str::to_owned)
         .collect();
-    assert_eq!(paths.len(), 12, "{paths:?}");
+    assert_eq!(paths.len(), 13, "{paths:?}");
     for path in &paths {
         let response = app.get(path).await;
         assert_eq!(response.status(), 200, "{path}");

@@ -82,9 +82,39 @@ fn domain_modules_know_no_http_screens_or_shared_state() {
                 "crate::state",
                 "crate::reports",
                 "crate::agent",
+                "crate::notify",
             ],
         );
     }
+    // Notifications and reports are no faces either; domain events reach notify through the
+    // outbox, and neither calls the other.
+    assert_none(
+        "notify",
+        &[
+            "actix_web",
+            "askama",
+            "crate::web",
+            "crate::api",
+            "crate::http",
+            "crate::state",
+            "crate::reports",
+        ],
+    );
+    assert_none(
+        "reports",
+        &[
+            "actix_web",
+            "crate::web",
+            "crate::api",
+            "crate::http",
+            "crate::state",
+            "crate::notify",
+        ],
+    );
+    assert_none(
+        "outbox",
+        &["actix_web", "askama", "crate::notify", "crate::reports"],
+    );
 }
 
 #[test]
@@ -108,7 +138,9 @@ fn config_knows_no_domain_logic() {
                 || u == "crate::ml::TrainingSettings"
                 || u == "crate::ml::models::ModelKind"
                 || u == "crate::monitoring::settings::MonitoringSettings"
-                || u == "crate::agent::settings::AgentSettings",
+                || u == "crate::agent::settings::AgentSettings"
+                || u == "crate::notify::settings::NotifySettings"
+                || u == "crate::reports::ReportsSettings",
             "config.rs uses {u}"
         );
     }

@@ -5,7 +5,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,11 +14,30 @@ import { chromium } from 'playwright-core';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const password = 'e2e-admin-password';
-let server, base, browser, work;
+let server, base, browser, work, hook;
+// What the webhook channel received: { path, headers, body }.
+const received = [];
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), 'steward-e2e-'));
-  server = spawn(join(root, 'target', 'debug', 'steward'), ['serve'], {
+  // A webhook receiver on loopback, the one notification channel: approval requests go to it.
+  hook = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      received.push({ path: req.url, headers: req.headers, body: JSON.parse(body) });
+      res.end('ok');
+    });
+  });
+  await new Promise((resolve) => hook.listen(0, '127.0.0.1', resolve));
+  const config = join(work, 'notify.toml');
+  writeFileSync(config, [
+    '[[notify.channels]]', 'kind = "webhook"', 'name = "e2e-hook"',
+    `url = "http://127.0.0.1:${hook.address().port}/hook"`, 'secret = "e2e-secret"',
+    '[[notify.routes]]', 'events = ["approval_needed"]', 'channels = ["e2e-hook"]',
+    'min_severity = "info"', '',
+  ].join('\n'));
+  server = spawn(join(root, 'target', 'debug', 'steward'), ['--config', config, 'serve'], {
     cwd: root,
     env: {
       ...process.env,
@@ -32,6 +52,7 @@ before(async () => {
       // margin), and its passes come every second.
       STEWARD__AGENT__PROMOTION_MARGIN: '-1',
       STEWARD__AGENT__TICK_SECS: '1',
+      STEWARD__NOTIFY__POLL_SECS: '1',
       RUST_LOG: 'info',
     },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -61,6 +82,7 @@ after(async () => {
     server.kill('SIGTERM');
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15000))]);
   }
+  hook?.close();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
@@ -352,6 +374,44 @@ test('the agent retrains on labelled traffic, and its request is approved in pla
   await page.waitForSelector('#agent-switch .value:has-text("running")');
   await page.goto(`${base}/`);
   assert.ok(await page.locator('#open-incidents tr').count() >= 2, 'open incidents on the Overview');
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('notifications: a test sent from the page, an approval opened from its message, reports downloaded', async () => {
+  const { page, errors } = await loggedIn();
+  page.on('dialog', (d) => d.accept());
+  await page.goto(`${base}/notifications`);
+  assert.match(await page.textContent('#notify-channels'), /e2e-hook/);
+  await page.click('#notify-channels button:has-text("Send a test")');
+  await page.waitForSelector('#outbox .status.sent');
+  assert.ok(received.some((r) => r.body.kind === 'test'), 'the receiver got the test');
+  // The agent's request (the test before) went out with a signed link; it opens the request.
+  const deadline = Date.now() + 30000;
+  while (!received.some((r) => r.body.kind === 'approval_needed') && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  const asked = received.find((r) => r.body.kind === 'approval_needed');
+  assert.ok(asked, 'the approval request was sent to the webhook');
+  assert.match(asked.headers['x-steward-signature'], /^sha256=[0-9a-f]{64}$/);
+  const link = new URL(asked.body.link);
+  assert.match(link.pathname, /^\/approvals\/open\//);
+  await page.goto(`${base}${link.pathname}${link.search}`);
+  assert.match(page.url(), new RegExp(`/approvals#approval-${asked.body.approval_id}$`));
+  await page.waitForSelector('h1:has-text("Approvals")');
+  // A changed link opens nothing.
+  const forged = await page.request.get(`${base}${link.pathname}${link.search.replace(/sig=[0-9a-f]+/, `sig=${'0'.repeat(64)}`)}`, { maxRedirects: 0 });
+  assert.equal(forged.status(), 403);
+  // The reports behind the page's links.
+  await page.goto(`${base}/notifications`);
+  const weekly = await page.request.get(`${base}${await page.getAttribute('#report-links a:has-text("PDF") >> nth=0', 'href')}`);
+  assert.equal(weekly.headers()['content-type'], 'application/pdf');
+  assert.equal((await weekly.body()).subarray(0, 5).toString(), '%PDF-');
+  await page.screenshot({ path: join(root, 'target', 'e2e-notifications.png'), fullPage: true });
+  await page.goto(`${base}/models`);
+  const card = await page.request.get(`${base}${await page.getAttribute('#versions-table a:has-text("PDF") >> nth=0', 'href')}`);
+  assert.equal(card.status(), 200);
+  assert.equal(card.headers()['content-type'], 'application/pdf');
   assert.deepEqual(errors, []);
   await page.close();
 });

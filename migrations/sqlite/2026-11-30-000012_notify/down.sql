@@ -1,0 +1,15 @@
+DROP TABLE notification_deliveries;
+DROP INDEX notifications_incident;
+DROP INDEX notifications_unrouted;
+DROP INDEX notifications_dedupe;
+ALTER TABLE notifications DROP COLUMN routed_at;
+ALTER TABLE notifications DROP COLUMN channel;
+ALTER TABLE notifications DROP COLUMN dedupe_key;
+ALTER TABLE notifications DROP COLUMN attachment_name;
+ALTER TABLE notifications DROP COLUMN attachment_blob;
+ALTER TABLE notifications DROP COLUMN approval_id;
+ALTER TABLE notifications DROP COLUMN link;
+ALTER TABLE notifications DROP COLUMN facts_json;
+ALTER TABLE notifications DROP COLUMN kind;
+ALTER TABLE notifications RENAME COLUMN severity TO level;
+ALTER TABLE notifications RENAME TO agent_notifications;

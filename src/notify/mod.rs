@@ -1,0 +1,233 @@
+//! Notifications: routes the outbox's events ([`crate::outbox`]) to channels (email, Slack,
+//! webhooks) and delivers them with retries and exponential backoff, so that nothing is lost
+//! across restarts and a message goes out once per delivery row.
+//!
+//! Owns the `notification_deliveries` table, `[notify]` settings, the channel senders and signed
+//! approval links. Reads the outbox and the blob store (attachments). Domain modules never
+//! import it: they write outbox rows. It knows no HTTP or screens.
+
+pub mod channels;
+pub mod links;
+pub mod settings;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::data::blob::BlobStore;
+use crate::db::Db;
+use crate::error::AppError;
+use crate::outbox;
+use crate::telemetry::{NOTIFICATIONS_PENDING, NOTIFICATIONS_TOTAL};
+use channels::{Outgoing, SendError};
+use store::{Delivery, Outcome};
+
+/// Events routed per pass, and deliveries claimed per batch.
+const BATCH: i64 = 50;
+
+/// Seconds a claim stays this worker's before another may take the delivery again: longer than
+/// any send can take.
+pub fn lease_secs(settings: &Settings) -> i64 {
+    i64::try_from(settings.notify.timeout_secs.saturating_mul(3) + 60).unwrap_or(i64::MAX / 4)
+}
+
+/// The outbox worker: every `notify.poll_secs`, routes new events and sends what is due, until
+/// `stop`. One delivery at a time (a slow channel delays the others by at most its timeout).
+pub async fn run_worker(
+    db: Db,
+    blobs: Arc<dyn BlobStore>,
+    settings: Arc<Settings>,
+    stop: CancellationToken,
+) {
+    let every = Duration::from_secs(settings.notify.poll_secs);
+    loop {
+        if let Err(e) = pass(&db, &blobs, &settings, &stop).await {
+            tracing::warn!(error = %e, "notification pass failed; the next pass retries");
+        }
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// One pass: route, then send what is due in batches, until nothing is due (or `stop`).
+pub async fn pass(
+    db: &Db,
+    blobs: &Arc<dyn BlobStore>,
+    settings: &Arc<Settings>,
+    stop: &CancellationToken,
+) -> Result<(), AppError> {
+    let s = settings.clone();
+    db.run(move |conn| store::route_pending(conn, &s.notify, BATCH, None))
+        .await?;
+    let lease = lease_secs(settings);
+    loop {
+        let claimed = db
+            .run(move |conn| store::claim_due(conn, lease, BATCH, None))
+            .await?;
+        if claimed.is_empty() {
+            break;
+        }
+        for delivery in claimed {
+            if stop.is_cancelled() {
+                // Left claimed: its lease runs out and the next start sends it.
+                return Ok(());
+            }
+            let (db2, blobs, s) = (db.clone(), blobs.clone(), settings.clone());
+            tokio::task::spawn_blocking(move || deliver(&db2, blobs.as_ref(), &s, &delivery))
+                .await
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("delivery task: {e}")))??;
+        }
+    }
+    let (waiting, _) = db.run(store::counts).await?;
+    metrics::gauge!(NOTIFICATIONS_PENDING).set(waiting as f64);
+    Ok(())
+}
+
+/// Sends one claimed delivery and records how it ended. Blocking. Returns the status written
+/// (sent, pending or failed) and the error, if any.
+pub fn deliver(
+    db: &Db,
+    blobs: &dyn BlobStore,
+    settings: &Settings,
+    delivery: &Delivery,
+) -> Result<(&'static str, Option<String>), AppError> {
+    let event = outbox::find(&mut *db.get()?, &delivery.notification_id)?;
+    let sent = match settings.notify.channel(&delivery.channel) {
+        None => Err(SendError::Permanent(format!(
+            "channel {} is no longer configured",
+            delivery.channel
+        ))),
+        Some(channel) => match outgoing_parts(blobs, settings, &event, channel.kind()) {
+            Err(e) => Err(e),
+            Ok((link, attachment)) => {
+                let out = Outgoing {
+                    delivery_id: &delivery.id,
+                    event: &event,
+                    link,
+                    attachment,
+                };
+                channels::send(
+                    channel,
+                    &out,
+                    Duration::from_secs(settings.notify.timeout_secs),
+                )
+            }
+        },
+    };
+    let error = sent.as_ref().err().map(|e| e.message().to_owned());
+    let outcome = match &sent {
+        Ok(()) => Outcome::Sent,
+        Err(SendError::Transient(e)) => Outcome::Retry(e),
+        Err(SendError::Permanent(e)) => Outcome::Failed(e),
+    };
+    let status = store::record(&mut *db.get()?, &settings.notify, delivery, outcome)?;
+    let label = match status {
+        "sent" => "sent",
+        "pending" => "retry",
+        _ => "failed",
+    };
+    let kind = match delivery.channel_kind.as_str() {
+        "email" => "email",
+        "slack" => "slack",
+        _ => "webhook",
+    };
+    metrics::counter!(NOTIFICATIONS_TOTAL, "channel" => kind, "outcome" => label).increment(1);
+    if let Some(e) = &error {
+        tracing::warn!(delivery = %delivery.id, channel = %delivery.channel, attempt = delivery.attempts, status, error = %e, "notification not sent");
+    }
+    Ok((status, error))
+}
+
+/// A file sent with an email: its name and bytes.
+type Attachment = (String, Vec<u8>);
+
+/// The absolute link (an approval's signed) and, for email, the attachment's bytes.
+fn outgoing_parts(
+    blobs: &dyn BlobStore,
+    settings: &Settings,
+    event: &outbox::Notification,
+    channel_kind: &str,
+) -> Result<(Option<String>, Option<Attachment>), SendError> {
+    let base = settings.notify.public_url.trim_end_matches('/');
+    let link = match (&event.approval_id, &event.link) {
+        (Some(approval), _) => Some(format!(
+            "{base}{}",
+            links::approval_path(approval, settings.notify.link_ttl_hours)
+                .map_err(|e| SendError::Transient(e.to_string()))?
+        )),
+        (None, Some(path)) => Some(format!("{base}{path}")),
+        (None, None) => None,
+    };
+    let attachment = match (channel_kind, &event.attachment_blob, &event.attachment_name) {
+        ("email", Some(blob), Some(name)) => Some((
+            name.clone(),
+            blobs
+                .get(blob)
+                .map_err(|e| SendError::Permanent(format!("attachment {name}: {e}")))?,
+        )),
+        _ => None,
+    };
+    Ok((link, attachment))
+}
+
+/// `steward notify test CHANNEL`: writes a test event for that channel alone and sends it now,
+/// recorded in the outbox like any other. Blocking. Returns the delivery's final status and
+/// its error.
+pub fn send_test(
+    db: &Db,
+    blobs: &dyn BlobStore,
+    settings: &Settings,
+    channel: &str,
+    actor: &str,
+) -> Result<(Delivery, &'static str, Option<String>), AppError> {
+    let Some(c) = settings.notify.channel(channel) else {
+        return Err(AppError::NotFound(format!(
+            "no channel `{}` in notify.channels",
+            crate::error::bounded(channel, 64)
+        )));
+    };
+    let mut conn = db.get()?;
+    let message = outbox::Event::new(
+        outbox::Kind::Test,
+        outbox::Severity::Info,
+        &format!("Steward test message to {}", c.name()),
+        &format!(
+            "A test of the {} channel {}, sent by {actor}. If you read this, Steward's \
+                 notifications reach you here.",
+            c.kind(),
+            c.name()
+        ),
+    )
+    .fact("Channel", c.name())
+    .fact("Kind", c.kind())
+    .link("/notifications")
+    .only_to(c.name());
+    let event = crate::audit::with_event(&mut conn, |conn| {
+        let event = outbox::push(conn, message)?;
+        let audit =
+            crate::audit::NewEvent::new(actor, "notify.test", format!("channel:{}", c.name()))
+                .after(serde_json::json!({ "notification": event.id, "channel_kind": c.kind() }));
+        Ok((event, audit))
+    })?;
+    store::route_pending(&mut conn, &settings.notify, 1, Some(&event.id))?;
+    let delivery: Delivery = {
+        use crate::db::schema::notification_deliveries as d;
+        use diesel::prelude::*;
+        let id: String = d::table
+            .filter(d::notification_id.eq(&event.id))
+            .select(d::id)
+            .first(&mut *conn)?;
+        store::claim_due(&mut conn, lease_secs(settings), 1, Some(&id))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AppError::Conflict("the test delivery was taken by a worker".into()))?
+    };
+    drop(conn);
+    let (status, error) = deliver(db, blobs, settings, &delivery)?;
+    Ok((delivery, status, error))
+}
