@@ -658,3 +658,86 @@ async fn approval_links_are_signed_and_expire() {
             .contains("expired")
     );
 }
+
+/// Events written while no worker runs (here: `notify.enabled = false` in the first process) are
+/// routed and sent by the next process that runs one on the same store: a restart resumes what
+/// is unsent.
+#[tokio::test]
+async fn a_later_process_sends_what_was_left_unsent() {
+    let workdir = tempfile::tempdir().expect("tempdir");
+    let http = free_port();
+    let got: Received = Arc::default();
+    let receiver = start_receiver(http, got.clone());
+    let app = spawn_app_with(|s| {
+        channels(s, 9, http);
+        s.notify.enabled = false;
+    })
+    .await;
+    let token = app.admin_token().await;
+    let (status, taken) = app
+        .api(&token, "POST", "/agent/alerts", error_rate_alert())
+        .await;
+    assert_eq!(status, 200, "{taken}");
+    let outbox = until(&app, &token, "/api/v1/notifications", 30, |v| {
+        v["notifications"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|e| e["notification"]["kind"] == "alert")
+    })
+    .await;
+    assert!(
+        outbox["notifications"][0]["notification"]["routed_at"].is_null(),
+        "nothing routes it in this process: {outbox}"
+    );
+    assert!(got.lock().expect("lock").is_empty());
+
+    // The next process, with the worker on: it routes the event and sends it, once.
+    let config = workdir.path().join("notify.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[notify]\npoll_secs = 1\n[[notify.channels]]\nkind = \"webhook\"\nname = \"pager\"\n\
+             url = \"http://127.0.0.1:{http}/hook\"\n[[notify.routes]]\nevents = [\"*\"]\n\
+             channels = [\"pager\"]\nmin_severity = \"info\"\n"
+        ),
+    )
+    .expect("config");
+    let mut next = app
+        .cli()
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .env("STEWARD__SERVER__PORT", "0")
+        .env("STEWARD__AGENT__ENABLED", "false")
+        .env("STEWARD__MONITORING__ENABLED", "false")
+        .env("STEWARD_ADMIN_PASSWORD", crate::helpers::ADMIN_PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("steward serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !got.lock().expect("lock").iter().any(|r| r.0 == "/hook") {
+        assert!(
+            Instant::now() < deadline,
+            "the next process did not send the event"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = next.kill();
+    let _ = next.wait();
+    receiver.stop(true).await;
+    let hooks: Vec<Value> = got
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|r| r.0 == "/hook")
+        .map(|r| serde_json::from_slice(&r.2).expect("json"))
+        .collect();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(hooks[0]["kind"], "alert");
+    let (_, outbox) = app.get_json(&token, "/api/v1/notifications").await;
+    let d = deliveries(&outbox, "alert");
+    assert_eq!(d["pager"]["status"], "sent", "{outbox}");
+}
