@@ -1,6 +1,8 @@
 //! The outbox: the one narrow interface through which the domain (the agent, training, the
 //! report schedule) says that something happened that people may want to hear of. A domain
-//! module writes an event row here, in the transaction of what it reports; [`crate::notify`]
+//! module writes an event row here: the agent's in the transaction of what they report (a
+//! decision, an approval request, an action's end), training's and the weekly summary's right
+//! after theirs (a failure there loses the message, never the work); [`crate::notify`]
 //! routes each row to its channels and delivers it. This module sends nothing and knows no
 //! channel: domain modules import it, never `notify`.
 //!
@@ -222,16 +224,14 @@ impl Event {
 }
 
 /// Writes an event (inside the caller's transaction, if any). With a dedupe key already
-/// written, nothing new is written and the first event is returned.
+/// written, nothing new is written and the first event is returned. Errors: a dedupe key over
+/// 200 characters (a caller's bug).
 pub fn push(conn: &mut DbConnection, event: Event) -> Result<Notification, AppError> {
     if let Some(key) = &event.dedupe_key {
-        if let Some(first) = notifications::table
-            .filter(notifications::dedupe_key.eq(key))
-            .select(Notification::as_select())
-            .first(conn)
-            .optional()?
-        {
-            return Ok(first);
+        if key.chars().count() > 200 {
+            return Err(AppError::Internal(anyhow::anyhow!(
+                "an outbox dedupe key is longer than 200 characters"
+            )));
         }
     }
     let facts: Vec<(String, String)> = event
@@ -253,13 +253,28 @@ pub fn push(conn: &mut DbConnection, event: Event) -> Result<Notification, AppEr
         approval_id: event.approval_id,
         attachment_blob: event.attachment.as_ref().map(|a| a.0.clone()),
         attachment_name: event.attachment.map(|a| bounded(&a.1, 100)),
-        dedupe_key: event.dedupe_key.map(|k| bounded(&k, 200)),
+        dedupe_key: event.dedupe_key,
         channel: event.channel,
         routed_at: None,
     };
-    diesel::insert_into(notifications::table)
+    // Two writers of one key (two replicas' weekly job): the first row stays, the second
+    // writes nothing and gets the first.
+    let insert = diesel::insert_into(notifications::table)
         .values(&row)
-        .execute(conn)?;
+        .on_conflict_do_nothing();
+    let written = match conn {
+        DbConnection::Sqlite(c) => insert.execute(c)?,
+        DbConnection::Postgres(c) => insert.execute(c)?,
+    };
+    if written == 0 {
+        if let Some(key) = &row.dedupe_key {
+            return notifications::table
+                .filter(notifications::dedupe_key.eq(key))
+                .select(Notification::as_select())
+                .first(conn)
+                .map_err(AppError::from);
+        }
+    }
     Ok(row)
 }
 

@@ -615,11 +615,17 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
                     .acquire_owned()
                     .await
                     .map_err(|e| anyhow::anyhow!("report gate: {e}"))?;
-                let (blobs, model) = (state.blobs.clone(), state.settings.registry.model.clone());
-                let made = state
-                    .db
-                    .run(move |conn| crate::reports::send_weekly(conn, blobs.as_ref(), &model, at))
-                    .await?;
+                let (db, blobs, model) = (
+                    state.db.clone(),
+                    state.blobs.clone(),
+                    state.settings.registry.model.clone(),
+                );
+                let made = tokio::task::spawn_blocking(move || {
+                    let _turn = _turn;
+                    crate::reports::send_weekly(&db, blobs.as_ref(), &model, at)
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("weekly report task: {e}"))??;
                 if made {
                     tracing::info!(%at, "weekly summary made and queued for sending");
                 }

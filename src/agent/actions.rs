@@ -85,6 +85,17 @@ pub fn subject(incident: &Incident) -> String {
         "error_rate" => "Error rate",
         _ => "Alert",
     };
+    // A data-quality incident is one per feature and rule: the subject names them.
+    let labels: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&incident.labels_json).unwrap_or_default();
+    let what = match (labels.get("feature"), labels.get("rule")) {
+        (Some(f), Some(r)) if incident.alert_type == "data_quality" => format!(
+            "{what} ({}: {})",
+            crate::error::bounded(f, 40),
+            crate::error::bounded(r, 20)
+        ),
+        _ => what.to_owned(),
+    };
     match incident.version {
         Some(v) => format!("{what} on {} v{v}", incident.model),
         None if incident.source == "alertmanager" => {

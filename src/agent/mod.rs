@@ -739,20 +739,6 @@ async fn decide_and_act(deps: &Deps, incident: Incident) -> Result<(), AppError>
     if decision.status != "acted" {
         return Ok(());
     }
-    if verdict.notify && verdict.action != Action::Notify {
-        let (inc, db) = (incident.clone(), deps.db.clone());
-        db.run(move |conn| {
-            actions::notify(
-                conn,
-                Some(&inc),
-                actions::severity_of(&inc),
-                &actions::subject(&inc),
-                &inc.summary,
-            )
-            .map(|_| ())
-        })
-        .await?;
-    }
     run_action(
         deps,
         &decision,
@@ -852,6 +838,20 @@ pub fn decide(
             )
             .after(after),
         );
+        // The rule's "also notify", in the decision's transaction: it acts (or watches) and
+        // says so; a decision held back (dry run, cooldown, cap) notifies nothing.
+        if verdict.notify
+            && verdict.action != Action::Notify
+            && matches!(status, "acted" | "recorded")
+        {
+            actions::notify(
+                conn,
+                Some(incident),
+                actions::severity_of(incident),
+                &actions::subject(incident),
+                &incident.summary,
+            )?;
+        }
         if status == "awaiting_approval" {
             let approval = new_approval(
                 settings,
@@ -1127,7 +1127,8 @@ fn action_message(
     error: Option<&str>,
     version: Option<i32>,
 ) -> Event {
-    let kind = if row.action == "rollback" {
+    // A rollback that was skipped rolled nothing back: it is an action's outcome like any other.
+    let kind = if row.action == "rollback" && status != "skipped" {
         Kind::Rollback
     } else {
         Kind::ActionTaken

@@ -166,13 +166,17 @@ pub async fn render_report(
     .map_err(|e| AppError::Internal(anyhow::anyhow!("report gate: {e}")))?;
     let (blobs, model) = (state.blobs.clone(), state.settings.registry.model.clone());
     let name = report.file_name(&model, format);
-    let bytes = state
+    // The store is read with a connection; the layout runs without one.
+    let doc = state
         .db
-        .run(move |conn| {
-            let _turn = turn;
-            reports::make(conn, blobs.as_ref(), &model, &report, format)
-        })
+        .run(move |conn| reports::build(conn, blobs.as_ref(), &model, &report))
         .await?;
+    let bytes = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        reports::render(&doc, format)
+    })
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("report task: {e}")))??;
     let disposition = match format {
         Format::Pdf => format!("attachment; filename=\"{name}\""),
         Format::Html => format!("inline; filename=\"{name}\""),
@@ -199,11 +203,9 @@ pub async fn model_card(
         ));
     }
     let format = format_of(&q)?;
-    let version: i32 = path
-        .parse()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| AppError::validation("version", "must be a positive integer"))?;
+    let version: i32 = path.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
+        AppError::validation("version", "must be a version number, 1 to 2147483647")
+    })?;
     render_report(&state, Report::ModelCard(version), format).await
 }
 
@@ -230,7 +232,7 @@ pub async fn drift_report(
     render_report(&state, Report::Drift(id), format).await
 }
 
-/// The weekly summary of the seven calendar days (UTC) up to `end` (now by default).
+/// The weekly summary of the seven days (7 × 24 h) before `end` (now by default).
 pub async fn weekly_report(
     state: web::Data<AppState>,
     identity: Identity,

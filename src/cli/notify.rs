@@ -41,6 +41,7 @@ pub enum NotifyCommand {
 pub enum ReportCommand {
     /// The model card of a version of the served model (registry.model).
     ModelCard {
+        /// The version's number (`steward models list`).
         version: i32,
         #[command(flatten)]
         out: Outputs,
@@ -53,9 +54,10 @@ pub enum ReportCommand {
     },
     /// The weekly summary: traffic, drift, incidents, actions, approvals, model changes.
     Weekly {
-        /// The week's end, UTC: YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD; default now.
-        #[arg(long)]
-        end: Option<String>,
+        /// The week's end, UTC: YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD (midnight); the summary
+        /// covers the 7 × 24 hours before it. Default: now.
+        #[arg(long, value_parser = end_arg)]
+        end: Option<chrono::NaiveDateTime>,
         #[command(flatten)]
         out: Outputs,
     },
@@ -69,6 +71,11 @@ pub struct Outputs {
     /// Write the HTML here (with neither, the HTML goes to standard output).
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+}
+
+/// `--end`, checked as the API checks it (a bad value is a usage error, exit 2).
+fn end_arg(text: &str) -> Result<chrono::NaiveDateTime, String> {
+    reports::parse_end(text).map_err(|e| e.to_string())
 }
 
 pub fn notify_command(cmd: NotifyCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -167,11 +174,7 @@ pub fn report_command(cmd: ReportCommand, settings: &Settings) -> anyhow::Result
         ReportCommand::ModelCard { version, out } => (Report::ModelCard(version), out),
         ReportCommand::Drift { id, out } => (Report::Drift(id), out),
         ReportCommand::Weekly { end, out } => {
-            let end = match end {
-                Some(e) => reports::parse_end(&e)?,
-                None => crate::db::now(),
-            };
-            (Report::Weekly(end), out)
+            (Report::Weekly(end.unwrap_or_else(crate::db::now)), out)
         }
     };
     let db = open_db(settings)?;

@@ -51,7 +51,7 @@ pub fn send(
         ChannelSettings::Slack(c) => post_json(
             &secret(&c.url, &c.url_env),
             &slack_payload(c, out),
-            &[],
+            &[("X-Steward-Delivery", out.delivery_id.to_owned())],
             timeout,
         ),
         ChannelSettings::Webhook(c) => send_webhook(c, out, timeout),
@@ -97,7 +97,11 @@ fn send_email(c: &EmailChannel, out: &Outgoing<'_>, timeout: Duration) -> Result
     let mut builder = Message::builder()
         .from(from)
         .subject(subject)
-        .message_id(Some(format!("<{}@steward>", out.delivery_id)));
+        .message_id(Some(format!("<{}@steward>", out.delivery_id)))
+        .raw_header(lettre::message::header::HeaderValue::new(
+            lettre::message::header::HeaderName::new_from_ascii_str("X-Steward-Delivery"),
+            out.delivery_id.to_owned(),
+        ));
     for to in &c.to {
         builder = builder.to(to.parse().map_err(|e| permanent("to", &e))?);
     }
@@ -183,7 +187,9 @@ pub fn slack_payload(_channel: &SlackChannel, out: &Outgoing<'_>) -> Value {
             "action_id": "open",
         }]}));
     }
-    json!({ "text": crate::error::bounded(&e.subject, 140), "blocks": blocks })
+    // `text` is the notification's fallback and is read as mrkdwn: escaped like the body, so a
+    // name from an alert cannot mention @here or hide a link.
+    json!({ "text": mrkdwn(&crate::error::bounded(&e.subject, 140)), "blocks": blocks })
 }
 
 /// The webhook's JSON: the event with its delivery id.
@@ -229,7 +235,7 @@ fn send_webhook(
     if !key.is_empty() {
         headers.push(("X-Steward-Signature", signature(&key, bytes.as_bytes())));
     }
-    post_bytes(&c.url, bytes, &headers, timeout)
+    post_bytes(&secret(&c.url, &c.url_env), bytes, &headers, timeout)
 }
 
 fn post_json(
@@ -316,6 +322,18 @@ mod tests {
             url: secrecy::SecretString::from("https://hooks.slack.com/x"),
             url_env: String::new(),
         };
+        let mut e2 = e.clone();
+        e2.subject = "<!here> look".into();
+        let p = slack_payload(
+            &c,
+            &Outgoing {
+                delivery_id: "d2",
+                event: &e2,
+                link: None,
+                attachment: None,
+            },
+        );
+        assert_eq!(p["text"], "&lt;!here&gt; look");
         let p = slack_payload(&c, &out);
         assert_eq!(p["blocks"][0]["type"], "header");
         assert_eq!(p["blocks"][1]["text"]["text"], "a &lt;b&gt; &amp; c");

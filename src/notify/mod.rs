@@ -25,13 +25,18 @@ use crate::telemetry::{NOTIFICATIONS_PENDING, NOTIFICATIONS_TOTAL};
 use channels::{Outgoing, SendError};
 use store::{Delivery, Outcome};
 
-/// Events routed per pass, and deliveries claimed per batch.
+/// Events routed at a time.
 const BATCH: i64 = 50;
 
-/// Seconds a claim stays this worker's before another may take the delivery again: longer than
-/// any send can take.
+/// Channels sent to side by side (one delivery each per round).
+const PARALLEL_CHANNELS: usize = 8;
+
+/// Seconds a claim stays this worker's before another may take the delivery again. A worker
+/// claims one delivery at a time, just before sending it, so the lease covers one send: SMTP's
+/// timeout applies to each step (connect, each command), so it is many timeouts, and at least 10
+/// minutes.
 pub fn lease_secs(settings: &Settings) -> i64 {
-    i64::try_from(settings.notify.timeout_secs.saturating_mul(3) + 60).unwrap_or(i64::MAX / 4)
+    i64::try_from(settings.notify.timeout_secs.saturating_mul(20).max(600)).unwrap_or(i64::MAX / 4)
 }
 
 /// The outbox worker: every `notify.poll_secs`, routes new events and sends what is due, until
@@ -65,23 +70,30 @@ pub async fn pass(
     db.run(move |conn| store::route_pending(conn, &s.notify, BATCH, None))
         .await?;
     let lease = lease_secs(settings);
-    loop {
+    // Rounds of at most one delivery per channel, sent side by side and claimed just before:
+    // a slow or dead channel delays only its own messages, and no claim waits behind a send.
+    while !stop.is_cancelled() {
         let claimed = db
-            .run(move |conn| store::claim_due(conn, lease, BATCH, None))
+            .run(move |conn| store::claim_round(conn, lease, PARALLEL_CHANNELS))
             .await?;
         if claimed.is_empty() {
             break;
         }
-        for delivery in claimed {
-            if stop.is_cancelled() {
-                // Left claimed: its lease runs out and the next start sends it.
-                return Ok(());
-            }
-            let (db2, blobs, s) = (db.clone(), blobs.clone(), settings.clone());
-            tokio::task::spawn_blocking(move || deliver(&db2, blobs.as_ref(), &s, &delivery))
-                .await
+        let sends: Vec<_> = claimed
+            .into_iter()
+            .map(|delivery| {
+                let (db, blobs, s) = (db.clone(), blobs.clone(), settings.clone());
+                tokio::task::spawn_blocking(move || deliver(&db, blobs.as_ref(), &s, &delivery))
+            })
+            .collect();
+        for send in sends {
+            send.await
                 .map_err(|e| AppError::Internal(anyhow::anyhow!("delivery task: {e}")))??;
         }
+        // Events written meanwhile go out in the next round, not after every retry.
+        let s = settings.clone();
+        db.run(move |conn| store::route_pending(conn, &s.notify, BATCH, None))
+            .await?;
     }
     let (waiting, _) = db.run(store::counts).await?;
     metrics::gauge!(NOTIFICATIONS_PENDING).set(waiting as f64);
@@ -126,6 +138,12 @@ pub fn deliver(
         Err(SendError::Permanent(e)) => Outcome::Failed(e),
     };
     let status = store::record(&mut *db.get()?, &settings.notify, delivery, outcome)?;
+    if status == "lost" {
+        // Another worker took the delivery over (this one outlived its lease): its result is
+        // that worker's to record.
+        tracing::warn!(delivery = %delivery.id, "a delivery's claim was taken over; its result is not recorded here");
+        return Ok((status, error));
+    }
     let label = match status {
         "sent" => "sent",
         "pending" => "retry",
@@ -168,7 +186,7 @@ fn outgoing_parts(
             name.clone(),
             blobs
                 .get(blob)
-                .map_err(|e| SendError::Permanent(format!("attachment {name}: {e}")))?,
+                .map_err(|e| SendError::Transient(format!("attachment {name}: {e}")))?,
         )),
         _ => None,
     };
@@ -185,6 +203,11 @@ pub fn send_test(
     channel: &str,
     actor: &str,
 ) -> Result<(Delivery, &'static str, Option<String>), AppError> {
+    // One test at a time in a process (each may wait out a channel's timeout).
+    static TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = TESTS.try_lock().map_err(|_| {
+        AppError::Conflict("a test message is being sent; try again when it is done".into())
+    })?;
     let Some(c) = settings.notify.channel(channel) else {
         return Err(AppError::NotFound(format!(
             "no channel `{}` in notify.channels",
@@ -222,10 +245,25 @@ pub fn send_test(
             .filter(d::notification_id.eq(&event.id))
             .select(d::id)
             .first(&mut *conn)?;
-        store::claim_due(&mut conn, lease_secs(settings), 1, Some(&id))?
+        match store::claim_due(&mut conn, lease_secs(settings), 1, Some(&id))?
             .into_iter()
             .next()
-            .ok_or_else(|| AppError::Conflict("the test delivery was taken by a worker".into()))?
+        {
+            Some(d) => d,
+            // A server's worker took it first: it sends it.
+            None => {
+                let d = d::table
+                    .find(&id)
+                    .select(Delivery::as_select())
+                    .first(&mut *conn)?;
+                let status = if d.status == "sent" {
+                    "sent"
+                } else {
+                    "pending"
+                };
+                return Ok((d, status, None));
+            }
+        }
     };
     drop(conn);
     let (status, error) = deliver(db, blobs, settings, &delivery)?;

@@ -22,10 +22,13 @@ pub struct NotifySettings {
     /// Seconds before the first retry; each next wait doubles, up to `max_backoff_secs`.
     pub backoff_secs: u64,
     pub max_backoff_secs: u64,
-    /// Seconds one send may take (connect, TLS, the whole exchange).
+    /// Seconds an HTTP send may take in all; for SMTP, each step (connect, each command).
     pub timeout_secs: u64,
-    /// Days sent and failed deliveries (and their events) are kept.
+    /// Days notifications are kept once their deliveries ended (an incident's are kept with it).
     pub keep_days: u32,
+    /// An event not yet routed this many hours after it was written (no worker ran) is kept but
+    /// not sent: old news.
+    pub max_age_hours: u32,
     #[serde(default)]
     pub channels: Vec<ChannelSettings>,
     #[serde(default)]
@@ -86,7 +89,12 @@ pub struct SlackChannel {
 #[serde(deny_unknown_fields)]
 pub struct WebhookChannel {
     pub name: String,
-    pub url: String,
+    /// The receiver's URL (may carry a token, so it is kept secret); or name an environment
+    /// variable in `url_env`.
+    #[serde(default, serialize_with = "crate::config::serialize_redacted")]
+    pub url: SecretString,
+    #[serde(default)]
+    pub url_env: String,
     /// Key of the `X-Steward-Signature: sha256=<HMAC-SHA256 of the body>` header; or name an
     /// environment variable in `secret_env`. Empty: unsigned.
     #[serde(default, serialize_with = "crate::config::serialize_redacted")]
@@ -140,7 +148,7 @@ impl ChannelSettings {
                 c.to.join(", ")
             ),
             ChannelSettings::Slack(c) => host(&secret(&c.url, &c.url_env)),
-            ChannelSettings::Webhook(c) => host(&c.url),
+            ChannelSettings::Webhook(c) => host(&secret(&c.url, &c.url_env)),
         }
     }
 }
@@ -220,8 +228,14 @@ impl NotifySettings {
         if self.timeout_secs == 0 || self.timeout_secs > 300 {
             return bad("notify.timeout_secs", "must be between 1 and 300");
         }
-        if self.keep_days == 0 {
-            return bad("notify.keep_days", "must be greater than 0");
+        if self.keep_days == 0 || self.keep_days > 3650 {
+            return bad("notify.keep_days", "must be between 1 and 3650");
+        }
+        if self.max_age_hours == 0 || self.max_age_hours > 24 * 365 {
+            return bad("notify.max_age_hours", "must be between 1 and 8760");
+        }
+        if self.max_backoff_secs > 7 * 86_400 {
+            return bad("notify.max_backoff_secs", "must be at most 604800 (a week)");
         }
         if self.channels.len() > 32 {
             return bad("notify.channels", "at most 32 channels");
@@ -280,7 +294,7 @@ impl NotifySettings {
                     http_url("notify.channels.url", &secret(&s.url, &s.url_env))?;
                 }
                 ChannelSettings::Webhook(w) => {
-                    http_url("notify.channels.url", &w.url)?;
+                    http_url("notify.channels.url", &secret(&w.url, &w.url_env))?;
                 }
             }
         }
@@ -327,7 +341,7 @@ mod tests {
         let text = format!(
             "enabled = true\npublic_url = \"http://127.0.0.1:8080\"\nlink_ttl_hours = 72\n\
              poll_secs = 5\nmax_attempts = 8\nbackoff_secs = 30\nmax_backoff_secs = 3600\n\
-             timeout_secs = 10\nkeep_days = 90\n{extra}"
+             timeout_secs = 10\nkeep_days = 90\nmax_age_hours = 24\n{extra}"
         );
         let s: NotifySettings = toml::from_str(&text).map_err(|e| e.to_string())?;
         s.check().map_err(|(k, m)| format!("{k}: {m}"))?;

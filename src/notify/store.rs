@@ -50,8 +50,16 @@ pub fn route_pending(
         .select(Notification::as_select())
         .load(conn)?;
     let mut routed = 0;
+    let too_old = crate::db::now() - chrono::Duration::hours(i64::from(settings.max_age_hours));
     for event in waiting {
+        // Written while no worker ran for longer than max_age_hours: news no more (an old
+        // approval request, last month's summary). Kept in the outbox, sent nowhere.
+        let stale = event.created_at < too_old;
+        if stale {
+            tracing::warn!(notification = %event.id, kind = %event.kind, "notification too old to send; kept, not sent");
+        }
         let channels = match &event.channel {
+            _ if stale => Vec::new(),
             Some(name) => settings.channel(name).into_iter().collect(),
             None => {
                 let kind = Kind::parse(&event.kind).unwrap_or(Kind::Alert);
@@ -135,6 +143,54 @@ pub fn claim_due(
     Ok(claimed)
 }
 
+/// Claims the next due delivery of each of up to `channels` channels (oldest due first).
+pub fn claim_round(
+    conn: &mut DbConnection,
+    lease_secs: i64,
+    channels: usize,
+) -> Result<Vec<Delivery>, AppError> {
+    let now = crate::db::now();
+    let stale = now - chrono::Duration::seconds(lease_secs);
+    let due = d::status
+        .eq("pending")
+        .and(d::next_attempt_at.le(now))
+        .or(d::status.eq("sending").and(d::claimed_at.lt(stale)));
+    // The channels with something due (at most the configured channels and a few removed ones),
+    // then each one's oldest: one channel's backlog never hides another's.
+    let with_due: Vec<String> = d::table
+        .filter(due)
+        .select(d::channel)
+        .distinct()
+        .limit(64)
+        .load(conn)?;
+    let mut claimed = Vec::new();
+    for channel in with_due {
+        if claimed.len() >= channels {
+            break;
+        }
+        let due = d::status
+            .eq("pending")
+            .and(d::next_attempt_at.le(now))
+            .or(d::status.eq("sending").and(d::claimed_at.lt(stale)));
+        let oldest: Option<String> = d::table
+            .filter(d::channel.eq(&channel))
+            .filter(due)
+            .order(d::next_attempt_at.asc())
+            .select(d::id)
+            .first(conn)
+            .optional()?;
+        if let Some(id) = oldest {
+            if let Some(d) = claim_due(conn, lease_secs, 1, Some(&id))?
+                .into_iter()
+                .next()
+            {
+                claimed.push(d);
+            }
+        }
+    }
+    Ok(claimed)
+}
+
 /// The wait before try `attempts + 1`: `backoff_secs` doubled per try, capped.
 pub fn backoff(settings: &NotifySettings, attempts: i32) -> u64 {
     let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
@@ -153,7 +209,8 @@ pub enum Outcome<'a> {
 }
 
 /// Records a claimed delivery's result (only while the claim is still this one). Returns the
-/// status written: sent, pending (a retry waits) or failed.
+/// status written: sent, pending (a retry waits) or failed; or "lost" when the claim was taken
+/// over by another worker and nothing was written.
 pub fn record(
     conn: &mut DbConnection,
     settings: &NotifySettings,
@@ -165,39 +222,40 @@ pub fn record(
         .find(&delivery.id)
         .filter(d::status.eq("sending"))
         .filter(d::claimed_at.eq(delivery.claimed_at));
-    let status = match outcome {
+    let (status, written) = match outcome {
         Outcome::Sent => {
-            diesel::update(mine)
+            let n = diesel::update(mine)
                 .set((
                     d::status.eq("sent"),
                     d::sent_at.eq(Some(now)),
                     d::last_error.eq(None::<String>),
                 ))
                 .execute(conn)?;
-            "sent"
+            ("sent", n)
         }
         Outcome::Retry(e) if delivery.attempts < settings.max_attempts => {
             let wait = i64::try_from(backoff(settings, delivery.attempts)).unwrap_or(i64::MAX / 4);
-            diesel::update(mine)
+            let n = diesel::update(mine)
                 .set((
                     d::status.eq("pending"),
                     d::next_attempt_at.eq(now + chrono::Duration::seconds(wait)),
                     d::last_error.eq(Some(crate::error::bounded(e, 500))),
                 ))
                 .execute(conn)?;
-            "pending"
+            ("pending", n)
         }
         Outcome::Retry(e) | Outcome::Failed(e) => {
-            diesel::update(mine)
+            let n = diesel::update(mine)
                 .set((
                     d::status.eq("failed"),
                     d::last_error.eq(Some(crate::error::bounded(e, 500))),
                 ))
                 .execute(conn)?;
-            "failed"
+            ("failed", n)
         }
     };
-    Ok(status)
+    // Not ours any more: another worker took the claim over after its lease ran out.
+    Ok(if written == 0 { "lost" } else { status })
 }
 
 /// One event with its deliveries, for the outbox's listings.
@@ -314,7 +372,7 @@ pub fn counts(conn: &mut DbConnection) -> Result<(i64, i64), AppError> {
 }
 
 /// Deletes events older than `keep_days` whose deliveries have all ended (sent or failed), with
-/// those deliveries. Returns the events deleted.
+/// those deliveries; an incident's stay with it (its timeline). Returns the events deleted.
 pub fn prune(conn: &mut DbConnection, keep_days: u32) -> Result<usize, AppError> {
     let before = crate::db::now() - chrono::Duration::days(i64::from(keep_days));
     conn.transaction(|conn| {
@@ -323,7 +381,7 @@ pub fn prune(conn: &mut DbConnection, keep_days: u32) -> Result<usize, AppError>
             .select(d::notification_id);
         let old: Vec<String> = n::table
             .filter(n::created_at.lt(before))
-            .filter(n::routed_at.is_not_null())
+            .filter(n::incident_id.is_null())
             .filter(n::id.ne_all(open))
             .select(n::id)
             .limit(10_000)

@@ -40,6 +40,8 @@ pub struct Section {
 
 #[derive(Debug, Clone)]
 pub struct Document {
+    /// Which report (model_card, drift, weekly, test): the metrics' label, a fixed set.
+    pub kind: &'static str,
     pub title: String,
     /// One line under the title (what, when, by whom).
     pub subtitle: String,
@@ -102,8 +104,20 @@ impl Section {
         self
     }
 
+    /// A chart. Characters XML forbids (control characters from a label the data brought)
+    /// become spaces, so that the SVG parses.
     pub fn chart(mut self, svg: String) -> Self {
         if !svg.is_empty() {
+            let svg = svg
+                .chars()
+                .map(|c| {
+                    if c.is_control() && !matches!(c, '\n' | '\r' | '\t') {
+                        ' '
+                    } else {
+                        c
+                    }
+                })
+                .collect();
             self.blocks.push(Block::Chart(svg));
         }
         self
@@ -354,6 +368,7 @@ mod tests {
         assert_eq!(typst_str(r#"a "b" \ #c = d"#), r#""a \"b\" \\ #c = d""#);
         assert_eq!(typst_str("x\ny\u{7}"), "\"x\\ny \"");
         let doc = Document {
+            kind: "test",
             title: "T #set page(width: 1cm)".into(),
             subtitle: "s".into(),
             generated: "now".into(),
@@ -381,6 +396,7 @@ mod tests {
     fn every_block_compiles_to_pdf() {
         let nasty = "*bold* _x_ #set page(width: 1cm) $ \\ \" ] [ // <b>&";
         let doc = Document {
+            kind: "test",
             title: format!("T {nasty}"),
             subtitle: nasty.into(),
             generated: "now".into(),

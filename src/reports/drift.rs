@@ -360,6 +360,7 @@ fn document_of(p: DriftReportPage) -> Document {
         sections.push(charts);
     }
     Document {
+        kind: "drift",
         title: p.title,
         subtitle: p.generated,
         sections,

@@ -13,8 +13,6 @@ pub mod model_card;
 pub mod pdf;
 pub mod weekly;
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use crate::data::blob::BlobStore;
@@ -35,10 +33,20 @@ pub struct ReportsSettings {
     pub concurrency: usize,
 }
 
+/// A standard five-field cron expression (minute, hour, day of month, month, day of week): no
+/// seconds, no years.
+pub fn parse_cron(text: &str) -> Result<croner::Cron, croner::errors::CronError> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(text.trim())
+}
+
 impl ReportsSettings {
     pub fn check(&self) -> Result<(), (String, String)> {
         if !self.weekly_cron.trim().is_empty() {
-            croner::Cron::from_str(self.weekly_cron.trim()).map_err(|e| {
+            parse_cron(&self.weekly_cron).map_err(|e| {
                 (
                     "reports.weekly_cron".to_owned(),
                     format!("must be a five-field cron expression ({e})"),
@@ -68,7 +76,7 @@ pub enum Report {
     ModelCard(i32),
     /// The drift report of this stored check.
     Drift(String),
-    /// The weekly summary of the seven calendar days (UTC) up to this time.
+    /// The weekly summary of the seven days (7 × 24 h) before this time (UTC).
     Weekly(chrono::NaiveDateTime),
 }
 
@@ -103,14 +111,6 @@ impl Format {
 }
 
 impl Report {
-    fn label(&self) -> &'static str {
-        match self {
-            Report::ModelCard(_) => "model_card",
-            Report::Drift(_) => "drift",
-            Report::Weekly(_) => "weekly",
-        }
-    }
-
     /// A file name for downloads: `model-card-heart-disease-v2.pdf`.
     pub fn file_name(&self, model: &str, format: Format) -> String {
         let stem = match self {
@@ -132,19 +132,28 @@ impl Report {
     }
 }
 
-/// Parses a weekly summary's end: `YYYY-MM-DDTHH:MM:SS` (UTC) or `YYYY-MM-DD` (midnight).
+/// Parses a weekly summary's end: `YYYY-MM-DDTHH:MM:SS` (UTC) or `YYYY-MM-DD` (midnight),
+/// from 2000-01-01 to a day from now.
 pub fn parse_end(text: &str) -> Result<chrono::NaiveDateTime, AppError> {
-    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
+    let bad = || {
+        AppError::validation(
+            "end",
+            "must be a UTC time from 2000-01-01 to tomorrow: YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD",
+        )
+    };
+    let end = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
         .or_else(|_| {
             chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
                 .map(|d| d.and_time(chrono::NaiveTime::MIN))
         })
-        .map_err(|_| {
-            AppError::validation(
-                "end",
-                "must be a UTC time: YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD",
-            )
-        })
+        .map_err(|_| bad())?;
+    let earliest = chrono::NaiveDate::from_ymd_opt(2000, 1, 1)
+        .map(|d| d.and_time(chrono::NaiveTime::MIN))
+        .ok_or_else(bad)?;
+    if end < earliest || end > crate::db::now() + chrono::Duration::days(1) {
+        return Err(bad());
+    }
+    Ok(end)
 }
 
 /// The report's content, read from the store.
@@ -165,32 +174,21 @@ pub fn build(
     }
 }
 
-/// The document in a format: HTML, or PDF laid out by Typst.
+/// The document in a format: HTML, or PDF laid out by Typst (CPU-bound: the blocking pool,
+/// with the caller bounding how many run at once).
 pub fn render(doc: &Document, format: Format) -> Result<Vec<u8>, AppError> {
-    match format {
+    let bytes = match format {
         Format::Html => doc
             .html()
             .map(String::into_bytes)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("HTML report: {e}"))),
-        Format::Pdf => pdf::render(doc.typst()),
-    }
-}
-
-/// Builds and renders one report (blocking; the caller bounds how many run at once).
-pub fn make(
-    conn: &mut DbConnection,
-    blobs: &dyn BlobStore,
-    model: &str,
-    report: &Report,
-    format: Format,
-) -> Result<Vec<u8>, AppError> {
-    let doc = build(conn, blobs, model, report)?;
-    let bytes = render(&doc, format)?;
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("HTML report: {e}")))?,
+        Format::Pdf => pdf::render(doc.typst())?,
+    };
     let f = match format {
         Format::Html => "html",
         Format::Pdf => "pdf",
     };
-    metrics::counter!(REPORTS_TOTAL, "report" => report.label(), "format" => f).increment(1);
+    metrics::counter!(REPORTS_TOTAL, "report" => doc.kind, "format" => f).increment(1);
     Ok(bytes)
 }
 
@@ -201,30 +199,34 @@ pub fn weekly_due(
     cron: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
-    let cron = croner::Cron::from_str(cron.trim()).ok()?;
+    let cron = parse_cron(cron).ok()?;
     let at = cron.find_previous_occurrence(&now, true).ok()?;
     (now - at < chrono::Duration::days(1)).then_some(at)
 }
 
 /// Makes the weekly summary for the scheduled time `at` (once: its outbox event's dedupe key is
-/// the time), stores its PDF as a blob and writes the `weekly_summary` event carrying it.
-/// Returns whether it was made now (false: made before).
+/// the time), stores its PDF as a blob and writes the `weekly_summary` event carrying it. A
+/// store created after `at` (a first start just after the scheduled time) makes none for it:
+/// there was no week to sum up. Blocking; takes store connections per step, none while the
+/// PDF is laid out. Returns whether it was made now.
 pub fn send_weekly(
-    conn: &mut DbConnection,
+    db: &crate::db::Db,
     blobs: &dyn BlobStore,
     model: &str,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<bool, AppError> {
     use crate::outbox::{Event, Kind, Severity};
     let key = format!("weekly:{model}:{}", at.format("%Y-%m-%dT%H:%M"));
-    if crate::outbox::exists(conn, &key)? {
-        return Ok(false);
-    }
     let end = at.naive_utc();
     let report = Report::Weekly(end);
-    let doc = build(conn, blobs, model, &report)?;
+    let doc = {
+        let mut conn = db.get()?;
+        if crate::outbox::exists(&mut conn, &key)? || store_began_after(&mut conn, end)? {
+            return Ok(false);
+        }
+        build(&mut conn, blobs, model, &report)?
+    };
     let pdf = render(&doc, Format::Pdf)?;
-    metrics::counter!(REPORTS_TOTAL, "report" => "weekly", "format" => "pdf").increment(1);
     let stored = blobs
         .put(&pdf)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("storing the weekly report: {e}")))?;
@@ -251,8 +253,20 @@ pub fn send_weekly(
     for (k, v) in facts {
         event = event.fact(&k, v);
     }
-    crate::outbox::push(conn, event)?;
+    crate::outbox::push(&mut *db.get()?, event)?;
     Ok(true)
+}
+
+/// Whether the store's first audit event (written as it was created) is later than `t`.
+fn store_began_after(conn: &mut DbConnection, t: chrono::NaiveDateTime) -> Result<bool, AppError> {
+    use crate::db::schema::audit_events;
+    use diesel::prelude::*;
+    let first: Option<chrono::NaiveDateTime> = audit_events::table
+        .order(audit_events::seq.asc())
+        .select(audit_events::created_at)
+        .first(conn)
+        .optional()?;
+    Ok(first.is_some_and(|f| f > t))
 }
 
 /// The key figures of a weekly summary: the facts of its sections.
@@ -286,6 +300,10 @@ mod tests {
         assert_eq!(weekly_due("0 8 * * 1", t("2026-12-01T08:00:01Z")), None);
         assert_eq!(weekly_due("0 8 * * 1", t("2026-11-30T07:59:00Z")), None);
         assert!(weekly_due("not a cron", t("2026-11-30T09:15:00Z")).is_none());
+        // Five fields only: no seconds, no years.
+        assert!(parse_cron("0 0 8 * * 1").is_err());
+        assert!(parse_cron("0 8 * * 1 2027").is_err());
+        assert!(parse_cron(" 0 8 * * MON ").is_ok());
     }
 
     #[test]

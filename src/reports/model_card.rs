@@ -54,6 +54,24 @@ fn latest_check(
         .optional()?)
 }
 
+/// A version's stage transitions, oldest first (at most the newest 500).
+fn version_transitions(
+    conn: &mut DbConnection,
+    model: &str,
+    version: i32,
+) -> Result<Vec<registry::StageTransition>, AppError> {
+    use crate::db::schema::stage_transitions as t;
+    let mut rows: Vec<registry::StageTransition> = t::table
+        .filter(t::model.eq(model))
+        .filter(t::version.eq(version))
+        .order(t::seq.desc())
+        .limit(500)
+        .select(registry::StageTransition::as_select())
+        .load(conn)?;
+    rows.reverse();
+    Ok(rows)
+}
+
 /// The card of `model` version `version`. Errors: NotFound when there is no such version.
 pub fn build(
     conn: &mut DbConnection,
@@ -63,12 +81,15 @@ pub fn build(
 ) -> Result<Document, AppError> {
     let v = registry::find_version(conn, model, version)?;
     let detail = tracking::run_detail(conn, &v.run_id)?;
-    let report = training::report_of(conn, blobs, &v.run_id)?;
+    // Steward's own report of the training; an MLflow client's run has none (its artifacts
+    // are the client's, never read as Steward's).
+    let report = if detail.run.model_kind == tracking::EXTERNAL_KIND {
+        None
+    } else {
+        training::report_of(conn, blobs, &v.run_id)?
+    };
     let gate = training::ValidationGate::of(conn, &v.dataset, v.dataset_version)?;
-    let history: Vec<registry::StageTransition> = registry::transitions(conn, model)?
-        .into_iter()
-        .filter(|t| t.version == version)
-        .collect();
+    let history = version_transitions(conn, model, version)?;
     let latest = latest_check(conn, model, version)?;
 
     let mut sections = Vec::new();
@@ -315,6 +336,7 @@ pub fn build(
     sections.push(live);
 
     Ok(Document {
+        kind: "model_card",
         title: format!("Model card: {model} v{version}"),
         subtitle: format!(
             "{} trained on {} v{}",

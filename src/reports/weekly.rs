@@ -1,4 +1,4 @@
-//! The weekly summary: the seven calendar days (UTC) up to `end`: traffic per day, the monitoring checks
+//! The weekly summary: the seven days (7 × 24 h, UTC) before `end`: traffic per day, the monitoring checks
 //! and their drift, the incidents, the agent's actions, the approvals and the model changes.
 //! Reads the store (bounded: counts per day, at most [`super::document::MAX_ROWS`] rows a
 //! list); blocking.
@@ -20,14 +20,14 @@ fn when(t: &chrono::NaiveDateTime) -> String {
     t.format("%a %m-%d %H:%M").to_string()
 }
 
-/// The summary of the week that ends at `end` (exclusive): from midnight (UTC) six days before
-/// `end`'s day, so its seven days are calendar days, the last one up to `end`.
+/// The summary of the seven days (7 × 24 h) before `end` (exclusive), so consecutive weekly
+/// summaries meet without a gap.
 pub fn build(
     conn: &mut DbConnection,
     model: &str,
     end: chrono::NaiveDateTime,
 ) -> Result<Document, AppError> {
-    let start = (end.date() - chrono::Duration::days(6)).and_time(chrono::NaiveTime::MIN);
+    let start = end - chrono::Duration::days(7);
     let mut sections = Vec::new();
 
     // Traffic: predictions per day, and the labels that came back.
@@ -35,14 +35,15 @@ pub fn build(
     let mut total = 0_i64;
     for d in 0..7 {
         let from = start + chrono::Duration::days(d);
-        let to = (from + chrono::Duration::days(1)).min(end);
+        let to = from + chrono::Duration::days(1);
         let n: i64 = predictions::table
             .filter(predictions::created_at.ge(from))
             .filter(predictions::created_at.lt(to))
             .count()
             .get_result(conn)?;
         total += n;
-        days.push((from.format("%a %m-%d").to_string(), n));
+        // Each day is named by its start (24 h from it).
+        days.push((from.format("%a %m-%d %H:%M").to_string(), n));
     }
     let labels: i64 = feedback::table
         .filter(feedback::received_at.ge(start))
@@ -58,7 +59,7 @@ pub fn build(
             ])
             .chart(crate::charts::bars("Predictions per day", &bars))
             .table(
-                &["day", "predictions"],
+                &["24 h from (UTC)", "predictions"],
                 &[false, true],
                 days.iter()
                     .map(|(d, n)| vec![d.clone(), n.to_string()])
@@ -339,6 +340,7 @@ pub fn build(
     );
 
     Ok(Document {
+        kind: "weekly",
         title: format!("Weekly summary: {model}"),
         subtitle: format!(
             "{} to {} UTC",

@@ -121,7 +121,7 @@ pub async fn get_notifications(
                     .notification
                     .link
                     .clone()
-                    .filter(|l| l.starts_with('/'))
+                    .filter(|l| l.starts_with('/') && !l.starts_with("//"))
                     .unwrap_or_default(),
                 attachment: e.notification.attachment_name.clone().unwrap_or_default(),
                 routed: e.notification.routed_at.is_some(),

@@ -149,7 +149,8 @@ fn channels(s: &mut steward::config::Settings, smtp: u16, http: u16) {
         }),
         ChannelSettings::Webhook(WebhookChannel {
             name: "pager".into(),
-            url: format!("http://127.0.0.1:{http}/hook"),
+            url: SecretString::from(format!("http://127.0.0.1:{http}/hook")),
+            url_env: String::new(),
             secret: SecretString::from(HOOK_SECRET),
             secret_env: String::new(),
         }),
@@ -191,6 +192,10 @@ async fn until(
 }
 
 fn error_rate_alert() -> Value {
+    error_rate_alert_as("00000000000000e1")
+}
+
+fn error_rate_alert_as(fingerprint: &str) -> Value {
     json!({
         "version": "4", "groupKey": "{}:{alertname=\"HighErrorRate\"}", "truncatedAlerts": 0,
         "status": "firing", "receiver": "steward", "groupLabels": {}, "commonLabels": {},
@@ -200,7 +205,7 @@ fn error_rate_alert() -> Value {
             "labels": { "alertname": "HighErrorRate", "alert_type": "error_rate", "severity": "critical" },
             "annotations": { "summary": "5xx above 5% for 10 minutes <b>&" },
             "startsAt": "2026-11-30T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus:9090/graph", "fingerprint": "00000000000000e1"
+            "generatorURL": "http://prometheus:9090/graph", "fingerprint": fingerprint
         }]
     })
 }
@@ -324,8 +329,9 @@ async fn every_channel_gets_each_message_once_even_after_being_down() {
     );
     assert!(event["incident_id"].is_string(), "{event}");
 
-    // The mail: subject, body with the link, and the weekly summary with its PDF.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The mail: subject, body with the link, and the weekly summary with its PDF (the first
+    // scheduled minute after the store began: up to a minute and a pass away).
+    let deadline = Instant::now() + Duration::from_secs(120);
     let (alert_mail, weekly_mail) = loop {
         let raw = smtp.messages();
         let mut alert = None;
@@ -661,7 +667,7 @@ async fn approval_links_are_signed_and_expire() {
 
 /// Events written while no worker runs (here: `notify.enabled = false` in the first process) are
 /// routed and sent by the next process that runs one on the same store: a restart resumes what
-/// is unsent.
+/// is unsent. One older than `notify.max_age_hours` is kept, not sent.
 #[tokio::test]
 async fn a_later_process_sends_what_was_left_unsent() {
     let workdir = tempfile::tempdir().expect("tempdir");
@@ -691,6 +697,35 @@ async fn a_later_process_sends_what_was_left_unsent() {
         "nothing routes it in this process: {outbox}"
     );
     assert!(got.lock().expect("lock").is_empty());
+    // That one becomes old news (written two days ago); a second alert is fresh.
+    {
+        use diesel::RunQueryDsl;
+        let db = steward::db::Db::connect(&app.settings.database).expect("connect");
+        diesel::sql_query(
+            "UPDATE notifications SET created_at = '2000-01-01 00:00:00' WHERE kind = 'alert'",
+        )
+        .execute(&mut *db.get().expect("conn"))
+        .expect("backdate");
+    }
+    // (Another kind of alert: the error-rate rule is cooling down for an hour.)
+    let mut fresh = error_rate_alert_as("00000000000000e2");
+    fresh["alerts"][0]["labels"] =
+        json!({ "alertname": "BadData", "alert_type": "data_quality", "severity": "warning" });
+    let (status, taken) = app.api(&token, "POST", "/agent/alerts", fresh).await;
+    assert_eq!(status, 200, "{taken}");
+    until(&app, &token, "/api/v1/notifications", 30, |v| {
+        v["notifications"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|e| {
+                ["alert", "data_quality"]
+                    .contains(&e["notification"]["kind"].as_str().unwrap_or(""))
+            })
+            .count()
+            == 2
+    })
+    .await;
 
     // The next process, with the worker on: it routes the event and sends it, once.
     let config = workdir.path().join("notify.toml");
@@ -735,9 +770,30 @@ async fn a_later_process_sends_what_was_left_unsent() {
         .filter(|r| r.0 == "/hook")
         .map(|r| serde_json::from_slice(&r.2).expect("json"))
         .collect();
-    assert_eq!(hooks.len(), 1, "{hooks:?}");
-    assert_eq!(hooks[0]["kind"], "alert");
+    assert_eq!(hooks.len(), 1, "the fresh one only: {hooks:?}");
+    assert_eq!(hooks[0]["kind"], "data_quality");
     let (_, outbox) = app.get_json(&token, "/api/v1/notifications").await;
-    let d = deliveries(&outbox, "alert");
-    assert_eq!(d["pager"]["status"], "sent", "{outbox}");
+    let alerts: Vec<&Value> = outbox["notifications"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|e| {
+            ["alert", "data_quality"].contains(&e["notification"]["kind"].as_str().unwrap_or(""))
+        })
+        .collect();
+    assert_eq!(alerts.len(), 2, "{outbox}");
+    for e in alerts {
+        assert!(!e["notification"]["routed_at"].is_null(), "{e}");
+        let old = e["notification"]["created_at"]
+            .as_str()
+            .expect("time")
+            .starts_with("2000");
+        let sent = e["deliveries"].as_array().expect("deliveries");
+        if old {
+            assert!(sent.is_empty(), "old news is kept, not sent: {e}");
+        } else {
+            assert_eq!(sent.len(), 1, "{e}");
+            assert_eq!(sent[0]["status"], "sent", "{e}");
+        }
+    }
 }

@@ -91,6 +91,21 @@ fn check_pdf(bytes: &[u8], name: &str, min_pages: usize, texts: &[&str]) -> Stri
     let n = pages(&path);
     assert!(n >= min_pages, "{name}: {n} pages");
     assert_eq!(to_png(&path, name), n, "{name}: one PNG per page");
+    // Every font is embedded (poppler's pdffonts: the "emb" column).
+    let fonts = Command::new("pdffonts")
+        .arg(&path)
+        .output()
+        .expect("pdffonts (poppler-utils)");
+    let fonts = String::from_utf8_lossy(&fonts.stdout).into_owned();
+    let rows: Vec<&str> = fonts.lines().skip(2).collect();
+    assert!(!rows.is_empty(), "{name}: no fonts\n{fonts}");
+    for row in rows {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert!(
+            cols.len() >= 5 && cols[cols.len() - 5] == "yes",
+            "{name}: a font not embedded: {row}"
+        );
+    }
     let text = pdftotext(&path);
     for t in texts {
         assert!(text.contains(t), "{name}: no {t:?} in\n{text}");
@@ -243,7 +258,7 @@ async fn model_card_drift_and_weekly_reports_in_html_and_pdf() {
         .args(["report", "weekly", "--end", "2026-13-01"])
         .output()
         .expect("as set up");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("end"));
 
     // Bad input is named; a missing version or check is a 404.
@@ -256,6 +271,9 @@ async fn model_card_drift_and_weekly_reports_in_html_and_pdf() {
         ("/api/v1/reports/model-card/1?colour=red", 400),
         ("/api/v1/reports/drift/nope?format=pdf", 404),
         ("/api/v1/reports/weekly?end=yesterday", 422),
+        ("/api/v1/reports/weekly?end=%2B262142-12-31", 422),
+        ("/api/v1/reports/weekly?end=1999-12-31", 422),
+        ("/api/v1/reports/weekly?end=2200-01-01", 422),
     ] {
         let (status, _, body) = download(&app, &token, path).await;
         assert_eq!(status, code, "{path}: {}", String::from_utf8_lossy(&body));

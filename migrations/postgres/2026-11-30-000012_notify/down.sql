@@ -1,3 +1,4 @@
+DROP INDEX feedback_received_at;
 DROP TABLE notification_deliveries;
 DROP INDEX notifications_incident;
 DROP INDEX notifications_unrouted;

@@ -42,3 +42,6 @@ CREATE TABLE notification_deliveries (
     UNIQUE (notification_id, channel)
 );
 CREATE INDEX notification_deliveries_due ON notification_deliveries (status, next_attempt_at);
+
+-- The weekly summary counts the labels received in its week.
+CREATE INDEX feedback_received_at ON feedback (received_at);
