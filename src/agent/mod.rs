@@ -904,13 +904,21 @@ fn request_approval_locked(
         Some(v) => format!("{} {} v{v}", approval.action, approval.model),
         None => format!("{} on {}", approval.action, approval.model),
     };
+    // What the person decides on, in the message itself: why, and the comparison.
+    let evidence: serde_json::Value =
+        serde_json::from_str(&approval.evidence_json).unwrap_or_default();
+    let why = evidence
+        .get("incident_summary")
+        .and_then(|s| s.as_str())
+        .map(|s| format!(" Why: {}.", crate::error::bounded(s, 300)))
+        .unwrap_or_default();
     let mut message = Event::new(
         Kind::ApprovalNeeded,
         Severity::Warning,
         &format!("Approval needed: {what}"),
         &format!(
-            "The agent asks a person to approve {what}. Open the request to see its evidence; \
-             it expires at {} UTC.",
+            "The agent asks a person to approve {what}.{why} Open the request to see all its \
+             evidence; it expires at {} UTC.",
             approval.expires_at.format("%Y-%m-%d %H:%M")
         ),
     )
@@ -925,6 +933,13 @@ fn request_approval_locked(
     .link(format!("/approvals#approval-{}", approval.id));
     if let Some(v) = approval.version {
         message = message.fact("Version", v);
+    }
+    if let Some(verdict) = evidence
+        .get("retrain")
+        .and_then(|r| r.get("verdict"))
+        .and_then(|v| v.as_str())
+    {
+        message = message.fact("Comparison", verdict);
     }
     outbox::push(conn, message)?;
     events.push(

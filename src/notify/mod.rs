@@ -108,28 +108,44 @@ pub fn deliver(
     settings: &Settings,
     delivery: &Delivery,
 ) -> Result<(&'static str, Option<String>), AppError> {
-    let event = outbox::find(&mut *db.get()?, &delivery.notification_id)?;
+    let (event, approval_expires) = {
+        use crate::db::schema::agent_approvals as a;
+        use diesel::prelude::*;
+        let mut conn = db.get()?;
+        let event = outbox::find(&mut conn, &delivery.notification_id)?;
+        let expires: Option<chrono::NaiveDateTime> = match &event.approval_id {
+            Some(id) => a::table
+                .find(id)
+                .select(a::expires_at)
+                .first(&mut *conn)
+                .optional()?,
+            None => None,
+        };
+        (event, expires)
+    };
     let sent = match settings.notify.channel(&delivery.channel) {
         None => Err(SendError::Permanent(format!(
             "channel {} is no longer configured",
             delivery.channel
         ))),
-        Some(channel) => match outgoing_parts(blobs, settings, &event, channel.kind()) {
-            Err(e) => Err(e),
-            Ok((link, attachment)) => {
-                let out = Outgoing {
-                    delivery_id: &delivery.id,
-                    event: &event,
-                    link,
-                    attachment,
-                };
-                channels::send(
-                    channel,
-                    &out,
-                    Duration::from_secs(settings.notify.timeout_secs),
-                )
+        Some(channel) => {
+            match outgoing_parts(blobs, settings, &event, channel.kind(), approval_expires) {
+                Err(e) => Err(e),
+                Ok((link, attachment)) => {
+                    let out = Outgoing {
+                        delivery_id: &delivery.id,
+                        event: &event,
+                        link,
+                        attachment,
+                    };
+                    channels::send(
+                        channel,
+                        &out,
+                        Duration::from_secs(settings.notify.timeout_secs),
+                    )
+                }
             }
-        },
+        }
     };
     let error = sent.as_ref().err().map(|e| e.message().to_owned());
     let outcome = match &sent {
@@ -170,14 +186,23 @@ fn outgoing_parts(
     settings: &Settings,
     event: &outbox::Notification,
     channel_kind: &str,
+    approval_expires: Option<chrono::NaiveDateTime>,
 ) -> Result<(Option<String>, Option<Attachment>), SendError> {
     let base = settings.notify.public_url.trim_end_matches('/');
     let link = match (&event.approval_id, &event.link) {
-        (Some(approval), _) => Some(format!(
-            "{base}{}",
-            links::approval_path(approval, settings.notify.link_ttl_hours)
-                .map_err(|e| SendError::Transient(e.to_string()))?
-        )),
+        (Some(approval), _) => {
+            // Valid for link_ttl_hours, and never past the request's own expiry.
+            let mut until =
+                chrono::Utc::now().timestamp() + i64::from(settings.notify.link_ttl_hours) * 3600;
+            if let Some(at) = approval_expires {
+                until = until.min(at.and_utc().timestamp());
+            }
+            Some(format!(
+                "{base}{}",
+                links::approval_path_until(approval, until)
+                    .map_err(|e| SendError::Transient(e.to_string()))?
+            ))
+        }
         (None, Some(path)) => Some(format!("{base}{path}")),
         (None, None) => None,
     };
