@@ -85,12 +85,20 @@ pub fn notify_command(cmd: NotifyCommand, settings: &Settings) -> anyhow::Result
             let blobs = LocalBlobStore::new(&settings.storage.dir);
             let (delivery, status, error) =
                 notify::send_test(&db, &blobs, settings, &channel, &cli_actor())?;
-            match error {
-                None => {
+            match (status, error) {
+                ("sent", _) => {
                     println!("sent to {} (delivery {})", delivery.channel, delivery.id);
                     Ok(ExitCode::SUCCESS)
                 }
-                Some(e) => {
+                (_, None) => {
+                    eprintln!(
+                        "not sent by this command: a server's worker took delivery {} to {} \
+                         first (see `steward notify list`)",
+                        delivery.id, delivery.channel
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+                (_, Some(e)) => {
                     eprintln!(
                         "not sent to {}: {e} (delivery {} is {status}{})",
                         delivery.channel,
@@ -129,8 +137,14 @@ pub fn notify_command(cmd: NotifyCommand, settings: &Settings) -> anyhow::Result
                     n.severity,
                     n.subject
                 );
+                let too_old = n.routed_at.is_some_and(|r| {
+                    r - n.created_at
+                        > chrono::Duration::hours(i64::from(settings.notify.max_age_hours))
+                });
                 if n.routed_at.is_none() {
                     println!("    not routed yet");
+                } else if e.deliveries.is_empty() && too_old {
+                    println!("    too old when routed (notify.max_age_hours): kept, not sent");
                 } else if e.deliveries.is_empty() {
                     println!("    no route takes it");
                 }

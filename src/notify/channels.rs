@@ -277,6 +277,8 @@ fn post_bytes(
                 _ => Err(SendError::Permanent(format!("HTTP {status}"))),
             }
         }
+        // A bad URL's error quotes the URL, which may carry a token: not kept.
+        Err(ureq::Error::BadUri(_)) => Err(SendError::Permanent("the URL is not valid".into())),
         Err(e) => Err(SendError::Transient(crate::error::bounded(
             &format!("no answer: {e}"),
             300,

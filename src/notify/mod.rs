@@ -28,8 +28,11 @@ use store::{Delivery, Outcome};
 /// Events routed at a time.
 const BATCH: i64 = 50;
 
-/// Channels sent to side by side (one delivery each per round).
+/// Channels sent to side by side.
 const PARALLEL_CHANNELS: usize = 8;
+
+/// Most deliveries one channel sends in a pass (then the pass ends and routes anew).
+const PER_CHANNEL: usize = 100;
 
 /// Seconds a claim stays this worker's before another may take the delivery again. A worker
 /// claims one delivery at a time, just before sending it, so the lease covers one send: SMTP's
@@ -59,7 +62,11 @@ pub async fn run_worker(
     }
 }
 
-/// One pass: route, then send what is due in batches, until nothing is due (or `stop`).
+/// One pass: route, then send what is due, each channel on its own task (at most
+/// [`PARALLEL_CHANNELS`] at once, the longest-waiting first), until nothing of it is due, a
+/// send to it fails for now (its next try waits out its backoff), or `stop`. A slow or dead
+/// channel holds its own task only: the others go on sending, and the pass ends when the last
+/// one is done (a dead channel costs the pass one timeout, not one per message).
 pub async fn pass(
     db: &Db,
     blobs: &Arc<dyn BlobStore>,
@@ -70,33 +77,60 @@ pub async fn pass(
     db.run(move |conn| store::route_pending(conn, &s.notify, BATCH, None))
         .await?;
     let lease = lease_secs(settings);
-    // Rounds of at most one delivery per channel, sent side by side and claimed just before:
-    // a slow or dead channel delays only its own messages, and no claim waits behind a send.
-    while !stop.is_cancelled() {
-        let claimed = db
-            .run(move |conn| store::claim_round(conn, lease, PARALLEL_CHANNELS))
-            .await?;
-        if claimed.is_empty() {
-            break;
+    let channels = db
+        .run(move |conn| store::channels_due(conn, lease, PARALLEL_CHANNELS))
+        .await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for channel in channels {
+        let (db, blobs, settings, stop) =
+            (db.clone(), blobs.clone(), settings.clone(), stop.clone());
+        tasks.spawn(async move { drain(&db, &blobs, &settings, &stop, channel).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "a channel's sends stopped; the next pass goes on")
+            }
+            Err(e) => tracing::error!(error = %e, "a channel's send task failed"),
+            Ok(Ok(())) => {}
         }
-        let sends: Vec<_> = claimed
-            .into_iter()
-            .map(|delivery| {
-                let (db, blobs, s) = (db.clone(), blobs.clone(), settings.clone());
-                tokio::task::spawn_blocking(move || deliver(&db, blobs.as_ref(), &s, &delivery))
-            })
-            .collect();
-        for send in sends {
-            send.await
-                .map_err(|e| AppError::Internal(anyhow::anyhow!("delivery task: {e}")))??;
-        }
-        // Events written meanwhile go out in the next round, not after every retry.
-        let s = settings.clone();
-        db.run(move |conn| store::route_pending(conn, &s.notify, BATCH, None))
-            .await?;
     }
     let (waiting, _) = db.run(store::counts).await?;
     metrics::gauge!(NOTIFICATIONS_PENDING).set(waiting as f64);
+    Ok(())
+}
+
+/// Sends one channel's due deliveries in order, each claimed just before its send, until none
+/// is due, one fails for now, [`PER_CHANNEL`] were sent, or `stop`.
+async fn drain(
+    db: &Db,
+    blobs: &Arc<dyn BlobStore>,
+    settings: &Arc<Settings>,
+    stop: &CancellationToken,
+    channel: String,
+) -> Result<(), AppError> {
+    let lease = lease_secs(settings);
+    for _ in 0..PER_CHANNEL {
+        if stop.is_cancelled() {
+            break;
+        }
+        let ch = channel.clone();
+        let Some(delivery) = db
+            .run(move |conn| store::claim_next(conn, lease, &ch))
+            .await?
+        else {
+            break;
+        };
+        let (db, blobs, s) = (db.clone(), blobs.clone(), settings.clone());
+        let (status, _) =
+            tokio::task::spawn_blocking(move || deliver(&db, blobs.as_ref(), &s, &delivery))
+                .await
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("delivery task: {e}")))??;
+        if status == "pending" {
+            // Down for now: the rest of this channel waits for the next pass.
+            break;
+        }
+    }
     Ok(())
 }
 
@@ -108,7 +142,7 @@ pub fn deliver(
     settings: &Settings,
     delivery: &Delivery,
 ) -> Result<(&'static str, Option<String>), AppError> {
-    let (event, approval_expires) = {
+    let prepared = (|| -> Result<_, AppError> {
         use crate::db::schema::agent_approvals as a;
         use diesel::prelude::*;
         let mut conn = db.get()?;
@@ -121,7 +155,21 @@ pub fn deliver(
                 .optional()?,
             None => None,
         };
-        (event, expires)
+        Ok((event, expires))
+    })();
+    let (event, approval_expires) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            // Not sent: the claim goes back as a retry (if the store answers at all; else the
+            // lease runs out), never left to wait out the lease for nothing.
+            let why = format!("not sent: {e}");
+            if let Ok(mut conn) = db.get() {
+                let status =
+                    store::record(&mut conn, &settings.notify, delivery, Outcome::Retry(&why))?;
+                return Ok((status, Some(why)));
+            }
+            return Err(e);
+        }
     };
     let sent = match settings.notify.channel(&delivery.channel) {
         None => Err(SendError::Permanent(format!(
@@ -230,9 +278,16 @@ pub fn send_test(
 ) -> Result<(Delivery, &'static str, Option<String>), AppError> {
     // One test at a time in a process (each may wait out a channel's timeout).
     static TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = TESTS.try_lock().map_err(|_| {
-        AppError::Conflict("a test message is being sent; try again when it is done".into())
-    })?;
+    let _one = match TESTS.try_lock() {
+        Ok(guard) => guard,
+        // A test that panicked left nothing half-done behind this lock.
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            return Err(AppError::Conflict(
+                "a test message is being sent; try again when it is done".into(),
+            ));
+        }
+    };
     let Some(c) = settings.notify.channel(channel) else {
         return Err(AppError::NotFound(format!(
             "no channel `{}` in notify.channels",

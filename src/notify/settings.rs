@@ -234,6 +234,12 @@ impl NotifySettings {
         if self.max_age_hours == 0 || self.max_age_hours > 24 * 365 {
             return bad("notify.max_age_hours", "must be between 1 and 8760");
         }
+        if u64::from(self.max_age_hours) > u64::from(self.keep_days) * 24 {
+            return bad(
+                "notify.max_age_hours",
+                "must be at most notify.keep_days days (else events would go before they are sent)",
+            );
+        }
         if self.max_backoff_secs > 7 * 86_400 {
             return bad("notify.max_backoff_secs", "must be at most 604800 (a week)");
         }

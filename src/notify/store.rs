@@ -143,52 +143,68 @@ pub fn claim_due(
     Ok(claimed)
 }
 
-/// Claims the next due delivery of each of up to `channels` channels (oldest due first).
-pub fn claim_round(
-    conn: &mut DbConnection,
-    lease_secs: i64,
-    channels: usize,
-) -> Result<Vec<Delivery>, AppError> {
-    let now = crate::db::now();
-    let stale = now - chrono::Duration::seconds(lease_secs);
-    let due = d::status
+type DueNow = diesel::dsl::Or<
+    diesel::dsl::And<
+        diesel::dsl::Eq<d::status, &'static str>,
+        diesel::dsl::LtEq<d::next_attempt_at, chrono::NaiveDateTime>,
+    >,
+    diesel::dsl::And<
+        diesel::dsl::Eq<d::status, &'static str>,
+        diesel::dsl::Lt<d::claimed_at, chrono::NaiveDateTime>,
+    >,
+>;
+
+/// Whether a delivery is due now: pending and due, or claimed longer than the lease ago.
+fn due_now(now: chrono::NaiveDateTime, stale: chrono::NaiveDateTime) -> DueNow {
+    d::status
         .eq("pending")
         .and(d::next_attempt_at.le(now))
-        .or(d::status.eq("sending").and(d::claimed_at.lt(stale)));
-    // The channels with something due (at most the configured channels and a few removed ones),
-    // then each one's oldest: one channel's backlog never hides another's.
-    let with_due: Vec<String> = d::table
-        .filter(due)
-        .select(d::channel)
-        .distinct()
-        .limit(64)
+        .or(d::status.eq("sending").and(d::claimed_at.lt(stale)))
+}
+
+/// The channels with something due, those waiting longest first, at most `limit`.
+pub fn channels_due(
+    conn: &mut DbConnection,
+    lease_secs: i64,
+    limit: usize,
+) -> Result<Vec<String>, AppError> {
+    let now = crate::db::now();
+    let stale = now - chrono::Duration::seconds(lease_secs);
+    let mut due: Vec<(String, Option<chrono::NaiveDateTime>)> = d::table
+        .filter(due_now(now, stale))
+        .group_by(d::channel)
+        .select((d::channel, diesel::dsl::min(d::next_attempt_at)))
+        .limit(256)
         .load(conn)?;
-    let mut claimed = Vec::new();
-    for channel in with_due {
-        if claimed.len() >= channels {
-            break;
-        }
-        let due = d::status
-            .eq("pending")
-            .and(d::next_attempt_at.le(now))
-            .or(d::status.eq("sending").and(d::claimed_at.lt(stale)));
-        let oldest: Option<String> = d::table
-            .filter(d::channel.eq(&channel))
-            .filter(due)
-            .order(d::next_attempt_at.asc())
-            .select(d::id)
-            .first(conn)
-            .optional()?;
-        if let Some(id) = oldest {
-            if let Some(d) = claim_due(conn, lease_secs, 1, Some(&id))?
-                .into_iter()
-                .next()
-            {
-                claimed.push(d);
-            }
+    due.sort_by_key(|(_, oldest)| *oldest);
+    Ok(due.into_iter().take(limit).map(|(c, _)| c).collect())
+}
+
+/// Claims the oldest due delivery of `channel`, if any.
+pub fn claim_next(
+    conn: &mut DbConnection,
+    lease_secs: i64,
+    channel: &str,
+) -> Result<Option<Delivery>, AppError> {
+    let now = crate::db::now();
+    let stale = now - chrono::Duration::seconds(lease_secs);
+    // Another worker may take the oldest first: then the next.
+    let candidates: Vec<String> = d::table
+        .filter(d::channel.eq(channel))
+        .filter(due_now(now, stale))
+        .order(d::next_attempt_at.asc())
+        .select(d::id)
+        .limit(5)
+        .load(conn)?;
+    for id in candidates {
+        if let Some(d) = claim_due(conn, lease_secs, 1, Some(&id))?
+            .into_iter()
+            .next()
+        {
+            return Ok(Some(d));
         }
     }
-    Ok(claimed)
+    Ok(None)
 }
 
 /// The wait before try `attempts + 1`: `backoff_secs` doubled per try, capped.

@@ -216,7 +216,12 @@ pub fn send_weekly(
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<bool, AppError> {
     use crate::outbox::{Event, Kind, Severity};
-    let key = format!("weekly:{model}:{}", at.format("%Y-%m-%dT%H:%M"));
+    // The model's name as a short digest: a key of bounded length for any name.
+    let digest: String = crate::data::blob::hash_bytes(model.as_bytes())
+        .chars()
+        .take(16)
+        .collect();
+    let key = format!("weekly:{digest}:{}", at.format("%Y-%m-%dT%H:%M"));
     let end = at.naive_utc();
     let report = Report::Weekly(end);
     let doc = {

@@ -80,10 +80,12 @@ pub fn build(
     version: i32,
 ) -> Result<Document, AppError> {
     let v = registry::find_version(conn, model, version)?;
-    let detail = tracking::run_detail(conn, &v.run_id)?;
+    // The run's row and params only: an MLflow client's run may carry any number of metric
+    // points, which the card never reads.
+    let run = tracking::find_run(conn, &v.run_id)?;
     // Steward's own report of the training; an MLflow client's run has none (its artifacts
     // are the client's, never read as Steward's).
-    let report = if detail.run.model_kind == tracking::EXTERNAL_KIND {
+    let report = if run.model_kind == tracking::EXTERNAL_KIND {
         None
     } else {
         training::report_of(conn, blobs, &v.run_id)?
@@ -146,7 +148,7 @@ pub fn build(
     }
     sections.push(data);
 
-    let params = serde_json::to_string(&detail.params).unwrap_or_default();
+    let params = serde_json::to_string(&run.params()).unwrap_or_default();
     let mut training_facts = vec![(
         "Parameters".to_owned(),
         crate::error::bounded(&params, 1500),
@@ -262,16 +264,16 @@ pub fn build(
         None => {
             sections.push(
                 Section::new("Metrics")
-                    .note("This version was not trained by Steward: its metrics are those its run logged.")
+                    .note("This version was not trained by Steward: its metrics are the summary registered with it.")
                     .table(
                         &["metric", "value"],
                         &[false, true],
-                        detail
-                            .metrics
+                        v.metrics()
                             .iter()
-                            .map(|(k, v)| vec![k.clone(), f3(*v)])
+                            .take(100)
+                            .map(|(k, x)| vec![k.clone(), f3(*x)])
                             .collect(),
-                        "no metrics logged",
+                        "no metrics registered",
                     ),
             );
         }

@@ -797,3 +797,70 @@ async fn a_later_process_sends_what_was_left_unsent() {
         }
     }
 }
+
+/// A channel whose receiver never answers holds up only its own messages: the others are sent
+/// while its one try waits out the timeout.
+#[tokio::test]
+async fn a_dead_channel_holds_up_only_itself() {
+    let http = free_port();
+    // Takes connections and never answers.
+    let hanging = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = hanging.local_addr().expect("addr").port();
+    let got: Received = Arc::default();
+    let receiver = start_receiver(http, got.clone());
+    let app = spawn_app_with(|s| {
+        channels(s, 9, http);
+        s.notify.timeout_secs = 3;
+        s.notify.backoff_secs = 60;
+        s.notify.max_backoff_secs = 60;
+        if let Some(ChannelSettings::Webhook(w)) = s.notify.channels.get_mut(2) {
+            w.url = SecretString::from(format!("http://127.0.0.1:{dead}/hook"));
+        }
+        // Slack and the dead webhook only.
+        s.notify.routes = vec![RouteSettings {
+            events: vec!["*".into()],
+            channels: vec!["ml-slack".into(), "pager".into()],
+            min_severity: "info".into(),
+        }];
+    })
+    .await;
+    let token = app.admin_token().await;
+    for fp in ["00000000000000f1", "00000000000000f2", "00000000000000f3"] {
+        let mut alert = error_rate_alert_as(fp);
+        alert["alerts"][0]["labels"] = json!({
+            "alertname": format!("BadData{fp}"), "alert_type": "data_quality", "severity": "warning"
+        });
+        let (status, taken) = app.api(&token, "POST", "/agent/alerts", alert).await;
+        assert_eq!(status, 200, "{taken}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|r| r.0 == "/slack")
+        .count()
+        < 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Slack did not get its three messages"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, outbox) = app.get_json(&token, "/api/v1/notifications").await;
+    let tries: i64 = outbox["notifications"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .flat_map(|e| e["deliveries"].as_array().expect("deliveries").clone())
+        .filter(|d| d["channel"] == "pager")
+        .map(|d| d["attempts"].as_i64().expect("attempts"))
+        .sum();
+    assert!(
+        tries <= 2,
+        "Slack's three went out while the dead webhook had {tries} tries: {outbox}"
+    );
+    receiver.stop(true).await;
+    drop(hanging);
+}
