@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::audit::{self, NewEvent};
 use crate::auth::{Identity, Role};
 use crate::error::AppError;
-use crate::http::body::StrictJson;
+use crate::http::body::{OptionalJson, StrictJson};
 use crate::notify::{self, store};
 use crate::reports::{self, Format, Report};
 use crate::state::AppState;
@@ -106,11 +106,17 @@ pub async fn test_channel(
     })))
 }
 
+/// No body, or `{}`: anything else is refused.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NoBody {}
+
 /// A failed delivery back to pending, due now (admins); audited.
 pub async fn retry_delivery(
     state: web::Data<AppState>,
     identity: Identity,
     path: web::Path<String>,
+    _body: OptionalJson<NoBody>,
 ) -> Result<HttpResponse, AppError> {
     let user = identity.require(Role::Admin)?;
     let actor = format!("user:{}", user.username);

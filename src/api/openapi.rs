@@ -116,7 +116,7 @@ const QUERIES: &[(&str, &[(&str, &str)])] = &[
             ("format", "html (default) or pdf"),
             (
                 "end",
-                "The week's end, UTC: YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD (default now)",
+                "The week's end: YYYY-MM-DDTHH:MM:SS (UTC), RFC 3339 or YYYY-MM-DD, from 2000-01-01 to a day from now (default now)",
             ),
         ],
     ),

@@ -54,7 +54,7 @@ pub enum ReportCommand {
     },
     /// The weekly summary: traffic, drift, incidents, actions, approvals, model changes.
     Weekly {
-        /// The week's end, UTC: YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD (midnight); the summary
+        /// The week's end: YYYY-MM-DDTHH:MM:SS (UTC), RFC 3339, or YYYY-MM-DD (midnight); the summary
         /// covers the 7 × 24 hours before it. Default: now.
         #[arg(long, value_parser = end_arg)]
         end: Option<chrono::NaiveDateTime>,

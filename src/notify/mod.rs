@@ -266,6 +266,33 @@ fn outgoing_parts(
     Ok((link, attachment))
 }
 
+/// The channels a test is being sent to in this process.
+static TESTING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// A channel's turn for a test send, given back when dropped.
+struct TestTurn(String);
+
+impl TestTurn {
+    fn take(channel: &str) -> Result<TestTurn, AppError> {
+        // A test that panicked left nothing half-done behind this lock.
+        let mut busy = TESTING.lock().unwrap_or_else(|p| p.into_inner());
+        if busy.iter().any(|c| c == channel) {
+            return Err(AppError::Conflict(format!(
+                "a test message to {channel} is being sent; try again when it is done"
+            )));
+        }
+        busy.push(channel.to_owned());
+        Ok(TestTurn(channel.to_owned()))
+    }
+}
+
+impl Drop for TestTurn {
+    fn drop(&mut self) {
+        let mut busy = TESTING.lock().unwrap_or_else(|p| p.into_inner());
+        busy.retain(|c| *c != self.0);
+    }
+}
+
 /// `steward notify test CHANNEL`: writes a test event for that channel alone and sends it now,
 /// recorded in the outbox like any other. Blocking. Returns the delivery's final status and
 /// its error.
@@ -276,18 +303,6 @@ pub fn send_test(
     channel: &str,
     actor: &str,
 ) -> Result<(Delivery, &'static str, Option<String>), AppError> {
-    // One test at a time in a process (each may wait out a channel's timeout).
-    static TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = match TESTS.try_lock() {
-        Ok(guard) => guard,
-        // A test that panicked left nothing half-done behind this lock.
-        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => {
-            return Err(AppError::Conflict(
-                "a test message is being sent; try again when it is done".into(),
-            ));
-        }
-    };
     let Some(c) = settings.notify.channel(channel) else {
         return Err(AppError::NotFound(format!(
             "no channel `{}` in notify.channels",
@@ -310,6 +325,8 @@ pub fn send_test(
     .fact("Kind", c.kind())
     .link("/notifications")
     .only_to(c.name());
+    // One test at a time per channel (each may wait out that channel's timeout).
+    let _one = TestTurn::take(c.name())?;
     let event = crate::audit::with_event(&mut conn, |conn| {
         let event = outbox::push(conn, message)?;
         let audit =

@@ -132,16 +132,21 @@ impl Report {
     }
 }
 
-/// Parses a weekly summary's end: `YYYY-MM-DDTHH:MM:SS` (UTC) or `YYYY-MM-DD` (midnight),
-/// from 2000-01-01 to a day from now.
+/// Parses a weekly summary's end: `YYYY-MM-DDTHH:MM:SS` (UTC), RFC 3339 (`…Z`, `…+01:00`) or
+/// `YYYY-MM-DD` (midnight UTC), from 2000-01-01 to a day from now.
 pub fn parse_end(text: &str) -> Result<chrono::NaiveDateTime, AppError> {
     let bad = || {
         AppError::validation(
             "end",
-            "must be a UTC time from 2000-01-01 to tomorrow: YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD",
+            "must be a time from 2000-01-01 to a day from now: YYYY-MM-DDTHH:MM:SS (UTC), \
+             RFC 3339, or YYYY-MM-DD",
         )
     };
     let end = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
+        .or_else(|_| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&chrono::Utc).naive_utc())
+        })
         .or_else(|_| {
             chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
                 .map(|d| d.and_time(chrono::NaiveTime::MIN))
@@ -201,6 +206,8 @@ pub fn weekly_due(
 ) -> Option<chrono::DateTime<chrono::Utc>> {
     let cron = parse_cron(cron).ok()?;
     let at = cron.find_previous_occurrence(&now, true).ok()?;
+    // The scheduled minute itself, whatever fraction of a second the search carried.
+    let at = chrono::Timelike::with_nanosecond(&at, 0)?;
     (now - at < chrono::Duration::days(1)).then_some(at)
 }
 

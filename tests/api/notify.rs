@@ -555,7 +555,7 @@ async fn tests_retries_and_refusals_are_recorded() {
             &viewer,
             "POST",
             &format!("/api/v1/notifications/deliveries/{delivery}/retry"),
-            Value::Null,
+            json!({}),
         )
         .await;
     assert_eq!(status, 403, "{row}");
@@ -564,7 +564,16 @@ async fn tests_retries_and_refusals_are_recorded() {
             &token,
             "POST",
             &format!("/api/v1/notifications/deliveries/{delivery}/retry"),
-            Value::Null,
+            json!({"x": 1}),
+        )
+        .await;
+    assert_eq!(status, 400, "a retry takes no body: {row}");
+    let (status, row) = app
+        .api(
+            &token,
+            "POST",
+            &format!("/api/v1/notifications/deliveries/{delivery}/retry"),
+            json!({}),
         )
         .await;
     assert_eq!(status, 200, "{row}");
@@ -574,7 +583,7 @@ async fn tests_retries_and_refusals_are_recorded() {
             &token,
             "POST",
             &format!("/api/v1/notifications/deliveries/{delivery}/retry"),
-            Value::Null,
+            json!({}),
         )
         .await;
     assert!(status == 409 || status == 200, "{again}");

@@ -274,6 +274,10 @@ async fn model_card_drift_and_weekly_reports_in_html_and_pdf() {
         ("/api/v1/reports/weekly?end=%2B262142-12-31", 422),
         ("/api/v1/reports/weekly?end=1999-12-31", 422),
         ("/api/v1/reports/weekly?end=2200-01-01", 422),
+        (
+            "/api/v1/reports/weekly?end=2026-11-29T08:00:00Z&colour=red",
+            400,
+        ),
     ] {
         let (status, _, body) = download(&app, &token, path).await;
         assert_eq!(status, code, "{path}: {}", String::from_utf8_lossy(&body));
