@@ -1,6 +1,7 @@
 //! Notifications: routes the outbox's events ([`crate::outbox`]) to channels (email, Slack,
 //! webhooks) and delivers them with retries and exponential backoff, so that nothing is lost
-//! across restarts and a message goes out once per delivery row.
+//! across restarts: at least once per delivery row, and once unless a worker dies between a send
+//! and its record (the repeat carries the same delivery id).
 //!
 //! Owns the `notification_deliveries` table, `[notify]` settings, the channel senders and signed
 //! approval links. Reads the outbox and the blob store (attachments). Domain modules never
@@ -42,8 +43,7 @@ pub fn lease_secs(settings: &Settings) -> i64 {
     i64::try_from(settings.notify.timeout_secs.saturating_mul(20).max(600)).unwrap_or(i64::MAX / 4)
 }
 
-/// The outbox worker: every `notify.poll_secs`, routes new events and sends what is due, until
-/// `stop`. One delivery at a time (a slow channel delays the others by at most its timeout).
+/// The outbox worker: every `notify.poll_secs`, a [`pass`], until `stop`.
 pub async fn run_worker(
     db: Db,
     blobs: Arc<dyn BlobStore>,
@@ -135,7 +135,8 @@ async fn drain(
 }
 
 /// Sends one claimed delivery and records how it ended. Blocking. Returns the status written
-/// (sent, pending or failed) and the error, if any.
+/// (sent, pending or failed; "lost" when another worker took the claim over and nothing was
+/// written) and the error, if any.
 pub fn deliver(
     db: &Db,
     blobs: &dyn BlobStore,
