@@ -6,7 +6,6 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::audit::{self, NewEvent};
 use crate::auth::{Identity, Role};
 use crate::error::AppError;
 use crate::http::body::{OptionalJson, StrictJson};
@@ -123,14 +122,7 @@ pub async fn retry_delivery(
     let id = path.into_inner();
     let row = state
         .db
-        .run(move |conn| {
-            audit::with_event(conn, |conn| {
-                let row = store::retry(conn, &id)?;
-                let event = NewEvent::new(actor, "notify.retry", format!("delivery:{}", row.id))
-                    .after(json!({ "channel": row.channel, "notification": row.notification_id }));
-                Ok((row, event))
-            })
-        })
+        .run(move |conn| store::retry_audited(conn, &id, &actor))
         .await?;
     Ok(HttpResponse::Ok().json(row))
 }

@@ -343,10 +343,7 @@ pub fn send_test(
             .filter(d::notification_id.eq(&event.id))
             .select(d::id)
             .first(&mut *conn)?;
-        match store::claim_due(&mut conn, lease_secs(settings), 1, Some(&id))?
-            .into_iter()
-            .next()
-        {
+        match store::claim(&mut conn, lease_secs(settings), &id)? {
             Some(d) => d,
             // A server's worker took it first: it sends it.
             None => {

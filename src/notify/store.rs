@@ -99,48 +99,32 @@ pub fn route_pending(
     Ok(routed)
 }
 
-/// Claims up to `limit` due deliveries (pending and due, or claimed longer than `lease_secs`
-/// ago by a worker that never recorded the result); `only` claims that one delivery alone.
-pub fn claim_due(
+/// Claims delivery `id` if it is due (pending and due, or claimed longer than `lease_secs` ago
+/// by a worker that never recorded the result): a conditional update, so two workers never both
+/// get it.
+pub fn claim(
     conn: &mut DbConnection,
     lease_secs: i64,
-    limit: i64,
-    only: Option<&str>,
-) -> Result<Vec<Delivery>, AppError> {
+    id: &str,
+) -> Result<Option<Delivery>, AppError> {
     let now = crate::db::now();
     let stale = now - chrono::Duration::seconds(lease_secs);
-    let due = d::status
-        .eq("pending")
-        .and(d::next_attempt_at.le(now))
-        .or(d::status.eq("sending").and(d::claimed_at.lt(stale)));
-    let mut q = d::table.filter(due).select(d::id).into_boxed();
-    if let Some(id) = only {
-        q = q.filter(d::id.eq(id.to_owned()));
+    let took = diesel::update(d::table.find(id).filter(due_now(now, stale)))
+        .set((
+            d::status.eq("sending"),
+            d::claimed_at.eq(Some(now)),
+            d::attempts.eq(d::attempts + 1),
+        ))
+        .execute(conn)?;
+    if took == 0 {
+        return Ok(None);
     }
-    let ids: Vec<String> = q.order(d::next_attempt_at.asc()).limit(limit).load(conn)?;
-    let mut claimed = Vec::new();
-    for id in ids {
-        let due = d::status
-            .eq("pending")
-            .and(d::next_attempt_at.le(now))
-            .or(d::status.eq("sending").and(d::claimed_at.lt(stale)));
-        let took = diesel::update(d::table.find(&id).filter(due))
-            .set((
-                d::status.eq("sending"),
-                d::claimed_at.eq(Some(now)),
-                d::attempts.eq(d::attempts + 1),
-            ))
-            .execute(conn)?;
-        if took == 1 {
-            claimed.push(
-                d::table
-                    .find(&id)
-                    .select(Delivery::as_select())
-                    .first(conn)?,
-            );
-        }
-    }
-    Ok(claimed)
+    Ok(Some(
+        d::table
+            .find(id)
+            .select(Delivery::as_select())
+            .first(conn)?,
+    ))
 }
 
 type DueNow = diesel::dsl::Or<
@@ -197,10 +181,7 @@ pub fn claim_next(
         .limit(5)
         .load(conn)?;
     for id in candidates {
-        if let Some(d) = claim_due(conn, lease_secs, 1, Some(&id))?
-            .into_iter()
-            .next()
-        {
+        if let Some(d) = claim(conn, lease_secs, &id)? {
             return Ok(Some(d));
         }
     }
@@ -343,6 +324,21 @@ pub fn list(
             }
         })
         .collect())
+}
+
+/// A person's retry of a failed delivery ([`retry`]) with its `notify.retry` audit event, in one
+/// transaction.
+pub fn retry_audited(conn: &mut DbConnection, id: &str, actor: &str) -> Result<Delivery, AppError> {
+    crate::audit::with_event(conn, |conn| {
+        let row = retry(conn, id)?;
+        let event = crate::audit::NewEvent::new(
+            actor,
+            "notify.retry",
+            format!("delivery:{}", row.id),
+        )
+        .after(serde_json::json!({ "channel": row.channel, "notification": row.notification_id }));
+        Ok((row, event))
+    })
 }
 
 /// A failed delivery back to pending, due now, with a fresh count of tries.

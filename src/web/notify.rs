@@ -69,15 +69,7 @@ pub async fn get_notifications(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
     identity.require_read(&state.settings.auth)?;
-    let status = query.into_inner().status.filter(|s| !s.is_empty());
-    if let Some(s) = &status {
-        if !["pending", "sent", "failed"].contains(&s.as_str()) {
-            return Err(AppError::validation(
-                "status",
-                "must be pending, sent or failed",
-            ));
-        }
-    }
+    let (status, _) = store::check_list(query.into_inner().status.filter(|s| !s.is_empty()), 100)?;
     let filter = status.clone();
     let model = state.settings.registry.model.clone();
     let (entries, (waiting, failed), production) = state
@@ -203,18 +195,7 @@ pub async fn post_retry(
     let id = path.into_inner();
     state
         .db
-        .run(move |conn| {
-            crate::audit::with_event(conn, |conn| {
-                let row = store::retry(conn, &id)?;
-                let event = crate::audit::NewEvent::new(
-                    actor,
-                    "notify.retry",
-                    format!("delivery:{}", row.id),
-                )
-                .after(serde_json::json!({ "channel": row.channel, "notification": row.notification_id }));
-                Ok((row, event))
-            })
-        })
+        .run(move |conn| store::retry_audited(conn, &id, &actor))
         .await?;
     Ok(back(&hx))
 }

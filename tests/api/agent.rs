@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, run_check, simulate, spawn_app_with};
+use crate::helpers::{TestApp, run_check, simulate, spawn_app_with, until};
 
 const UCI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/uci-heart-disease");
 
@@ -18,29 +18,6 @@ async fn app_with_model(customize: impl FnOnce(&mut steward::config::Settings)) 
         customize(s);
     })
     .await
-}
-
-/// Polls `path` until `done` holds of its JSON, for at most `secs`.
-async fn until(
-    app: &TestApp,
-    token: &str,
-    path: &str,
-    secs: u64,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (status, body) = app.get_json(token, path).await;
-        assert_eq!(status, 200, "{path}: {body}");
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} did not get there in {secs} s: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn list(v: &Value) -> &Vec<Value> {

@@ -501,3 +501,26 @@ pub async fn run_check(app: &TestApp, token: &str) -> serde_json::Value {
     assert_eq!(status, 200, "{report}");
     report
 }
+
+/// Polls `path` until `done` holds of its JSON, for at most `secs`.
+pub async fn until(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    secs: u64,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let (status, body) = app.get_json(token, path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} did not get there in {secs} s: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

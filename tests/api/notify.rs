@@ -19,7 +19,7 @@ use steward::notify::settings::{
     ChannelSettings, EmailChannel, RouteSettings, SlackChannel, Tls, WebhookChannel,
 };
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{spawn_app_with, until};
 
 /// Debian's aiosmtpd (python3-aiosmtpd), storing what it receives in a maildir.
 struct SmtpServer {
@@ -167,28 +167,6 @@ fn channels(s: &mut steward::config::Settings, smtp: u16, http: u16) {
             min_severity: "info".into(),
         },
     ];
-}
-
-async fn until(
-    app: &TestApp,
-    token: &str,
-    path: &str,
-    secs: u64,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (status, body) = app.get_json(token, path).await;
-        assert_eq!(status, 200, "{path}: {body}");
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} did not get there in {secs} s: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 fn error_rate_alert() -> Value {
