@@ -124,6 +124,38 @@ pub struct ServerSettings {
     /// Peers (addresses or networks, `10.0.0.0/8`) whose `X-Forwarded-For` and
     /// `X-Forwarded-Proto` are believed. Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// What this process runs besides serving requests (see [`Role`]).
+    pub role: Role,
+}
+
+/// A replica's share of the work (`server.role`, `steward serve --role`). Every role serves
+/// HTTP (the API, the dashboard, /health, /ready, /metrics) and refreshes its serving slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Requests only: no scheduled job of the store, no agent, no notification worker; for
+    /// replicas behind a load balancer.
+    Api,
+    /// Also the scheduled jobs, the agent and the notification worker; replicas sharing a
+    /// store run each job once per tick between them (leases in the store).
+    Worker,
+    /// Both: the one-process default.
+    All,
+}
+
+impl Role {
+    /// Whether this process takes part in the store's background work.
+    pub fn works(self) -> bool {
+        matches!(self, Role::Worker | Role::All)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Api => "api",
+            Role::Worker => "worker",
+            Role::All => "all",
+        }
+    }
 }
 
 impl ServerSettings {
@@ -197,6 +229,9 @@ pub struct LogSettings {
 pub struct SchedulerSettings {
     pub enabled: bool,
     pub session_sweep_secs: u64,
+    /// Seconds a job's or the agent's lease lasts without renewal: how long a replica that
+    /// died holding one keeps the others from taking it. Renewed every third of it.
+    pub lease_secs: u64,
 }
 
 /// `STEWARD__SECTION__KEY` variables; list-valued keys take commas
@@ -303,6 +338,9 @@ impl Settings {
         }
         if self.scheduler.session_sweep_secs == 0 {
             return invalid("scheduler.session_sweep_secs", "must be greater than 0");
+        }
+        if !(3..=3600).contains(&self.scheduler.lease_secs) {
+            return invalid("scheduler.lease_secs", "must be between 3 and 3600");
         }
         if let Err((key, message)) = self.dataset.check().and_then(|()| self.training.check()) {
             return Err(ConfigError::Invalid { key, message });

@@ -29,7 +29,7 @@ use crate::data::{
 };
 use crate::db::{self, Db};
 use crate::error;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, Scope};
 use crate::serving::Serving;
 use crate::serving::log::{Batching, PredictionLog};
 use crate::serving::request::FeatureSchema;
@@ -260,13 +260,15 @@ impl Application {
     /// requests finish and stops the scheduled jobs.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let stop_jobs = CancellationToken::new();
+        let role = self.state.settings.server.role;
         let mut jobs = if self.state.settings.scheduler.enabled {
-            tracing::info!(jobs = ?self.scheduler.job_names(), "scheduler started");
-            self.scheduler.start(self.state.clone(), stop_jobs.clone())
+            tracing::info!(jobs = ?self.scheduler.job_names(role), role = role.as_str(), "scheduler started");
+            self.scheduler
+                .start(self.state.clone(), stop_jobs.clone(), role)
         } else {
             tokio::task::JoinSet::new()
         };
-        if self.state.settings.agent.enabled {
+        if self.state.settings.agent.enabled && role.works() {
             let deps = self.state.agent_deps();
             let agent = self.state.agent.clone();
             // Subscribed before anything runs, so no alert of the first check is missed.
@@ -279,7 +281,7 @@ impl Application {
             jobs.spawn(agent.work(deps, stop_jobs.clone()));
             tracing::info!("agent started");
         }
-        if self.state.settings.notify.enabled {
+        if self.state.settings.notify.enabled && role.works() {
             jobs.spawn(crate::notify::run_worker(
                 self.state.db.clone(),
                 self.state.blobs.clone(),
@@ -487,11 +489,21 @@ fn record_config_change(conn: &mut db::DbConnection, settings: &Settings) -> any
 
 /// Every scheduled job of every capability is registered here.
 pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
+    // The login throttle's buckets are this process's own.
+    scheduler.register(
+        "login_throttle_sweep",
+        Duration::from_secs(settings.scheduler.session_sweep_secs),
+        Scope::Process,
+        |state: AppState| async move {
+            state.login_throttle.sweep();
+            Ok(())
+        },
+    );
     scheduler.register(
         "session_sweep",
         Duration::from_secs(settings.scheduler.session_sweep_secs),
+        Scope::Store,
         |state: AppState| async move {
-            state.login_throttle.sweep();
             let removed = state.db.run(sessions::sweep_expired).await?;
             if removed > 0 {
                 tracing::info!(removed, "expired sessions removed");
@@ -503,6 +515,7 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
     scheduler.register(
         "serving_refresh",
         Duration::from_secs(settings.serving.refresh_secs),
+        Scope::Process,
         |state: AppState| async move {
             if let crate::serving::Refresh::Loaded { version } = state
                 .serving
@@ -519,6 +532,7 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
     scheduler.register(
         "audit_head",
         Duration::from_secs(settings.audit.head_log_secs),
+        Scope::Process,
         |state: AppState| async move {
             let dir = state.settings.storage.dir.clone();
             let cache = state.audit_verified.clone();
@@ -545,6 +559,7 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
         scheduler.register(
             "drift_check",
             Duration::from_secs(settings.monitoring.interval_secs),
+            Scope::Store,
             |state: AppState| async move {
                 let outcome = state.run_drift_check("scheduled", "scheduler".into()).await;
                 match outcome {
@@ -573,6 +588,7 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
         scheduler.register(
             "drift_gauges",
             Duration::from_secs(30),
+            Scope::Process,
             |state: AppState| async move {
                 state
                     .monitor
@@ -588,6 +604,7 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
         scheduler.register(
             "reference_profiles",
             Duration::from_secs(60),
+            Scope::Store,
             |state: AppState| async move {
                 state
                     .monitor
@@ -602,6 +619,7 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
         scheduler.register(
             "weekly_report",
             Duration::from_secs(settings.reports.check_secs),
+            Scope::Store,
             |state: AppState| async move {
                 let Some(at) = crate::reports::weekly_due(
                     &state.settings.reports.weekly_cron,
@@ -637,6 +655,7 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
     scheduler.register(
         "notification_prune",
         Duration::from_secs(3600),
+        Scope::Store,
         |state: AppState| async move {
             let days = state.settings.notify.keep_days;
             let removed = state
@@ -653,6 +672,7 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
     scheduler.register(
         "interrupted_run_sweep",
         Duration::from_secs(300),
+        Scope::Store,
         |state: AppState| async move {
             for run in state.db.run(tracking::sweep_interrupted).await? {
                 tracing::warn!(%run, "marked an interrupted training run as failed");

@@ -66,7 +66,13 @@ pub struct Agent {
     /// Checks whose alerts were taken, newest last (at most [`CLAIMS`]): by the channel
     /// (`false`) or by the poll of stored checks (`true`), so no check's alerts are taken twice.
     claims: std::sync::Mutex<std::collections::VecDeque<(String, bool)>>,
+    /// Whether this process holds the agent's lease ([`AGENT_LEASE`]) now: only the holder
+    /// takes alerts, decides and acts; the other replicas' agents wait.
+    leading: std::sync::atomic::AtomicBool,
 }
+
+/// The lease one process at a time holds to run the agent, among replicas sharing a store.
+pub const AGENT_LEASE: &str = "agent";
 
 /// Checks remembered in [`Agent::claims`].
 const CLAIMS: usize = 64;
@@ -139,7 +145,8 @@ impl Agent {
             };
             match alert {
                 Ok(alert) => {
-                    if !self.claim(&alert.check_id, false) {
+                    // Another replica leads: its poll takes the stored check.
+                    if !self.is_leading() || !self.claim(&alert.check_id, false) {
                         continue;
                     }
                     let check = alert.check_id.clone();
@@ -162,17 +169,18 @@ impl Agent {
         }
     }
 
-    /// The worker: recovers what a crash left running, then passes over incidents and approvals
-    /// at every wake-up and every `agent.tick_secs`, until `stop`.
+    /// Whether this process holds the agent's lease now.
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The worker: passes over incidents and approvals at every wake-up and every
+    /// `agent.tick_secs` while it holds the agent's lease ([`AGENT_LEASE`], renewed every third
+    /// of `scheduler.lease_secs`), until `stop`. Replicas sharing a store wait for the lease;
+    /// whoever takes it first recovers what the last holder left running (it died, or stalled
+    /// past its lease), so an action runs in one process at a time.
     pub async fn work(self: Arc<Self>, deps: Deps, stop: tokio_util::sync::CancellationToken) {
-        match deps.db.run(recover).await {
-            Ok(n) if n > 0 => tracing::warn!(
-                actions = n,
-                "actions left running by a stopped process marked failed"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "recovering the agent's running actions"),
-        }
+        use std::sync::atomic::Ordering;
         // The newest stored check at start is not news: its alerts were taken before.
         let model = deps.settings.registry.model.clone();
         if let Ok(Some(check)) = deps
@@ -182,21 +190,94 @@ impl Agent {
         {
             self.claim(&check.id, true);
         }
+        let holder: Arc<str> = crate::tracking::owner().into();
+        let ttl = chrono::Duration::seconds(
+            i64::try_from(deps.settings.scheduler.lease_secs).unwrap_or(30),
+        );
         let tick = Duration::from_secs(deps.settings.agent.tick_secs);
+        let mut renewing: Option<tokio::task::JoinHandle<()>> = None;
         loop {
-            if let Err(e) = self.poll_checks(&deps).await {
-                tracing::error!(error = %e, "taking stored checks' alerts failed");
+            let me = holder.clone();
+            let lead = deps
+                .db
+                .run(move |conn| {
+                    crate::db::lease::take(
+                        conn,
+                        AGENT_LEASE,
+                        &me,
+                        ttl,
+                        crate::db::lease::Take::Lead,
+                        &crate::tracking::owner_gone_here,
+                    )
+                })
+                .await;
+            let leading = match lead {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, "taking the agent's lease failed");
+                    false
+                }
+            };
+            let was = self.leading.swap(leading, Ordering::SeqCst);
+            if leading && !was {
+                tracing::info!("this process runs the agent now (it holds the agent's lease)");
+                match deps.db.run(recover).await {
+                    Ok(n) if n > 0 => tracing::warn!(
+                        actions = n,
+                        "actions left running by a stopped process marked failed"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "recovering the agent's running actions"),
+                }
+                renewing = Some(crate::db::lease::keep_renewed(
+                    deps.db.clone(),
+                    AGENT_LEASE.into(),
+                    holder.clone(),
+                    ttl,
+                ));
+            } else if !leading && was {
+                tracing::warn!("another process runs the agent now");
+                if let Some(r) = renewing.take() {
+                    r.abort();
+                }
             }
-            if let Err(e) = resume_unstarted(&deps).await {
-                tracing::error!(error = %e, "resuming decided actions failed");
+            if leading {
+                if let Err(e) = self.poll_checks(&deps).await {
+                    tracing::error!(error = %e, "taking stored checks' alerts failed");
+                }
+                if let Err(e) = resume_unstarted(&deps).await {
+                    tracing::error!(error = %e, "resuming decided actions failed");
+                }
+                if let Err(e) = pass(&deps).await {
+                    tracing::error!(error = %e, "agent pass failed; tried again at the next");
+                }
             }
-            if let Err(e) = pass(&deps).await {
-                tracing::error!(error = %e, "agent pass failed; tried again at the next");
-            }
+            // A follower looks again within a third of the lease, a leader at its tick.
+            let wait = if leading {
+                tick
+            } else {
+                tick.min(Duration::from_secs(
+                    deps.settings.scheduler.lease_secs.div_ceil(3),
+                ))
+            };
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => break,
                 () = self.wake.notified() => {},
-                () = tokio::time::sleep(tick) => {},
+                () = tokio::time::sleep(wait) => {},
+            }
+        }
+        // Hand over at once rather than after the lease's expiry.
+        if let Some(r) = renewing.take() {
+            r.abort();
+        }
+        if self.leading.swap(false, Ordering::SeqCst) {
+            let me = holder.clone();
+            if let Err(e) = deps
+                .db
+                .run(move |conn| crate::db::lease::release(conn, AGENT_LEASE, &me))
+                .await
+            {
+                tracing::warn!(error = %e, "freeing the agent's lease failed");
             }
         }
     }

@@ -35,6 +35,7 @@ crate::route_table! { ROUTES, handlers;
     post "/feedback" => serving::post_feedback, Feedback, "Record the true label of a logged prediction";
     get "/openapi.json" => serving::openapi_json, Open, "This OpenAPI description";
     get "/api/v1/overview" => overview::get_overview, Read, "What the store holds";
+    get "/api/v1/scheduler" => overview::get_scheduler, Read, "This replica's role, and the store's job leases: which replica runs what";
     get "/api/v1/settings" => overview::get_settings, Needs(Role::Admin), "The effective configuration, secrets masked";
     get "/api/v1/me" => users::get_me, Needs(Role::Viewer), "The caller";
     get "/api/v1/users" => users::list_users, Needs(Role::Admin), "List users";

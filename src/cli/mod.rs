@@ -63,6 +63,12 @@ enum Command {
         /// new events chain from the current head).
         #[arg(long)]
         allow_broken_audit: bool,
+        /// What this replica runs besides serving requests: `api` (requests only, for replicas
+        /// behind a load balancer), `worker` (also the scheduled jobs, the agent and the
+        /// notification worker, each job once per tick across replicas) or `all` (both; the
+        /// default, from `server.role`).
+        #[arg(long, value_enum)]
+        role: Option<crate::config::Role>,
     },
     /// Apply pending database migrations and list what the store has applied.
     Migrate,
@@ -217,9 +223,15 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { allow_broken_audit } => {
+        Command::Serve {
+            allow_broken_audit,
+            role,
+        } => {
             let mut settings = settings;
             settings.audit.allow_broken = allow_broken_audit;
+            if let Some(role) = role {
+                settings.server.role = role;
+            }
             serve(settings)
         }
         Command::Config => {

@@ -5,6 +5,7 @@
 //! quietly create an empty SQLite file. All Diesel calls are blocking: handlers reach the store
 //! through [`Db::run`], which moves the work onto tokio's blocking pool.
 
+pub mod lease;
 pub mod schema;
 
 use std::path::PathBuf;

@@ -471,3 +471,13 @@ diesel::table! {
 
 diesel::joinable!(notification_deliveries -> notifications (notification_id));
 diesel::allow_tables_to_appear_in_same_query!(notifications, notification_deliveries);
+
+diesel::table! {
+    leases (name) {
+        name -> Text,
+        holder -> Text,
+        expires_at -> Timestamp,
+        started_at -> Timestamp,
+        runs -> BigInt,
+    }
+}

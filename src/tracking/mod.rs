@@ -459,6 +459,12 @@ pub fn end_run(
 /// Whether a run's owner is known to be gone: it ran on this host and its process (identified
 /// by pid and start time) no longer runs. An owner from before start times were recorded
 /// (`host:pid`) counts as gone when its pid is dead or is this process's own.
+/// Whether the process named by an [`owner`] string is known to have ended: it ran on this
+/// host and its pid is gone (or reused by a later process). One of another host: false.
+pub fn owner_gone_here(owner: &str) -> bool {
+    owner_gone(owner, &hostname())
+}
+
 fn owner_gone(owner: &str, host: &str) -> bool {
     let mut parts = owner.rsplitn(3, ':');
     let (last, middle, first) = (parts.next(), parts.next(), parts.next());

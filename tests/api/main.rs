@@ -24,6 +24,7 @@ mod layers;
 mod mlflow;
 mod notify;
 mod probes;
+mod replicas;
 mod reports;
 mod routes;
 mod serving;
