@@ -530,7 +530,33 @@ fn ingest_locked(
     Ok((Some(incident.id), Taken::Opened))
 }
 
-/// Counts a repeat into the open incident of the fingerprint, if there is one.
+/// Kinds of problem that Steward's monitoring raises itself and Prometheus may raise too
+/// (from the same gauges, through Alertmanager): one problem, one incident, whoever saw it first.
+const WATCHED_BOTH_WAYS: [&str; 3] = ["drift", "decay", "estimated_decay"];
+
+/// The open incident an alert repeats: the one of its fingerprint, or, for a kind both
+/// monitoring and Alertmanager report ([`WATCHED_BOTH_WAYS`]), the oldest open one of the same
+/// kind and model from the other source.
+fn same_problem(conn: &mut DbConnection, alert: &NewAlert) -> Result<Option<String>, AppError> {
+    if store::open_incident(conn, &alert.fingerprint)?.is_some() {
+        return Ok(Some(alert.fingerprint.clone()));
+    }
+    if !WATCHED_BOTH_WAYS.contains(&alert.alert_type.as_str()) {
+        return Ok(None);
+    }
+    Ok(agent_incidents::table
+        .filter(agent_incidents::status.eq("open"))
+        .filter(agent_incidents::model.eq(&alert.model))
+        .filter(agent_incidents::alert_type.eq(&alert.alert_type))
+        .filter(agent_incidents::source.ne(alert.source))
+        .order(agent_incidents::first_seen.asc())
+        .select(agent_incidents::fingerprint)
+        .first(conn)
+        .optional()?)
+}
+
+/// Counts a repeat into the open incident of the same problem ([`same_problem`]), if there is
+/// one.
 fn repeat(
     conn: &mut DbConnection,
     alert: &NewAlert,
@@ -538,8 +564,11 @@ fn repeat(
     redecide_before: chrono::NaiveDateTime,
     events: &mut Vec<NewEvent>,
 ) -> Result<Option<String>, AppError> {
+    let Some(fingerprint) = same_problem(conn, alert)? else {
+        return Ok(None);
+    };
     let target = agent_incidents::table
-        .filter(agent_incidents::fingerprint.eq(&alert.fingerprint))
+        .filter(agent_incidents::fingerprint.eq(&fingerprint))
         .filter(agent_incidents::status.eq("open"));
     let updated = match &alert.check_id {
         Some(check) => diesel::update(target)
@@ -559,7 +588,7 @@ fn repeat(
     if updated == 0 {
         return Ok(None);
     }
-    let Some(incident) = store::open_incident(conn, &alert.fingerprint)? else {
+    let Some(incident) = store::open_incident(conn, &fingerprint)? else {
         return Ok(None);
     };
     // A decision that waited (a cooldown, the hourly cap, too few labels, a training running)

@@ -32,7 +32,7 @@ use crate::error::AppError;
 use crate::telemetry::{
     DATA_MISSING_RATIO, DATASET_DRIFT, DRIFT_CHECK_DURATION_SECONDS, DRIFT_CHECKS_TOTAL,
     DRIFT_SHARE, FEATURE_DRIFT_SCORE, FEATURE_DRIFTED, FEATURE_EFFECT_SIZE,
-    MODEL_ACCURACY_ESTIMATED, MODEL_ACCURACY_LIVE, MONITORING_ALERTS_TOTAL,
+    MODEL_ACCURACY_ESTIMATED, MODEL_ACCURACY_HOLDOUT, MODEL_ACCURACY_LIVE, MONITORING_ALERTS_TOTAL,
 };
 
 /// Monitoring's share of the process: the alert channel, one check at a time, and the count of
@@ -315,6 +315,8 @@ fn set_gauges(report: &CheckReport) -> Vec<(String, &'static str)> {
         metrics::gauge!(MODEL_ACCURACY_LIVE).set(p.live.as_ref().map_or(f64::NAN, |l| l.accuracy));
         metrics::gauge!(MODEL_ACCURACY_ESTIMATED)
             .set(p.estimated.as_ref().map_or(f64::NAN, |e| e.accuracy));
+        metrics::gauge!(MODEL_ACCURACY_HOLDOUT)
+            .set(p.holdout.get("accuracy").copied().unwrap_or(f64::NAN));
     }
     series
 }
@@ -325,6 +327,7 @@ fn clear_gauges(series: &[(String, &'static str)], features: &[String]) {
     metrics::gauge!(DATASET_DRIFT).set(f64::NAN);
     metrics::gauge!(MODEL_ACCURACY_LIVE).set(f64::NAN);
     metrics::gauge!(MODEL_ACCURACY_ESTIMATED).set(f64::NAN);
+    metrics::gauge!(MODEL_ACCURACY_HOLDOUT).set(f64::NAN);
     for (feature, test) in series {
         metrics::gauge!(FEATURE_DRIFT_SCORE, "feature" => feature.clone(), "stattest" => *test)
             .set(f64::NAN);

@@ -47,6 +47,7 @@ pub const FEATURE_EFFECT_SIZE: &str = "steward_feature_drift_effect_size";
 pub const DATA_MISSING_RATIO: &str = "steward_data_missing_ratio";
 pub const MODEL_ACCURACY_LIVE: &str = "steward_model_accuracy_live";
 pub const MODEL_ACCURACY_ESTIMATED: &str = "steward_model_accuracy_estimated";
+pub const MODEL_ACCURACY_HOLDOUT: &str = "steward_model_accuracy_holdout";
 pub const DRIFT_CHECKS_TOTAL: &str = "steward_drift_checks_total";
 pub const DRIFT_CHECK_DURATION_SECONDS: &str = "steward_drift_check_duration_seconds";
 pub const MONITORING_ALERTS_TOTAL: &str = "steward_monitoring_alerts_total";
@@ -243,6 +244,10 @@ fn describe() {
     describe_gauge!(
         MODEL_ACCURACY_ESTIMATED,
         "Accuracy estimated from the calibrated probabilities of the newest check's window (CBPE; no labels)."
+    );
+    describe_gauge!(
+        MODEL_ACCURACY_HOLDOUT,
+        "Holdout accuracy of the version the newest check watched, from its registration: the live and estimated accuracy's yardstick (config/prometheus rules alert on the drop)."
     );
     describe_counter!(
         DRIFT_CHECKS_TOTAL,

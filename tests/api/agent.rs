@@ -970,13 +970,15 @@ async fn alertmanagers_open_incidents_are_bounded_and_a_call_is_all_or_nothing()
     assert_eq!(r.status(), 415);
 }
 
-/// The Prometheus rules shipped for Alertmanager (config/prometheus/alerts.yml) are valid, and
-/// the error-rate rule fires with the `alert_type` the agent reads (promtool's rule tests).
+/// The Prometheus config shipped in config/prometheus is valid (scrape config, recording and
+/// alerting rules), and each alert fires past its threshold and `for`, once across replicas,
+/// with the `alert_type` the agent reads (promtool's rule tests, alerts_test.yml).
 #[test]
 fn the_shipped_prometheus_rules_fire_with_the_agents_labels() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/prometheus");
     for args in [
-        vec!["check", "rules", "alerts.yml"],
+        vec!["check", "config", "prometheus.yml"],
+        vec!["check", "rules", "rules.yml", "alerts.yml"],
         vec!["test", "rules", "alerts_test.yml"],
     ] {
         let out = std::process::Command::new("promtool")

@@ -11,6 +11,7 @@ mod helpers;
 
 mod access;
 mod agent;
+mod alerting;
 mod audit;
 mod auth;
 mod bounds;
@@ -18,6 +19,7 @@ mod cli;
 mod control;
 mod dashboard;
 mod data;
+mod deploy;
 mod drift;
 mod figures;
 mod layers;
