@@ -70,6 +70,13 @@ enum Command {
         #[arg(long, value_enum)]
         role: Option<crate::config::Role>,
     },
+    /// Ask a running server's /health (the container's HEALTHCHECK; the image has no curl):
+    /// exit 0 when it answers 200 within 5 seconds, 1 otherwise.
+    Health {
+        /// The URL to ask; default http://127.0.0.1:PORT/health with the configured port.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Apply pending database migrations and list what the store has applied.
     Migrate,
     /// Print the effective configuration, secrets masked, after checking it.
@@ -237,6 +244,27 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Config => {
             println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Health { url } => {
+            let url =
+                url.unwrap_or_else(|| format!("http://127.0.0.1:{}/health", settings.server.port));
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_global(Some(std::time::Duration::from_secs(5)))
+                .build()
+                .into();
+            match agent.get(&url).call() {
+                Ok(r) if r.status().as_u16() == 200 => Ok(ExitCode::SUCCESS),
+                Ok(r) => {
+                    eprintln!("health: HTTP {}", r.status().as_u16());
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    eprintln!("health: no answer: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Migrate => {
             let mut conn = open_store(&settings)?;
