@@ -29,7 +29,9 @@ lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 
+# tests/deploy/.venv holds moto's S3 server, which the S3 artifact test starts.
 test-sqlite:
+	scripts/deploy-venv
 	cargo test
 
 # The dashboard in Debian's headless Chromium, driven by playwright-core (tests/e2e/).
@@ -70,5 +72,6 @@ test-deploy:
 
 # The integration suite again, each test on a fresh database of a real PostgreSQL 15.
 test-postgres:
+	scripts/deploy-venv
 	scripts/postgres-up
 	TEST_DATABASE_URL=$(PG_TEST_URL) cargo test --test api

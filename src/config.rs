@@ -169,6 +169,35 @@ impl ServerSettings {
     }
 }
 
+/// `storage.url`: empty, or `s3://BUCKET[/PREFIX]` with an S3 bucket name (3 to 63 of a-z,
+/// 0-9, `.` and `-`) and a prefix of at most 200 characters without `..` or empty segments.
+pub fn check_storage_url(url: &str) -> Result<(), String> {
+    if url.is_empty() {
+        return Ok(());
+    }
+    let Some(rest) = url.strip_prefix("s3://") else {
+        return Err("must be empty (the local folder) or s3://BUCKET[/PREFIX]".into());
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if !bucket_ok {
+        return Err("the bucket must be 3 to 63 of a-z, 0-9, `.` and `-`".into());
+    }
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.chars().count() > 200
+        || (!prefix.is_empty()
+            && prefix
+                .split('/')
+                .any(|s| s.is_empty() || s == ".." || s == "." || s.chars().any(char::is_control)))
+    {
+        return Err("the prefix must be at most 200 characters of non-empty path segments".into());
+    }
+    Ok(())
+}
+
 fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
     let text = text.trim();
     if let Ok(net) = text.parse::<ipnet::IpNet>() {
@@ -192,6 +221,11 @@ pub struct DatabaseSettings {
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
     pub dir: PathBuf,
+    /// Where artifacts (blobs) live: empty for `<dir>/blobs`, or `s3://BUCKET[/PREFIX]` with
+    /// credentials, region and endpoint from the environment (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`). `dir` still
+    /// holds this process's own files (the audit head, a generated audit key).
+    pub url: String,
     /// Largest file an MLflow client may upload through the artifact proxy, in bytes (413
     /// past it).
     pub artifact_limit_bytes: usize,
@@ -326,6 +360,18 @@ impl Settings {
         }
         if self.storage.dir.as_os_str().is_empty() {
             return invalid("storage.dir", "must not be empty");
+        }
+        if let Err(message) = check_storage_url(&self.storage.url) {
+            return invalid("storage.url", &message);
+        }
+        // A key generated into storage.dir is one process's, and lost with an ephemeral disk:
+        // with a shared store, every replica signs the chain with the configured one.
+        if !self.storage.url.is_empty() && self.audit.key.expose_secret().is_empty() {
+            return invalid(
+                "audit.key",
+                "must be set when storage.url is S3: every replica sharing the store signs the \
+                 audit chain with the same key (64 hex digits, STEWARD__AUDIT__KEY)",
+            );
         }
         if self.auth.session_ttl_hours == 0 {
             return invalid("auth.session_ttl_hours", "must be greater than 0");

@@ -23,10 +23,7 @@ use crate::auth::accounts;
 use crate::auth::sessions;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Settings;
-use crate::data::{
-    self,
-    blob::{BlobStore, LocalBlobStore},
-};
+use crate::data::{self, blob::BlobStore};
 use crate::db::{self, Db};
 use crate::error;
 use crate::scheduler::{Scheduler, Scope};
@@ -423,7 +420,7 @@ fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
     let generated_admin_password =
         accounts::bootstrap_admin(&mut conn, settings.auth.admin_password.expose_secret())?;
     record_config_change(&mut conn, settings)?;
-    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(&settings.storage.dir));
+    let blobs: Arc<dyn BlobStore> = crate::data::blob::open(&settings.storage)?;
     let interrupted_runs = tracking::sweep_interrupted(&mut conn)?;
     drop(conn);
     let bootstrapped = data::bootstrap(&db, blobs.as_ref(), &settings.dataset)?;

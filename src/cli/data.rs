@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::{cli_actor, open_store};
 use crate::config::Settings;
-use crate::data::blob::{BlobStore, LocalBlobStore};
+use crate::data::blob::BlobStore;
 use crate::data::catalog::{self, ValidationRun};
 use crate::data::expectations::Suite;
 use crate::data::profile::{ColumnProfile, show};
@@ -116,7 +116,7 @@ pub(super) fn data_command(cmd: DataCommand, settings: &Settings) -> anyhow::Res
         return infer_schema(file, settings);
     }
     let mut conn = open_store(settings)?;
-    let blobs = LocalBlobStore::new(&settings.storage.dir);
+    let blobs = crate::data::blob::open(&settings.storage)?;
     match cmd {
         DataCommand::Add {
             file,
@@ -491,7 +491,7 @@ pub(super) fn validate_command(
             datasets::validate_table(&mut conn, &suite, &t, None, &label, &cli_actor())?
         }
         (None, Some(dataset)) => {
-            let blobs = LocalBlobStore::new(&settings.storage.dir);
+            let blobs = crate::data::blob::open(&settings.storage)?;
             datasets::validate_version(
                 &mut conn,
                 &blobs,

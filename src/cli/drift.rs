@@ -12,7 +12,6 @@ use clap::{Args, Subcommand};
 use super::data::file_label;
 use super::{cli_actor, open_db_as, open_store};
 use crate::config::Settings;
-use crate::data::blob::LocalBlobStore;
 use crate::data::stream::Scan;
 use crate::data::{self as datasets, table};
 use crate::monitoring::check::{self, CheckContext, CheckReport};
@@ -164,7 +163,7 @@ fn reference_side(args: &CompareArgs, settings: &Settings) -> anyhow::Result<Sid
         (None, Some(version)) => {
             let db = open_db_as(settings, crate::audit::Opening::ReadOnly)?;
             let mut conn = db.get()?;
-            let blobs = LocalBlobStore::new(&settings.storage.dir);
+            let blobs = crate::data::blob::open(&settings.storage)?;
             let (_, t) = datasets::load_version(&mut conn, &blobs, schema, &schema.name, version)?;
             Ok(Side::from_table(&t, schema))
         }
@@ -249,7 +248,7 @@ fn print_report(r: &DriftReport) {
 
 fn run_check(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     let mut conn = open_store(settings)?;
-    let blobs = LocalBlobStore::new(&settings.storage.dir);
+    let blobs = crate::data::blob::open(&settings.storage)?;
     let actor = cli_actor();
     let ctx = CheckContext {
         schema: &settings.dataset,

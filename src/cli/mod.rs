@@ -10,6 +10,7 @@ mod models;
 mod notify;
 mod runs;
 mod simulate;
+mod storage;
 mod train;
 
 use std::path::PathBuf;
@@ -77,6 +78,12 @@ enum Command {
         #[arg(long, value_name = "URL")]
         url: Option<String>,
     },
+    /// The store's job leases: which replica holds or last ran each scheduled job and the
+    /// agent, when, and how many runs (replicas sharing a store run each job once per tick).
+    Jobs {
+        #[arg(long)]
+        json: bool,
+    },
     /// Apply pending database migrations and list what the store has applied.
     Migrate,
     /// Print the effective configuration, secrets masked, after checking it.
@@ -127,6 +134,9 @@ enum Command {
     /// summary.
     #[command(subcommand)]
     Report(notify::ReportCommand),
+    /// The artifact store: where it is, and migrating its blobs to S3 or a folder.
+    #[command(subcommand)]
+    Storage(storage::StorageCommand),
 }
 
 #[derive(Subcommand)]
@@ -266,6 +276,31 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Jobs { json } => {
+            let mut conn = open_store(&settings)?;
+            let leases = crate::overview::leases(&mut conn, true)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&leases)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:<28} {:<5} {:<20} {:>6}  holder",
+                "lease", "state", "last started (UTC)", "runs"
+            );
+            for l in leases {
+                println!(
+                    "{:<28} {:<5} {:<20} {:>6}  {}",
+                    l.name,
+                    if l.held { "held" } else { "free" },
+                    l.last_started_at
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    l.runs,
+                    l.holder.unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate => {
             let mut conn = open_store(&settings)?;
             for version in db::applied_migrations(&mut conn)? {
@@ -288,6 +323,7 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
         Command::Approvals(cmd) => agent::approvals_command(cmd, &settings),
         Command::Notify(cmd) => notify::notify_command(cmd, &settings),
         Command::Report(cmd) => notify::report_command(cmd, &settings),
+        Command::Storage(cmd) => storage::storage_command(cmd, &settings),
     }
 }
 

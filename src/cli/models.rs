@@ -7,7 +7,6 @@ use clap::Subcommand;
 
 use super::{cli_actor, open_store};
 use crate::config::Settings;
-use crate::data::blob::LocalBlobStore;
 use crate::data::{self as datasets, table::read_table};
 use crate::registry::{self, Stage};
 use crate::training;
@@ -141,7 +140,7 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
             reason,
             force,
         } => {
-            let blobs = LocalBlobStore::new(&settings.storage.dir);
+            let blobs = crate::data::blob::open(&settings.storage)?;
             let features = settings.dataset.feature_names();
             let servable = registry::Servable::new(&blobs, &features);
             let actor = cli_actor();
@@ -172,7 +171,7 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
             println!("{model} v{version}: {} → {stage}{archived}", out.from_stage);
         }
         ModelsCommand::Rollback { reason, to, force } => {
-            let blobs = LocalBlobStore::new(&settings.storage.dir);
+            let blobs = crate::data::blob::open(&settings.storage)?;
             let features = settings.dataset.feature_names();
             let servable = registry::Servable::new(&blobs, &features);
             let actor = cli_actor();
@@ -205,7 +204,7 @@ pub(super) fn models_command(cmd: ModelsCommand, settings: &Settings) -> anyhow:
             dataset_version,
             json,
         } => {
-            let blobs = LocalBlobStore::new(&settings.storage.dir);
+            let blobs = crate::data::blob::open(&settings.storage)?;
             let mut validation = None;
             let (source, table) = match file {
                 Some(path) => {

@@ -8,7 +8,6 @@ use clap::Subcommand;
 
 use super::{cli_actor, open_db};
 use crate::config::Settings;
-use crate::data::blob::LocalBlobStore;
 use crate::notify::{self, store};
 use crate::reports::{self, Format, Report};
 
@@ -82,7 +81,7 @@ pub fn notify_command(cmd: NotifyCommand, settings: &Settings) -> anyhow::Result
     match cmd {
         NotifyCommand::Test { channel } => {
             let db = open_db(settings)?;
-            let blobs = LocalBlobStore::new(&settings.storage.dir);
+            let blobs = crate::data::blob::open(&settings.storage)?;
             let (delivery, status, error) =
                 notify::send_test(&db, &blobs, settings, &channel, &cli_actor())?;
             match (status, error) {
@@ -192,7 +191,7 @@ pub fn report_command(cmd: ReportCommand, settings: &Settings) -> anyhow::Result
         }
     };
     let db = open_db(settings)?;
-    let blobs = LocalBlobStore::new(&settings.storage.dir);
+    let blobs = crate::data::blob::open(&settings.storage)?;
     let doc = reports::build(&mut *db.get()?, &blobs, &settings.registry.model, &report)?;
     if out.pdf.is_none() && out.html.is_none() {
         print!(

@@ -9,7 +9,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{cli_actor, open_db};
 use crate::config::Settings;
-use crate::data::blob::LocalBlobStore;
 use crate::ml::models::ModelKind;
 use crate::training::{self, TrainRequest};
 
@@ -49,7 +48,7 @@ pub(super) struct TrainArgs {
 
 pub(super) fn train_command(args: TrainArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     let db = open_db(settings)?;
-    let blobs = LocalBlobStore::new(&settings.storage.dir);
+    let blobs = crate::data::blob::open(&settings.storage)?;
     let promote = training::servable_promotion(&blobs, settings);
     let request = TrainRequest {
         dataset: args.dataset,

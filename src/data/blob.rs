@@ -1,12 +1,15 @@
 //! Content-addressed blobs: bytes stored once under their BLAKE3 hash.
 //!
-//! `BlobStore` is the seam for other backends (S3 via object_store later); `LocalBlobStore`
-//! keeps blobs in `<storage.dir>/blobs/ab/cdef…`. Writes go to a temporary file in the same
-//! folder tree and are renamed into place, so a blob is either whole or absent. Every read
-//! re-hashes the bytes and refuses a blob whose content no longer matches its name.
+//! [`BlobStore`] has two backends, chosen by `storage.url` ([`open`]): [`LocalBlobStore`]
+//! keeps blobs in `<storage.dir>/blobs/ab/cdef…` (written to a temporary file and renamed into
+//! place, so a blob is either whole or absent); [`S3BlobStore`] keeps them as objects
+//! `<prefix>/blobs/ab/cdef…` in an S3 bucket through the `object_store` crate (an object is
+//! whole or absent by S3's own semantics). Every read re-hashes the bytes and refuses a blob
+//! whose content no longer matches its name, whichever backend it came from.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -21,6 +24,8 @@ pub enum BlobError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the artifact store at {url}: {message}")]
+    Remote { url: String, message: String },
 }
 
 /// What a `put` did.
@@ -41,6 +46,64 @@ pub trait BlobStore: Send + Sync {
     fn delete(&self, hash: &str) -> Result<(), BlobError>;
     /// Where the blob lives, for messages and tests.
     fn locate(&self, hash: &str) -> Result<String, BlobError>;
+    /// Every blob's hash, in no particular order (for `steward storage migrate`).
+    fn list(&self) -> Result<Vec<String>, BlobError>;
+    /// The store itself, for messages: a folder or `s3://bucket/prefix`.
+    fn describe(&self) -> String;
+}
+
+/// A shared store is a store (the CLI's commands hold the one [`open`] gave).
+impl<T: BlobStore + ?Sized> BlobStore for Arc<T> {
+    fn put(&self, bytes: &[u8]) -> Result<Stored, BlobError> {
+        (**self).put(bytes)
+    }
+    fn replace(&self, bytes: &[u8]) -> Result<Stored, BlobError> {
+        (**self).replace(bytes)
+    }
+    fn get(&self, hash: &str) -> Result<Vec<u8>, BlobError> {
+        (**self).get(hash)
+    }
+    fn delete(&self, hash: &str) -> Result<(), BlobError> {
+        (**self).delete(hash)
+    }
+    fn locate(&self, hash: &str) -> Result<String, BlobError> {
+        (**self).locate(hash)
+    }
+    fn list(&self) -> Result<Vec<String>, BlobError> {
+        (**self).list()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
+/// The store `storage.url` names: the local folder `<storage.dir>/blobs` when it is empty, an
+/// [`S3BlobStore`] for `s3://BUCKET[/PREFIX]`.
+///
+/// Errors: a URL `config` would refuse, or S3 settings from the environment that do not build
+/// a client (no region, a bad endpoint).
+pub fn open(storage: &crate::config::StorageSettings) -> Result<Arc<dyn BlobStore>, BlobError> {
+    open_url(&storage.url, &storage.dir)
+}
+
+/// [`open`] for a URL: empty or a folder path for a local store (`<dir>/blobs`), or
+/// `s3://BUCKET[/PREFIX]`.
+pub fn open_url(url: &str, dir: &Path) -> Result<Arc<dyn BlobStore>, BlobError> {
+    if url.is_empty() {
+        return Ok(Arc::new(LocalBlobStore::new(dir)));
+    }
+    if url.starts_with("s3://") {
+        return Ok(Arc::new(S3BlobStore::new(url)?));
+    }
+    Ok(Arc::new(LocalBlobStore::new(Path::new(url))))
+}
+
+fn valid_hash(hash: &str) -> Result<(), BlobError> {
+    if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(BlobError::BadHash(crate::error::bounded(hash, 80)))
+    }
 }
 
 pub fn hash_bytes(bytes: &[u8]) -> String {
@@ -59,10 +122,7 @@ impl LocalBlobStore {
     }
 
     fn path_of(&self, hash: &str) -> Result<PathBuf, BlobError> {
-        let valid = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
-        if !valid {
-            return Err(BlobError::BadHash(hash.to_owned()));
-        }
+        valid_hash(hash)?;
         let (shard, rest) = (hash.get(..2), hash.get(2..));
         match (shard, rest) {
             (Some(shard), Some(rest)) => Ok(self.root.join(shard).join(rest)),
@@ -141,6 +201,243 @@ impl BlobStore for LocalBlobStore {
 
     fn locate(&self, hash: &str) -> Result<String, BlobError> {
         Ok(self.path_of(hash)?.display().to_string())
+    }
+
+    fn list(&self) -> Result<Vec<String>, BlobError> {
+        let mut out = Vec::new();
+        let shards = match std::fs::read_dir(&self.root) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io(&self.root)(e)),
+        };
+        for shard in shards {
+            let shard = shard.map_err(io(&self.root))?;
+            let name = shard.file_name().to_string_lossy().into_owned();
+            if name.len() != 2 || !shard.path().is_dir() {
+                continue;
+            }
+            let dir = shard.path();
+            for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+                let rest = entry
+                    .map_err(io(&dir))?
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned();
+                // Temporary files of writes in progress have other names.
+                let hash = format!("{name}{rest}");
+                if valid_hash(&hash).is_ok() {
+                    out.push(hash.to_ascii_lowercase());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+}
+
+/// Blobs as objects in an S3 bucket (or an S3-compatible store: MinIO, moto), under
+/// `<prefix>/blobs/ab/cdef…`. The client comes from the environment (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
+/// `AWS_ALLOW_HTTP`: object_store's `AmazonS3Builder::from_env`). The trait is blocking, as
+/// its callers run on tokio's blocking pool (or in the CLI): each call runs its request on a
+/// small runtime of its own, from a scoped thread, so it works inside or outside tokio.
+pub struct S3BlobStore {
+    store: Arc<dyn object_store::ObjectStore>,
+    /// The key prefix without a trailing slash (may be empty).
+    prefix: String,
+    url: String,
+}
+
+/// The runtime S3 requests run on; never dropped (a runtime may not be dropped inside another).
+fn s3_runtime() -> Result<&'static tokio::runtime::Runtime, BlobError> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("steward-s3")
+        .enable_all()
+        .build()
+        .map_err(|e| BlobError::Io {
+            path: PathBuf::from("s3 runtime"),
+            source: e,
+        })?;
+    Ok(RUNTIME.get_or_init(|| rt))
+}
+
+impl S3BlobStore {
+    /// A store for `s3://BUCKET[/PREFIX]`.
+    ///
+    /// Errors: a malformed URL, or a client the environment's settings don't build.
+    pub fn new(url: &str) -> Result<Self, BlobError> {
+        let remote = |message: String| BlobError::Remote {
+            url: crate::error::bounded(url, 120),
+            message,
+        };
+        crate::config::check_storage_url(url).map_err(remote)?;
+        let rest = url.strip_prefix("s3://").unwrap_or(url);
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let store = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()
+            .map_err(|e| remote(crate::error::bounded(&e.to_string(), 300)))?;
+        Ok(S3BlobStore {
+            store: Arc::new(store),
+            prefix: prefix.trim_end_matches('/').to_owned(),
+            url: url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    fn key(&self, hash: &str) -> Result<object_store::path::Path, BlobError> {
+        valid_hash(hash)?;
+        let hash = hash.to_ascii_lowercase();
+        let (shard, rest) = (hash.get(..2).unwrap_or(""), hash.get(2..).unwrap_or(""));
+        Ok(object_store::path::Path::from(
+            self.join(&format!("blobs/{shard}/{rest}")),
+        ))
+    }
+
+    fn join(&self, tail: &str) -> String {
+        if self.prefix.is_empty() {
+            tail.to_owned()
+        } else {
+            format!("{}/{tail}", self.prefix)
+        }
+    }
+
+    fn error(&self, e: object_store::Error) -> BlobError {
+        BlobError::Remote {
+            url: self.url.clone(),
+            message: crate::error::bounded(&e.to_string(), 300),
+        }
+    }
+
+    /// Runs a request to completion on the S3 runtime, from a thread of its own.
+    fn run<T: Send>(
+        &self,
+        request: impl std::future::Future<Output = Result<T, object_store::Error>> + Send,
+    ) -> Result<T, BlobError> {
+        let rt = s3_runtime()?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| rt.block_on(request))
+                .join()
+                .map_err(|_| BlobError::Remote {
+                    url: self.url.clone(),
+                    message: "the request's thread panicked".into(),
+                })
+        })?
+        .map_err(|e| self.error(e))
+    }
+}
+
+impl BlobStore for S3BlobStore {
+    fn put(&self, bytes: &[u8]) -> Result<Stored, BlobError> {
+        use object_store::ObjectStoreExt;
+        let hash = hash_bytes(bytes);
+        let key = self.key(&hash)?;
+        let store = self.store.clone();
+        let exists = self.run(async move {
+            match store.head(&key).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })?;
+        if exists {
+            return Ok(Stored {
+                hash,
+                created: false,
+            });
+        }
+        self.replace(bytes)
+    }
+
+    fn replace(&self, bytes: &[u8]) -> Result<Stored, BlobError> {
+        use object_store::ObjectStoreExt;
+        let hash = hash_bytes(bytes);
+        let key = self.key(&hash)?;
+        let (store, payload) = (
+            self.store.clone(),
+            object_store::PutPayload::from(bytes.to_vec()),
+        );
+        self.run(async move { store.put(&key, payload).await })?;
+        Ok(Stored {
+            hash,
+            created: true,
+        })
+    }
+
+    fn get(&self, hash: &str) -> Result<Vec<u8>, BlobError> {
+        use object_store::ObjectStoreExt;
+        let key = self.key(hash)?;
+        let store = self.store.clone();
+        let bytes = self
+            .run(async move {
+                match store.get(&key).await {
+                    Ok(found) => found.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })?
+            .ok_or_else(|| BlobError::Missing {
+                hash: hash.to_owned(),
+            })?;
+        let actual = hash_bytes(&bytes);
+        if actual != hash.to_ascii_lowercase() {
+            return Err(BlobError::Corrupt {
+                hash: hash.to_owned(),
+                actual,
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    fn delete(&self, hash: &str) -> Result<(), BlobError> {
+        use object_store::ObjectStoreExt;
+        let key = self.key(hash)?;
+        let store = self.store.clone();
+        self.run(async move {
+            match store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn locate(&self, hash: &str) -> Result<String, BlobError> {
+        let key = self.key(hash)?;
+        let bucket = self
+            .url
+            .strip_prefix("s3://")
+            .and_then(|r| r.split('/').next())
+            .unwrap_or("");
+        Ok(format!("s3://{bucket}/{key}"))
+    }
+
+    fn list(&self) -> Result<Vec<String>, BlobError> {
+        use futures_util::TryStreamExt;
+        let prefix = object_store::path::Path::from(self.join("blobs"));
+        let store = self.store.clone();
+        let keys: Vec<object_store::ObjectMeta> =
+            self.run(async move { store.list(Some(&prefix)).try_collect().await })?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|meta| {
+                let mut parts: Vec<&str> = meta.location.as_ref().rsplit('/').take(2).collect();
+                parts.reverse();
+                let hash = parts.concat();
+                valid_hash(&hash).ok().map(|()| hash.to_ascii_lowercase())
+            })
+            .collect())
+    }
+
+    fn describe(&self) -> String {
+        self.url.clone()
     }
 }
 

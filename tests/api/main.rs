@@ -30,5 +30,6 @@ mod replicas;
 mod reports;
 mod routes;
 mod serving;
+mod storage;
 mod store;
 mod train;

@@ -1,0 +1,275 @@
+//! Artifacts on S3: moto's S3 server (from PyPI, in tests/deploy/.venv) on loopback. A store
+//! made on the local folder is migrated to a bucket and verified; a server on the bucket alone
+//! (the local blobs moved away) serves, predicts and trains into it; an object changed in the
+//! bucket is refused by its hash; a bad storage.url is refused at start.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::cli::{start_server, terminate};
+use crate::helpers::{AUDIT_KEY, client, fresh_database, steward_bin};
+
+const MOTO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/deploy/.venv/bin/moto_server"
+);
+const BUCKET: &str = "steward-test";
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The keys under `prefix` in the bucket (moto answers unsigned requests).
+async fn keys(s3: &str, prefix: &str) -> Vec<String> {
+    let text = client()
+        .get(format!(
+            "{s3}/{BUCKET}?list-type=2&prefix={prefix}&max-keys=1000"
+        ))
+        .send()
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("text");
+    text.split("<Key>")
+        .skip(1)
+        .filter_map(|k| k.split("</Key>").next())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn run(env: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(steward_bin())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("steward");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn artifacts_migrate_to_s3_and_are_served_from_it_verified() {
+    assert!(
+        std::path::Path::new(MOTO).exists(),
+        "moto's server is in tests/deploy/.venv (scripts/deploy-venv; make test runs it)"
+    );
+    let port = free_port();
+    let _moto = Daemon(
+        Command::new(MOTO)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server"),
+    );
+    let s3 = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client().put(format!("{s3}/{BUCKET}")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "moto did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = fresh_database(dir.path());
+    let storage = dir.path().join("var");
+    let mut env = vec![
+        ("STEWARD__DATABASE__URL", database.url.clone()),
+        ("STEWARD__STORAGE__DIR", storage.display().to_string()),
+        ("STEWARD__AUDIT__KEY", AUDIT_KEY.to_owned()),
+        (
+            "STEWARD__AUTH__ADMIN_PASSWORD",
+            "storage-admin-password-1".to_owned(),
+        ),
+        ("STEWARD__TRAINING__MODELS", "lr".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ENDPOINT_URL", s3.clone()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+    ];
+    // A store made on the local folder: the bundled data and a first model.
+    let mut first = env.clone();
+    first.push(("STEWARD__TRAINING__ON_FIRST_START", "true".into()));
+    let (mut child, _, _) = start_server(&first);
+    terminate(&mut child);
+    let (code, info, _) = run(&env, &["storage", "info"]);
+    assert_eq!(code, 0);
+    let local: usize = info
+        .split('(')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!(local >= 3, "data, model and more: {info}");
+
+    // Migrated, verified; a second run copies nothing again.
+    let url = format!("s3://{BUCKET}/artifacts");
+    let (code, out, err) = run(&env, &["storage", "migrate", "--to", &url]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("{local} copied")), "{out}");
+    assert_eq!(keys(&s3, "artifacts/blobs/").await.len(), local);
+    let (code, out, _) = run(&env, &["storage", "migrate", "--to", &url]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("0 copied, {local} already")), "{out}");
+
+    // A server on the bucket alone: the local blobs are moved away.
+    std::fs::rename(storage.join("blobs"), dir.path().join("blobs-away")).expect("move away");
+    env.push(("STEWARD__STORAGE__URL", url.clone()));
+    let (code, info, _) = run(&env, &["storage", "info"]);
+    assert_eq!(code, 0);
+    assert!(
+        info.starts_with(&url) && info.contains(&format!("({local} blobs)")),
+        "{info}"
+    );
+    let (mut child, port, _) = start_server(&env);
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = client()
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 200, "the model loaded from S3");
+    let patient = json!({"age": 63, "sex": 1, "cp": 1, "trestbps": 145, "chol": 233, "fbs": 1,
+        "restecg": 2, "thalach": 150, "exang": 0, "oldpeak": 2.3, "slope": 3, "ca": 0, "thal": 6});
+    let r = client()
+        .post(format!("{base}/predict"))
+        .json(&patient)
+        .send()
+        .await
+        .expect("predict");
+    assert_eq!(r.status(), 200);
+    // Training writes its artifacts to the bucket.
+    let (_, token_out, _) = run(
+        &env,
+        &["tokens", "create", "--user", "admin", "--name", "s3"],
+    );
+    let token = token_out
+        .split_whitespace()
+        .find(|w| w.starts_with("stw_"))
+        .expect("a token")
+        .to_owned();
+    let r = client()
+        .post(format!("{base}/api/v1/runs"))
+        .bearer_auth(&token)
+        .json(&json!({"models": ["lr"], "register": true, "promote": false}))
+        .send()
+        .await
+        .expect("train");
+    assert_eq!(r.status(), 201);
+    let after = keys(&s3, "artifacts/blobs/").await;
+    assert!(after.len() > local, "{} blobs after training", after.len());
+    assert!(
+        !storage.join("blobs").exists(),
+        "nothing written to the local folder"
+    );
+    // The runs' artifacts read back through the API, verified.
+    let runs: Value = client()
+        .get(format!("{base}/api/v1/runs"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("runs")
+        .json()
+        .await
+        .expect("json");
+    let run_id = runs["runs"][0]["id"]
+        .as_str()
+        .or(runs[0]["id"].as_str())
+        .expect("a run");
+    let detail: Value = client()
+        .get(format!("{base}/api/v1/runs/{run_id}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("run")
+        .json()
+        .await
+        .expect("json");
+    let artifact = detail["artifacts"][0]["name"]
+        .as_str()
+        .expect("an artifact");
+    let r = client()
+        .get(format!("{base}/api/v1/runs/{run_id}/artifacts/{artifact}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("artifact");
+    assert_eq!(r.status(), 200, "{artifact}");
+    terminate(&mut child);
+
+    // An object changed in the bucket is refused by its hash: the migration back names it and
+    // copies the rest.
+    let victim = after[0].clone();
+    {
+        use object_store::ObjectStoreExt;
+        let bucket = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(BUCKET)
+            .with_endpoint(&s3)
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .expect("a client");
+        bucket
+            .put(
+                &object_store::path::Path::from(victim.as_str()),
+                object_store::PutPayload::from_static(b"not what was stored"),
+            )
+            .await
+            .expect("tamper");
+    }
+    let back = dir.path().join("back");
+    let (code, out, err) = run(
+        &env,
+        &["storage", "migrate", "--to", &back.display().to_string()],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    let hash: String = victim
+        .rsplit('/')
+        .take(2)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert!(err.contains(&hash) && err.contains("corrupt"), "{err}");
+    assert!(
+        out.contains(&format!("{} copied", after.len() - 1)),
+        "{out}"
+    );
+
+    // A storage.url that is not one is refused at start, naming the key.
+    let mut bad = env.clone();
+    bad.retain(|(k, _)| *k != "STEWARD__STORAGE__URL");
+    bad.push(("STEWARD__STORAGE__URL", "s3://UPPER_case/x".into()));
+    let (code, _, err) = run(&bad, &["storage", "info"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("storage.url"), "{err}");
+    let (code, _, err) = run(&env, &["audit", "verify"]);
+    assert_eq!(code, 0, "{err}");
+}
