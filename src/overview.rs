@@ -126,3 +126,63 @@ pub async fn collect(state: &AppState, admin: bool) -> Result<Overview, AppError
         })
         .await
 }
+
+/// The replicas' division of work ([`crate::db::lease`]), as `GET /api/v1/scheduler`, the
+/// Overview page and `steward jobs` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchedulerView {
+    /// This process's `server.role` (`all`, `api`, `worker`); `None` from the CLI.
+    pub role: Option<&'static str>,
+    /// This process's holder id (`host:pid:start`), for admins.
+    pub holder: Option<String>,
+    /// Whether this process runs the agent now (holds its lease).
+    pub agent_leading: bool,
+    pub lease_secs: u64,
+    pub leases: Vec<LeaseView>,
+}
+
+/// One lease: `job:<name>` for a scheduled job of the store, `agent` for the agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseView {
+    pub name: String,
+    /// Who holds it or ran it last (host and pid), for admins; `None` otherwise or never.
+    pub holder: Option<String>,
+    /// A run (or the agent) holds it now.
+    pub held: bool,
+    pub expires_at: chrono::NaiveDateTime,
+    /// When its latest run started; `None` before the first.
+    pub last_started_at: Option<chrono::NaiveDateTime>,
+    pub runs: i64,
+}
+
+/// The leases in the store, shaped for `admin` or not (holder ids name hosts and pids).
+///
+/// Errors: the store's.
+pub fn leases(conn: &mut DbConnection, admin: bool) -> Result<Vec<LeaseView>, AppError> {
+    let now = db::now();
+    Ok(db::lease::list(conn)?
+        .into_iter()
+        .map(|l| LeaseView {
+            holder: (admin && !l.holder.is_empty()).then_some(l.holder),
+            held: l.expires_at >= now,
+            last_started_at: (l.runs > 0).then_some(l.started_at),
+            name: l.name,
+            expires_at: l.expires_at,
+            runs: l.runs,
+        })
+        .collect())
+}
+
+/// This process's [`SchedulerView`].
+///
+/// Errors: the store's.
+pub async fn scheduler(state: &AppState, admin: bool) -> Result<SchedulerView, AppError> {
+    let leases = state.db.run(move |conn| leases(conn, admin)).await?;
+    Ok(SchedulerView {
+        role: Some(state.settings.server.role.as_str()),
+        holder: admin.then(crate::tracking::owner),
+        agent_leading: state.agent.is_leading(),
+        lease_secs: state.settings.scheduler.lease_secs,
+        leases,
+    })
+}

@@ -536,7 +536,9 @@ const WATCHED_BOTH_WAYS: [&str; 3] = ["drift", "decay", "estimated_decay"];
 
 /// The open incident an alert repeats: the one of its fingerprint, or, for a kind both
 /// monitoring and Alertmanager report ([`WATCHED_BOTH_WAYS`]), the oldest open one of the same
-/// kind and model from the other source.
+/// kind, model and version from the other source. The version is the alert's `model_version`,
+/// or (a Prometheus rule over the gauges names none) the model's Production version, which the
+/// gauges describe; with neither, nothing is joined.
 fn same_problem(conn: &mut DbConnection, alert: &NewAlert) -> Result<Option<String>, AppError> {
     if store::open_incident(conn, &alert.fingerprint)?.is_some() {
         return Ok(Some(alert.fingerprint.clone()));
@@ -544,10 +546,18 @@ fn same_problem(conn: &mut DbConnection, alert: &NewAlert) -> Result<Option<Stri
     if !WATCHED_BOTH_WAYS.contains(&alert.alert_type.as_str()) {
         return Ok(None);
     }
+    let version = match alert.version {
+        Some(v) => v,
+        None => match crate::registry::production(conn, &alert.model)? {
+            Some(p) => p.version,
+            None => return Ok(None),
+        },
+    };
     Ok(agent_incidents::table
         .filter(agent_incidents::status.eq("open"))
         .filter(agent_incidents::model.eq(&alert.model))
         .filter(agent_incidents::alert_type.eq(&alert.alert_type))
+        .filter(agent_incidents::version.eq(version))
         .filter(agent_incidents::source.ne(alert.source))
         .order(agent_incidents::first_seen.asc())
         .select(agent_incidents::fingerprint)

@@ -219,6 +219,7 @@ impl Agent {
                 }
             };
             let was = self.leading.swap(leading, Ordering::SeqCst);
+            metrics::gauge!(crate::telemetry::AGENT_LEADING).set(if leading { 1.0 } else { 0.0 });
             if leading && !was {
                 tracing::info!("this process runs the agent now (it holds the agent's lease)");
                 match deps.db.run(recover).await {

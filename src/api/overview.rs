@@ -32,26 +32,5 @@ pub async fn get_scheduler(
 ) -> Result<HttpResponse, AppError> {
     identity.require_read(&state.settings.auth)?;
     let admin = identity.has(Role::Admin);
-    let leases = state.db.run(crate::db::lease::list).await?;
-    let now = crate::db::now();
-    let leases: Vec<serde_json::Value> = leases
-        .into_iter()
-        .map(|l| {
-            serde_json::json!({
-                "name": l.name,
-                "holder": if admin && !l.holder.is_empty() { Some(l.holder) } else { None },
-                "held": l.expires_at >= now,
-                "expires_at": l.expires_at,
-                "last_started_at": (l.runs > 0).then_some(l.started_at),
-                "runs": l.runs,
-            })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "role": state.settings.server.role.as_str(),
-        "holder": if admin { Some(crate::tracking::owner()) } else { None },
-        "agent_leading": state.agent.is_leading(),
-        "lease_secs": state.settings.scheduler.lease_secs,
-        "leases": leases,
-    })))
+    Ok(HttpResponse::Ok().json(overview::scheduler(&state, admin).await?))
 }

@@ -56,6 +56,7 @@ pub const AGENT_DECISIONS_TOTAL: &str = "steward_agent_decisions_total";
 pub const AGENT_ACTIONS_TOTAL: &str = "steward_agent_actions_total";
 pub const APPROVALS_PENDING: &str = "steward_approvals_pending";
 pub const AGENT_PAUSED: &str = "steward_agent_paused";
+pub const AGENT_LEADING: &str = "steward_agent_leading";
 pub const AGENT_INCIDENTS_OPEN: &str = "steward_agent_incidents_open";
 pub const NOTIFICATIONS_TOTAL: &str = "steward_notifications_total";
 pub const NOTIFICATIONS_PENDING: &str = "steward_notifications_pending";
@@ -276,6 +277,10 @@ fn describe() {
     );
     describe_gauge!(APPROVALS_PENDING, "Approval requests waiting for a person.");
     describe_gauge!(AGENT_PAUSED, "1 while the agent's kill switch is on.");
+    describe_gauge!(
+        AGENT_LEADING,
+        "1 while this process runs the agent (holds the agent's lease among replicas sharing the store), else 0."
+    );
     describe_gauge!(AGENT_INCIDENTS_OPEN, "Open incidents.");
     describe_counter!(
         NOTIFICATIONS_TOTAL,

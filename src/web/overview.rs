@@ -15,6 +15,7 @@ struct OverviewPage {
     overview: Overview,
     started: String,
     events: Vec<EventView>,
+    scheduler: overview::SchedulerView,
 }
 
 pub async fn get_overview(
@@ -24,7 +25,9 @@ pub async fn get_overview(
     identity.require_read(&state.settings.auth)?;
     let admin = identity.has(Role::Admin);
     let overview = overview::collect(&state, admin).await?;
+    let scheduler = overview::scheduler(&state, admin).await?;
     let page = OverviewPage {
+        scheduler,
         chrome: Chrome::new(&identity, "/"),
         started: overview
             .started_at

@@ -331,7 +331,7 @@ fn gated(s: &mut steward::config::Settings, ttl_hours: f64) {
     s.agent.approval_ttl_hours = ttl_hours;
     s.agent.rules = vec![steward::agent::settings::Rule {
         name: "gated-retrain".into(),
-        alert_types: vec!["drift".into()],
+        alert_types: vec!["drift".into(), "external".into()],
         drift_share_above: Some(0.5),
         drift_share_at_most: None,
         within_rollback_window: None,
@@ -376,19 +376,20 @@ async fn d_approval_gated_retrains_run_once_when_approved_and_never_when_rejecte
     )
     .await;
     run_check(&app, &admin).await;
-    // Its retrain ends with a request; then a second incident of the same kind, from
-    // Alertmanager: a second request.
+    // Its retrain ends with a request; then a second incident, from Alertmanager: a second
+    // request.
     until(&app, &admin, "/api/v1/approvals?status=pending", 300, |v| {
         list(v).len() == 1
     })
     .await;
     let (status, taken) = app
-        .api(
-            &admin,
-            "POST",
-            "/agent/alerts",
-            drift_alert("00000000000000d2", "firing"),
-        )
+        .api(&admin, "POST", "/agent/alerts", {
+            // Another problem than the drift monitoring reported (a drift alert about the
+            // same version would join its incident): an outside alert the gated rule takes.
+            let mut other = drift_alert("00000000000000d2", "firing");
+            other["alerts"][0]["labels"]["alert_type"] = json!("external");
+            other
+        })
         .await;
     assert_eq!(status, 200, "{taken}");
     let pending = until(&app, &admin, "/api/v1/approvals?status=pending", 300, |v| {

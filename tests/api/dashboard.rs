@@ -16,6 +16,24 @@ async fn every_page_of_the_navigation_renders_for_a_viewer() {
         .map(str::to_owned)
         .collect();
     assert_eq!(paths.len(), 13, "{paths:?}");
+    // The replicas' jobs: this one's role, and (to an admin) the agent's lease with its holder.
+    assert!(overview.contains("Jobs across replicas"), "{overview}");
+    assert!(overview.contains("<code>all</code>"), "{overview}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let page = app.get("/").await.text().await.expect("html");
+        let table = page.split("id=\"leases\"").nth(1).unwrap_or("");
+        if table.contains("<code>agent</code>")
+            && table.contains(&format!(":{}:", std::process::id()))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent's lease on the Overview: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     for path in &paths {
         let response = app.get(path).await;
         assert_eq!(response.status(), 200, "{path}");

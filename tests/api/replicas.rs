@@ -226,6 +226,38 @@ async fn three_replicas_on_one_store_share_the_work() {
     let leader = pid_of(&agent["holder"]).expect("someone leads the agent");
     assert!([a.pid, b.pid].contains(&leader), "{s}");
     assert_eq!(agent["held"], true, "{s}");
+    // The same from the CLI, and in each replica's metrics: one runs the agent.
+    let jobs = Command::new(steward_bin())
+        .args(["jobs", "--json"])
+        .envs(base.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("steward jobs");
+    let jobs: Value = serde_json::from_slice(&jobs.stdout).expect("JSON");
+    let names: Vec<&str> = jobs
+        .as_array()
+        .expect("leases")
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"agent") && names.contains(&"job:drift_check"),
+        "{jobs}"
+    );
+    let mut leading = 0;
+    for r in [&a, &b, &c] {
+        let text = client()
+            .get(format!("{}/metrics", r.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if text.lines().any(|l| l == "steward_agent_leading 1") {
+            leading += 1;
+        }
+    }
+    assert_eq!(leading, 1, "one replica runs the agent");
 
     // The repeated drift is one incident with one decision, whichever replica checked.
     let pending = until(
