@@ -179,12 +179,21 @@ pub fn check_storage_url(url: &str) -> Result<(), String> {
         return Err("must be empty (the local folder) or s3://BUCKET[/PREFIX]".into());
     };
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let edge = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     let bucket_ok = (3..=63).contains(&bucket.len())
         && bucket
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && edge(bucket.bytes().next())
+        && edge(bucket.bytes().last())
+        && !bucket.contains("..")
+        && bucket.parse::<std::net::Ipv4Addr>().is_err();
     if !bucket_ok {
-        return Err("the bucket must be 3 to 63 of a-z, 0-9, `.` and `-`".into());
+        return Err(
+            "the bucket must be 3 to 63 of a-z, 0-9, `.` and `-`, begin and end with a letter or \
+             digit, and not look like an IP address"
+                .into(),
+        );
     }
     let prefix = prefix.trim_end_matches('/');
     if prefix.chars().count() > 200
@@ -307,6 +316,12 @@ impl Settings {
         if let Ok(password) = std::env::var("STEWARD_ADMIN_PASSWORD") {
             builder = builder.set_override("auth.admin_password", password)?;
         }
+        // Render's public address of the service, unless notify.public_url is set by name.
+        if let Ok(url) = std::env::var("RENDER_EXTERNAL_URL") {
+            if std::env::var_os("STEWARD__NOTIFY__PUBLIC_URL").is_none() && !url.is_empty() {
+                builder = builder.set_override("notify.public_url", url)?;
+            }
+        }
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
@@ -366,11 +381,14 @@ impl Settings {
         }
         // A key generated into storage.dir is one process's, and lost with an ephemeral disk:
         // with a shared store, every replica signs the chain with the configured one.
-        if !self.storage.url.is_empty() && self.audit.key.expose_secret().is_empty() {
+        if (!self.storage.url.is_empty() || self.server.role != Role::All)
+            && self.audit.key.expose_secret().is_empty()
+        {
             return invalid(
                 "audit.key",
-                "must be set when storage.url is S3: every replica sharing the store signs the \
-                 audit chain with the same key (64 hex digits, STEWARD__AUDIT__KEY)",
+                "must be set with storage.url on S3 or a server.role other than all: every \
+                 replica sharing the store signs the audit chain with the same key (64 hex \
+                 digits, STEWARD__AUDIT__KEY; an existing store's is in <storage.dir>/audit.key)",
             );
         }
         if self.auth.session_ttl_hours == 0 {

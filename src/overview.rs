@@ -180,7 +180,7 @@ pub async fn scheduler(state: &AppState, admin: bool) -> Result<SchedulerView, A
     let leases = state.db.run(move |conn| leases(conn, admin)).await?;
     Ok(SchedulerView {
         role: Some(state.settings.server.role.as_str()),
-        holder: admin.then(crate::tracking::owner),
+        holder: admin.then(crate::tracking::lease_holder),
         agent_leading: state.agent.is_leading(),
         lease_secs: state.settings.scheduler.lease_secs,
         leases,

@@ -82,7 +82,7 @@ impl Scheduler {
     /// within the interval is counted as `skipped`.
     pub fn start(self, state: AppState, stop: CancellationToken, role: Role) -> JoinSet<()> {
         let mut set = JoinSet::new();
-        let holder: Arc<str> = crate::tracking::owner().into();
+        let holder: Arc<str> = crate::tracking::lease_holder().into();
         for job in self.jobs {
             if !role.works() && job.scope == Scope::Store {
                 continue;
@@ -140,13 +140,13 @@ async fn store_tick(state: &AppState, job: &Job, holder: &Arc<str>) -> &'static 
                 &me,
                 ttl,
                 lease::Take::Run { gap },
-                &crate::tracking::owner_gone_here,
+                &crate::tracking::lease_holder_gone,
             )
         })
         .await;
     match taken {
-        Ok(true) => {}
-        Ok(false) => return "skipped",
+        Ok(t) if t.held() => {}
+        Ok(_) => return "skipped",
         Err(e) => {
             tracing::warn!(job = job.name, error = %e, "taking the job's lease failed");
             return "failure";

@@ -293,6 +293,8 @@ impl Application {
         tracing::info!(
             port = self.port,
             backend = %self.state.db.backend(),
+            artifacts = %self.state.blobs.describe(),
+            role = role.as_str(),
             "steward is serving"
         );
         let handle = self.server.handle();
@@ -376,6 +378,8 @@ pub async fn shutdown_signal() {
 /// registered.
 fn prepare_store(settings: &Settings) -> anyhow::Result<Prepared> {
     let db = Db::connect(&settings.database)?;
+    // Replicas starting together on one PostgreSQL prepare it one after another.
+    let _start = db::StartLock::acquire(&db)?;
     let mut conn = db.get()?;
     let migrations_applied = db::run_migrations(&mut conn)?;
     let audit = audit::prepare(

@@ -38,6 +38,10 @@ pub struct Tools<'a> {
     pub blobs: &'a dyn BlobStore,
     pub settings: &'a Settings,
     pub serving: &'a Serving,
+    /// Asked inside the transaction of a registry change (a promotion, a rollback): `Some(why)`
+    /// when the action may no longer change anything (this process lost the agent's lease, or
+    /// another marked the action interrupted).
+    pub fence: &'a (dyn Fn(&mut DbConnection) -> Result<Option<String>, AppError> + Sync),
 }
 
 /// Writes a notification of the incident's kind into the outbox (the notify worker routes and
@@ -270,6 +274,10 @@ pub fn run_rollback(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, App
     let outcome = tools
         .serving
         .apply(&mut conn, tools.blobs, |conn, servable| {
+            if let Some(why) = (tools.fence)(conn)? {
+                *skipped.borrow_mut() = Some(why);
+                return Ok(None);
+            }
             let Some(current) = registry::production(conn, model)? else {
                 *skipped.borrow_mut() = Some("nothing is in Production".into());
                 return Ok(None);
@@ -331,6 +339,10 @@ pub fn promote(
     // promotion or rollback of this process comes between the check and the move.
     let skipped = std::cell::RefCell::new(None::<String>);
     let outcome = tools.serving.apply(conn, tools.blobs, |conn, servable| {
+        if let Some(why) = (tools.fence)(conn)? {
+            *skipped.borrow_mut() = Some(why);
+            return Ok(None);
+        }
         let current = registry::production(conn, model)?.map(|v| v.version);
         let why = if current != champion {
             Some(format!(

@@ -414,9 +414,7 @@ pub fn ingest_all(
                 .iter()
                 .filter(|a| a.source == "alertmanager" && !a.resolved)
             {
-                if !new.contains(&a.fingerprint.as_str())
-                    && store::open_incident(conn, &a.fingerprint)?.is_none()
-                {
+                if !new.contains(&a.fingerprint.as_str()) && same_problem(conn, a)?.is_none() {
                     new.push(&a.fingerprint);
                 }
             }
@@ -534,31 +532,40 @@ fn ingest_locked(
 /// (from the same gauges, through Alertmanager): one problem, one incident, whoever saw it first.
 const WATCHED_BOTH_WAYS: [&str; 3] = ["drift", "decay", "estimated_decay"];
 
-/// The open incident an alert repeats: the one of its fingerprint, or, for a kind both
-/// monitoring and Alertmanager report ([`WATCHED_BOTH_WAYS`]), the oldest open one of the same
-/// kind, model and version from the other source. The version is the alert's `model_version`,
-/// or (a Prometheus rule over the gauges names none) the model's Production version, which the
-/// gauges describe; with neither, nothing is joined.
+/// The version a problem of a kind both sources report is about: the alert's
+/// `model_version`, or (a Prometheus rule over the gauges names none) the model's Production
+/// version, which the gauges describe. `None` for other kinds, or with neither.
+fn problem_version(conn: &mut DbConnection, alert: &NewAlert) -> Result<Option<i32>, AppError> {
+    if !WATCHED_BOTH_WAYS.contains(&alert.alert_type.as_str()) {
+        return Ok(alert.version);
+    }
+    match alert.version {
+        Some(v) => Ok(Some(v)),
+        None => Ok(crate::registry::production(conn, &alert.model)?.map(|p| p.version)),
+    }
+}
+
+/// The open incident an alert repeats: the one of its fingerprint, or, for an Alertmanager
+/// alert of a kind monitoring reports too ([`WATCHED_BOTH_WAYS`]), the oldest open incident
+/// monitoring opened for the same kind, model and version ([`problem_version`]). One way
+/// only: monitoring's own alerts never join an outside incident, whose decision (made on an
+/// outside word, perhaps a no-op) must not hold back what monitoring's evidence decides.
 fn same_problem(conn: &mut DbConnection, alert: &NewAlert) -> Result<Option<String>, AppError> {
     if store::open_incident(conn, &alert.fingerprint)?.is_some() {
         return Ok(Some(alert.fingerprint.clone()));
     }
-    if !WATCHED_BOTH_WAYS.contains(&alert.alert_type.as_str()) {
+    if alert.source != "alertmanager" || !WATCHED_BOTH_WAYS.contains(&alert.alert_type.as_str()) {
         return Ok(None);
     }
-    let version = match alert.version {
-        Some(v) => v,
-        None => match crate::registry::production(conn, &alert.model)? {
-            Some(p) => p.version,
-            None => return Ok(None),
-        },
+    let Some(version) = problem_version(conn, alert)? else {
+        return Ok(None);
     };
     Ok(agent_incidents::table
         .filter(agent_incidents::status.eq("open"))
         .filter(agent_incidents::model.eq(&alert.model))
         .filter(agent_incidents::alert_type.eq(&alert.alert_type))
         .filter(agent_incidents::version.eq(version))
-        .filter(agent_incidents::source.ne(alert.source))
+        .filter(agent_incidents::source.eq("monitoring"))
         .order(agent_incidents::first_seen.asc())
         .select(agent_incidents::fingerprint)
         .first(conn)

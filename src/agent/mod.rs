@@ -74,6 +74,27 @@ pub struct Agent {
 /// The lease one process at a time holds to run the agent, among replicas sharing a store.
 pub const AGENT_LEASE: &str = "agent";
 
+/// Actions of this process running beside the worker (retrains): while any runs, a stopping
+/// process keeps the agent's lease (see [`Agent::work`]), so no other replica recovers an
+/// action that is still going.
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One action in [`IN_FLIGHT`] until dropped.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Checks remembered in [`Agent::claims`].
 const CLAIMS: usize = 64;
 
@@ -190,7 +211,7 @@ impl Agent {
         {
             self.claim(&check.id, true);
         }
-        let holder: Arc<str> = crate::tracking::owner().into();
+        let holder: Arc<str> = crate::tracking::lease_holder().into();
         let ttl = chrono::Duration::seconds(
             i64::try_from(deps.settings.scheduler.lease_secs).unwrap_or(30),
         );
@@ -207,29 +228,29 @@ impl Agent {
                         &me,
                         ttl,
                         crate::db::lease::Take::Lead,
-                        &crate::tracking::owner_gone_here,
+                        &crate::tracking::lease_holder_gone,
                     )
                 })
                 .await;
-            let leading = match lead {
-                Ok(l) => l,
+            // A store error leaves the state as it was (the next pass will tell); only a
+            // tenure taken from another holder (or from nobody) recovers what was left running:
+            // this process's own actions keep running through a renewal.
+            let (leading, new_tenure) = match lead {
+                Ok(crate::db::lease::Taken::New) => (true, true),
+                Ok(crate::db::lease::Taken::Renewed) => (true, false),
+                Ok(crate::db::lease::Taken::No) => (false, false),
                 Err(e) => {
                     tracing::error!(error = %e, "taking the agent's lease failed");
-                    false
+                    (self.is_leading(), false)
                 }
             };
             let was = self.leading.swap(leading, Ordering::SeqCst);
             metrics::gauge!(crate::telemetry::AGENT_LEADING).set(if leading { 1.0 } else { 0.0 });
             if leading && !was {
                 tracing::info!("this process runs the agent now (it holds the agent's lease)");
-                match deps.db.run(recover).await {
-                    Ok(n) if n > 0 => tracing::warn!(
-                        actions = n,
-                        "actions left running by a stopped process marked failed"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!(error = %e, "recovering the agent's running actions"),
-                }
+            }
+            let renewer_gone = renewing.as_ref().is_none_or(|r| r.is_finished());
+            if leading && renewer_gone {
                 renewing = Some(crate::db::lease::keep_renewed(
                     deps.db.clone(),
                     AGENT_LEASE.into(),
@@ -240,6 +261,22 @@ impl Agent {
                 tracing::warn!("another process runs the agent now");
                 if let Some(r) = renewing.take() {
                     r.abort();
+                }
+            }
+            if !leading {
+                // The leader's pass sets these; a follower's would go stale.
+                metrics::gauge!(APPROVALS_PENDING).set(f64::NAN);
+                metrics::gauge!(AGENT_INCIDENTS_OPEN).set(f64::NAN);
+                metrics::gauge!(AGENT_PAUSED).set(f64::NAN);
+            }
+            if new_tenure {
+                match deps.db.run(recover).await {
+                    Ok(n) if n > 0 => tracing::warn!(
+                        actions = n,
+                        "actions left running by a stopped process marked failed"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "recovering the agent's running actions"),
                 }
             }
             if leading {
@@ -267,9 +304,20 @@ impl Agent {
                 () = tokio::time::sleep(wait) => {},
             }
         }
-        // Hand over at once rather than after the lease's expiry.
+        // An action still running here keeps the lease (renewed) for at most the shutdown's
+        // grace; one that outlives it is left to the lease's expiry, after which the next
+        // holder marks it interrupted. Then hand over at once rather than after the expiry.
+        let grace = std::time::Instant::now()
+            + Duration::from_secs(deps.settings.server.shutdown_timeout_secs);
+        while IN_FLIGHT.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < grace {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         if let Some(r) = renewing.take() {
             r.abort();
+        }
+        if IN_FLIGHT.load(Ordering::SeqCst) > 0 {
+            tracing::warn!("an action still runs: the agent's lease is left to expire");
+            return;
         }
         if self.leading.swap(false, Ordering::SeqCst) {
             let me = holder.clone();
@@ -1094,7 +1142,29 @@ fn start(
         error: None,
         model_version: approval.and_then(|a| a.version),
     };
+    let holder = crate::tracking::lease_holder();
     audit::with_optional_event(conn, |conn| {
+        // Fencing: a process that lost the agent's lease (it stalled past its expiry and
+        // another took over) starts nothing more; and a decision starts one action, whoever
+        // starts it.
+        if !crate::db::lease::holds(conn, AGENT_LEASE, &holder)? {
+            tracing::warn!(decision = %decision.id, "not started: this process no longer holds the agent's lease");
+            return Ok((None, None));
+        }
+        let of_decision = agent_actions::table.filter(agent_actions::decision_id.eq(&decision.id));
+        let started: i64 = match approval {
+            Some(a) => of_decision
+                .filter(agent_actions::approval_id.eq(&a.id))
+                .count()
+                .get_result(conn)?,
+            None => of_decision
+                .filter(agent_actions::approval_id.is_null())
+                .count()
+                .get_result(conn)?,
+        };
+        if started > 0 {
+            return Ok((None, None));
+        }
         if let Some(a) = approval {
             let claimed = diesel::update(
                 agent_approvals::table
@@ -1307,11 +1377,24 @@ async fn run_action(
     );
     let handle = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let holder = crate::tracking::lease_holder();
+        let action_id = row2.id.clone();
+        let fence = move |conn: &mut DbConnection| -> Result<Option<String>, AppError> {
+            if !crate::db::lease::holds(conn, AGENT_LEASE, &holder)? {
+                return Ok(Some("this process lost the agent's lease".into()));
+            }
+            let status: String = agent_actions::table
+                .find(&action_id)
+                .select(agent_actions::status)
+                .first(conn)?;
+            Ok((status != "running").then(|| format!("the action is {status} already")))
+        };
         let tools = actions::Tools {
             db: &deps2.db,
             blobs: deps2.blobs.as_ref(),
             settings: &deps2.settings,
             serving: &deps2.serving,
+            fence: &fence,
         };
         let result = match action {
             Action::Notify => actions::run_notify(&tools, &inc),
@@ -1409,7 +1492,11 @@ async fn run_action(
     if action == Action::Retrain {
         // A retrain takes a while: it ends beside the worker, so the other incidents are
         // decided and acted on meanwhile (its row is written already; one training at a time).
-        tokio::spawn(ended);
+        let running = InFlight::enter();
+        tokio::spawn(async move {
+            let _running = running;
+            ended.await
+        });
         return Ok(());
     }
     ended.await

@@ -100,15 +100,11 @@ pub async fn get_version_content(
     // The file is patient data: a viewer at least, even with public reads.
     identity.require(Role::Viewer)?;
     let (name, number) = path.into_inner();
-    let blobs = state.blobs.clone();
-    let (version, bytes) = state
+    let version = state
         .db
-        .run(move |conn| {
-            let v = catalog::find_version(conn, &name, number)?;
-            let bytes = blobs.get(&v.hash)?;
-            Ok((v, bytes))
-        })
+        .run(move |conn| catalog::find_version(conn, &name, number))
         .await?;
+    let bytes = crate::api::read_blob(&state, version.hash.clone()).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .insert_header(("ETag", format!("\"{}\"", version.hash)))

@@ -84,14 +84,15 @@ pub async fn get_run_artifact(
 ) -> Result<HttpResponse, AppError> {
     identity.require_read(&state.settings.auth)?;
     let (id, name) = path.into_inner();
-    let blobs = state.blobs.clone();
-    let (artifact, bytes) = state
+    let artifact = state
         .db
         .run(move |conn| {
             let run = tracking::find_run(conn, &id)?;
-            tracking::read_artifact(conn, blobs.as_ref(), &run.id, &name)
+            tracking::find_artifact(conn, &run.id, &name)
         })
         .await?;
+    // The bytes (from S3, perhaps) are read holding no store connection.
+    let bytes = crate::api::read_blob(&state, artifact.hash.clone()).await?;
     Ok(HttpResponse::Ok()
         .content_type(artifact.media_type)
         .insert_header(("X-Content-Hash", format!("blake3:{}", artifact.hash)))

@@ -81,6 +81,7 @@ enum Command {
     /// The store's job leases: which replica holds or last ran each scheduled job and the
     /// agent, when, and how many runs (replicas sharing a store run each job once per tick).
     Jobs {
+        /// Print the leases as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -248,6 +249,11 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
             settings.audit.allow_broken = allow_broken_audit;
             if let Some(role) = role {
                 settings.server.role = role;
+                // What the role implies (an audit key shared by replicas) is checked again.
+                if let Err(e) = settings.validate() {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
             }
             serve(settings)
         }

@@ -81,7 +81,7 @@ impl<T: BlobStore + ?Sized> BlobStore for Arc<T> {
 /// [`S3BlobStore`] for `s3://BUCKET[/PREFIX]`.
 ///
 /// Errors: a URL `config` would refuse, or S3 settings from the environment that do not build
-/// a client (no region, a bad endpoint).
+/// a client (a malformed endpoint, say; the region defaults to us-east-1).
 pub fn open(storage: &crate::config::StorageSettings) -> Result<Arc<dyn BlobStore>, BlobError> {
     open_url(&storage.url, &storage.dir)
 }
@@ -251,22 +251,25 @@ pub struct S3BlobStore {
     url: String,
 }
 
-/// The runtime S3 requests run on; never dropped (a runtime may not be dropped inside another).
+/// The runtime S3 requests run on; built once, never dropped (a runtime may not be dropped
+/// inside another).
 fn s3_runtime() -> Result<&'static tokio::runtime::Runtime, BlobError> {
-    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    if let Some(rt) = RUNTIME.get() {
-        return Ok(rt);
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("steward-s3")
-        .enable_all()
-        .build()
-        .map_err(|e| BlobError::Io {
-            path: PathBuf::from("s3 runtime"),
-            source: e,
-        })?;
-    Ok(RUNTIME.get_or_init(|| rt))
+    static RUNTIME: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("steward-s3")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| BlobError::Remote {
+            url: "s3".into(),
+            message: format!("no runtime for S3 requests: {e}"),
+        })
 }
 
 impl S3BlobStore {
@@ -281,8 +284,22 @@ impl S3BlobStore {
         crate::config::check_storage_url(url).map_err(remote)?;
         let rest = url.strip_prefix("s3://").unwrap_or(url);
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        use object_store::ClientConfigKey;
+        use object_store::aws::AmazonS3ConfigKey;
+        // Bounded: a request gives up within about half a minute (2 retries within 30 s), so a
+        // slow or unreachable store holds no caller for long.
         let store = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                "5s",
+            )
+            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "20s")
+            .with_retry(object_store::RetryConfig {
+                max_retries: 2,
+                retry_timeout: std::time::Duration::from_secs(30),
+                ..Default::default()
+            })
             .build()
             .map_err(|e| remote(crate::error::bounded(&e.to_string(), 300)))?;
         Ok(S3BlobStore {
@@ -428,10 +445,15 @@ impl BlobStore for S3BlobStore {
         Ok(keys
             .into_iter()
             .filter_map(|meta| {
-                let mut parts: Vec<&str> = meta.location.as_ref().rsplit('/').take(2).collect();
-                parts.reverse();
-                let hash = parts.concat();
-                valid_hash(&hash).ok().map(|()| hash.to_ascii_lowercase())
+                // `…/blobs/ab/cdef…`: a two-digit shard and the rest.
+                let mut parts = meta.location.as_ref().rsplit('/');
+                let (rest, shard) = (parts.next()?, parts.next()?);
+                let hash = format!("{shard}{rest}");
+                // Only names this store writes: lower-case hex (others are left alone).
+                let ours = shard.len() == 2
+                    && valid_hash(&hash).is_ok()
+                    && !hash.bytes().any(|b| b.is_ascii_uppercase());
+                ours.then_some(hash)
             })
             .collect())
     }

@@ -89,6 +89,11 @@ impl From<blob::BlobError> for AppError {
             blob::BlobError::Corrupt { .. } | blob::BlobError::Missing { .. } => {
                 AppError::Unavailable(e.to_string())
             }
+            // The endpoint, bucket and the store's error body stay in the log.
+            blob::BlobError::Remote { .. } => {
+                tracing::error!(error = %e, "the artifact store failed");
+                AppError::Unavailable("the artifact store did not answer; retry later".into())
+            }
             other => AppError::Internal(other.into()),
         }
     }

@@ -34,13 +34,30 @@ pub enum Take {
     Lead,
 }
 
+/// What [`take`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Not taken: another holds it, or (for a run) its last run is too recent.
+    No,
+    /// Leadership kept: the lease was already the holder's (even past its expiry, as nobody
+    /// took it meanwhile).
+    Renewed,
+    /// Taken anew: from nobody, from an expired holder, or for a new run.
+    New,
+}
+
+impl Taken {
+    pub fn held(self) -> bool {
+        self != Taken::No
+    }
+}
+
 /// The row that stands for "never taken": expired and never started.
 fn epoch() -> NaiveDateTime {
     NaiveDateTime::default()
 }
 
-/// Takes `name` for `holder` until `ttl` from now, as `how` allows; true when it is now the
-/// holder's. The row is created free on first use. A lease held by a process that `gone` says
+/// Takes `name` for `holder` until `ttl` from now, as `how` allows, and says how. The row is created free on first use. A lease held by a process that `gone` says
 /// has ended (one of this host whose pid is gone) is freed first rather than waited out.
 ///
 /// Errors: the store's.
@@ -51,9 +68,10 @@ pub fn take(
     ttl: chrono::Duration,
     how: Take,
     gone: &dyn Fn(&str) -> bool,
-) -> Result<bool, AppError> {
-    if take_once(conn, name, holder, ttl, how)? {
-        return Ok(true);
+) -> Result<Taken, AppError> {
+    let first = take_once(conn, name, holder, ttl, how)?;
+    if first.held() {
+        return Ok(first);
     }
     let now = crate::db::now();
     let current: Option<(String, NaiveDateTime)> = leases::table
@@ -74,7 +92,7 @@ pub fn take(
             .execute(conn)?;
             take_once(conn, name, holder, ttl, how)
         }
-        _ => Ok(false),
+        _ => Ok(Taken::No),
     }
 }
 
@@ -84,7 +102,7 @@ fn take_once(
     holder: &str,
     ttl: chrono::Duration,
     how: Take,
-) -> Result<bool, AppError> {
+) -> Result<Taken, AppError> {
     let insert = diesel::insert_into(leases::table)
         .values((
             leases::name.eq(name),
@@ -120,7 +138,7 @@ fn take_once(
                 .set(leases::expires_at.eq(until))
                 .execute(conn)?;
             if renewed == 1 {
-                return Ok(true);
+                return Ok(Taken::Renewed);
             }
             diesel::update(row.filter(leases::expires_at.lt(now)))
                 .set((
@@ -132,11 +150,11 @@ fn take_once(
                 .execute(conn)?
         }
     };
-    Ok(took == 1)
+    Ok(if took == 1 { Taken::New } else { Taken::No })
 }
 
-/// Extends the holder's lease to `ttl` from now; false when it is no longer the holder's (it
-/// expired and another process took it).
+/// Extends the holder's unexpired lease to `ttl` from now; false when it is no longer the
+/// holder's, or ran out (released, or not renewed in time).
 ///
 /// Errors: the store's.
 pub fn renew(
@@ -145,14 +163,24 @@ pub fn renew(
     holder: &str,
     ttl: chrono::Duration,
 ) -> Result<bool, AppError> {
-    let n = diesel::update(leases::table.find(name).filter(leases::holder.eq(holder)))
-        .set(leases::expires_at.eq(crate::db::now() + ttl))
-        .execute(conn)?;
+    // Only while unexpired: a renewal that lands after a release (or after the lease ran out)
+    // must not revive it.
+    let now = crate::db::now();
+    let n = diesel::update(
+        leases::table
+            .find(name)
+            .filter(leases::holder.eq(holder))
+            .filter(leases::expires_at.ge(now)),
+    )
+    .set(leases::expires_at.eq(now + ttl))
+    .execute(conn)?;
     Ok(n == 1)
 }
 
 /// Frees the holder's lease now (its run ended, or it stops); nothing when it is not the
 /// holder's. The start of its last run stays, which spaces the next run.
+///
+/// Also: [`holds`] for a holder's fencing check inside the transaction of what it does.
 ///
 /// Errors: the store's.
 pub fn release(conn: &mut DbConnection, name: &str, holder: &str) -> Result<(), AppError> {
@@ -162,6 +190,21 @@ pub fn release(conn: &mut DbConnection, name: &str, holder: &str) -> Result<(), 
         .set(leases::expires_at.eq(past))
         .execute(conn)?;
     Ok(())
+}
+
+/// Whether `holder` holds `name` now (unexpired): the fencing check a leader makes in the
+/// transaction of an action it starts, so one that lost the lease (a stall past its expiry)
+/// starts nothing more.
+///
+/// Errors: the store's.
+pub fn holds(conn: &mut DbConnection, name: &str, holder: &str) -> Result<bool, AppError> {
+    let n: i64 = leases::table
+        .filter(leases::name.eq(name))
+        .filter(leases::holder.eq(holder))
+        .filter(leases::expires_at.ge(crate::db::now()))
+        .count()
+        .get_result(conn)?;
+    Ok(n == 1)
 }
 
 /// Every lease, by name (at most 200: one per job and the agent's).
@@ -175,8 +218,9 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<Lease>, AppError> {
         .load(conn)?)
 }
 
-/// Renews `name` for `holder` every third of `ttl` until the task is aborted; logs when
-/// another process took it meanwhile (the holder stalled past its expiry) and stops.
+/// Renews `name` for `holder` every third of `ttl` until the task is aborted; logs when the
+/// lease ran out or another process took it meanwhile (the holder stalled past its expiry)
+/// and stops.
 pub fn keep_renewed(
     db: crate::db::Db,
     name: String,
@@ -195,7 +239,7 @@ pub fn keep_renewed(
             match db.run(move |conn| renew(conn, &n, &me, ttl)).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    tracing::error!(lease = %name, "lost a lease while holding it: another process took it after it expired");
+                    tracing::error!(lease = %name, "lost a lease while holding it: it ran out, or another process took it after it expired");
                     return;
                 }
                 Err(e) => tracing::warn!(lease = %name, error = %e, "renewing a lease failed"),

@@ -63,7 +63,7 @@ pub const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mo
      PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768;";
 
 /// r2d2 manager that opens the variant the URL named, with our per-connection settings.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
     connect_timeout: Duration,
@@ -126,6 +126,8 @@ pub type PooledDb = PooledConnection<ConnectionManager>;
 #[derive(Clone)]
 pub struct Db {
     pool: DbPool,
+    /// For a connection outside the pool (the start lock).
+    opener: std::sync::Arc<ConnectionManager>,
     /// The SQLite file, for the one writer that opens its own connection (the prediction log).
     sqlite_path: Option<PathBuf>,
     backend: Backend,
@@ -158,6 +160,7 @@ impl Db {
         let first = manager
             .connect()
             .map_err(|e| anyhow::anyhow!("cannot connect to the database {shown}: {e}"))?;
+        let opener = std::sync::Arc::new(manager.clone());
         let pool = Pool::builder()
             .max_size(settings.pool_size)
             // No background connects: a process exiting while a pool thread is inside libpq's TLS
@@ -169,6 +172,7 @@ impl Db {
         drop(first);
         Ok(Db {
             pool,
+            opener,
             backend,
             sqlite_path,
         })
@@ -215,10 +219,78 @@ impl Db {
 pub fn run_migrations(conn: &mut DbConnection) -> anyhow::Result<Vec<String>> {
     let applied = match conn {
         DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
-        DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+        DbConnection::Postgres(c) => {
+            // Replicas starting together (and CLI commands beside them) migrate one at a time:
+            // the others wait, then find nothing pending.
+            pg_lock(c, MIGRATIONS_LOCK)?;
+            let applied = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.iter().map(ToString::to_string).collect::<Vec<String>>())
+                .map_err(|e| anyhow::anyhow!("running migrations: {e}"));
+            pg_unlock(c, MIGRATIONS_LOCK)?;
+            return applied;
+        }
     }
     .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
     Ok(applied.iter().map(ToString::to_string).collect())
+}
+
+/// PostgreSQL advisory lock keys (session locks, 64-bit): migrating, and a start's
+/// bootstrap (the first admin, the bundled data, the first model).
+const MIGRATIONS_LOCK: i64 = 0x5354_4557_0001;
+const STARTUP_LOCK: i64 = 0x5354_4557_0002;
+
+fn pg_lock(c: &mut PgConnection, key: i64) -> anyhow::Result<()> {
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(key)
+        .execute(c)
+        .map_err(|e| anyhow::anyhow!("waiting for the store's lock: {e}"))?;
+    Ok(())
+}
+
+fn pg_unlock(c: &mut PgConnection, key: i64) -> anyhow::Result<()> {
+    diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(key)
+        .execute(c)
+        .map_err(|e| anyhow::anyhow!("releasing the store's lock: {e}"))?;
+    Ok(())
+}
+
+/// Holds the start lock on a connection of its own until dropped (PostgreSQL; nothing on
+/// SQLite, whose writers queue on the file): replicas starting together prepare the store
+/// (the first admin, the bundled data set, the first model) one at a time.
+pub struct StartLock {
+    /// A connection outside the pool (a pool of one stays usable); closing it frees the lock.
+    conn: Option<DbConnection>,
+}
+
+impl StartLock {
+    /// Waits for the lock.
+    ///
+    /// Errors: the store's.
+    pub fn acquire(db: &Db) -> anyhow::Result<Self> {
+        if db.backend != Backend::Postgres {
+            return Ok(StartLock { conn: None });
+        }
+        let mut conn = db
+            .opener
+            .open()
+            .map_err(|e| anyhow::anyhow!("connecting for the start lock: {e}"))?;
+        if let DbConnection::Postgres(c) = &mut conn {
+            pg_lock(c, STARTUP_LOCK)?;
+        }
+        Ok(StartLock { conn: Some(conn) })
+    }
+}
+
+impl Drop for StartLock {
+    fn drop(&mut self) {
+        if let Some(DbConnection::Postgres(c)) = self.conn.as_mut() {
+            if let Err(e) = pg_unlock(c, STARTUP_LOCK) {
+                tracing::warn!(error = %e, "releasing the start lock");
+            }
+        }
+    }
 }
 
 /// Reverts every applied migration, newest first (used by `steward db reset` and the tests).

@@ -315,8 +315,12 @@ fn set_gauges(report: &CheckReport) -> Vec<(String, &'static str)> {
         metrics::gauge!(MODEL_ACCURACY_LIVE).set(p.live.as_ref().map_or(f64::NAN, |l| l.accuracy));
         metrics::gauge!(MODEL_ACCURACY_ESTIMATED)
             .set(p.estimated.as_ref().map_or(f64::NAN, |e| e.accuracy));
-        metrics::gauge!(MODEL_ACCURACY_HOLDOUT)
-            .set(p.holdout.get("accuracy").copied().unwrap_or(f64::NAN));
+        metrics::gauge!(MODEL_ACCURACY_HOLDOUT).set(
+            p.holdout
+                .get("holdout_accuracy")
+                .copied()
+                .unwrap_or(f64::NAN),
+        );
     }
     series
 }

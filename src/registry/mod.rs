@@ -1014,7 +1014,9 @@ pub fn load(
     let bytes = blobs.get(&v.artifact_hash).map_err(|e| {
         // A file system path stays in the log, out of answers.
         let why = match &e {
-            crate::data::blob::BlobError::Io { .. } => {
+            // A file system path, or an S3 endpoint, bucket and error body, stay in the log.
+            crate::data::blob::BlobError::Io { .. }
+            | crate::data::blob::BlobError::Remote { .. } => {
                 tracing::error!(model, version, error = %e, "reading a model artifact");
                 "the artifact store could not read it".to_owned()
             }

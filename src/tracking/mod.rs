@@ -156,10 +156,19 @@ pub fn lower_is_better(metric: &str) -> bool {
 /// reuses the pid (a restarted container's pid 1, say) is not taken for the owner.
 pub fn owner() -> String {
     let pid = std::process::id();
-    match process_state(pid) {
+    let base = match process_state(pid) {
         Some((_, start)) => format!("{}:{pid}:{start}", hostname()),
         None => format!("{}:{pid}", hostname()),
+    };
+    match namespace_tag() {
+        "" => base,
+        tag => format!("{base}@{tag}"),
     }
+}
+
+/// An owner string without its namespace tag, and the tag ("" when it has none).
+fn split_tag(owner: &str) -> (&str, &str) {
+    owner.rsplit_once('@').unwrap_or((owner, ""))
 }
 
 /// A process's state letter and start time, from `/proc/<pid>/stat`; `None` when it is gone.
@@ -456,16 +465,48 @@ pub fn end_run(
     find_run(conn, run_id)
 }
 
+/// This process's lease holder id: its [`owner`] string (host, pid, start time and the tag of
+/// its pid namespace and boot).
+pub fn lease_holder() -> String {
+    owner()
+}
+
+/// The pid namespace and boot this process runs in (`/proc/self/ns/pid`'s inode and
+/// `/proc/sys/kernel/random/boot_id`), as 16 hex digits, so that two containers sharing a
+/// hostname (each with its own pid 1) never take each other's processes for gone; empty when
+/// `/proc` can't tell (then no owner is ever taken for gone: its lease or heartbeat is waited
+/// out).
+fn namespace_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let ns = std::fs::read_link("/proc/self/ns/pid")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        if ns.is_empty() || boot.trim().is_empty() {
+            return String::new();
+        }
+        let digest = blake3::hash(format!("{ns}|{}", boot.trim()).as_bytes()).to_hex();
+        digest.as_str().get(..16).unwrap_or_default().to_owned()
+    })
+}
+
+/// Whether the process a [`lease_holder`] id names is known to have ended: it ran in this
+/// process's pid namespace on this boot of this host, and its pid is gone (or reused by a
+/// later process). Anything else (another host or container, no tag): false, and its lease
+/// is waited out.
+pub fn lease_holder_gone(holder: &str) -> bool {
+    !namespace_tag().is_empty() && owner_gone(holder, &hostname())
+}
+
 /// Whether a run's owner is known to be gone: it ran on this host and its process (identified
 /// by pid and start time) no longer runs. An owner from before start times were recorded
 /// (`host:pid`) counts as gone when its pid is dead or is this process's own.
-/// Whether the process named by an [`owner`] string is known to have ended: it ran on this
-/// host and its pid is gone (or reused by a later process). One of another host: false.
-pub fn owner_gone_here(owner: &str) -> bool {
-    owner_gone(owner, &hostname())
-}
-
 fn owner_gone(owner: &str, host: &str) -> bool {
+    if !owned_here(owner, host) {
+        return false;
+    }
+    let (owner, _) = split_tag(owner);
     let mut parts = owner.rsplitn(3, ':');
     let (last, middle, first) = (parts.next(), parts.next(), parts.next());
     match (first, middle, last) {
@@ -500,10 +541,12 @@ pub fn live_runs(conn: &mut DbConnection) -> Result<Vec<Run>, AppError> {
         .collect())
 }
 
-/// The owner is a process on this host (whose liveness [`owner_gone`] can check directly, so
-/// its heartbeat's age says nothing: a long fit step writes none).
+/// Whether an owner ran on this host in this pid namespace and boot: its liveness
+/// [`owner_gone`] can check directly, so its heartbeat's age says nothing (a long fit step
+/// writes none). Owners of other hosts or containers are judged by their heartbeat alone.
 fn owned_here(owner: &str, host: &str) -> bool {
-    owner.split(':').next() == Some(host)
+    let (base, tag) = split_tag(owner);
+    base.split(':').next() == Some(host) && tag == namespace_tag()
 }
 
 /// Marks failed every running run whose process is gone: one owned by this host whose process
@@ -545,12 +588,17 @@ mod owner_tests {
         let me = owner();
         assert!(!owner_gone(&me, &host), "{me}");
         let pid = std::process::id();
+        let tagged = |base: String| match namespace_tag() {
+            "" => base,
+            tag => format!("{base}@{tag}"),
+        };
         // The same pid started at another time is another process.
-        assert!(owner_gone(&format!("{host}:{pid}:1"), &host));
+        assert!(owner_gone(&tagged(format!("{host}:{pid}:1")), &host));
         // An old-style owner naming this very process is a run it did not start.
-        assert!(owner_gone(&format!("{host}:{pid}"), &host));
-        // Other hosts are judged by their heartbeat alone.
+        assert!(owner_gone(&tagged(format!("{host}:{pid}")), &host));
+        // Other hosts, and other pid namespaces of this host, are judged by their heartbeat.
         assert!(!owner_gone("elsewhere:1:1", &host));
+        assert!(!owner_gone(&format!("{host}:{pid}:1@0123456789abcdef"), &host));
         // A zombie: a child that exited and is not reaped yet.
         let mut child = std::process::Command::new("sleep")
             .arg("0.2")
@@ -558,7 +606,7 @@ mod owner_tests {
             .expect("spawn");
         let child_pid = child.id();
         let (_, start) = process_state(child_pid).expect("the child runs");
-        let owner = format!("{host}:{child_pid}:{start}");
+        let owner = tagged(format!("{host}:{child_pid}:{start}"));
         assert!(!owner_gone(&owner, &host));
         std::thread::sleep(std::time::Duration::from_millis(800));
         assert_eq!(process_state(child_pid).map(|(s, _)| s), Some('Z'));
@@ -748,14 +796,26 @@ pub fn read_artifact(
     run_id: &str,
     name: &str,
 ) -> Result<(RunArtifact, Vec<u8>), AppError> {
-    let artifact = run_artifacts::table
+    let artifact = find_artifact(conn, run_id, name)?;
+    let bytes = blobs.get(&artifact.hash)?;
+    Ok((artifact, bytes))
+}
+
+/// A run's artifact row (its blob's hash and media type), without its bytes: a request
+/// handler reads the bytes after giving its store connection back.
+///
+/// Errors: NotFound when the run has no artifact of that name; the store's.
+pub fn find_artifact(
+    conn: &mut DbConnection,
+    run_id: &str,
+    name: &str,
+) -> Result<RunArtifact, AppError> {
+    run_artifacts::table
         .find((run_id, name))
         .select(RunArtifact::as_select())
         .first(conn)
         .optional()?
-        .ok_or_else(|| AppError::NotFound(format!("run {run_id} has no artifact `{name}`")))?;
-    let bytes = blobs.get(&artifact.hash)?;
-    Ok((artifact, bytes))
+        .ok_or_else(|| AppError::NotFound(format!("run {run_id} has no artifact `{name}`")))
 }
 
 /// A run with everything recorded about it.

@@ -995,3 +995,63 @@ fn the_shipped_prometheus_rules_fire_with_the_agents_labels() {
         );
     }
 }
+
+/// The other order from tests/api/alerting.rs: an outside drift alert comes first (its
+/// decision, made on an outside word, is a no-op here), then monitoring's own check finds the
+/// drift: monitoring's alert is not held back by the outside incident (it opens its own, which
+/// is decided on monitoring's evidence), and a later Alertmanager alert joins monitoring's.
+#[tokio::test]
+async fn an_outside_alert_first_does_not_hold_back_monitorings_own() {
+    let app = app_with_model(|_| {}).await;
+    let token = app.admin_token().await;
+    let (status, taken) = app
+        .api(
+            &token,
+            "POST",
+            "/agent/alerts",
+            drift_alert("00000000000000f1", "firing"),
+        )
+        .await;
+    assert_eq!(status, 200, "{taken}");
+    simulate(
+        &app,
+        &format!("{UCI}/processed.hungarian.data"),
+        &token,
+        true,
+    )
+    .await;
+    let report = run_check(&app, &token).await;
+    assert!(report["alerts"].to_string().contains("\"drift\""), "{report}");
+    let incidents = until(&app, &token, "/api/v1/incidents?status=open", 60, |v| {
+        list(v)
+            .iter()
+            .any(|i| i["type"] == "drift" && i["source"] == "monitoring")
+    })
+    .await;
+    let ours = list(&incidents)
+        .iter()
+        .find(|i| i["type"] == "drift" && i["source"] == "monitoring")
+        .expect("monitoring's incident")
+        .clone();
+    let decided = until(&app, &token, "/api/v1/decisions?limit=500", 60, |v| {
+        list(v).iter().any(|d| d["incident_id"] == ours["id"])
+    })
+    .await;
+    let decision = list(&decided)
+        .iter()
+        .find(|d| d["incident_id"] == ours["id"])
+        .expect("its decision");
+    assert_eq!(decision["rule"], "drift", "{decision}");
+    // A second outside drift alert (another fingerprint) now joins monitoring's incident.
+    let (status, taken) = app
+        .api(
+            &token,
+            "POST",
+            "/agent/alerts",
+            drift_alert("00000000000000f2", "firing"),
+        )
+        .await;
+    assert_eq!(status, 200, "{taken}");
+    assert_eq!(taken["repeated"], 1, "{taken}");
+    assert_eq!(taken["incidents"][0], ours["id"], "{taken}");
+}

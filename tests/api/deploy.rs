@@ -330,3 +330,41 @@ fn compose_runs_the_shipped_prometheus_files_against_steward() {
         read("config/prometheus/alertmanager.yml").contains("http://steward:8080/agent/alerts")
     );
 }
+
+/// On Render, links in notifications use the service's public address (`RENDER_EXTERNAL_URL`)
+/// unless `STEWARD__NOTIFY__PUBLIC_URL` names another; `PORT` and `DATABASE_URL` are read too.
+#[test]
+fn render_environment_variables_are_read() {
+    let config = |extra: &[(&str, &str)]| -> serde_json::Value {
+        let out = std::process::Command::new(crate::helpers::steward_bin())
+            .arg("config")
+            .env("RENDER_EXTERNAL_URL", "https://steward-x.onrender.com")
+            .env("PORT", "10000")
+            .env(
+                "DATABASE_URL",
+                "postgresql://u:secret@db.internal:5432/steward",
+            )
+            .envs(extra.iter().copied())
+            .output()
+            .expect("steward config");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let shown = config(&[]);
+    assert_eq!(
+        shown["notify"]["public_url"],
+        "https://steward-x.onrender.com"
+    );
+    assert_eq!(shown["server"]["port"], 10000);
+    let url = shown["database"]["url"].as_str().expect("url");
+    assert!(
+        url.starts_with("postgresql://") && !url.contains("secret"),
+        "{url}"
+    );
+    let named = config(&[("STEWARD__NOTIFY__PUBLIC_URL", "https://steward.example.com")]);
+    assert_eq!(named["notify"]["public_url"], "https://steward.example.com");
+}

@@ -331,8 +331,9 @@ async fn three_replicas_on_one_store_share_the_work() {
     assert_eq!(promotions[0]["approval_id"], approval.as_str());
     eprintln!("promotion served by the three replicas {reached:?} after the approval");
 
-    // The agent's leader killed: another working replica takes the lease once it expires
-    // (3 s), and recovers what the dead one left running.
+    // The agent's leader killed: another working replica takes the lease (at once, as the
+    // dead holder was of this host and pid namespace; another host's would be waited out, as
+    // below) and recovers what the dead one left running.
     let (killed, survivor) = if leader == a.pid {
         (&mut a, b.pid)
     } else {

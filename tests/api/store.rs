@@ -139,3 +139,106 @@ async fn a_wrong_postgres_password_is_a_clear_error() {
     assert!(err.contains("password authentication failed"), "{err}");
     assert!(!err.contains("definitely-wrong"), "{err}");
 }
+
+/// Leases on either backend: one run per interval between holders, leadership kept by its
+/// holder and taken only once expired, no renewal after a release, the fencing check, and the
+/// dead-holder shortcut only for this process's own namespace.
+#[tokio::test]
+async fn leases_give_one_holder_at_a_time() {
+    use steward::db::lease::{self, Take, Taken};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = fresh_database(dir.path());
+    let settings = test_settings(dir.path(), &database.url);
+    let db = Db::connect(&settings.database).expect("connect");
+    let mut conn = db.get().expect("conn");
+    db::run_migrations(&mut conn).expect("up");
+    let ttl = chrono::Duration::seconds(30);
+    let never = |_: &str| false;
+    let gap = chrono::Duration::seconds(60);
+    let run = Take::Run { gap };
+
+    // A job: the first takes a run; nobody else while it runs, nor within the gap after.
+    assert_eq!(
+        lease::take(&mut conn, "job:x", "a", ttl, run, &never).expect("take"),
+        Taken::New
+    );
+    assert_eq!(
+        lease::take(&mut conn, "job:x", "b", ttl, run, &never).expect("take"),
+        Taken::No
+    );
+    lease::release(&mut conn, "job:x", "a").expect("release");
+    assert_eq!(
+        lease::take(&mut conn, "job:x", "b", ttl, run, &never).expect("take"),
+        Taken::No
+    );
+    let due = Take::Run {
+        gap: chrono::Duration::zero(),
+    };
+    assert_eq!(
+        lease::take(&mut conn, "job:x", "b", ttl, due, &never).expect("take"),
+        Taken::New
+    );
+    // A renewal after the release does not revive it; one before does.
+    assert!(lease::renew(&mut conn, "job:x", "b", ttl).expect("renew"));
+    lease::release(&mut conn, "job:x", "b").expect("release");
+    assert!(!lease::renew(&mut conn, "job:x", "b", ttl).expect("renew"));
+
+    // Leadership: kept (renewed) by its holder, refused to another until it expires.
+    assert_eq!(
+        lease::take(&mut conn, "agent", "a", ttl, Take::Lead, &never).expect("lead"),
+        Taken::New
+    );
+    assert_eq!(
+        lease::take(&mut conn, "agent", "a", ttl, Take::Lead, &never).expect("lead"),
+        Taken::Renewed
+    );
+    assert_eq!(
+        lease::take(&mut conn, "agent", "b", ttl, Take::Lead, &never).expect("lead"),
+        Taken::No
+    );
+    assert!(lease::holds(&mut conn, "agent", "a").expect("holds"));
+    assert!(!lease::holds(&mut conn, "agent", "b").expect("holds"));
+    let short = chrono::Duration::milliseconds(50);
+    assert_eq!(
+        lease::take(&mut conn, "agent", "a", short, Take::Lead, &never).expect("lead"),
+        Taken::Renewed
+    );
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    assert!(!lease::holds(&mut conn, "agent", "a").expect("expired"));
+    assert_eq!(
+        lease::take(&mut conn, "agent", "b", ttl, Take::Lead, &never).expect("lead"),
+        Taken::New
+    );
+    // The old holder, awake again, is refused and its renewals fail.
+    assert_eq!(
+        lease::take(&mut conn, "agent", "a", ttl, Take::Lead, &never).expect("lead"),
+        Taken::No
+    );
+    assert!(!lease::renew(&mut conn, "agent", "a", ttl).expect("renew"));
+
+    // A holder `gone` says has ended is replaced at once; the answer is asked of the holder.
+    let b_is_gone = |h: &str| h == "b";
+    assert_eq!(
+        lease::take(&mut conn, "agent", "c", ttl, Take::Lead, &b_is_gone).expect("lead"),
+        Taken::New
+    );
+    // The real check: a holder id of this process's namespace whose pid is gone is gone; one
+    // of another namespace (another container with the same hostname) never is.
+    let me = steward::tracking::lease_holder();
+    let (owner, tag) = me.rsplit_once('@').expect("owner@tag");
+    let host = owner.split(':').next().expect("host");
+    assert!(steward::tracking::lease_holder_gone(&format!(
+        "{host}:999999999:1@{tag}"
+    )));
+    assert!(!steward::tracking::lease_holder_gone(&format!(
+        "{host}:999999999:1@0000000000000000"
+    )));
+    assert!(!steward::tracking::lease_holder_gone(&format!(
+        "{host}:999999999:1"
+    )));
+    assert!(
+        !steward::tracking::lease_holder_gone(&me),
+        "this process is alive"
+    );
+    assert_eq!(lease::list(&mut conn).expect("list").len(), 2);
+}

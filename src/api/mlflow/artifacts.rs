@@ -90,14 +90,14 @@ pub async fn upload(
 pub async fn download(state: web::Data<AppState>, path: web::Path<String>) -> Answer {
     let (exp, run_id, name) = split(&path.into_inner())?;
     let name = name.ok_or_else(|| invalid("path", "names no file under the run's artifacts"))?;
-    let blobs = state.blobs.clone();
-    let (artifact, bytes) = state
+    let artifact = state
         .db
         .run(move |conn| {
             run_in(conn, &exp, &run_id)?;
-            tracking::read_artifact(conn, blobs.as_ref(), &run_id, &name)
+            tracking::find_artifact(conn, &run_id, &name)
         })
         .await?;
+    let bytes = crate::api::read_blob(&state, artifact.hash.clone()).await?;
     Ok(HttpResponse::Ok()
         .content_type(artifact.media_type)
         .body(bytes))
