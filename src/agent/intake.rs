@@ -529,7 +529,8 @@ fn ingest_locked(
 }
 
 /// Kinds of problem that Steward's monitoring raises itself and Prometheus may raise too
-/// (from the same gauges, through Alertmanager): one problem, one incident, whoever saw it first.
+/// (from the same gauges, through Alertmanager): Alertmanager's alert joins monitoring's
+/// incident ([`same_problem`]).
 const WATCHED_BOTH_WAYS: [&str; 3] = ["drift", "decay", "estimated_decay"];
 
 /// The version a problem of a kind both sources report is about: the alert's

@@ -309,13 +309,16 @@ impl Agent {
         // holder marks it interrupted. Then hand over at once rather than after the expiry.
         let grace = std::time::Instant::now()
             + Duration::from_secs(deps.settings.server.shutdown_timeout_secs);
-        while IN_FLIGHT.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < grace {
+        while self.is_leading()
+            && IN_FLIGHT.load(Ordering::SeqCst) > 0
+            && std::time::Instant::now() < grace
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if let Some(r) = renewing.take() {
             r.abort();
         }
-        if IN_FLIGHT.load(Ordering::SeqCst) > 0 {
+        if self.is_leading() && IN_FLIGHT.load(Ordering::SeqCst) > 0 {
             tracing::warn!("an action still runs: the agent's lease is left to expire");
             return;
         }

@@ -135,7 +135,7 @@ pub(crate) async fn read_blob(
         let _turn = turn;
         blobs.get(&hash)
     })
-        .await
-        .map_err(|e| crate::error::AppError::Internal(anyhow::anyhow!("reading a blob: {e}")))?
-        .map_err(crate::error::AppError::from)
+    .await
+    .map_err(|e| crate::error::AppError::Internal(anyhow::anyhow!("reading a blob: {e}")))?
+    .map_err(crate::error::AppError::from)
 }

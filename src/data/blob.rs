@@ -286,15 +286,16 @@ impl S3BlobStore {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         use object_store::ClientConfigKey;
         use object_store::aws::AmazonS3ConfigKey;
-        // Bounded: a request gives up within about half a minute (2 retries within 30 s), so a
-        // slow or unreachable store holds no caller for long.
+        // Bounded: an unreachable store fails a try within 5 s (connect) and a request after 2
+        // retries started within 30 s; a try may take 5 minutes in all, room for the largest
+        // upload (the timeout covers the body too).
         let store = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_config(
                 AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
                 "5s",
             )
-            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "20s")
+            .with_config(AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), "300s")
             .with_retry(object_store::RetryConfig {
                 max_retries: 2,
                 retry_timeout: std::time::Duration::from_secs(30),

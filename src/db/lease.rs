@@ -57,8 +57,9 @@ fn epoch() -> NaiveDateTime {
     NaiveDateTime::default()
 }
 
-/// Takes `name` for `holder` until `ttl` from now, as `how` allows, and says how. The row is created free on first use. A lease held by a process that `gone` says
-/// has ended (one of this host whose pid is gone) is freed first rather than waited out.
+/// Takes `name` for `holder` until `ttl` from now, as `how` allows, and says how. The row is
+/// created free on first use. A lease held by a process that `gone` says has ended (one of
+/// this host and pid namespace whose pid is gone) is freed first rather than waited out.
 ///
 /// Errors: the store's.
 pub fn take(

@@ -151,9 +151,11 @@ pub fn lower_is_better(metric: &str) -> bool {
         .any(|m| metric.contains(m))
 }
 
-/// `host:pid:start` of this process: who owns the runs it starts. `start` is the process's
-/// start time in clock ticks since boot (`/proc/<pid>/stat`, field 22), so a later process that
-/// reuses the pid (a restarted container's pid 1, say) is not taken for the owner.
+/// `host:pid:start@tag` of this process: who owns the runs it starts and the leases it holds.
+/// `start` is the process's start time in clock ticks since boot (`/proc/<pid>/stat`, field
+/// 22), so a later process that reuses the pid is not taken for the owner; `tag` names the pid
+/// namespace and boot ([`namespace_tag`]), so a pid is only ever looked up in the namespace it
+/// belongs to.
 pub fn owner() -> String {
     let pid = std::process::id();
     let base = match process_state(pid) {
@@ -474,8 +476,8 @@ pub fn lease_holder() -> String {
 /// The pid namespace and boot this process runs in (`/proc/self/ns/pid`'s inode and
 /// `/proc/sys/kernel/random/boot_id`), as 16 hex digits, so that two containers sharing a
 /// hostname (each with its own pid 1) never take each other's processes for gone; empty when
-/// `/proc` can't tell (then no owner is ever taken for gone: its lease or heartbeat is waited
-/// out).
+/// `/proc` can't tell (then no lease holder is taken for gone before its lease expires, and
+/// untagged run owners of this host are judged by pid as before).
 fn namespace_tag() -> &'static str {
     static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TAG.get_or_init(|| {
@@ -598,7 +600,10 @@ mod owner_tests {
         assert!(owner_gone(&tagged(format!("{host}:{pid}")), &host));
         // Other hosts, and other pid namespaces of this host, are judged by their heartbeat.
         assert!(!owner_gone("elsewhere:1:1", &host));
-        assert!(!owner_gone(&format!("{host}:{pid}:1@0123456789abcdef"), &host));
+        assert!(!owner_gone(
+            &format!("{host}:{pid}:1@0123456789abcdef"),
+            &host
+        ));
         // A zombie: a child that exited and is not reaped yet.
         let mut child = std::process::Command::new("sleep")
             .arg("0.2")

@@ -1021,7 +1021,10 @@ async fn an_outside_alert_first_does_not_hold_back_monitorings_own() {
     )
     .await;
     let report = run_check(&app, &token).await;
-    assert!(report["alerts"].to_string().contains("\"drift\""), "{report}");
+    assert!(
+        report["alerts"].to_string().contains("\"drift\""),
+        "{report}"
+    );
     let incidents = until(&app, &token, "/api/v1/incidents?status=open", 60, |v| {
         list(v)
             .iter()
