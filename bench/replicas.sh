@@ -9,7 +9,8 @@
 #      default 5), ROUNDS times.
 # Every replica logs its predictions to the same PostgreSQL. On this 2-core machine the replicas
 # share the cores wrk also uses, so (2) measures the cost of sharing, not scaling out.
-#   [ROUNDS=3] bench/replicas.sh [SECONDS per run, default 15]
+#   [ROUNDS=3] [SKIP_BUILD=1] bench/replicas.sh [SECONDS per run, default 15]
+# SKIP_BUILD=1 uses target/release/steward as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
@@ -19,7 +20,7 @@ work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cargo build --release --quiet
+if [ -z "${SKIP_BUILD:-}" ]; then cargo build --release --quiet; fi
 scripts/stage-xgboost release
 scripts/postgres-up >/dev/null
 bin=target/release/steward
