@@ -781,18 +781,7 @@ async fn f_a_retrain_killed_mid_way_leaves_nothing_running_after_a_restart() {
     slow.push(("STEWARD__TRAINING__RF__TREES", "600".into()));
     let (mut child, port, _) = start_server(&slow);
     let url = format!("http://127.0.0.1:{port}");
-    let token = {
-        let out = std::process::Command::new(crate::helpers::steward_bin())
-            .args(["tokens", "create", "--user", "admin", "--name", "f"])
-            .envs(base.iter().map(|(k, v)| (*k, v.as_str())))
-            .output()
-            .expect("token");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.split_whitespace()
-            .find(|w| w.starts_with("stw_"))
-            .expect("a token")
-            .to_owned()
-    };
+    let token = crate::helpers::cli_token(&base, "admin", "f");
     let sim = std::process::Command::new(crate::helpers::steward_bin())
         .args([
             "simulate",

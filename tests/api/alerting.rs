@@ -4,35 +4,18 @@
 //! /agent/alerts with the token from its credentials file, and the agent records it on the one
 //! incident its own monitoring opened for the drift: one incident, one decision.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::cli::{start_server, terminate};
-use crate::helpers::{AUDIT_KEY, client, fresh_database, steward_bin};
+use crate::helpers::{
+    AUDIT_KEY, Daemon, cli_token, client, free_port, fresh_database, steward_bin,
+};
 
 const UCI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/uci-heart-disease");
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/prometheus");
-
-/// A child process killed with the test, pass or fail.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 fn shipped(name: &str) -> String {
     std::fs::read_to_string(format!("{SHIPPED}/{name}")).expect("a shipped file")
@@ -85,28 +68,7 @@ async fn a_drifted_replay_fires_prometheus_and_alertmanager_reaches_the_agent_on
     let (child, port, _) = start_server(&env);
     let mut steward = Daemon(child);
     let url = format!("http://127.0.0.1:{port}");
-    let cli = |args: &[&str]| {
-        let out = Command::new(steward_bin())
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .output()
-            .expect("steward");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let token_of = |text: String| {
-        text.split_whitespace()
-            .find(|w| w.starts_with("stw_"))
-            .expect("a token")
-            .to_owned()
-    };
-    let admin = token_of(cli(&[
-        "tokens", "create", "--user", "admin", "--name", "test",
-    ]));
+    let admin = cli_token(&env, "admin", "test");
     {
         use std::io::Write;
         let mut add = Command::new(steward_bin())
@@ -123,14 +85,7 @@ async fn a_drifted_replay_fires_prometheus_and_alertmanager_reaches_the_agent_on
             .expect("password");
         assert!(add.wait().expect("users add").success());
     }
-    let approver = token_of(cli(&[
-        "tokens",
-        "create",
-        "--user",
-        "alertmanager",
-        "--name",
-        "alertmanager",
-    ]));
+    let approver = cli_token(&env, "alertmanager", "alertmanager");
 
     // Alertmanager: the shipped receiver, pointed at this Steward and a token file here.
     let am_port = free_port();

@@ -524,3 +524,36 @@ pub async fn until(
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// A free loopback port (bound, then let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A child process (a server the test started) killed with the test, pass or fail.
+pub struct Daemon(pub std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An API token for `user`, made by `steward tokens create` with the store named in `env`.
+pub fn cli_token(env: &[(&str, String)], user: &str, name: &str) -> String {
+    let out = std::process::Command::new(steward_bin())
+        .args(["tokens", "create", "--user", user, "--name", name])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("steward tokens create");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("stw_"))
+        .expect("a token")
+        .to_owned()
+}

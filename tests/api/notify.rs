@@ -74,13 +74,7 @@ impl Drop for SmtpServer {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use crate::helpers::free_port;
 
 /// What the HTTP receiver got: (path, headers, body).
 type Received = Arc<Mutex<Vec<(String, BTreeMap<String, String>, Vec<u8>)>>>;

@@ -11,7 +11,7 @@ use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use serde_json::{Value, json};
 
 use crate::cli::{start_server_with, terminate};
-use crate::helpers::{AUDIT_KEY, client, fresh_database, steward_bin};
+use crate::helpers::{AUDIT_KEY, cli_token, client, fresh_database, steward_bin};
 
 const UCI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/uci-heart-disease");
 const ADMIN_PASSWORD: &str = "replicas-admin-password-1";
@@ -129,18 +129,7 @@ async fn three_replicas_on_one_store_share_the_work() {
     let mut a = start("all", &config, &first);
     let mut b = start("worker", &config, &base);
     let mut c = start("api", &config, &base);
-    let token = {
-        let out = Command::new(steward_bin())
-            .args(["tokens", "create", "--user", "admin", "--name", "replicas"])
-            .envs(base.iter().map(|(k, v)| (*k, v.as_str())))
-            .output()
-            .expect("token");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.split_whitespace()
-            .find(|w| w.starts_with("stw_"))
-            .expect("a token")
-            .to_owned()
-    };
+    let token = cli_token(&base, "admin", "replicas");
     for r in [&a, &b, &c] {
         until(&format!("{}/ready", r.url), &token, 60, |_| true).await;
     }

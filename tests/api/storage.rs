@@ -3,37 +3,21 @@
 //! (the local blobs moved away) serves, predicts and trains into it; an object changed in the
 //! bucket is refused by its hash; a bad storage.url is refused at start.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::cli::{start_server, terminate};
-use crate::helpers::{AUDIT_KEY, client, fresh_database, steward_bin};
+use crate::helpers::{
+    AUDIT_KEY, Daemon, cli_token, client, free_port, fresh_database, steward_bin,
+};
 
 const MOTO: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/deploy/.venv/bin/moto_server"
 );
 const BUCKET: &str = "steward-test";
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// The keys under `prefix` in the bucket (moto answers unsigned requests).
 async fn keys(s3: &str, prefix: &str) -> Vec<String> {
@@ -164,15 +148,7 @@ async fn artifacts_migrate_to_s3_and_are_served_from_it_verified() {
         .expect("predict");
     assert_eq!(r.status(), 200);
     // Training writes its artifacts to the bucket.
-    let (_, token_out, _) = run(
-        &env,
-        &["tokens", "create", "--user", "admin", "--name", "s3"],
-    );
-    let token = token_out
-        .split_whitespace()
-        .find(|w| w.starts_with("stw_"))
-        .expect("a token")
-        .to_owned();
+    let token = cli_token(&env, "admin", "s3");
     let r = client()
         .post(format!("{base}/api/v1/runs"))
         .bearer_auth(&token)
