@@ -346,28 +346,47 @@ impl Application {
     }
 }
 
-/// Resolves on SIGTERM (what Render and Docker send) or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Listens for SIGTERM (what Render and Docker send) and SIGINT (Ctrl-C) from the moment it is
+/// called, and returns a future that resolves on the first of them. The handlers are installed
+/// here, not when the future is first polled: a SIGTERM that comes after the "steward is
+/// serving" line (a health check passing, an orchestrator stopping at once) must find them, or
+/// the default action kills the process without draining or flushing. A signal that comes
+/// before the future is polled is kept and ends it at the first poll.
+///
+/// Must be called inside the Tokio runtime that will poll the future.
+pub fn shutdown_signal() -> impl Future<Output = ()> + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+                tracing::warn!(error = %e, signal = name, "cannot listen for the signal");
+                None
+            }
+        };
+        let mut terminate = listen(SignalKind::terminate(), "SIGTERM");
+        let mut interrupt = listen(SignalKind::interrupt(), "SIGINT");
+        async fn wait(s: Option<&mut tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
         }
-    };
+        async move {
+            tokio::select! {
+                () = wait(terminate.as_mut()) => {},
+                () = wait(interrupt.as_mut()) => {},
+            }
+        }
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

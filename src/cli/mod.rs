@@ -336,7 +336,10 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<ExitCode> {
 fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await?;
-        app.run_until_stopped(shutdown_signal()).await
+        // Listening from here on, before the "serving" line. A signal during the build still
+        // ends the process at once, as a crash would (a run it interrupts is swept later).
+        let stop = shutdown_signal();
+        app.run_until_stopped(stop).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

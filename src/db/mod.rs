@@ -148,6 +148,15 @@ impl Db {
             }
         }
         let backend = backend_of(&url);
+        if backend == Backend::Postgres {
+            // OpenSSL set up before libpq touches it, without its exit handlers (rust-openssl's
+            // own choice, OPENSSL_INIT_NO_ATEXIT): r2d2 opens connections on threads of its own
+            // that nothing joins, and one still inside libpq's SCRAM or TLS set-up when the
+            // process exits used to crash with SIGSEGV in OpenSSL's freed locks (seen at a
+            // SIGTERM right after start). The first initialisation decides, so this must come
+            // before the first connection.
+            openssl_sys::init();
+        }
         let sqlite_path = match &url {
             DatabaseUrl::Sqlite(path) => Some(path.clone()),
             DatabaseUrl::Postgres(_) => None,
@@ -163,8 +172,7 @@ impl Db {
         let opener = std::sync::Arc::new(manager.clone());
         let pool = Pool::builder()
             .max_size(settings.pool_size)
-            // No background connects: a process exiting while a pool thread is inside libpq's TLS
-            // set-up crashes in OpenSSL's exit handlers. Connections open on demand instead.
+            // No idle connections kept open in the background: connections open on demand.
             .min_idle(Some(0))
             .connection_timeout(timeout)
             .build_unchecked(manager);

@@ -304,7 +304,12 @@ async fn serve_refuses_a_broken_chain_unless_told_to() {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("serve");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A chain from before the key (plain BLAKE3 hashes, no `keyed_from`) is verified and keyed
