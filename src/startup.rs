@@ -353,7 +353,10 @@ impl Application {
 /// the default action kills the process without draining or flushing. A signal that comes
 /// before the future is polled is kept and ends it at the first poll.
 ///
-/// Must be called inside the Tokio runtime that will poll the future.
+/// Off Unix it waits for Ctrl-C alone, from the first poll.
+///
+/// Panics outside a Tokio runtime with I/O enabled (as `tokio::signal` does); call it inside
+/// the runtime that will poll the future.
 pub fn shutdown_signal() -> impl Future<Output = ()> + 'static {
     #[cfg(unix)]
     {
@@ -700,4 +703,31 @@ pub fn register_jobs(scheduler: &mut Scheduler, settings: &Settings) {
             Ok(())
         },
     );
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::time::Duration;
+
+    /// The handlers exist once `shutdown_signal` returns: a SIGTERM sent before the future is
+    /// first polled ends it at that poll. (When they were installed at the first poll, the
+    /// default action killed the process: this test binary would die of it.)
+    #[test]
+    fn a_sigterm_before_the_first_poll_is_kept() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let stop = super::shutdown_signal();
+            let sent = std::process::Command::new("kill")
+                .args(["-TERM", &std::process::id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(sent.success());
+            tokio::time::timeout(Duration::from_secs(10), stop)
+                .await
+                .expect("the SIGTERM sent before the first poll ends the future");
+        });
+    }
 }

@@ -203,6 +203,7 @@ enum AuditCommand {
 
 pub fn main() -> ExitCode {
     quiet_broken_pipe();
+    crate::db::init_tls();
     let cli = Cli::parse();
     let actor = match cli.actor.as_deref().map(check_actor).transpose() {
         Ok(a) => a.unwrap_or_else(system_user),

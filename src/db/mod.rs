@@ -149,13 +149,7 @@ impl Db {
         }
         let backend = backend_of(&url);
         if backend == Backend::Postgres {
-            // OpenSSL set up before libpq touches it, without its exit handlers (rust-openssl's
-            // own choice, OPENSSL_INIT_NO_ATEXIT): r2d2 opens connections on threads of its own
-            // that nothing joins, and one still inside libpq's SCRAM or TLS set-up when the
-            // process exits used to crash with SIGSEGV in OpenSSL's freed locks (seen at a
-            // SIGTERM right after start). The first initialisation decides, so this must come
-            // before the first connection.
-            openssl_sys::init();
+            init_tls();
         }
         let sqlite_path = match &url {
             DatabaseUrl::Sqlite(path) => Some(path.clone()),
@@ -172,7 +166,8 @@ impl Db {
         let opener = std::sync::Arc::new(manager.clone());
         let pool = Pool::builder()
             .max_size(settings.pool_size)
-            // No idle connections kept open in the background: connections open on demand.
+            // No idle connections kept warm: connections open on demand (r2d2 still opens them
+            // on its own threads, which is why `init_tls` exists).
             .min_idle(Some(0))
             .connection_timeout(timeout)
             .build_unchecked(manager);
@@ -262,6 +257,17 @@ fn pg_unlock(c: &mut PgConnection, key: i64) -> anyhow::Result<()> {
         .execute(c)
         .map_err(|e| anyhow::anyhow!("releasing the store's lock: {e}"))?;
     Ok(())
+}
+
+/// Sets OpenSSL up for libpq without OpenSSL's exit handlers (`OPENSSL_INIT_NO_ATEXIT`,
+/// rust-openssl's own choice in `openssl_sys::init`). r2d2 opens connections on threads of its
+/// own that nothing joins; one still inside libpq's SCRAM or TLS set-up when the process exits
+/// crashed with SIGSEGV in the locks OpenSSL's exit handler had freed (a core dump of a
+/// `steward serve` stopped right after its start). OpenSSL's first initialisation decides, so
+/// this runs before anything in the process opens a PostgreSQL connection: [`Db::connect`]
+/// calls it, as does the CLI's `main` and the tests' database set-up. Idempotent and cheap.
+pub fn init_tls() {
+    openssl_sys::init();
 }
 
 /// Holds the start lock on a connection of its own until dropped (PostgreSQL; nothing on

@@ -281,8 +281,8 @@ async fn serve_refuses_a_broken_chain_unless_told_to() {
     let record = std::fs::read_to_string(&record_file).expect("record");
     let (mut child, _, lines) = crate::cli::start_server_with(&["--allow-broken-audit"], &env);
     let status = crate::cli::terminate(&mut child);
-    assert!(status.success());
     let log = lines.lock().expect("lines").join("\n");
+    assert!(status.success(), "exit on SIGTERM: {status:?}\n{log}");
     assert!(log.contains("THE AUDIT LOG IS BROKEN"), "{log}");
     // Serving over it leaves the evidence: the head record as it was, an event saying so,
     // and the next plain start still refused.

@@ -43,6 +43,8 @@ pub struct FreshDatabase {
 pub fn fresh_database(dir: &std::path::Path) -> FreshDatabase {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(server) if !server.is_empty() => {
+            // Before this process's first PostgreSQL connection, as in the binary.
+            steward::db::init_tls();
             let name = format!("steward_test_{}", uuid::Uuid::new_v4().simple());
             let mut admin = PgConnection::establish(&server).expect("connect TEST_DATABASE_URL");
             diesel::sql_query(format!("CREATE DATABASE {name}"))
