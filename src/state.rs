@@ -50,6 +50,34 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A blob's bytes, verified against its hash, read on the blocking pool holding no store
+    /// connection: an S3 store may take its time (a try may last 5 minutes), and the pool's
+    /// connections stay free for everyone else. For request handlers of both faces (API
+    /// downloads, dashboard pages): find the hash on a connection, give it back, then read.
+    /// At most 8 reads at once across the process; one that waits 10 s for its turn fails.
+    ///
+    /// Errors: `Overloaded` (retry after 5 s) when no turn comes; the blob store's (not found,
+    /// corrupt, remote).
+    pub async fn read_blob(&self, hash: String) -> Result<Vec<u8>, crate::error::AppError> {
+        static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+        let turn = tokio::time::timeout(std::time::Duration::from_secs(10), READS.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(|| crate::error::AppError::Overloaded {
+                message: "too many artifact reads at once; retry shortly".into(),
+                retry_after_secs: 5,
+            })?;
+        let blobs = self.blobs.clone();
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            blobs.get(&hash)
+        })
+        .await
+        .map_err(|e| crate::error::AppError::Internal(anyhow::anyhow!("reading a blob: {e}")))?
+        .map_err(crate::error::AppError::from)
+    }
+
     /// What the agent's tasks and its API calls need of the process.
     pub fn agent_deps(&self) -> crate::agent::Deps {
         crate::agent::Deps {

@@ -104,7 +104,7 @@ pub async fn get_version_content(
         .db
         .run(move |conn| catalog::find_version(conn, &name, number))
         .await?;
-    let bytes = crate::api::read_blob(&state, version.hash.clone()).await?;
+    let bytes = state.read_blob(version.hash.clone()).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .insert_header(("ETag", format!("\"{}\"", version.hash)))

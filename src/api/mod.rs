@@ -113,29 +113,3 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/api/{tail:.*}", web::to(api_not_found));
 }
-
-/// A blob's bytes, verified against its hash, read on the blocking pool holding no store
-/// connection (an S3 store may take its time; the pool's connections stay free for others).
-/// At most 8 reads at once; a request that waits 10 s for its turn is answered 503.
-pub(crate) async fn read_blob(
-    state: &crate::state::AppState,
-    hash: String,
-) -> Result<Vec<u8>, crate::error::AppError> {
-    static READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
-    let turn = tokio::time::timeout(std::time::Duration::from_secs(10), READS.acquire())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .ok_or_else(|| crate::error::AppError::Overloaded {
-            message: "too many artifact downloads at once; retry shortly".into(),
-            retry_after_secs: 5,
-        })?;
-    let blobs = state.blobs.clone();
-    tokio::task::spawn_blocking(move || {
-        let _turn = turn;
-        blobs.get(&hash)
-    })
-    .await
-    .map_err(|e| crate::error::AppError::Internal(anyhow::anyhow!("reading a blob: {e}")))?
-    .map_err(crate::error::AppError::from)
-}

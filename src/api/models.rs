@@ -92,7 +92,7 @@ pub async fn get_run_artifact(
         })
         .await?;
     // The bytes (from S3, perhaps) are read holding no store connection.
-    let bytes = crate::api::read_blob(&state, artifact.hash.clone()).await?;
+    let bytes = state.read_blob(artifact.hash.clone()).await?;
     Ok(HttpResponse::Ok()
         .content_type(artifact.media_type)
         .insert_header(("X-Content-Hash", format!("blake3:{}", artifact.hash)))

@@ -711,19 +711,28 @@ fn metric_fields(m: &ml::metrics::Metrics) -> [(&'static str, f64); 8] {
     ]
 }
 
+/// The artifact a run's report is stored as.
+pub const REPORT_ARTIFACT: &str = "metrics.json";
+
 /// The report stored with a run (`metrics.json`), if it finished.
 pub fn report_of(
     conn: &mut DbConnection,
     blobs: &dyn BlobStore,
     run_id: &str,
 ) -> Result<Option<CandidateReport>, AppError> {
-    match tracking::read_artifact(conn, blobs, run_id, "metrics.json") {
-        Ok((_, bytes)) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| AppError::Internal(anyhow::anyhow!("metrics.json of run {run_id}: {e}"))),
+    match tracking::read_artifact(conn, blobs, run_id, REPORT_ARTIFACT) {
+        Ok((_, bytes)) => parse_report(run_id, &bytes).map(Some),
         Err(AppError::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// A run's report from the bytes of its `metrics.json` (read apart from the store connection).
+///
+/// Errors: Internal when the bytes are not a report.
+pub fn parse_report(run_id: &str, bytes: &[u8]) -> Result<CandidateReport, AppError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("metrics.json of run {run_id}: {e}")))
 }
 
 /// Promotion without a serving slot (the CLI, the first start before the server runs): the

@@ -496,22 +496,60 @@ fn history_charts(detail: &RunDetail) -> Vec<String> {
     out
 }
 
-/// The stored SVG artifacts of a run, in page order.
-fn run_charts(
-    conn: &mut crate::db::DbConnection,
-    blobs: &dyn crate::data::blob::BlobStore,
-    run_id: &str,
-    names: &[&str],
-) -> Result<Vec<String>, AppError> {
-    let mut out = Vec::new();
-    for name in names {
-        match tracking::read_artifact(conn, blobs, run_id, name) {
-            Ok((_, bytes)) => out.push(String::from_utf8_lossy(&bytes).into_owned()),
-            Err(AppError::NotFound(_)) => {}
-            Err(e) => return Err(e),
+/// Where a run's report and charts are stored (their blobs' hashes), found on a store
+/// connection; [`RunFiles::read`] reads the bytes after the connection is given back, so a slow
+/// artifact store (S3) holds no connection.
+struct RunFiles {
+    run_id: String,
+    report: Option<String>,
+    charts: Vec<String>,
+}
+
+impl RunFiles {
+    /// The hashes of `metrics.json` and of those of `charts` the run has, in page order.
+    fn find(
+        conn: &mut crate::db::DbConnection,
+        run_id: &str,
+        charts: &[&str],
+    ) -> Result<Self, AppError> {
+        let mut hash = |name: &str| match tracking::find_artifact(conn, run_id, name) {
+            Ok(a) => Ok(Some(a.hash)),
+            Err(AppError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let report = hash(training::REPORT_ARTIFACT)?;
+        let mut found = Vec::new();
+        for name in charts {
+            if let Some(h) = hash(name)? {
+                found.push(h);
+            }
         }
+        Ok(RunFiles {
+            run_id: run_id.to_owned(),
+            report,
+            charts: found,
+        })
     }
-    Ok(out)
+
+    /// The report and the SVG charts, read one blob at a time through the process's bounded
+    /// reader.
+    async fn read(
+        self,
+        state: &AppState,
+    ) -> Result<(Option<CandidateReport>, Vec<String>), AppError> {
+        let report = match self.report {
+            Some(h) => Some(training::parse_report(
+                &self.run_id,
+                &state.read_blob(h).await?,
+            )?),
+            None => None,
+        };
+        let mut charts = Vec::with_capacity(self.charts.len());
+        for h in self.charts {
+            charts.push(String::from_utf8_lossy(&state.read_blob(h).await?).into_owned());
+        }
+        Ok((report, charts))
+    }
 }
 
 const RUN_CHARTS: &[&str] = &[
@@ -563,19 +601,18 @@ pub async fn get_run(
 ) -> Result<HttpResponse, AppError> {
     identity.require_read(&state.settings.auth)?;
     let id = path.into_inner();
-    let blobs = state.blobs.clone();
     let model = state.settings.registry.model.clone();
-    let (detail, report, charts, registered) = state
+    let (detail, files, registered) = state
         .db
         .run(move |conn| {
             let detail = tracking::run_detail(conn, &id)?;
-            let report = training::report_of(conn, blobs.as_ref(), &detail.run.id)?;
-            let charts = run_charts(conn, blobs.as_ref(), &detail.run.id, RUN_CHARTS)?;
+            let files = RunFiles::find(conn, &detail.run.id, RUN_CHARTS)?;
             // A run is registered once, under any model (an MLflow client may name another).
             let registered = registry::version_of_run(conn, &detail.run.id)?;
-            Ok((detail, report, charts, registered))
+            Ok((detail, files, registered))
         })
         .await?;
+    let (report, charts) = files.read(&state).await?;
     let registered_model = registered
         .as_ref()
         .filter(|v| v.model != model)
@@ -708,16 +745,17 @@ pub async fn get_compare(
 ) -> Result<HttpResponse, AppError> {
     identity.require_read(&state.settings.auth)?;
     let q = query.into_inner();
-    let blobs = state.blobs.clone();
-    let (c, ra, rb) = state
+    let (c, fa, fb) = state
         .db
         .run(move |conn| {
             let c = tracking::compare(conn, &q.a, &q.b)?;
-            let ra = training::report_of(conn, blobs.as_ref(), &c.a.run.id)?;
-            let rb = training::report_of(conn, blobs.as_ref(), &c.b.run.id)?;
-            Ok((c, ra, rb))
+            let fa = RunFiles::find(conn, &c.a.run.id, &[])?;
+            let fb = RunFiles::find(conn, &c.b.run.id, &[])?;
+            Ok((c, fa, fb))
         })
         .await?;
+    let (ra, _) = fa.read(&state).await?;
+    let (rb, _) = fb.read(&state).await?;
     let mut curves = Vec::new();
     for (run, report) in [(&c.a.run, &ra), (&c.b.run, &rb)] {
         if let Some(r) = report {
@@ -1144,7 +1182,6 @@ pub async fn get_performance(
     identity.require_read(&state.settings.auth)?;
     let wanted = query.into_inner().version;
     let model = state.settings.registry.model.clone();
-    let blobs = state.blobs.clone();
     let name = model.clone();
     let loaded = state
         .db
@@ -1160,17 +1197,22 @@ pub async fn get_performance(
             let previous = registry::previous_production(conn, &name, v.version)?
                 .map(|p| registry::find_version(conn, &name, p))
                 .transpose()?;
-            let report = training::report_of(conn, blobs.as_ref(), &v.run_id)?;
-            let charts = run_charts(
+            let files = RunFiles::find(
                 conn,
-                blobs.as_ref(),
                 &v.run_id,
                 &["confusion_matrix.svg", "roc.svg", "feature_importance.svg"],
             )?;
-            Ok((all, Some((v, previous, report, charts))))
+            Ok((all, Some((v, previous, files))))
         })
         .await?;
     let (all, found) = loaded;
+    let found = match found {
+        Some((v, previous, files)) => {
+            let (report, charts) = files.read(&state).await?;
+            Some((v, previous, report, charts))
+        }
+        None => None,
+    };
     let versions = all
         .iter()
         .map(|v| {

@@ -97,7 +97,7 @@ pub async fn download(state: web::Data<AppState>, path: web::Path<String>) -> An
             tracking::find_artifact(conn, &run_id, &name)
         })
         .await?;
-    let bytes = crate::api::read_blob(&state, artifact.hash.clone()).await?;
+    let bytes = state.read_blob(artifact.hash.clone()).await?;
     Ok(HttpResponse::Ok()
         .content_type(artifact.media_type)
         .body(bytes))
