@@ -483,7 +483,9 @@ pub fn set_paused(
             .after(json!({ "paused": paused })),
         ))
     })?;
-    metrics::gauge!(AGENT_PAUSED).set(if paused { 1.0 } else { 0.0 });
+    // `steward_agent_paused` is not set here: the process that takes the request may run no
+    // agent (an `api` replica, the CLI) and would keep its value after a resume elsewhere. The
+    // leader's pass publishes the store's switch at its next tick (the API nudges it).
     Ok(())
 }
 

@@ -248,6 +248,47 @@ async fn three_replicas_on_one_store_share_the_work() {
     }
     assert_eq!(leading, 1, "one replica runs the agent");
 
+    // The kill switch pulled through the api replica and released through another:
+    // steward_agent_paused is the leader's reading of the store, and the api replica, which
+    // runs no agent, reports none (it used to keep the 1 it set when it took the pause).
+    let leader_url = if leader == a.pid {
+        a.url.clone()
+    } else {
+        b.url.clone()
+    };
+    let paused_gauge = |url: String| async move {
+        let text = client()
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .find_map(|l| l.strip_prefix("steward_agent_paused "))
+            .map(str::to_owned)
+    };
+    let (status, _) = post(&format!("{}/api/v1/agent/pause", c.url), &token, json!({})).await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while paused_gauge(leader_url.clone()).await.as_deref() != Some("1") {
+        assert!(Instant::now() < deadline, "the leader reports the pause");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = post(&format!("{}/api/v1/agent/resume", b.url), &token, json!({})).await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while paused_gauge(leader_url.clone()).await.as_deref() != Some("0") {
+        assert!(Instant::now() < deadline, "the leader reports the resume");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        paused_gauge(c.url.clone()).await,
+        None,
+        "the api replica runs no agent"
+    );
+
     // The repeated drift is one incident with one decision, whichever replica checked.
     let pending = until(
         &format!("{}/api/v1/approvals?status=pending", c.url),
