@@ -38,10 +38,11 @@ pub struct Tools<'a> {
     pub blobs: &'a dyn BlobStore,
     pub settings: &'a Settings,
     pub serving: &'a Serving,
-    /// Asked inside the transaction of a registry change (a promotion, a rollback): `Some(why)`
-    /// when the action may no longer change anything (this process lost the agent's lease, or
-    /// another marked the action interrupted).
-    pub fence: &'a (dyn Fn(&mut DbConnection) -> Result<Option<String>, AppError> + Sync),
+    /// `Some(why)` when the action may no longer change anything (this process lost the
+    /// agent's lease, or another marked the action interrupted). Asked before a promotion's or
+    /// rollback's preconditions, and again by the registry inside the change's transaction,
+    /// after the model loaded ([`registry::Servable::fenced`]).
+    pub fence: &'a registry::Fence<'a>,
 }
 
 /// Writes a notification of the incident's kind into the outbox (the notify worker routes and
@@ -271,9 +272,11 @@ pub fn run_rollback(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, App
     let mut conn = tools.db.get()?;
     let skipped = std::cell::RefCell::new(None::<String>);
     // Checked under the serving slot's order lock, with the change.
-    let outcome = tools
-        .serving
-        .apply(&mut conn, tools.blobs, |conn, servable| {
+    let outcome = tools.serving.apply_fenced(
+        &mut conn,
+        tools.blobs,
+        Some(tools.fence),
+        |conn, servable| {
             if let Some(why) = (tools.fence)(conn)? {
                 *skipped.borrow_mut() = Some(why);
                 return Ok(None);
@@ -296,7 +299,7 @@ pub fn run_rollback(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, App
                 ));
                 return Ok(None);
             }
-            registry::rollback(
+            let rolled = registry::rollback(
                 conn,
                 model,
                 None,
@@ -306,9 +309,10 @@ pub fn run_rollback(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, App
                     force: false,
                 },
                 servable,
-            )
-            .map(Some)
-        })?;
+            );
+            fenced_to_skip(rolled, servable, &skipped)
+        },
+    )?;
     match outcome {
         Some(outcome) => Ok(Ended::Succeeded {
             outcome: json!({
@@ -320,6 +324,25 @@ pub fn run_rollback(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, App
         None => Ok(Ended::Skipped {
             why: skipped.into_inner().unwrap_or_default(),
         }),
+    }
+}
+
+/// A registry change's result, with a refusal by the fence (inside the change's transaction)
+/// turned into a skip with its reason: the action ends skipped, having changed nothing.
+fn fenced_to_skip<T>(
+    result: Result<T, AppError>,
+    servable: &registry::Servable<'_>,
+    skipped: &std::cell::RefCell<Option<String>>,
+) -> Result<Option<T>, AppError> {
+    match result {
+        Ok(done) => Ok(Some(done)),
+        Err(e) => match servable.fenced_because() {
+            Some(why) => {
+                *skipped.borrow_mut() = Some(why);
+                Ok(None)
+            }
+            None => Err(e),
+        },
     }
 }
 
@@ -338,46 +361,49 @@ pub fn promote(
     // The preconditions are read under the serving slot's order lock, with the change: no other
     // promotion or rollback of this process comes between the check and the move.
     let skipped = std::cell::RefCell::new(None::<String>);
-    let outcome = tools.serving.apply(conn, tools.blobs, |conn, servable| {
-        if let Some(why) = (tools.fence)(conn)? {
-            *skipped.borrow_mut() = Some(why);
-            return Ok(None);
-        }
-        let current = registry::production(conn, model)?.map(|v| v.version);
-        let why = if current != champion {
-            Some(format!(
-                "Production changed since the comparison (v{} then, {} now)",
-                champion.map_or("none".into(), |v| v.to_string()),
-                current.map_or("none".into(), |v| format!("v{v}"))
-            ))
-        } else {
-            let target = registry::find_version(conn, model, version)?;
-            if target.stage == Stage::Production.as_str() {
-                Some(format!("v{version} is in Production already"))
-            } else if target.stage == Stage::Archived.as_str() {
-                Some(format!("v{version} was archived since"))
-            } else {
-                None
-            }
-        };
-        if let Some(why) = why {
-            *skipped.borrow_mut() = Some(why);
-            return Ok(None);
-        }
-        registry::transition(
-            conn,
-            model,
-            version,
-            Stage::Production,
-            Change {
-                actor: "agent",
-                reason,
-                force,
-            },
-            servable,
-        )
-        .map(Some)
-    })?;
+    let outcome =
+        tools
+            .serving
+            .apply_fenced(conn, tools.blobs, Some(tools.fence), |conn, servable| {
+                if let Some(why) = (tools.fence)(conn)? {
+                    *skipped.borrow_mut() = Some(why);
+                    return Ok(None);
+                }
+                let current = registry::production(conn, model)?.map(|v| v.version);
+                let why = if current != champion {
+                    Some(format!(
+                        "Production changed since the comparison (v{} then, {} now)",
+                        champion.map_or("none".into(), |v| v.to_string()),
+                        current.map_or("none".into(), |v| format!("v{v}"))
+                    ))
+                } else {
+                    let target = registry::find_version(conn, model, version)?;
+                    if target.stage == Stage::Production.as_str() {
+                        Some(format!("v{version} is in Production already"))
+                    } else if target.stage == Stage::Archived.as_str() {
+                        Some(format!("v{version} was archived since"))
+                    } else {
+                        None
+                    }
+                };
+                if let Some(why) = why {
+                    *skipped.borrow_mut() = Some(why);
+                    return Ok(None);
+                }
+                let promoted = registry::transition(
+                    conn,
+                    model,
+                    version,
+                    Stage::Production,
+                    Change {
+                        actor: "agent",
+                        reason,
+                        force,
+                    },
+                    servable,
+                );
+                fenced_to_skip(promoted, servable, &skipped)
+            })?;
     match outcome {
         Some(outcome) => Ok(Ended::Succeeded {
             outcome: json!({

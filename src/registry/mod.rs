@@ -428,7 +428,14 @@ pub struct Servable<'a> {
     /// The configured schema's feature names, in order.
     pub features: &'a [String],
     preloaded: std::cell::RefCell<Option<(ModelVersion, TrainedModel)>>,
+    /// See [`Servable::fenced`].
+    fence: Option<&'a Fence<'a>>,
+    fenced_because: std::cell::RefCell<Option<String>>,
 }
+
+/// A fencing check: `Some(why)` when the caller may no longer change anything (the agent's:
+/// this process lost the agent's lease, or the action was marked interrupted).
+pub type Fence<'a> = dyn Fn(&mut DbConnection) -> Result<Option<String>, AppError> + Sync + 'a;
 
 impl<'a> Servable<'a> {
     pub fn new(blobs: &'a dyn BlobStore, features: &'a [String]) -> Self {
@@ -436,7 +443,34 @@ impl<'a> Servable<'a> {
             blobs,
             features,
             preloaded: std::cell::RefCell::new(None),
+            fence: None,
+            fenced_because: std::cell::RefCell::new(None),
         }
+    }
+
+    /// Asks `fence` first thing inside the change's transaction (after the audit head lock,
+    /// after the model loaded): `Some(why)` refuses the change with 409 and nothing is
+    /// written, however long the load took. [`Servable::fenced_because`] then says why.
+    pub fn fenced(mut self, fence: &'a Fence<'a>) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// Why the fence refused the change, when it did.
+    pub fn fenced_because(&self) -> Option<String> {
+        self.fenced_because.borrow().clone()
+    }
+
+    fn pass_fence(&self, conn: &mut DbConnection) -> Result<(), AppError> {
+        let Some(fence) = self.fence else {
+            return Ok(());
+        };
+        if let Some(why) = fence(conn)? {
+            let refused = AppError::Conflict(format!("the change was fenced off: {why}"));
+            *self.fenced_because.borrow_mut() = Some(why);
+            return Err(refused);
+        }
+        Ok(())
     }
 
     /// Loads and verifies `version` ahead of a transition into Production, outside any
@@ -555,6 +589,7 @@ fn transition_locked(
     servable: &Servable<'_>,
     rollback: bool,
 ) -> Result<(TransitionOutcome, NewEvent), AppError> {
+    servable.pass_fence(conn)?;
     let (actor, reason) = (change.actor, change.reason);
     let current = find_version(conn, model, version)?;
     if current.stage == to.as_str() {

@@ -302,9 +302,25 @@ impl Serving {
         blobs: &dyn BlobStore,
         change: impl FnOnce(&mut DbConnection, &Servable<'_>) -> Result<T, AppError>,
     ) -> Result<T, AppError> {
+        self.apply_fenced(conn, blobs, None, change)
+    }
+
+    /// [`Serving::apply`] with a fencing check that the registry asks inside the change's
+    /// transaction ([`Servable::fenced`]).
+    pub fn apply_fenced<T>(
+        &self,
+        conn: &mut DbConnection,
+        blobs: &dyn BlobStore,
+        fence: Option<&crate::registry::Fence<'_>>,
+        change: impl FnOnce(&mut DbConnection, &Servable<'_>) -> Result<T, AppError>,
+    ) -> Result<T, AppError> {
         let _order = self.order.lock().unwrap_or_else(|e| e.into_inner());
         let features = self.schema.names();
         let servable = Servable::new(blobs, &features);
+        let servable = match fence {
+            Some(f) => servable.fenced(f),
+            None => servable,
+        };
         let out = change(conn, &servable)?;
         // The change is committed: its answer says so. A slot that can't follow (the version
         // was checked inside the change, so this is rare) is logged and counted, retried at

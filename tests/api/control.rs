@@ -355,3 +355,68 @@ async fn a_live_run_with_an_old_heartbeat_is_not_swept() {
         .collect();
     assert_eq!(live, [mine.id]);
 }
+
+/// The agent's fence is asked again inside the registry's change, after the model loaded: a
+/// leader deposed while the new model loaded (its fence passes the action's check, then trips)
+/// lands nothing: 409, the reason kept for the action's skip, Production, the audit log and
+/// the stage history as they were. A fence that keeps passing lets the same change land.
+#[tokio::test]
+async fn a_fence_that_trips_inside_the_change_lands_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use steward::registry::{self, Change, Servable, Stage};
+    let app = app_with_model().await;
+    let token = app.admin_token().await;
+    let v = register_more(&app, &token, 1).await[0] as i32;
+    let before = production(&app, &token).await;
+    let db = app.store();
+    let blobs = steward::data::blob::open(&app.settings.storage).expect("blobs");
+    let features = app.settings.dataset.feature_names();
+    let model = app.settings.registry.model.clone();
+    let mut conn = db.get().expect("conn");
+    let history = |conn: &mut steward::db::DbConnection| {
+        registry::transitions(conn, &model).expect("history").len()
+    };
+    let history_before = history(&mut conn);
+    let events_before = steward::audit::verify(&mut conn).expect("verify").head_seq;
+
+    let asked = AtomicUsize::new(0);
+    let deposed = |_: &mut steward::db::DbConnection| {
+        // The action's own check passes; the registry's, inside the change, finds the lease gone.
+        Ok((asked.fetch_add(1, Ordering::SeqCst) > 0)
+            .then(|| "this process lost the agent's lease".to_owned()))
+    };
+    let servable = Servable::new(blobs.as_ref(), &features).fenced(&deposed);
+    assert_eq!(deposed(&mut conn).expect("first ask"), None);
+    let change = Change {
+        actor: "agent",
+        reason: "a fencing test",
+        force: false,
+    };
+    let refused = registry::transition(&mut conn, &model, v, Stage::Production, change, &servable);
+    assert!(
+        matches!(&refused, Err(steward::error::AppError::Conflict(m)) if m.contains("lost the agent's lease")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        servable.fenced_because().as_deref(),
+        Some("this process lost the agent's lease")
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 2, "asked inside the change");
+    assert_eq!(production(&app, &token).await, before);
+    assert_eq!(history(&mut conn), history_before);
+    assert_eq!(
+        steward::audit::verify(&mut conn).expect("verify").head_seq,
+        events_before,
+        "no audit event"
+    );
+    let rolled = registry::rollback(&mut conn, &model, None, change, &servable);
+    assert!(rolled.is_err(), "a rollback is fenced off too: {rolled:?}");
+    assert_eq!(production(&app, &token).await, before);
+
+    let holding = |_: &mut steward::db::DbConnection| Ok(None);
+    let servable = Servable::new(blobs.as_ref(), &features).fenced(&holding);
+    let landed = registry::transition(&mut conn, &model, v, Stage::Production, change, &servable)
+        .expect("lands while the fence holds");
+    assert_eq!(landed.version.version, v);
+    assert_eq!(production(&app, &token).await, Some(i64::from(v)));
+}
