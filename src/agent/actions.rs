@@ -310,7 +310,7 @@ pub fn run_rollback(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, App
                 },
                 servable,
             );
-            fenced_to_skip(rolled, servable, &skipped)
+            fenced_to_skip(tools, conn, rolled, servable, &skipped)
         },
     )?;
     match outcome {
@@ -327,22 +327,31 @@ pub fn run_rollback(tools: &Tools<'_>, incident: &Incident) -> Result<Ended, App
     }
 }
 
-/// A registry change's result, with a refusal by the fence (inside the change's transaction)
-/// turned into a skip with its reason: the action ends skipped, having changed nothing.
+/// A registry change's result, with a refusal by the fence turned into a skip with its
+/// reason: the action ends skipped, having changed nothing. Any other refusal is checked
+/// against the fence too (a deposed leader's change overtaken by the new leader's is refused
+/// for another reason first, "already in Production" say): it ends skipped as well.
 fn fenced_to_skip<T>(
+    tools: &Tools<'_>,
+    conn: &mut DbConnection,
     result: Result<T, AppError>,
     servable: &registry::Servable<'_>,
     skipped: &std::cell::RefCell<Option<String>>,
 ) -> Result<Option<T>, AppError> {
-    match result {
-        Ok(done) => Ok(Some(done)),
-        Err(e) => match servable.fenced_because() {
-            Some(why) => {
-                *skipped.borrow_mut() = Some(why);
-                Ok(None)
-            }
-            None => Err(e),
-        },
+    let e = match result {
+        Ok(done) => return Ok(Some(done)),
+        Err(e) => e,
+    };
+    let why = match servable.fenced_because() {
+        Some(why) => Some(why),
+        None => (tools.fence)(conn)?,
+    };
+    match why {
+        Some(why) => {
+            *skipped.borrow_mut() = Some(why);
+            Ok(None)
+        }
+        None => Err(e),
     }
 }
 
@@ -402,7 +411,7 @@ pub fn promote(
                     },
                     servable,
                 );
-                fenced_to_skip(promoted, servable, &skipped)
+                fenced_to_skip(tools, conn, promoted, servable, &skipped)
             })?;
     match outcome {
         Some(outcome) => Ok(Ended::Succeeded {

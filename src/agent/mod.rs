@@ -537,14 +537,15 @@ pub async fn pass(deps: &Deps) -> Result<(), AppError> {
     let paused = deps
         .db
         .run(move |conn| {
+            // The switch is published first, whatever the steps below meet.
+            let paused = is_paused(conn, &settings)?;
+            metrics::gauge!(AGENT_PAUSED).set(if paused { 1.0 } else { 0.0 });
             expire(conn)?;
             reopen_waiting(conn, &settings)?;
             sweep_monitoring(conn, &settings)?;
             take_validation(conn, &settings)?;
-            let paused = is_paused(conn, &settings)?;
             metrics::gauge!(APPROVALS_PENDING).set(store::count_pending(conn)? as f64);
             metrics::gauge!(AGENT_INCIDENTS_OPEN).set(store::count_open_incidents(conn)? as f64);
-            metrics::gauge!(AGENT_PAUSED).set(if paused { 1.0 } else { 0.0 });
             Ok(paused)
         })
         .await?;

@@ -194,18 +194,24 @@ pub fn release(conn: &mut DbConnection, name: &str, holder: &str) -> Result<(), 
 }
 
 /// Whether `holder` holds `name` now (unexpired): the fencing check a leader makes in the
-/// transaction of an action it starts, so one that lost the lease (a stall past its expiry)
-/// starts nothing more.
+/// transaction of an action it starts and of a registry change it makes, so one that lost the
+/// lease (a stall past its expiry) starts and changes nothing more. On PostgreSQL the row is
+/// read `FOR SHARE`: inside a transaction, another process's take (an UPDATE of that row)
+/// waits for the commit, so the answer holds until then (SQLite's single writer gives the
+/// same).
 ///
 /// Errors: the store's.
 pub fn holds(conn: &mut DbConnection, name: &str, holder: &str) -> Result<bool, AppError> {
-    let n: i64 = leases::table
+    let query = leases::table
         .filter(leases::name.eq(name))
         .filter(leases::holder.eq(holder))
         .filter(leases::expires_at.ge(crate::db::now()))
-        .count()
-        .get_result(conn)?;
-    Ok(n == 1)
+        .select(leases::name);
+    let found: Option<String> = match conn {
+        DbConnection::Postgres(c) => query.for_share().first(c).optional()?,
+        DbConnection::Sqlite(c) => query.first(c).optional()?,
+    };
+    Ok(found.is_some())
 }
 
 /// Every lease, by name (at most 200: one per job and the agent's).

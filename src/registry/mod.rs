@@ -448,9 +448,10 @@ impl<'a> Servable<'a> {
         }
     }
 
-    /// Asks `fence` first thing inside the change's transaction (after the audit head lock,
-    /// after the model loaded): `Some(why)` refuses the change with 409 and nothing is
-    /// written, however long the load took. [`Servable::fenced_because`] then says why.
+    /// Asks `fence` inside the change's transaction just before anything is written (after
+    /// the audit head lock and the model's load): `Some(why)` refuses the change with 409 and
+    /// nothing is written, however long the load took. [`Servable::fenced_because`] then
+    /// says why.
     pub fn fenced(mut self, fence: &'a Fence<'a>) -> Self {
         self.fence = Some(fence);
         self
@@ -462,6 +463,7 @@ impl<'a> Servable<'a> {
     }
 
     fn pass_fence(&self, conn: &mut DbConnection) -> Result<(), AppError> {
+        self.fenced_because.borrow_mut().take();
         let Some(fence) = self.fence else {
             return Ok(());
         };
@@ -589,7 +591,6 @@ fn transition_locked(
     servable: &Servable<'_>,
     rollback: bool,
 ) -> Result<(TransitionOutcome, NewEvent), AppError> {
-    servable.pass_fence(conn)?;
     let (actor, reason) = (change.actor, change.reason);
     let current = find_version(conn, model, version)?;
     if current.stage == to.as_str() {
@@ -597,10 +598,14 @@ fn transition_locked(
             "{model} v{version} is already in {to}"
         )));
     }
-    let mut archived = None;
     if to == Stage::Production {
         let serving = production(conn, model)?.map(|p| p.version);
         servable.check(conn, model, version, serving)?;
+    }
+    // Last, just before anything is written: after the model's load (even one made here).
+    servable.pass_fence(conn)?;
+    let mut archived = None;
+    if to == Stage::Production {
         if let Some(prod) = production(conn, model)? {
             record(
                 conn,

@@ -409,14 +409,33 @@ async fn a_fence_that_trips_inside_the_change_lands_nothing() {
         events_before,
         "no audit event"
     );
-    let rolled = registry::rollback(&mut conn, &model, None, change, &servable);
-    assert!(rolled.is_err(), "a rollback is fenced off too: {rolled:?}");
-    assert_eq!(production(&app, &token).await, before);
-
     let holding = |_: &mut steward::db::DbConnection| Ok(None);
     let servable = Servable::new(blobs.as_ref(), &features).fenced(&holding);
     let landed = registry::transition(&mut conn, &model, v, Stage::Production, change, &servable)
         .expect("lands while the fence holds");
     assert_eq!(landed.version.version, v);
+    assert_eq!(servable.fenced_because(), None);
     assert_eq!(production(&app, &token).await, Some(i64::from(v)));
+
+    // A rollback (there is an earlier Production version now) is fenced off the same way.
+    let history_before = history(&mut conn);
+    let events_before = steward::audit::verify(&mut conn).expect("verify").head_seq;
+    let tripping =
+        |_: &mut steward::db::DbConnection| Ok(Some("the action is failed already".to_owned()));
+    let servable = Servable::new(blobs.as_ref(), &features).fenced(&tripping);
+    let rolled = registry::rollback(&mut conn, &model, None, change, &servable);
+    assert!(
+        matches!(&rolled, Err(steward::error::AppError::Conflict(m)) if m.contains("fenced off")),
+        "{rolled:?}"
+    );
+    assert_eq!(
+        servable.fenced_because().as_deref(),
+        Some("the action is failed already")
+    );
+    assert_eq!(production(&app, &token).await, Some(i64::from(v)));
+    assert_eq!(history(&mut conn), history_before);
+    assert_eq!(
+        steward::audit::verify(&mut conn).expect("verify").head_seq,
+        events_before
+    );
 }

@@ -251,11 +251,6 @@ async fn three_replicas_on_one_store_share_the_work() {
     // The kill switch pulled through the api replica and released through another:
     // steward_agent_paused is the leader's reading of the store, and the api replica, which
     // runs no agent, reports none (it used to keep the 1 it set when it took the pause).
-    let leader_url = if leader == a.pid {
-        a.url.clone()
-    } else {
-        b.url.clone()
-    };
     let paused_gauge = |url: String| async move {
         let text = client()
             .get(format!("{url}/metrics"))
@@ -269,17 +264,30 @@ async fn three_replicas_on_one_store_share_the_work() {
             .find_map(|l| l.strip_prefix("steward_agent_paused "))
             .map(str::to_owned)
     };
+    // What Prometheus's max() across the working replicas reads (NaN ignored): the leader's,
+    // whichever of the two leads by then.
+    let across = || async {
+        let mut max = None::<f64>;
+        for url in [a.url.clone(), b.url.clone()] {
+            if let Some(v) = paused_gauge(url).await.and_then(|v| v.parse::<f64>().ok()) {
+                if !v.is_nan() {
+                    max = Some(max.map_or(v, |m| m.max(v)));
+                }
+            }
+        }
+        max
+    };
     let (status, _) = post(&format!("{}/api/v1/agent/pause", c.url), &token, json!({})).await;
     assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while paused_gauge(leader_url.clone()).await.as_deref() != Some("1") {
+    while across().await != Some(1.0) {
         assert!(Instant::now() < deadline, "the leader reports the pause");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (status, _) = post(&format!("{}/api/v1/agent/resume", b.url), &token, json!({})).await;
     assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while paused_gauge(leader_url.clone()).await.as_deref() != Some("0") {
+    while across().await != Some(0.0) {
         assert!(Instant::now() < deadline, "the leader reports the resume");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

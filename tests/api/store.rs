@@ -242,3 +242,72 @@ async fn leases_give_one_holder_at_a_time() {
     );
     assert_eq!(lease::list(&mut conn).expect("list").len(), 2);
 }
+
+/// The fencing read holds until its transaction commits (PostgreSQL: the lease row is read
+/// `FOR SHARE`): a leader that found the lease its own inside a change commits that change
+/// before another process can take the lease, even one whose take comes after the expiry and
+/// before the commit. (SQLite serialises the same through the audit head's writer lock, which
+/// every change takes; a plain read there would prove nothing, so this runs on PostgreSQL.)
+#[tokio::test]
+async fn a_lease_found_held_in_a_transaction_stays_so_until_its_commit() {
+    use diesel::Connection;
+    use std::time::{Duration, Instant};
+
+    use steward::db::lease::{self, Take, Taken};
+    if !on_postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = fresh_database(dir.path());
+    let settings = test_settings(dir.path(), &database.url);
+    let db = Db::connect(&settings.database).expect("connect");
+    let mut conn = db.get().expect("conn");
+    db::run_migrations(&mut conn).expect("up");
+    let never = |_: &str| false;
+    assert_eq!(
+        lease::take(
+            &mut conn,
+            "agent",
+            "a",
+            chrono::Duration::seconds(2),
+            Take::Lead,
+            &never
+        )
+        .expect("lead"),
+        Taken::New
+    );
+    let (found, found_rx) = std::sync::mpsc::channel::<()>();
+    let other = db.clone();
+    let taker = std::thread::spawn(move || {
+        found_rx.recv().expect("the fence read");
+        // Past the lease's expiry, while the transaction that found it held is still open.
+        std::thread::sleep(Duration::from_millis(2500));
+        let mut conn = other.get().expect("conn");
+        let taken = lease::take(
+            &mut conn,
+            "agent",
+            "b",
+            chrono::Duration::seconds(30),
+            Take::Lead,
+            &|_: &str| false,
+        )
+        .expect("take");
+        (taken, Instant::now())
+    });
+    let committed = conn
+        .transaction::<_, steward::error::AppError, _>(|conn| {
+            assert!(lease::holds(conn, "agent", "a")?, "still a's");
+            found.send(()).expect("signal");
+            // The change's work, outlasting the lease.
+            std::thread::sleep(Duration::from_millis(4000));
+            Ok(Instant::now())
+        })
+        .expect("the change commits");
+    let (taken, at) = taker.join().expect("taker");
+    assert_eq!(taken, Taken::New, "taken once expired");
+    assert!(
+        at >= committed,
+        "the take waited for the commit ({:?} before it)",
+        committed.saturating_duration_since(at)
+    );
+}
