@@ -344,10 +344,18 @@ fn fenced_to_skip<T>(
     };
     let why = match servable.fenced_because() {
         Some(why) => Some(why),
-        None => (tools.fence)(conn)?,
+        None => match (tools.fence)(conn) {
+            Ok(why) => why,
+            Err(fence_error) => {
+                tracing::warn!(error = %fence_error, "asking the fence after a refused change");
+                None
+            }
+        },
     };
     match why {
         Some(why) => {
+            // The refusal itself is kept in the log: the skip's reason is the fence's.
+            tracing::warn!(error = %e, reason = %why, "a refused change of a fenced-off action");
             *skipped.borrow_mut() = Some(why);
             Ok(None)
         }

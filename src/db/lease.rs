@@ -1,7 +1,8 @@
 //! Leases: named rows in the store with a holder and an expiry, through which processes sharing
 //! one store (replicas on one PostgreSQL, or a server and the CLI on one SQLite file) agree who
 //! runs what. Every change is one conditional `UPDATE`, so two processes racing for a lease get
-//! one winner on either backend; no lock is held between statements.
+//! one winner on either backend; no lock is held between statements, except by [`holds`]
+//! inside a caller's transaction (PostgreSQL: `FOR SHARE` until its commit).
 //!
 //! Expiry uses each process's clock (UTC), so replicas' clocks must agree to well within a
 //! lease's length (NTP does).
@@ -197,8 +198,9 @@ pub fn release(conn: &mut DbConnection, name: &str, holder: &str) -> Result<(), 
 /// transaction of an action it starts and of a registry change it makes, so one that lost the
 /// lease (a stall past its expiry) starts and changes nothing more. On PostgreSQL the row is
 /// read `FOR SHARE`: inside a transaction, another process's take (an UPDATE of that row)
-/// waits for the commit, so the answer holds until then (SQLite's single writer gives the
-/// same).
+/// waits for the commit, so the answer holds until then. On SQLite the same comes from the
+/// writer lock that both callers (the agent's start of an action and the registry's fence)
+/// take first, through the audit head.
 ///
 /// Errors: the store's.
 pub fn holds(conn: &mut DbConnection, name: &str, holder: &str) -> Result<bool, AppError> {

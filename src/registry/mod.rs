@@ -462,8 +462,13 @@ impl<'a> Servable<'a> {
         self.fenced_because.borrow().clone()
     }
 
-    fn pass_fence(&self, conn: &mut DbConnection) -> Result<(), AppError> {
+    /// A change starts with no answer of the fence (a `Servable` may serve several).
+    fn forget_fence_answer(&self) {
         self.fenced_because.borrow_mut().take();
+    }
+
+    fn pass_fence(&self, conn: &mut DbConnection) -> Result<(), AppError> {
+        self.forget_fence_answer();
         let Some(fence) = self.fence else {
             return Ok(());
         };
@@ -543,6 +548,7 @@ pub fn transition(
     servable: &Servable<'_>,
 ) -> Result<TransitionOutcome, AppError> {
     check_reason(change.reason)?;
+    servable.forget_fence_answer();
     if to == Stage::Production {
         servable.preload(conn, model, version);
     }
@@ -753,6 +759,7 @@ pub fn rollback(
     servable: &Servable<'_>,
 ) -> Result<TransitionOutcome, AppError> {
     check_reason(change.reason)?;
+    servable.forget_fence_answer();
     // The likely target, loaded before the transaction (re-decided inside).
     let likely = match to {
         Some(v) => Some(v),
