@@ -265,14 +265,7 @@ async fn a_drifted_replay_fires_prometheus_and_alertmanager_reaches_the_agent_on
         .expect("the dashboard"),
     )
     .expect("JSON");
-    let exposition = client()
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let exposition = crate::helpers::scrape(&url).await;
     let telemetry = include_str!("../../src/telemetry/mod.rs");
     let rules = shipped("rules.yml");
     let mut checked = 0;

@@ -129,6 +129,18 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 /// A client with its own cookie jar that does not follow redirects, so tests see them. It
 /// keeps no idle connections: a server may close one after an answer that left the body
 /// unread, and a reused closed connection would fail the next request for the wrong reason.
+/// The Prometheus exposition a server at `base` (`http://host:port`) answers on `/metrics`.
+pub async fn scrape(base: &str) -> String {
+    client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)

@@ -11,7 +11,7 @@ use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use serde_json::{Value, json};
 
 use crate::cli::{start_server_with, terminate};
-use crate::helpers::{AUDIT_KEY, cli_token, client, fresh_database, steward_bin};
+use crate::helpers::{AUDIT_KEY, cli_token, client, fresh_database, scrape, steward_bin};
 
 const UCI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/uci-heart-disease");
 const ADMIN_PASSWORD: &str = "replicas-admin-password-1";
@@ -234,14 +234,7 @@ async fn three_replicas_on_one_store_share_the_work() {
     );
     let mut leading = 0;
     for r in [&a, &b, &c] {
-        let text = client()
-            .get(format!("{}/metrics", r.url))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = scrape(&r.url).await;
         if text.lines().any(|l| l == "steward_agent_leading 1") {
             leading += 1;
         }
@@ -252,14 +245,7 @@ async fn three_replicas_on_one_store_share_the_work() {
     // steward_agent_paused is the leader's reading of the store, and the api replica, which
     // runs no agent, reports none (it used to keep the 1 it set when it took the pause).
     let paused_gauge = |url: String| async move {
-        let text = client()
-            .get(format!("{url}/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let text = scrape(&url).await;
         text.lines()
             .find_map(|l| l.strip_prefix("steward_agent_paused "))
             .map(str::to_owned)

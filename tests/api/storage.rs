@@ -38,6 +38,24 @@ async fn keys(s3: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// The id of the first run `GET /api/v1/runs` lists.
+async fn newest_run(base: &str, token: &str) -> String {
+    let runs: Value = client()
+        .get(format!("{base}/api/v1/runs"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("runs")
+        .json()
+        .await
+        .expect("json");
+    runs["runs"][0]["id"]
+        .as_str()
+        .or(runs[0]["id"].as_str())
+        .expect("a run")
+        .to_owned()
+}
+
 fn run(env: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
     let out = Command::new(steward_bin())
         .args(args)
@@ -179,19 +197,7 @@ async fn artifacts_migrate_to_s3_and_are_served_from_it_verified() {
         "nothing written to the local folder"
     );
     // The runs' artifacts read back through the API, verified.
-    let runs: Value = client()
-        .get(format!("{base}/api/v1/runs"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("runs")
-        .json()
-        .await
-        .expect("json");
-    let run_id = runs["runs"][0]["id"]
-        .as_str()
-        .or(runs[0]["id"].as_str())
-        .expect("a run");
+    let run_id = &newest_run(&base, &token).await;
     let detail: Value = client()
         .get(format!("{base}/api/v1/runs/{run_id}"))
         .bearer_auth(&token)
@@ -379,17 +385,7 @@ async fn a_stalled_bucket_holds_no_store_connection() {
             .bearer_auth(&token)
             .send()
     };
-    let runs: Value = get("/api/v1/runs")
-        .await
-        .expect("runs")
-        .json()
-        .await
-        .expect("json");
-    let run_id = runs["runs"][0]["id"]
-        .as_str()
-        .or(runs[0]["id"].as_str())
-        .expect("a run")
-        .to_owned();
+    let run_id = newest_run(&base, &token).await;
     // Served from the bucket while it answers.
     let page = get(&format!("/runs/{run_id}")).await.expect("run page");
     assert_eq!(page.status(), 200);

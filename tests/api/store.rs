@@ -2,7 +2,17 @@ use secrecy::SecretString;
 use steward::db::{self, Db};
 use steward::startup::Application;
 
-use crate::helpers::{fresh_database, on_postgres, test_settings};
+use crate::helpers::{FreshDatabase, fresh_database, on_postgres, test_settings};
+
+/// A fresh store, migrated: its folder and database (kept until dropped) and a pool on it.
+fn migrated_store() -> (tempfile::TempDir, FreshDatabase, Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database = fresh_database(dir.path());
+    let settings = test_settings(dir.path(), &database.url);
+    let db = Db::connect(&settings.database).expect("connect");
+    db::run_migrations(&mut db.get().expect("conn")).expect("up");
+    (dir, database, db)
+}
 
 #[tokio::test]
 async fn migrations_go_up_down_and_up_again() {
@@ -39,12 +49,8 @@ async fn migrations_go_up_down_and_up_again() {
 #[tokio::test]
 async fn rollbacks_from_before_the_mark_are_marked() {
     use diesel::RunQueryDsl;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let database = fresh_database(dir.path());
-    let settings = test_settings(dir.path(), &database.url);
-    let db = Db::connect(&settings.database).expect("connect");
+    let (_dir, _database, db) = migrated_store();
     let mut conn = db.get().expect("conn");
-    db::run_migrations(&mut conn).expect("up");
     // Down to just before 000008 (later migrations first).
     let mut last = db::revert_last_migration(&mut conn).expect("down one");
     while !last.contains("000008") {
@@ -146,12 +152,8 @@ async fn a_wrong_postgres_password_is_a_clear_error() {
 #[tokio::test]
 async fn leases_give_one_holder_at_a_time() {
     use steward::db::lease::{self, Take, Taken};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let database = fresh_database(dir.path());
-    let settings = test_settings(dir.path(), &database.url);
-    let db = Db::connect(&settings.database).expect("connect");
+    let (_dir, _database, db) = migrated_store();
     let mut conn = db.get().expect("conn");
-    db::run_migrations(&mut conn).expect("up");
     let ttl = chrono::Duration::seconds(30);
     let never = |_: &str| false;
     let gap = chrono::Duration::seconds(60);
@@ -257,12 +259,8 @@ fn a_lease_found_held_in_a_transaction_stays_so_until_its_commit() {
     if !on_postgres() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let database = fresh_database(dir.path());
-    let settings = test_settings(dir.path(), &database.url);
-    let db = Db::connect(&settings.database).expect("connect");
+    let (_dir, _database, db) = migrated_store();
     let mut conn = db.get().expect("conn");
-    db::run_migrations(&mut conn).expect("up");
     let never = |_: &str| false;
     assert_eq!(
         lease::take(
