@@ -439,3 +439,125 @@ async fn a_fence_that_trips_inside_the_change_lands_nothing() {
         events_before
     );
 }
+
+/// The agent's promotion turns a change refused by its fence into a skip with the fence's
+/// reason and nothing landed: refused inside the registry's change (the lease lost while the
+/// model loaded), or refused for another reason (here an artifact that fails its hash) when the
+/// fence, asked again, finds the action fenced off. With a holding fence that other refusal
+/// stays an error, and a servable version lands.
+#[tokio::test]
+async fn an_agent_promotion_fenced_off_ends_skipped_and_lands_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use steward::agent::actions::{self, Ended, Tools};
+    use steward::db::DbConnection;
+    use steward::serving::Serving;
+    use steward::serving::log::{Batching, PredictionLog};
+    use steward::serving::request::FeatureSchema;
+
+    let app = app_with_model().await;
+    let token = app.admin_token().await;
+    let v = register_more(&app, &token, 1).await[0] as i32;
+    let db = app.store();
+    let blobs = steward::data::blob::open(&app.settings.storage).expect("blobs");
+    let log = PredictionLog::start(
+        db.clone(),
+        16,
+        Batching {
+            batch: 1,
+            linger: Duration::ZERO,
+            wait: Duration::from_secs(1),
+        },
+    )
+    .expect("log writer");
+    let serving = Serving::new(
+        app.settings.registry.model.clone(),
+        FeatureSchema::from_dataset(&app.settings.dataset),
+        log,
+        &app.settings.serving,
+    );
+    let mut conn = db.get().expect("conn");
+    let head = |conn: &mut DbConnection| steward::audit::verify(conn).expect("verify").head_seq;
+    let events_before = head(&mut conn);
+    let why = |ended: Ended| match ended {
+        Ended::Skipped { why } => why,
+        Ended::Succeeded { .. } => panic!("succeeded"),
+        Ended::AwaitingApproval { .. } => panic!("awaits approval"),
+        Ended::Failed { error, .. } => panic!("failed: {error}"),
+    };
+
+    // The action's own check passes; every later ask finds the lease gone.
+    let asked = AtomicUsize::new(0);
+    let deposed = |_: &mut DbConnection| {
+        Ok((asked.fetch_add(1, Ordering::SeqCst) > 0)
+            .then(|| "this process lost the agent's lease".to_owned()))
+    };
+    let tools = Tools {
+        db: &db,
+        blobs: blobs.as_ref(),
+        settings: &app.settings,
+        serving: &serving,
+        fence: &deposed,
+    };
+    let ended = actions::promote(&tools, &mut conn, v, Some(1), "a fencing test", false)
+        .expect("a fenced-off change is a skip, not an error");
+    assert_eq!(why(ended), "this process lost the agent's lease");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "asked by the action, then in the change"
+    );
+    assert_eq!(production(&app, &token).await, Some(1));
+    assert_eq!(head(&mut conn), events_before, "no audit event");
+
+    // v's artifact no longer matches its hash: the registry refuses before its own fence ask.
+    let (_, detail) = app
+        .get_json(
+            &token,
+            &format!("/api/v1/models/heart-disease/versions/{v}"),
+        )
+        .await;
+    let hash = detail["artifact_hash"].as_str().expect("hash");
+    let blob = app
+        .dir
+        .path()
+        .join("var/blobs")
+        .join(&hash[..2])
+        .join(&hash[2..]);
+    let good = std::fs::read(&blob).expect("blob");
+    let mut bad = good.clone();
+    bad[20] ^= 1;
+    std::fs::write(&blob, &bad).expect("corrupt");
+    asked.store(0, Ordering::SeqCst);
+    let ended = actions::promote(&tools, &mut conn, v, Some(1), "a fencing test", false)
+        .expect("another refusal of a fenced-off action is a skip too");
+    assert_eq!(why(ended), "this process lost the agent's lease");
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        2,
+        "asked by the action, then after the refusal"
+    );
+
+    let holding = |_: &mut DbConnection| Ok(None);
+    let tools = Tools {
+        fence: &holding,
+        ..tools
+    };
+    match actions::promote(&tools, &mut conn, v, Some(1), "a fencing test", false) {
+        Err(steward::error::AppError::Conflict(m)) => {
+            assert!(m.contains("cannot be served"), "{m}")
+        }
+        Err(e) => panic!("another error: {e}"),
+        Ok(ended) => panic!("ended without an error: {}", why(ended)),
+    }
+    assert_eq!(production(&app, &token).await, Some(1));
+    assert_eq!(head(&mut conn), events_before, "no audit event");
+
+    std::fs::write(&blob, &good).expect("restore");
+    match actions::promote(&tools, &mut conn, v, Some(1), "a fencing test", false).expect("lands") {
+        Ended::Succeeded { version, .. } => assert_eq!(version, Some(v)),
+        other => panic!("not a success: {}", why(other)),
+    }
+    assert_eq!(production(&app, &token).await, Some(i64::from(v)));
+    assert!(head(&mut conn) > events_before, "the promotion is audited");
+}
