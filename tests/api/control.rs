@@ -538,7 +538,13 @@ async fn an_agent_promotion_fenced_off_ends_skipped_and_lands_nothing() {
         "asked by the action, then after the refusal"
     );
 
-    let holding = |_: &mut DbConnection| Ok(None);
+    // A holding fence is asked by the action and again after the refusal: the registry refused
+    // at the model's load, before its own ask (a fence asked before the load would make three).
+    let holds = AtomicUsize::new(0);
+    let holding = |_: &mut DbConnection| {
+        holds.fetch_add(1, Ordering::SeqCst);
+        Ok(None)
+    };
     let tools = Tools {
         fence: &holding,
         ..tools
@@ -550,14 +556,29 @@ async fn an_agent_promotion_fenced_off_ends_skipped_and_lands_nothing() {
         Err(e) => panic!("another error: {e}"),
         Ok(ended) => panic!("ended without an error: {}", why(ended)),
     }
+    assert_eq!(
+        holds.load(Ordering::SeqCst),
+        2,
+        "asked by the action, then after the refusal"
+    );
     assert_eq!(production(&app, &token).await, Some(1));
     assert_eq!(head(&mut conn), events_before, "no audit event");
 
     std::fs::write(&blob, &good).expect("restore");
+    holds.store(0, Ordering::SeqCst);
     match actions::promote(&tools, &mut conn, v, Some(1), "a fencing test", false).expect("lands") {
         Ended::Succeeded { version, .. } => assert_eq!(version, Some(v)),
         other => panic!("not a success: {}", why(other)),
     }
+    assert_eq!(
+        holds.load(Ordering::SeqCst),
+        2,
+        "asked by the action, then in the change"
+    );
     assert_eq!(production(&app, &token).await, Some(i64::from(v)));
-    assert!(head(&mut conn) > events_before, "the promotion is audited");
+    assert_eq!(
+        head(&mut conn),
+        events_before + 1,
+        "the promotion is audited"
+    );
 }
