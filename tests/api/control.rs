@@ -44,6 +44,14 @@ async fn served(app: &TestApp) -> i64 {
     info["version"].as_i64().expect("served version")
 }
 
+/// Where version `v` of the served model keeps its artifact.
+async fn artifact_blob(app: &TestApp, token: &str, v: i64) -> std::path::PathBuf {
+    let (_, detail) = app
+        .get_json(token, &format!("/api/v1/models/heart-disease/versions/{v}"))
+        .await;
+    app.blob_path(detail["artifact_hash"].as_str().expect("hash"))
+}
+
 async fn production(app: &TestApp, token: &str) -> Option<i64> {
     let (_, model) = app.get_json(token, "/api/v1/models/heart-disease").await;
     model["production"].as_i64()
@@ -56,19 +64,7 @@ async fn an_unservable_version_is_never_promoted() {
     let app = app_with_model().await;
     let token = app.admin_token().await;
     let v = register_more(&app, &token, 1).await[0];
-    let (_, detail) = app
-        .get_json(
-            &token,
-            &format!("/api/v1/models/heart-disease/versions/{v}"),
-        )
-        .await;
-    let hash = detail["artifact_hash"].as_str().expect("hash");
-    let blob = app
-        .dir
-        .path()
-        .join("var/blobs")
-        .join(&hash[..2])
-        .join(&hash[2..]);
+    let blob = artifact_blob(&app, &token, v).await;
     let mut bytes = std::fs::read(&blob).expect("blob");
     bytes[20] ^= 1;
     std::fs::write(&blob, bytes).expect("corrupt");
@@ -511,19 +507,7 @@ async fn an_agent_promotion_fenced_off_ends_skipped_and_lands_nothing() {
     assert_eq!(head(&mut conn), events_before, "no audit event");
 
     // v's artifact no longer matches its hash: the registry refuses before its own fence ask.
-    let (_, detail) = app
-        .get_json(
-            &token,
-            &format!("/api/v1/models/heart-disease/versions/{v}"),
-        )
-        .await;
-    let hash = detail["artifact_hash"].as_str().expect("hash");
-    let blob = app
-        .dir
-        .path()
-        .join("var/blobs")
-        .join(&hash[..2])
-        .join(&hash[2..]);
+    let blob = artifact_blob(&app, &token, i64::from(v)).await;
     let good = std::fs::read(&blob).expect("blob");
     let mut bad = good.clone();
     bad[20] ^= 1;

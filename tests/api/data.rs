@@ -248,12 +248,7 @@ async fn checkout_is_byte_identical_and_a_corrupt_blob_is_refused() {
         .get_json(&token, "/api/v1/datasets/heart/versions/1")
         .await;
     let hash = detail["hash"].as_str().expect("hash");
-    let blob = app
-        .dir
-        .path()
-        .join("var/blobs")
-        .join(&hash[..2])
-        .join(&hash[2..]);
+    let blob = app.blob_path(hash);
     let mut bytes = std::fs::read(&blob).expect("blob");
     bytes[10] ^= 1;
     std::fs::write(&blob, bytes).expect("tamper");

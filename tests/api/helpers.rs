@@ -159,6 +159,15 @@ impl std::ops::Deref for TestApp {
 }
 
 impl TestApp {
+    /// Where the local blob store keeps the blob with this BLAKE3 hash (`var/blobs/ab/cdef…`).
+    pub fn blob_path(&self, hash: &str) -> std::path::PathBuf {
+        self.dir
+            .path()
+            .join("var/blobs")
+            .join(&hash[..2])
+            .join(&hash[2..])
+    }
+
     /// Another visitor with an empty cookie jar.
     pub fn visitor(&self) -> Visitor {
         Visitor {

@@ -263,19 +263,15 @@ async fn three_replicas_on_one_store_share_the_work() {
         }
         max
     };
-    let (status, _) = post(&format!("{}/api/v1/agent/pause", c.url), &token, json!({})).await;
-    assert_eq!(status, 200);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while across().await != Some(1.0) {
-        assert!(Instant::now() < deadline, "the leader reports the pause");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (status, _) = post(&format!("{}/api/v1/agent/resume", b.url), &token, json!({})).await;
-    assert_eq!(status, 200);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while across().await != Some(0.0) {
-        assert!(Instant::now() < deadline, "the leader reports the resume");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    for (switch, through, reads) in [("pause", &c, 1.0), ("resume", &b, 0.0)] {
+        let url = format!("{}/api/v1/agent/{switch}", through.url);
+        let (status, _) = post(&url, &token, json!({})).await;
+        assert_eq!(status, 200);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while across().await != Some(reads) {
+            assert!(Instant::now() < deadline, "the leader reports the {switch}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     assert_eq!(
         paused_gauge(c.url.clone()).await,

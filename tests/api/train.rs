@@ -446,12 +446,7 @@ async fn a_tampered_model_artifact_is_refused() {
     let (code, _, err) = app.run_cli(&["models", "evaluate", "--dataset-version", "1"]);
     assert_eq!(code, 0, "{err}");
 
-    let blob = app
-        .dir
-        .path()
-        .join("var/blobs")
-        .join(&hash[..2])
-        .join(&hash[2..]);
+    let blob = app.blob_path(&hash);
     let mut bytes = std::fs::read(&blob).expect("blob");
     bytes[10] ^= 0x20;
     std::fs::write(&blob, bytes).expect("tamper");
